@@ -1,0 +1,35 @@
+"""Dynamic shell completion: group names and process ids.  Runs on every TAB,
+so it lists one directory and never fails loudly."""
+
+from __future__ import annotations
+
+import os
+
+from .errors import MemcgError
+
+
+def group_names(settings, incomplete: str) -> list[str]:
+    """Groups whose names start with INCOMPLETE ('ba' -> batch, 'batch/' -> its children)."""
+    parent, _, prefix = incomplete.rpartition("/")
+    try:
+        backend = settings.backend()
+        groups = backend.fs.children(backend.group(parent, must_exist=False))
+    except (MemcgError, OSError):
+        return []
+    lead = "/" if incomplete.startswith("/") else ""
+    return [lead + group.name for group in groups if group.name.rpartition("/")[2].startswith(prefix)]
+
+
+def process_ids(incomplete: str) -> list:
+    """Running processes whose id starts with INCOMPLETE, with their command names."""
+    from click.shell_completion import CompletionItem
+
+    items = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and entry.startswith(incomplete):
+            try:
+                with open(f"/proc/{entry}/comm") as comm:
+                    items.append(CompletionItem(entry, help=comm.read().strip()))
+            except OSError:
+                continue  # the process ended meanwhile
+    return items

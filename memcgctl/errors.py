@@ -1,0 +1,135 @@
+"""One exception tree for memcgctl; each class carries its stable exit code.
+
+The filesystem layer (fs.py) is the only place where an OSError becomes one of
+these.  The command line catches MemcgError in one place and prints
+``memcgctl: <what failed>: <why> (<path>)``.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+
+# errno 524 is the kernel-internal ENOTSUPP that leaks out of some memcg files
+# (memory.kmem.limit_in_bytes since 5.16); Python has no name for it.
+ENOTSUPP = 524
+
+
+class MemcgError(Exception):
+    """Base class: something memcgctl could not do.  Exit code 74."""
+
+    exit_code = 74
+
+    def __init__(self, what: str, why: str, path: str | None = None):
+        super().__init__(what, why, path)
+        self.what = what
+        self.why = why
+        self.path = path
+
+    def __str__(self) -> str:
+        text = f"{self.what}: {self.why}"
+        return f"{text} ({self.path})" if self.path else text
+
+
+class UsageError(MemcgError):
+    """A bad argument: a malformed size, a group name that leaves the root."""
+
+    exit_code = 2
+
+
+class InvalidValue(MemcgError):
+    """The kernel rejected the value (EINVAL)."""
+
+    exit_code = 65
+
+
+class NotFound(MemcgError):
+    """No such group or process (ENOENT, ESRCH)."""
+
+    exit_code = 66
+
+
+class NotAvailable(MemcgError):
+    """Memory controller, file or option not available here (EOPNOTSUPP, 524)."""
+
+    exit_code = 69
+
+
+class AlreadyExists(MemcgError):
+    """The group exists (EEXIST)."""
+
+    exit_code = 73
+
+
+class Busy(MemcgError):
+    """Busy, try later: EBUSY, EAGAIN, target not reached, group not empty."""
+
+    exit_code = 75
+
+
+class PermissionDenied(MemcgError):
+    """Permission denied (EACCES, EPERM)."""
+
+    exit_code = 77
+
+
+class CommandNotExecutable(MemcgError):
+    """`run`: the command exists but cannot be executed, as the shell says 126."""
+
+    exit_code = 126
+
+
+class CommandNotFound(MemcgError):
+    """`run`: no such command, as the shell says 127."""
+
+    exit_code = 127
+
+
+EXIT_CODES = {
+    0: "success",
+    2: "usage error or bad size",
+    65: "the kernel rejected the value (EINVAL)",
+    66: "no such group or process (ENOENT, ESRCH)",
+    69: "memory controller or feature not available (EOPNOTSUPP, errno 524, "
+    "option not on this cgroup version)",
+    73: "group exists (EEXIST)",
+    74: "other I/O error",
+    75: "busy, try later (EBUSY, EAGAIN, target not reached, group not empty)",
+    77: "permission denied (EACCES, EPERM)",
+    126: "run: the command cannot be executed",
+    127: "run: the command was not found",
+    130: "interrupted by a signal (128 + its number: 129 SIGHUP, 130 SIGINT, 143 SIGTERM)",
+}
+
+_CLASS_BY_ERRNO = {
+    errno.EINVAL: InvalidValue,
+    errno.ERANGE: InvalidValue,
+    errno.ENOENT: NotFound,
+    errno.ESRCH: NotFound,
+    errno.EOPNOTSUPP: NotAvailable,
+    ENOTSUPP: NotAvailable,
+    errno.EEXIST: AlreadyExists,
+    errno.ENOTEMPTY: Busy,
+    errno.EBUSY: Busy,
+    errno.EAGAIN: Busy,
+    errno.EINTR: Busy,
+    errno.EACCES: PermissionDenied,
+    errno.EPERM: PermissionDenied,
+    errno.EROFS: PermissionDenied,
+}
+
+
+def error_from_oserror(err: OSError, what: str, path: str, why: str | None = None) -> MemcgError:
+    """Translate an OSError into the memcgctl error that carries its exit code."""
+    error_class = _CLASS_BY_ERRNO.get(err.errno, MemcgError)
+    if why is None:
+        why = describe_errno(err.errno)
+    return error_class(what, why, path)
+
+
+def describe_errno(number: int | None) -> str:
+    if number == ENOTSUPP:
+        return "not supported by this kernel (errno 524)"
+    if number is None:
+        return "unknown error"
+    return f"{os.strerror(number).lower()} ({errno.errorcode.get(number, number)})"

@@ -1,0 +1,262 @@
+"""The filesystem of one cgroup root: the only place that opens files.
+
+Every path memcgctl touches is built here from a validated group name, and
+every OSError becomes a memcgctl error here.  A root is either the kernel's
+cgroupfs (a mount, or a delegated subtree of one) or a fake tree of plain
+files; the difference is confined to this module.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import (
+    MemcgError,
+    NotAvailable,
+    NotFound,
+    UsageError,
+    describe_errno,
+    error_from_oserror,
+)
+
+# NAME_MAX of every Linux filesystem, cgroupfs included.
+MAX_NAME_BYTES = 255
+
+
+@dataclass(frozen=True)
+class Group:
+    """A memory cgroup: its name relative to the root ('' is the root) and its path."""
+
+    name: str
+    path: Path
+
+    @property
+    def label(self) -> str:
+        return self.name or "/"
+
+
+# --- Actions: the changes a command makes, as data -------------------------------
+# A command computes a list of actions; CgroupFS.apply() carries them out, and a
+# dry run prints them instead as the shell lines that would do the same.
+
+
+@dataclass(frozen=True)
+class Write:
+    """Write VALUE (plain text) to the kernel file PATH."""
+
+    path: Path
+    value: str
+    # errno -> why, for errors this file gives a meaning of its own (EBUSY on a
+    # limit means "could not reclaim", on subtree_control "has processes").
+    reasons: dict = field(default_factory=dict, compare=False, hash=False)
+
+    def shell(self) -> str:
+        return f"echo {shlex.quote(self.value)} > {shlex.quote(str(self.path))}"
+
+
+@dataclass(frozen=True)
+class MakeDir:
+    """Create a group.  On a fake root, also lay out its FAKE_FILES."""
+
+    path: Path
+    fake_files: dict = field(default_factory=dict, compare=False, hash=False)
+
+    def shell(self) -> str:
+        return f"mkdir {shlex.quote(str(self.path))}"
+
+
+@dataclass(frozen=True)
+class RemoveDir:
+    """Remove an empty group."""
+
+    path: Path
+
+    def shell(self) -> str:
+        return f"rmdir {shlex.quote(str(self.path))}"
+
+
+Action = Write | MakeDir | RemoveDir
+
+
+class CgroupFS:
+    """Files under one cgroup ROOT.  IS_KERNEL is False for a fake tree."""
+
+    def __init__(self, root: Path, is_kernel: bool):
+        self.root = Path(os.path.realpath(root))
+        self.is_kernel = is_kernel
+
+    # --- names ----------------------------------------------------------------
+
+    def group(self, name: str) -> Group:
+        """The group NAME ('web', 'batch/job1', '/web'), refused if it leaves the root.
+
+        Raises UsageError (exit 2) before anything is touched.
+        """
+        parts = clean_group_name(name)
+        path = self.root.joinpath(*parts)
+        resolved = os.path.realpath(path)
+        if resolved != str(self.root) and not resolved.startswith(str(self.root) + os.sep):
+            raise UsageError(f"group {name!r}", "leads outside the cgroup root", str(self.root))
+        return Group("/".join(parts), path)
+
+    def require_group(self, group: Group, marker: str) -> None:
+        """Raise NotFound unless GROUP exists (a directory holding MARKER)."""
+        if not (group.path / marker).is_file():
+            if group.path.exists() and not group.path.is_dir():
+                raise UsageError(f"group {group.label}", "names a file, not a group", str(group.path))
+            raise NotFound(f"group {group.label}", "no such group", str(group.path))
+
+    def children(self, group: Group) -> list[Group]:
+        """The groups directly under GROUP, sorted by name."""
+        try:
+            entries = sorted(e.name for e in os.scandir(group.path) if e.is_dir(follow_symlinks=False))
+        except OSError as err:
+            raise self._error(err, f"list groups under {group.label}", group.path) from err
+        prefix = f"{group.name}/" if group.name else ""
+        return [Group(prefix + name, group.path / name) for name in entries]
+
+    def descendants(self, group: Group) -> list[Group]:
+        """Every group below GROUP, parents before children."""
+        found = []
+        pending = [group]
+        while pending:
+            children = self.children(pending.pop())
+            found.extend(children)
+            pending.extend(reversed(children))
+        return sorted(found, key=lambda g: g.name.split("/"))
+
+    # --- reading --------------------------------------------------------------
+
+    def read_text(self, path: Path) -> str:
+        try:
+            with open(path, "rb") as file:
+                return file.read().decode("utf-8", "replace")
+        except FileNotFoundError as err:
+            # A missing file means the group is gone only if its directory is;
+            # otherwise this kernel (or this fake tree) lacks the feature.
+            if not path.parent.is_dir():
+                raise NotFound("read", "no such group", str(path.parent)) from err
+            raise NotAvailable(f"read {path.name}", "not available on this kernel or root", str(path)) from err
+        except OSError as err:
+            raise self._error(err, f"read {path.name}", path) from err
+
+    def read_int(self, path: Path) -> int:
+        text = self.read_text(path).strip()
+        try:
+            return int(text)
+        except ValueError:
+            raise MemcgError(f"read {path.name}", f"expected a number, found {text[:40]!r}", str(path)) from None
+
+    def read_optional_text(self, path: Path) -> str | None:
+        """The text of PATH, or None when the file does not exist."""
+        try:
+            with open(path, "rb") as file:
+                return file.read().decode("utf-8", "replace")
+        except FileNotFoundError:
+            return None
+        except OSError as err:
+            raise self._error(err, f"read {path.name}", path) from err
+
+    # --- changing -------------------------------------------------------------
+
+    def apply(self, action: Action) -> None:
+        """Carry out one action; raises the memcgctl error for any failure."""
+        if isinstance(action, Write):
+            self._write(action)
+        elif isinstance(action, MakeDir):
+            self._make_dir(action)
+        else:
+            self._remove_dir(action)
+
+    def _write(self, action: Write) -> None:
+        # os.open + os.write so that the errno comes from the write itself: a
+        # buffered write would only fail at close.  Kernel files must not be
+        # truncated; plain files of a fake tree must.
+        flags = os.O_WRONLY if self.is_kernel else os.O_WRONLY | os.O_TRUNC
+        what = f"write {action.value} to {action.path.name}"
+        try:
+            fd = os.open(action.path, flags)
+        except FileNotFoundError as err:
+            if not action.path.parent.is_dir():
+                raise NotFound(what, "no such group", str(action.path.parent)) from err
+            raise NotAvailable(what, "not available on this kernel or root", str(action.path)) from err
+        except OSError as err:
+            raise self._error(err, what, action.path, action.reasons) from err
+        try:
+            os.write(fd, action.value.encode())
+        except OSError as err:
+            raise self._error(err, what, action.path, action.reasons) from err
+        finally:
+            os.close(fd)
+
+    def _make_dir(self, action: MakeDir) -> None:
+        try:
+            os.mkdir(action.path)
+        except OSError as err:
+            raise self._error(err, "create group", action.path, {
+                errno.EEXIST: "the group exists",
+                errno.ENOENT: "the parent group does not exist",
+                errno.EAGAIN: "too deep or too many groups (cgroup.max.depth, cgroup.max.descendants)",
+            }) from err
+        if not self.is_kernel:
+            for name, content in action.fake_files.items():
+                (action.path / name).write_text(content)
+
+    def _remove_dir(self, action: RemoveDir) -> None:
+        reasons = {
+            errno.EBUSY: "the group still has processes or child groups",
+            errno.ENOTEMPTY: "the group still has child groups",
+        }
+        try:
+            if not self.is_kernel:
+                self._remove_fake_files(action.path)
+            os.rmdir(action.path)
+        except OSError as err:
+            raise self._error(err, "delete group", action.path, reasons) from err
+
+    def lay_out_fake_root(self, files: dict) -> None:
+        """Make the root a fake hierarchy holding FILES; it must be new or empty."""
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            if any(self.root.iterdir()):
+                raise UsageError("build fake root", "the directory is not empty", str(self.root))
+            for name, content in files.items():
+                (self.root / name).write_text(content)
+        except OSError as err:
+            raise self._error(err, "build fake root", self.root) from err
+
+    @staticmethod
+    def _remove_fake_files(path: Path) -> None:
+        """Empty a fake group of its plain files, unless it has child groups."""
+        entries = list(os.scandir(path))
+        if any(entry.is_dir(follow_symlinks=False) for entry in entries):
+            raise OSError(errno.ENOTEMPTY, "has child groups")
+        for entry in entries:
+            os.unlink(entry.path)
+
+    @staticmethod
+    def _error(err: OSError, what: str, path: Path, reasons: dict | None = None) -> MemcgError:
+        why = (reasons or {}).get(err.errno) or describe_errno(err.errno)
+        return error_from_oserror(err, what, str(path), why)
+
+
+def clean_group_name(name: str) -> list[str]:
+    """The components of a group name, or UsageError if it is not one.
+
+    A leading '/' means the root; '..' and '.' are refused (never resolved), as
+    are NUL and newline (the kernel would refuse or mangle them).
+    """
+    if "\0" in name or "\n" in name:
+        raise UsageError(f"group {name!r}", "a group name cannot contain NUL or newline")
+    parts = [part for part in name.split("/") if part]
+    for part in parts:
+        if part in (".", ".."):
+            raise UsageError(f"group {name!r}", f"'{part}' is not allowed in a group name")
+        if len(part.encode("utf-8", "surrogateescape")) > MAX_NAME_BYTES:
+            raise UsageError(f"group {name!r}", f"a name component is longer than {MAX_NAME_BYTES} bytes")
+    return parts
+

@@ -1,0 +1,82 @@
+"""Setting and showing limits, with the v2 safety rule: memory.max is only
+lowered below usage once a shrink got the group under it (or with force)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .backend import Backend
+from .errors import Busy, NotAvailable
+from .fs import Action, Group
+from .shrink import ShrinkResult, shrink
+from .sizes import ShrinkTarget, format_size
+
+# How each limit is named on the command line.
+OPTION_BY_LIMIT = {
+    "limit": "SIZE",
+    "soft_limit": "--soft",
+    "high": "--high",
+    "low": "--low",
+    "min": "--min",
+    "swap_limit": "--swap",
+}
+HINT_BY_VERSION = {1: "cgroup v1 has SIZE, --soft and --swap", 2: "cgroup v2 has SIZE, --high, --low, --min and --swap"}
+
+
+@dataclass(frozen=True)
+class LimitOutcome:
+    """The limits the kernel holds afterwards (bytes, None unlimited), the shrink
+    that came first if any, and processes OOM-killed by a forced write."""
+
+    limits: dict
+    shrink: ShrinkResult | None = None
+    oom_kills: int = 0
+
+
+def check_supported(backend: Backend, changes: dict) -> None:
+    """NotAvailable (69) for a limit this cgroup version does not have."""
+    for name in changes:
+        if name not in backend.limit_names:
+            raise NotAvailable(f"set {OPTION_BY_LIMIT[name]}",
+                               f"not available on cgroup v{backend.version} ({HINT_BY_VERSION[backend.version]})")
+
+
+def _shrink_target_first(backend: Backend, group: Group, changes: dict) -> int | None:
+    """The bytes to shrink to before the hard limit may be written, or None."""
+    new_limit = changes.get("limit")
+    if not backend.limit_below_usage_kills or new_limit is None:
+        return None
+    return new_limit if backend.read_usage(group) > new_limit else None
+
+
+def plan_set_limits(backend: Backend, group: Group, changes: dict) -> list[Action]:
+    """The writes set_limits() would make, the first shrink step included."""
+    check_supported(backend, changes)
+    target = _shrink_target_first(backend, group, changes)
+    shrink_steps = backend.plan_shrink(group, target) if target is not None else []
+    return shrink_steps + backend.plan_limits(group, changes)
+
+
+def set_limits(backend: Backend, group: Group, changes: dict, force: bool = False,
+               timeout: float | None = None) -> LimitOutcome:
+    """Set CHANGES ({name: bytes or None}) on GROUP and read back what the kernel holds.
+
+    Busy (75), nothing written, when a v2 hard limit below usage could not be
+    reached by shrinking first, unless FORCE (then the kernel OOM-kills).
+    """
+    check_supported(backend, changes)
+    writes = backend.plan_limits(group, changes)
+    target = _shrink_target_first(backend, group, changes)
+    shrink_result = None
+    if target is not None:
+        shrink_result = shrink(backend, group, ShrinkTarget(bytes=target), timeout)
+        if not shrink_result.reached and not force:
+            raise Busy(f"set limit of {group.label}",
+                       f"usage {format_size(shrink_result.after)} could not be brought under "
+                       f"{format_size(target)}; the limit was left as it was, as writing it would make "
+                       "the kernel OOM-kill processes (--force to do it anyway)", str(group.path))
+    oom_kills_before = backend.read_oom_kills(group) if shrink_result else 0
+    for write in writes:
+        backend.fs.apply(write)
+    oom_kills = backend.read_oom_kills(group) - oom_kills_before if shrink_result else 0
+    return LimitOutcome(backend.read_limits(group), shrink_result, oom_kills)

@@ -1,0 +1,90 @@
+"""Output for a person: tables, trees and one-line reports.
+
+rich and humanfriendly are imported here (and by sizes.format_size) only when
+something is rendered; commands that only talk to the kernel never load them.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from .backend import GroupStat
+from .shrink import ShrinkResult
+from .sizes import format_size
+
+# (column, memory.stat keys on v2 then v1)
+COUNTER_COLUMNS = (("ANON", ("anon", "rss")), ("FILE", ("file", "cache")), ("SHMEM", ("shmem",)))
+
+
+def _counter(stat: GroupStat, keys: tuple) -> int | None:
+    for key in keys:
+        if key in stat.stat:
+            return stat.stat[key]
+    return None
+
+
+def _size_cell(value: int | None, unlimited: str = "max") -> str:
+    return unlimited if value is None else format_size(value)
+
+
+def stat_rows(stats: list[GroupStat], version: int) -> tuple[list[str], list[list[str]]]:
+    """The header and the rows of the `stat` table, as text."""
+    trouble_column = "FAILCNT" if version == 1 else "OOM_KILL"
+    header = ["GROUP", "USAGE", "LIMIT", "PEAK", *(name for name, _ in COUNTER_COLUMNS), "PIDS", trouble_column]
+    rows = []
+    for stat in stats:
+        trouble = stat.failcnt if version == 1 else (stat.events or {}).get("oom_kill", 0)
+        rows.append([
+            stat.group,
+            format_size(stat.usage),
+            _size_cell(stat.limit),
+            _size_cell(stat.peak, "-"),
+            *(_size_cell(_counter(stat, keys), "-") for _, keys in COUNTER_COLUMNS),
+            str(stat.pids),
+            str(trouble),
+        ])
+    return header, rows
+
+
+def print_table(header: list[str], rows: list[list[str]]) -> None:
+    """A rich table on a terminal; plain aligned text when piped (for grep, awk)."""
+    if sys.stdout.isatty():
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(*header, box=None, header_style="bold")
+        for column in table.columns[1:]:
+            column.justify = "right"
+        for row in rows:
+            table.add_row(*row)
+        Console().print(table)
+        return
+    widths = [max(len(cell) for cell in column) for column in zip(header, *rows, strict=True)]
+    for line in [header, *rows]:
+        first, *others = line
+        cells = [first.ljust(widths[0])] + [cell.rjust(width) for cell, width in zip(others, widths[1:], strict=True)]
+        print("  ".join(cells).rstrip())
+
+
+def print_limits(limits: dict) -> None:
+    width = max(len(name) for name in limits)
+    for name, value in limits.items():
+        exact = "" if value is None else f" ({value} bytes)"
+        print(f"{name.ljust(width)}  {_size_cell(value)}{exact}")
+
+
+def shrink_line(result: ShrinkResult) -> str:
+    """'web: 210.1 MiB -> 48.9 MiB (target 50 MiB) in 0.02 s'"""
+    return (f"{result.group}: {format_size(result.before)} -> {format_size(result.after)} "
+            f"(target {format_size(result.target)}) in {result.seconds:.2f} s")
+
+
+def tree_lines(stats: list[GroupStat]) -> list[str]:
+    """One line per group, indented under its parent: name, usage / limit."""
+    lines = []
+    for stat in stats:
+        depth = stat.group.count("/")
+        name = stat.group.rsplit("/", 1)[-1]
+        lines.append(f"{'    ' * depth}{name}  {format_size(stat.usage)} / {_size_cell(stat.limit)}"
+                     f"  ({stat.pids} pids)")
+    return lines

@@ -1,0 +1,67 @@
+"""Shrinking a group to a target size: the memory.shrink_in_bytes the kernel
+never merged, done from user space.
+
+shrink() is one attempt and returns a ShrinkResult whatever happened, so that
+a background-reclaim loop can call it again and again; the command line turns
+a result that missed its target into exit 75.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from .backend import Backend
+from .errors import Busy
+from .fs import Group
+from .signals import TimedOut, timeout_alarm
+from .sizes import ShrinkTarget
+
+
+@dataclass(frozen=True)
+class ShrinkResult:
+    """Usage before and after, in bytes; SECONDS of wall time; why it stopped short."""
+
+    group: str
+    before: int
+    after: int
+    target: int
+    seconds: float
+    stopped_because: str | None = None
+
+    @property
+    def reached(self) -> bool:
+        return self.after <= self.target
+
+
+def shrink(backend: Backend, group: Group, target: ShrinkTarget, timeout: float | None = None) -> ShrinkResult:
+    """Bring GROUP's usage to TARGET or below, within TIMEOUT seconds.
+
+    v1 lowers memory.limit_in_bytes and always restores it; v2 writes
+    memory.reclaim and never touches memory.max.  Already under target is
+    success without a write.
+    """
+    started = time.monotonic()
+    before = backend.read_usage(group)
+    target_bytes = target.resolve(before)
+    stopped_because = None
+    after = before
+    if before > target_bytes:
+        try:
+            with timeout_alarm(timeout):
+                after = backend.shrink_to(group, target_bytes)
+        except Busy as error:
+            stopped_because = error.why
+        except TimedOut:
+            stopped_because = f"timed out after {timeout:g} s"
+        if stopped_because:
+            after = backend.read_usage(group)
+    return ShrinkResult(
+        group=group.label,
+        before=before,
+        after=after,
+        target=target_bytes,
+        seconds=time.monotonic() - started,
+        stopped_because=stopped_because,
+    )
+

@@ -1,0 +1,90 @@
+"""Signals as exceptions, so that a try/finally can always undo a change.
+
+A v1 shrink lowers memory.limit_in_bytes for a moment; whatever happens next
+(Ctrl-C, SIGTERM, SIGHUP, a timeout) the previous limit must be written back.
+These helpers only work in the main thread, as Python's signal handlers do.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+class Interrupted(BaseException):
+    """A stop signal arrived.  BaseException, like KeyboardInterrupt."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+    @property
+    def name(self) -> str:
+        return signal.Signals(self.signum).name
+
+
+class TimedOut(Exception):
+    """The --timeout given to a blocking kernel write ran out."""
+
+
+def _in_main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()
+
+
+@contextlib.contextmanager
+def stop_signals_raise():
+    """Within the block, SIGINT, SIGTERM and SIGHUP raise Interrupted."""
+    if not _in_main_thread():
+        yield
+        return
+
+    def handler(signum, _frame):
+        raise Interrupted(signum)
+
+    previous = {signum: signal.signal(signum, handler) for signum in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for signum, old_handler in previous.items():
+            signal.signal(signum, old_handler)
+
+
+@contextlib.contextmanager
+def stop_signals_blocked():
+    """Hold stop signals (and the timeout alarm) back until the block is done.
+
+    Used around a restore write: a signal arriving then must not cut it short;
+    it is delivered as soon as the block ends.
+    """
+    held = set(STOP_SIGNALS) | {signal.SIGALRM}
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+@contextlib.contextmanager
+def timeout_alarm(seconds: float | None):
+    """Raise TimedOut in the block after SECONDS (None: no limit).
+
+    SIGALRM interrupts a blocking write to a kernel file (it returns EINTR),
+    so this also bounds a v1 limit write that is busy reclaiming.
+    """
+    if seconds is None or not _in_main_thread():
+        yield
+        return
+
+    def handler(_signum, _frame):
+        raise TimedOut()
+
+    previous = signal.signal(signal.SIGALRM, handler)
+    signal.setitimer(signal.ITIMER_REAL, max(seconds, 0.001))
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)

@@ -1,0 +1,34 @@
+"""Reading the figures of many groups, each group's files read once."""
+
+from __future__ import annotations
+
+from .backend import Backend, GroupStat
+from .errors import NotFound
+from .fs import Group
+
+
+def select_groups(backend: Backend, names: tuple | list, recursive: bool = False) -> list[Group]:
+    """The groups NAMES (with RECURSIVE, and all below them); no names: every
+    group under the root."""
+    if not names:
+        return backend.fs.descendants(backend.group("", must_exist=False))
+    selected = []
+    for name in names:
+        group = backend.group(name)
+        selected.append(group)
+        if recursive:
+            selected += backend.fs.descendants(group)
+    return selected
+
+
+def read_stats(backend: Backend, groups: list[Group], skip_vanished: bool = False) -> list[GroupStat]:
+    """GroupStat of each of GROUPS.  With SKIP_VANISHED, a group removed while
+    we read (containers come and go) is left out instead of failing."""
+    stats = []
+    for group in groups:
+        try:
+            stats.append(backend.read_stat(group))
+        except NotFound:
+            if not skip_vanished:
+                raise
+    return stats

@@ -1,0 +1,206 @@
+"""cgroup v1 memory controller (its own hierarchy, often /sys/fs/cgroup/memory)."""
+
+from __future__ import annotations
+
+import errno
+
+from .backend import Backend, GroupStat
+from .errors import NotAvailable, UsageError
+from .fs import Group, Write
+from .signals import stop_signals_blocked
+from .sizes import MAX_BYTES
+
+LIMIT = "memory.limit_in_bytes"
+MEMSW_LIMIT = "memory.memsw.limit_in_bytes"
+SOFT_LIMIT = "memory.soft_limit_in_bytes"
+USAGE = "memory.usage_in_bytes"
+MAX_USAGE = "memory.max_usage_in_bytes"
+FAILCNT = "memory.failcnt"
+OOM_CONTROL = "memory.oom_control"
+FORCE_EMPTY = "memory.force_empty"
+STAT = "memory.stat"
+PROCS = "cgroup.procs"
+TASKS = "tasks"
+
+# v1 reads back "unlimited" as PAGE_COUNTER_MAX pages: LONG_MAX rounded down
+# to a page (9223372036854771712 with 4 KiB pages).  Anything within the
+# largest page size (64 KiB on arm64) of LONG_MAX is therefore unlimited.
+UNLIMITED_FROM = 2**63 - 2**16
+UNLIMITED_TEXT = "-1"
+
+LIMIT_REASONS = {
+    errno.EBUSY: "the kernel could not reclaim enough memory to get under it; the limit is unchanged",
+    errno.EINVAL: "the kernel refused it (above the memory+swap limit, or the root group)",
+}
+MEMSW_REASONS = {
+    errno.EINVAL: "the memory+swap limit cannot be below the memory limit",
+}
+
+
+def _from_kernel(value: int) -> int | None:
+    return None if value >= UNLIMITED_FROM else value
+
+
+def _to_kernel(value: int | None) -> str:
+    return UNLIMITED_TEXT if value is None else str(value)
+
+
+def _at_least(a: int | None, b: int | None) -> bool:
+    """a >= b, where None is unlimited."""
+    return a is None or (b is not None and a >= b)
+
+
+class V1Backend(Backend):
+    version = 1
+    marker = LIMIT
+    limit_names = ("limit", "soft_limit", "swap_limit")
+    # Below usage, the kernel reclaims or answers EBUSY: lowering is safe.
+    limit_below_usage_kills = False
+
+    def attach_action(self, group: Group, pid: int, threads: bool = False) -> Write:
+        return Write(group.path / (TASKS if threads else PROCS), str(pid))
+
+    # --- limits ---------------------------------------------------------------
+
+    def read_usage(self, group: Group) -> int:
+        return self.fs.read_int(group.path / USAGE)
+
+    def _read_limit(self, group: Group, name: str) -> int | None:
+        return _from_kernel(self.fs.read_int(group.path / name))
+
+    def _read_memsw_limit(self, group: Group) -> int | None:
+        text = self.fs.read_optional_text(group.path / MEMSW_LIMIT)
+        return None if text is None else _from_kernel(int(text))
+
+    @property
+    def has_swap_accounting(self) -> bool:
+        # memory.memsw.* exist only with CONFIG_MEMCG_SWAP and swapaccount=1.
+        return (self.fs.root / MEMSW_LIMIT).is_file()
+
+    def read_limits(self, group: Group) -> dict:
+        limit = self._read_limit(group, LIMIT)
+        memsw = self._read_memsw_limit(group)
+        # v1 limits memory+swap together; we speak of swap alone, like v2.
+        swap = None if memsw is None or limit is None else memsw - limit
+        return {"limit": limit, "soft_limit": self._read_limit(group, SOFT_LIMIT), "swap_limit": swap}
+
+    def plan_limits(self, group: Group, changes: dict, current: dict | None = None) -> list[Write]:
+        if current is None:
+            current = self.read_limits(group)
+        writes = []
+        if "soft_limit" in changes:
+            writes.append(Write(group.path / SOFT_LIMIT, _to_kernel(changes["soft_limit"])))
+        if "limit" in changes or "swap_limit" in changes:
+            writes += self._plan_memory_and_swap(group, changes, current)
+        return writes
+
+    def _plan_memory_and_swap(self, group: Group, changes: dict, current: dict) -> list[Write]:
+        """memory.limit_in_bytes and memory.memsw.limit_in_bytes, in an order the
+        kernel accepts: memsw may never be below limit, so when memsw goes up it
+        is written first, and when it goes down the limit is written first."""
+        old_limit = current["limit"]
+        new_limit = changes.get("limit", old_limit)
+        limit_write = Write(group.path / LIMIT, _to_kernel(new_limit), LIMIT_REASONS)
+        if not self.has_swap_accounting:
+            if "swap_limit" in changes:
+                raise NotAvailable("set swap limit", "swap accounting is off on this kernel "
+                                   "(no memory.memsw.limit_in_bytes; boot with swapaccount=1)")
+            return [limit_write]
+        # Without --swap the swap allowance stays what it was.
+        swap = changes.get("swap_limit", current["swap_limit"])
+        old_memsw = None if old_limit is None or current["swap_limit"] is None else old_limit + current["swap_limit"]
+        new_memsw = self._memsw_for(new_limit, swap, "swap_limit" in changes)
+        if new_memsw == old_memsw:
+            return [limit_write]
+        memsw_write = Write(group.path / MEMSW_LIMIT, _to_kernel(new_memsw), MEMSW_REASONS)
+        if _at_least(new_memsw, old_memsw):
+            return [memsw_write, limit_write]
+        return [limit_write, memsw_write]
+
+    @staticmethod
+    def _memsw_for(limit: int | None, swap: int | None, swap_given: bool) -> int | None:
+        if swap is None or limit is None:
+            if swap_given and swap is not None:
+                raise UsageError("set swap limit", "on cgroup v1 --swap needs a memory limit: "
+                                 "the kernel limits memory+swap together")
+            return None
+        if limit + swap > MAX_BYTES:
+            raise UsageError("set swap limit", "memory limit plus swap is larger than 2^63 - 1 bytes")
+        return limit + swap
+
+    def read_oom_kills(self, group: Group) -> int:
+        # memory.oom_control has an oom_kill line since 4.13.
+        return self.read_counters(group.path / OOM_CONTROL).get("oom_kill", 0)
+
+    # --- reclaim --------------------------------------------------------------
+
+    def shrink_to(self, group: Group, target: int) -> int:
+        # Lowering the limit makes the kernel reclaim synchronously; it answers
+        # EBUSY (limit unchanged) when it cannot get under it.  The previous
+        # limit is written back whatever happens, with stop signals held so
+        # that a second Ctrl-C cannot cut the restore short.
+        limit_path = group.path / LIMIT
+        previous = self.fs.read_int(limit_path)
+        try:
+            self.fs.apply(Write(limit_path, str(target), LIMIT_REASONS))
+            return self.read_usage(group)
+        finally:
+            with stop_signals_blocked():
+                self.fs.apply(self._restore_write(group, previous))
+
+    def _restore_write(self, group: Group, previous: int) -> Write:
+        return Write(group.path / LIMIT, _to_kernel(_from_kernel(previous)), LIMIT_REASONS)
+
+    def plan_shrink(self, group: Group, target: int) -> list[Write]:
+        previous = self.fs.read_int(group.path / LIMIT)
+        return [Write(group.path / LIMIT, str(target)), self._restore_write(group, previous)]
+
+    def empty(self, group: Group) -> int:
+        # Since 3.16 force_empty works with tasks attached; it returns 0 even
+        # when usage did not reach 0.
+        self.fs.apply(self.plan_empty(group)[0])
+        return self.read_usage(group)
+
+    def plan_empty(self, group: Group) -> list[Write]:
+        return [Write(group.path / FORCE_EMPTY, "0", {errno.EINVAL: "the root group cannot be emptied"})]
+
+    # --- figures --------------------------------------------------------------
+
+    def read_stat(self, group: Group) -> GroupStat:
+        limits = self.read_limits(group)
+        return GroupStat(
+            group=group.label,
+            path=str(group.path),
+            cgroup_version=1,
+            usage=self.read_usage(group),
+            high=None,
+            low=None,
+            min=None,
+            peak=self.fs.read_int(group.path / MAX_USAGE),
+            failcnt=self.fs.read_int(group.path / FAILCNT),
+            events=None,
+            stat=self.read_counters(group.path / STAT),
+            pids=len(self.process_ids(group)),
+            **limits,
+        )
+
+    # --- fake roots -----------------------------------------------------------
+
+    def fake_root_files(self) -> dict:
+        return self.fake_group_files()
+
+    def fake_group_files(self) -> dict:
+        unlimited = f"{2**63 - 4096}\n"
+        return {
+            LIMIT: unlimited,
+            MEMSW_LIMIT: unlimited,
+            SOFT_LIMIT: unlimited,
+            USAGE: "0\n",
+            MAX_USAGE: "0\n",
+            FAILCNT: "0\n",
+            OOM_CONTROL: "oom_kill_disable 0\nunder_oom 0\noom_kill 0\n",
+            FORCE_EMPTY: "",
+            STAT: "cache 0\nrss 0\nrss_huge 0\nshmem 0\nmapped_file 0\nswap 0\n",
+            PROCS: "",
+            TASKS: "",
+        }

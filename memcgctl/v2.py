@@ -1,0 +1,168 @@
+"""cgroup v2 memory controller (the unified hierarchy, usually /sys/fs/cgroup)."""
+
+from __future__ import annotations
+
+import errno
+
+from .backend import Backend, GroupStat
+from .errors import Busy
+from .fs import Action, Group, MakeDir, Write
+
+CURRENT = "memory.current"
+MAX = "memory.max"
+HIGH = "memory.high"
+LOW = "memory.low"
+MIN = "memory.min"
+SWAP_MAX = "memory.swap.max"
+PEAK = "memory.peak"  # since 5.19
+EVENTS = "memory.events"
+RECLAIM = "memory.reclaim"  # since 5.19
+STAT = "memory.stat"
+PROCS = "cgroup.procs"
+THREADS = "cgroup.threads"
+CONTROLLERS = "cgroup.controllers"
+SUBTREE_CONTROL = "cgroup.subtree_control"
+
+UNLIMITED_TEXT = "max"
+FILE_BY_LIMIT = {"limit": MAX, "high": HIGH, "low": LOW, "min": MIN, "swap_limit": SWAP_MAX}
+
+SUBTREE_CONTROL_REASONS = {
+    errno.EBUSY: "the parent group has processes, and cgroup v2 gives controllers to the "
+    "children only of groups without processes (the no-internal-processes rule)",
+    errno.ENOENT: "the memory controller is not available in the parent group",
+}
+PROCS_REASONS = {
+    errno.EBUSY: "the group has controllers enabled for its children; cgroup v2 allows "
+    "processes only in groups without them (the no-internal-processes rule)",
+}
+
+# memory.reclaim rounds it makes no progress before a shrink gives up.
+NO_PROGRESS_ROUNDS = 2
+
+
+def _from_kernel(text: str) -> int | None:
+    text = text.strip()
+    return None if text == UNLIMITED_TEXT else int(text)
+
+
+def _to_kernel(value: int | None) -> str:
+    return UNLIMITED_TEXT if value is None else str(value)
+
+
+class V2Backend(Backend):
+    version = 2
+    marker = CURRENT
+    limit_names = ("limit", "high", "low", "min", "swap_limit")
+    # Below usage, memory.max reclaims and then OOM-kills in the group.
+    limit_below_usage_kills = True
+
+    def plan_create(self, group: Group) -> list[Action]:
+        # A child gets the memory controller only if its parent lists +memory
+        # in cgroup.subtree_control.
+        actions: list[Action] = []
+        parent = group.path.parent
+        enabled = self.fs.read_optional_text(parent / SUBTREE_CONTROL)
+        if enabled is None or "memory" not in enabled.split():
+            actions.append(Write(parent / SUBTREE_CONTROL, "+memory", SUBTREE_CONTROL_REASONS))
+        actions.append(MakeDir(group.path, self.fake_group_files()))
+        return actions
+
+    def attach_action(self, group: Group, pid: int, threads: bool = False) -> Write:
+        return Write(group.path / (THREADS if threads else PROCS), str(pid), PROCS_REASONS)
+
+    # --- limits ---------------------------------------------------------------
+
+    def read_usage(self, group: Group) -> int:
+        return self.fs.read_int(group.path / CURRENT)
+
+    def _read_optional_limit(self, group: Group, name: str) -> int | None:
+        text = self.fs.read_optional_text(group.path / name)
+        return None if text is None else _from_kernel(text)
+
+    def read_limits(self, group: Group) -> dict:
+        return {name: self._read_optional_limit(group, file) for name, file in FILE_BY_LIMIT.items()}
+
+    def plan_limits(self, group: Group, changes: dict, current: dict | None = None) -> list[Write]:
+        return [Write(group.path / FILE_BY_LIMIT[name], _to_kernel(value)) for name, value in changes.items()]
+
+    def read_oom_kills(self, group: Group) -> int:
+        return self.read_counters(group.path / EVENTS).get("oom_kill", 0)
+
+    # --- reclaim --------------------------------------------------------------
+
+    def shrink_to(self, group: Group, target: int) -> int:
+        # memory.reclaim is stateless and may overshoot or answer EAGAIN when it
+        # reclaimed less than asked; we only trust memory.current.  memory.max
+        # is never touched, so nothing can be OOM-killed.
+        usage = self.read_usage(group)
+        rounds_without_progress = 0
+        while usage > target:
+            try:
+                self.fs.apply(self._reclaim_write(group, usage - target))
+            except Busy:
+                pass  # EAGAIN: reclaimed less than asked; memory.current tells
+            reached = self.read_usage(group)
+            rounds_without_progress = rounds_without_progress + 1 if reached >= usage else 0
+            usage = reached
+            if rounds_without_progress >= NO_PROGRESS_ROUNDS:
+                raise Busy("reclaim", "the kernel reclaims nothing more (memory in use, no swap?)",
+                           str(group.path / RECLAIM))
+        return usage
+
+    def _reclaim_write(self, group: Group, amount: int) -> Write:
+        return Write(group.path / RECLAIM, str(amount))
+
+    def plan_shrink(self, group: Group, target: int) -> list[Write]:
+        usage = self.read_usage(group)
+        return [self._reclaim_write(group, usage - target)] if usage > target else []
+
+    def empty(self, group: Group) -> int:
+        try:
+            return self.shrink_to(group, 0)
+        except Busy:
+            return self.read_usage(group)
+
+    def plan_empty(self, group: Group) -> list[Write]:
+        return self.plan_shrink(group, 0)
+
+    # --- figures --------------------------------------------------------------
+
+    def read_stat(self, group: Group) -> GroupStat:
+        peak = self.fs.read_optional_text(group.path / PEAK)
+        return GroupStat(
+            group=group.label,
+            path=str(group.path),
+            cgroup_version=2,
+            usage=self.read_usage(group),
+            soft_limit=None,
+            peak=None if peak is None else int(peak),
+            failcnt=None,
+            events=self.read_counters(group.path / EVENTS),
+            stat=self.read_counters(group.path / STAT),
+            pids=len(self.process_ids(group)),
+            **self.read_limits(group),
+        )
+
+    # --- fake roots -----------------------------------------------------------
+
+    def fake_root_files(self) -> dict:
+        # The v2 root has no memory.current or memory.max of its own.
+        return {CONTROLLERS: "memory\n", SUBTREE_CONTROL: "memory\n", PROCS: ""}
+
+    def fake_group_files(self) -> dict:
+        return {
+            CONTROLLERS: "memory\n",
+            SUBTREE_CONTROL: "",
+            PROCS: "",
+            THREADS: "",
+            CURRENT: "0\n",
+            MAX: "max\n",
+            HIGH: "max\n",
+            LOW: "0\n",
+            MIN: "0\n",
+            SWAP_MAX: "max\n",
+            PEAK: "0\n",
+            EVENTS: "low 0\nhigh 0\nmax 0\noom 0\noom_kill 0\noom_group_kill 0\n",
+            STAT: "anon 0\nfile 0\nkernel 0\nshmem 0\nfile_mapped 0\nsock 0\n",
+            RECLAIM: "",
+        }

@@ -15,7 +15,7 @@ import sys
 import click
 from click.core import ParameterSource
 
-from .errors import EXIT_CODES, Busy, CommandNotExecutable, CommandNotFound, MemcgError
+from .errors import EXIT_CODES, Busy, CommandNotExecutable, CommandNotFound, MemcgError, UsageError
 from .fs import Action
 from .signals import Interrupted, stop_signals_raise
 from .sizes import parse_size, parse_target
@@ -120,6 +120,18 @@ def complete_pid(ctx: click.Context, param: click.Parameter, incomplete: str):
 
 def given(ctx: click.Context, name: str) -> bool:
     return ctx.get_parameter_source(name) not in (ParameterSource.DEFAULT, None)
+
+
+class SizeArgumentCommand(click.Command):
+    """A command whose SIZE argument may be "-1" (unlimited), which click
+    would otherwise take for an unknown option."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        takes_value = {name for param in self.params if isinstance(param, click.Option)
+                       and not param.is_flag and not param.count for name in param.opts}
+        args = [("max" if arg == "-1" and (i == 0 or args[i - 1] not in takes_value) else arg)
+                for i, arg in enumerate(args)]
+        return super().parse_args(ctx, args)
 
 
 class MemcgctlGroup(click.Group):
@@ -254,6 +266,10 @@ def run(settings, group, command, create):
     from .groups import plan_create
 
     backend = settings.backend()
+    if command[0] == "--":  # options stop at GROUP, so a "--" after it is kept
+        command = command[1:]
+    if not command:
+        raise UsageError("run", "no COMMAND given")
     program = shutil.which(command[0])
     if program is None:
         raise CommandNotFound(f"run {command[0]}", "command not found")
@@ -271,7 +287,12 @@ def run(settings, group, command, create):
         raise CommandNotExecutable(f"run {command[0]}", os.strerror(err.errno).lower(), program) from err
 
 
-@cli.command()
+# limit name (as in stat --json) -> the parameter of `limit` that sets it
+LIMIT_PARAMETERS = {"limit": "size", "soft_limit": "soft", "high": "high", "low": "low", "min": "min_",
+                    "swap_limit": "swap"}
+
+
+@cli.command(cls=SizeArgumentCommand)
 @GROUP
 @click.argument("size", required=False, type=SizeType())
 @click.option("--soft", type=SizeType(), metavar="SIZE", help="v1 soft limit (memory.soft_limit_in_bytes).")
@@ -299,9 +320,7 @@ def limit(ctx, group, size, soft, high, low, min_, swap, force, timeout):
     settings = ctx.obj
     backend = settings.backend()
     target = backend.group(group)
-    values = {"limit": size, "soft_limit": soft, "high": high, "low": low, "min": min_, "swap_limit": swap}
-    parameters = {"limit": "size", "min": "min_", "swap_limit": "swap"}
-    changes = {name: value for name, value in values.items() if given(ctx, parameters.get(name, name))}
+    changes = {name: ctx.params[param] for name, param in LIMIT_PARAMETERS.items() if given(ctx, param)}
     if not changes:
         from .render import print_limits
 
@@ -349,13 +368,13 @@ def shrink(settings, group, target, timeout):
         return
     with stop_signals_raise():
         result = shrink_group(backend, target_group, target, timeout)
-    from .render import shrink_line
+    from .render import shrink_progress
 
     if not result.reached:
         reason = result.stopped_because or "the kernel reclaimed too little"
-        raise Busy(f"shrink {target_group.label}", f"target not reached: {shrink_line(result)}: {reason}",
+        raise Busy(f"shrink {target_group.label}", f"target not reached: {shrink_progress(result)}: {reason}",
                    str(target_group.path))
-    settings.say(shrink_line(result))
+    settings.say(f"{target_group.label}: {shrink_progress(result)}")
 
 
 @cli.command()

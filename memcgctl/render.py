@@ -73,9 +73,9 @@ def print_limits(limits: dict) -> None:
         print(f"{name.ljust(width)}  {_size_cell(value)}{exact}")
 
 
-def shrink_line(result: ShrinkResult) -> str:
-    """'web: 210.1 MiB -> 48.9 MiB (target 50 MiB) in 0.02 s'"""
-    return (f"{result.group}: {format_size(result.before)} -> {format_size(result.after)} "
+def shrink_progress(result: ShrinkResult) -> str:
+    """'210.1 MiB -> 48.9 MiB (target 50 MiB) in 0.02 s'"""
+    return (f"{format_size(result.before)} -> {format_size(result.after)} "
             f"(target {format_size(result.target)}) in {result.seconds:.2f} s")
 
 

@@ -32,13 +32,17 @@ LIMIT_REASONS = {
     errno.EBUSY: "the kernel could not reclaim enough memory to get under it; the limit is unchanged",
     errno.EINVAL: "the kernel refused it (above the memory+swap limit, or the root group)",
 }
+SHRINK_REASONS = {
+    errno.EBUSY: "the kernel could reclaim no more (the rest is in use: anonymous memory without swap)",
+}
 MEMSW_REASONS = {
     errno.EINVAL: "the memory+swap limit cannot be below the memory limit",
 }
 
 
 def _from_kernel(value: int) -> int | None:
-    return None if value >= UNLIMITED_FROM else value
+    # A fake tree keeps the "-1" written to it where the kernel would not.
+    return None if value >= UNLIMITED_FROM or value < 0 else value
 
 
 def _to_kernel(value: int | None) -> str:
@@ -142,7 +146,7 @@ class V1Backend(Backend):
         limit_path = group.path / LIMIT
         previous = self.fs.read_int(limit_path)
         try:
-            self.fs.apply(Write(limit_path, str(target), LIMIT_REASONS))
+            self.fs.apply(Write(limit_path, str(target), SHRINK_REASONS))
             return self.read_usage(group)
         finally:
             with stop_signals_blocked():

@@ -1,0 +1,165 @@
+"""Fixtures: fake v1 and v2 roots, and a real memory cgroup to test in.
+
+Real-kernel tests work only inside a uniquely named child of the test
+process's OWN memory cgroup, kill only the processes they started, and
+remove their groups afterwards (depth-first).  Without a writable memory
+cgroup they skip, or fail when MEMCGCTL_REQUIRE_KERNEL=1 (as in CI).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from memcgctl.cli import cli
+from memcgctl.hierarchy import build_fake_root, find_memory_root, read_cgroup_mounts
+
+PROJECT = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class CliResult:
+    exit_code: int
+    stdout: str
+    stderr: str
+
+
+def run_cli(root: Path | None, *args: str, env: dict | None = None) -> CliResult:
+    """memcgctl ARGS in this process (click's CliRunner), on ROOT."""
+    prefix = ["--root", str(root)] if root is not None else []
+    result = CliRunner().invoke(cli, [*prefix, *args], env=env, prog_name="memcgctl")
+    if result.exception and not isinstance(result.exception, SystemExit):
+        raise result.exception  # a traceback is a bug: let pytest show it
+    return CliResult(result.exit_code, result.stdout, result.stderr)
+
+
+def run_process(root: Path | None, *args: str, **kwargs) -> subprocess.CompletedProcess:
+    """memcgctl ARGS as its own process, on ROOT (needed for run, signals)."""
+    prefix = ["--root", str(root)] if root is not None else []
+    return subprocess.run([sys.executable, "-m", "memcgctl", *prefix, *args],
+                          capture_output=True, text=True, timeout=120, **kwargs)
+
+
+@pytest.fixture(params=[1, 2], ids=["fake-v1", "fake-v2"])
+def fake_root(request, tmp_path) -> Path:
+    """An empty fake hierarchy of each version."""
+    root = tmp_path / "cgroup"
+    build_fake_root(root, request.param)
+    return root
+
+
+@pytest.fixture
+def fake_v1(tmp_path) -> Path:
+    root = tmp_path / "cgroup-v1"
+    build_fake_root(root, 1)
+    return root
+
+
+@pytest.fixture
+def fake_v2(tmp_path) -> Path:
+    root = tmp_path / "cgroup-v2"
+    build_fake_root(root, 2)
+    return root
+
+
+# --- the real kernel --------------------------------------------------------------
+
+
+def own_memory_cgroup() -> tuple[Path, int] | None:
+    """This process's memory cgroup directory and its cgroup version, if any."""
+    try:
+        mount, version = find_memory_root(read_cgroup_mounts())
+    except Exception:  # noqa: BLE001 - no memory controller at all: no kernel tests
+        return None
+    for line in Path("/proc/self/cgroup").read_text().splitlines():
+        _, controllers, path = line.split(":", 2)
+        if (version == 2 and controllers == "") or (version == 1 and "memory" in controllers.split(",")):
+            return mount / path.lstrip("/"), version
+    return None
+
+
+@dataclass
+class KernelRoot:
+    """A fresh memory cgroup of our own to use as --root, and what we started."""
+
+    path: Path
+    version: int
+    processes: list = field(default_factory=list)
+
+    def hold_anonymous_memory(self, group: str, size: int) -> subprocess.Popen:
+        """Start (through `memcgctl run`) a process in GROUP that touches SIZE
+        bytes of anonymous memory, which cannot be reclaimed without swap."""
+        process = subprocess.Popen(
+            [sys.executable, "-m", "memcgctl", "--root", str(self.path), "run", group, "--",
+             sys.executable, "-c", ANON_HOLDER, str(size)],
+            stdout=subprocess.PIPE, text=True,
+        )
+        self.processes.append(process)
+        assert process.stdout.readline().strip() == "ready"
+        return process
+
+    def fill_page_cache(self, group: str, file: Path, mebibytes: int) -> None:
+        """Charge MEBIBYTES of page cache to GROUP: dd writes FILE from inside it."""
+        completed = run_process(self.path, "run", group, "--", "dd", "if=/dev/zero", f"of={file}",
+                                "bs=1M", f"count={mebibytes}", "status=none")
+        assert completed.returncode == 0, completed.stderr
+
+    def read(self, group: str, name: str) -> str:
+        return (self.path / group / name).read_text().strip()
+
+    def write(self, group: str, name: str, value: str) -> None:
+        """Set up a test situation by hand (only in groups under our own root)."""
+        (self.path / group / name).write_text(value)
+
+    def cleanup(self) -> None:
+        for process in self.processes:
+            if process.poll() is None:
+                process.send_signal(signal.SIGKILL)
+            process.wait()
+        for directory in sorted((p for p in self.path.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
+            directory.rmdir()
+        self.path.rmdir()
+
+
+def _kernel_unavailable(reason: str):
+    if os.environ.get("MEMCGCTL_REQUIRE_KERNEL") == "1":
+        pytest.fail(f"MEMCGCTL_REQUIRE_KERNEL=1 but {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture
+def kernel_root() -> KernelRoot:
+    found = own_memory_cgroup()
+    if found is None:
+        _kernel_unavailable("no memory cgroup found for this process")
+    own, version = found
+    path = own / f"memcgctl-test-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    try:
+        path.mkdir()
+    except OSError as err:
+        _kernel_unavailable(f"cannot create a memory cgroup under {own}: {err}")
+    if version == 2:
+        # Our test root has no processes, so its children may get +memory.
+        (path / "cgroup.subtree_control").write_text("+memory")
+    root = KernelRoot(path, version)
+    yield root
+    root.cleanup()
+
+
+ANON_HOLDER = """
+import sys, time
+size = int(sys.argv[1])
+memory = bytearray(size)
+for i in range(0, size, 4096):
+    memory[i] = 1
+print("ready", flush=True)
+time.sleep(600)
+"""

@@ -8,6 +8,7 @@ cgroup they skip, or fail when MEMCGCTL_REQUIRE_KERNEL=1 (as in CI).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -94,15 +95,19 @@ class KernelRoot:
     version: int
     processes: list = field(default_factory=list)
 
-    def hold_anonymous_memory(self, group: str, size: int) -> subprocess.Popen:
-        """Start (through `memcgctl run`) a process in GROUP that touches SIZE
-        bytes of anonymous memory, which cannot be reclaimed without swap."""
+    def start(self, group: str, *argv: str) -> subprocess.Popen:
+        """Start ARGV inside GROUP (through `memcgctl run`); it is killed at the end."""
         process = subprocess.Popen(
-            [sys.executable, "-m", "memcgctl", "--root", str(self.path), "run", group, "--",
-             sys.executable, "-c", ANON_HOLDER, str(size)],
-            stdout=subprocess.PIPE, text=True,
+            [sys.executable, "-m", "memcgctl", "--root", str(self.path), "run", group, "--", *argv],
+            stdout=subprocess.PIPE, text=True, start_new_session=True,
         )
         self.processes.append(process)
+        return process
+
+    def hold_anonymous_memory(self, group: str, size: int) -> subprocess.Popen:
+        """A process in GROUP touching SIZE bytes of anonymous memory, which
+        cannot be reclaimed without swap."""
+        process = self.start(group, sys.executable, "-c", ANON_HOLDER, str(size))
         assert process.stdout.readline().strip() == "ready"
         return process
 
@@ -122,7 +127,8 @@ class KernelRoot:
     def cleanup(self) -> None:
         for process in self.processes:
             if process.poll() is None:
-                process.send_signal(signal.SIGKILL)
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)  # its own session: what it started too
             process.wait()
         for directory in sorted((p for p in self.path.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
             directory.rmdir()

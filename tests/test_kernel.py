@@ -1,0 +1,331 @@
+"""Real-kernel behaviour that fake trees cannot show: reclaim, page rounding,
+the v1 memsw ordering rule, the v2 safety rule, processes and permissions.
+
+Runs on this host's memory cgroup version (v1 here, v2 in the VM of tests/vm),
+inside a fresh child of the test process's own memory cgroup.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from memcgctl.errors import InvalidValue
+from memcgctl.fs import Write
+from memcgctl.hierarchy import open_hierarchy
+
+from conftest import PROJECT, run_cli, run_process
+
+MIB = 1024**2
+V1_UNLIMITED = 9223372036854771712
+
+
+def only_on(version: int):
+    return pytest.mark.parametrize("cgroup_version", [version], indirect=True)
+
+
+@pytest.fixture
+def cgroup_version(request, kernel_root):
+    if kernel_root.version != request.param:
+        pytest.skip(f"needs cgroup v{request.param}; this host's memory controller is v{kernel_root.version}")
+    return request.param
+
+
+def limit_file(kernel_root) -> str:
+    return "memory.limit_in_bytes" if kernel_root.version == 1 else "memory.max"
+
+
+def usage(kernel_root, group: str) -> int:
+    name = "memory.usage_in_bytes" if kernel_root.version == 1 else "memory.current"
+    return int(kernel_root.read(group, name))
+
+
+def test_limit_is_read_back_rounded_down_to_pages(kernel_root):
+    run_cli(kernel_root.path, "create", "web")
+    result = run_cli(kernel_root.path, "limit", "-v", "web", "4097")
+    assert result.exit_code == 0
+    assert "(4096 bytes)" in result.stdout
+    assert kernel_root.read("web", limit_file(kernel_root)) == "4096"
+
+
+def test_unlimited_is_written_the_way_each_version_wants(kernel_root):
+    run_cli(kernel_root.path, "create", "web", "--limit", "1G")
+    assert run_cli(kernel_root.path, "limit", "web", "-1").exit_code == 0
+    expected = str(V1_UNLIMITED) if kernel_root.version == 1 else "max"
+    assert kernel_root.read("web", limit_file(kernel_root)) == expected
+
+
+@only_on(1)
+def test_v1_swap_is_swap_alone_and_memsw_is_written_in_the_kernels_order(kernel_root, cgroup_version):
+    root = kernel_root.path
+    run_cli(root, "create", "web")
+    memsw = "memory.memsw.limit_in_bytes"
+    assert run_cli(root, "limit", "web", "100M", "--swap", "50M").exit_code == 0
+    assert kernel_root.read("web", memsw) == str(150 * MIB)
+    # Raising: memsw must go up first, or the kernel refuses the limit (EINVAL).
+    raised = run_cli(root, "limit", "-n", "web", "300M")
+    assert raised.stdout.splitlines()[0].endswith(memsw)
+    assert run_cli(root, "limit", "web", "300M").exit_code == 0
+    assert (kernel_root.read("web", "memory.limit_in_bytes"), kernel_root.read("web", memsw)) == (
+        str(300 * MIB), str(350 * MIB))
+    # Lowering both: the limit must go down first.
+    lowered = run_cli(root, "limit", "-n", "web", "50M", "--swap", "0")
+    assert lowered.stdout.splitlines()[0].endswith("memory.limit_in_bytes")
+    assert run_cli(root, "limit", "web", "50M", "--swap", "0").exit_code == 0
+    assert (kernel_root.read("web", "memory.limit_in_bytes"), kernel_root.read("web", memsw)) == (
+        str(50 * MIB), str(50 * MIB))
+    assert json.loads(run_cli(root, "stat", "--json", "web").stdout)[0]["swap_limit"] == 0
+
+
+@only_on(1)
+def test_v1_soft_limit(kernel_root, cgroup_version):
+    run_cli(kernel_root.path, "create", "web")
+    assert run_cli(kernel_root.path, "limit", "web", "--soft", "64M").exit_code == 0
+    assert kernel_root.read("web", "memory.soft_limit_in_bytes") == str(64 * MIB)
+
+
+def test_write_refused_with_einval_is_65(kernel_root):
+    """The kernel's EINVAL maps to exit code 65 (v1: memsw below the limit;
+    v2: "-1", which only v1 accepts)."""
+    run_cli(kernel_root.path, "create", "web", "--limit", "100M")
+    backend = open_hierarchy(kernel_root.path)
+    group = backend.group("web")
+    write = (Write(group.path / "memory.memsw.limit_in_bytes", str(10 * MIB)) if kernel_root.version == 1
+             else Write(group.path / "memory.max", "-1"))
+    with pytest.raises(InvalidValue) as caught:
+        backend.fs.apply(write)
+    assert caught.value.exit_code == 65
+    assert "invalid argument" in str(caught.value)
+
+
+def test_shrink_page_cache_to_target_and_restore(kernel_root, tmp_path):
+    root = kernel_root.path
+    run_cli(root, "create", "web", "--limit", "1G")
+    limit_before = kernel_root.read("web", limit_file(kernel_root))
+    kernel_root.fill_page_cache("web", tmp_path / "cache", 150)
+    assert usage(kernel_root, "web") > 140 * MIB
+    result = run_process(root, "shrink", "-v", "web", "50M")
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    assert result.stdout.startswith("web: ") and "(target 50 MiB)" in result.stdout
+    assert usage(kernel_root, "web") <= 50 * MIB
+    assert kernel_root.read("web", limit_file(kernel_root)) == limit_before
+
+
+def test_shrink_to_a_percentage_of_usage(kernel_root, tmp_path):
+    run_cli(kernel_root.path, "create", "web")
+    kernel_root.fill_page_cache("web", tmp_path / "cache", 100)
+    before = usage(kernel_root, "web")
+    assert run_process(kernel_root.path, "shrink", "web", "50%").returncode == 0
+    assert usage(kernel_root, "web") <= before // 2
+
+
+def test_shrink_of_anonymous_memory_fails_and_kills_nothing(kernel_root):
+    root = kernel_root.path
+    run_cli(root, "create", "web")
+    limit_before = kernel_root.read("web", limit_file(kernel_root))
+    holder = kernel_root.hold_anonymous_memory("web", 100 * MIB)
+    result = run_process(root, "shrink", "--timeout", "30", "web", "20M")
+    assert result.returncode == 75
+    assert result.stdout == ""
+    [line] = result.stderr.splitlines()
+    assert line.startswith("memcgctl: shrink web: target not reached: ")
+    assert holder.poll() is None, "the process holding memory must still be alive"
+    assert kernel_root.read("web", limit_file(kernel_root)) == limit_before
+
+
+def interrupt_a_shrink(kernel_root, tmp_path, signum) -> subprocess.Popen:
+    """Start `shrink web 1M` on a group full of dirty page cache (writeback
+    makes reclaim slow) and send SIGNUM while the kernel reclaims: on v1 once
+    the lowered limit shows, on v2 after a moment."""
+    kernel_root.fill_page_cache("web", tmp_path / "cache", 1024 if kernel_root.version == 1 else 200)
+    limit_path = kernel_root.path / "web" / limit_file(kernel_root)
+    limit_before = limit_path.read_text()
+    shrinker = subprocess.Popen([sys.executable, "-m", "memcgctl", "--root", str(kernel_root.path),
+                                 "shrink", "web", "1M"], stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + (30 if kernel_root.version == 1 else 0.5)
+    while shrinker.poll() is None and time.monotonic() < deadline:
+        if kernel_root.version == 1 and limit_path.read_text() != limit_before:
+            break
+    shrinker.send_signal(signum)
+    shrinker.communicate(timeout=60)
+    return shrinker
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
+def test_shrink_interrupted_by_a_signal_restores_the_limit(kernel_root, tmp_path, signum):
+    run_cli(kernel_root.path, "create", "web", "--limit", "4G")
+    exit_codes = []
+    for _ in range(3):  # the shrink may beat the signal; then try again
+        exit_codes.append(interrupt_a_shrink(kernel_root, tmp_path, signum).returncode)
+        assert kernel_root.read("web", limit_file(kernel_root)) == str(4096 * MIB)
+        if exit_codes[-1] == 128 + signum:
+            break
+    assert 128 + signum in exit_codes, f"never interrupted while reclaiming: {exit_codes}"
+
+
+def test_shrink_timeout_is_75_and_restores_the_limit(kernel_root, tmp_path):
+    run_cli(kernel_root.path, "create", "web", "--limit", "4G")
+    kernel_root.fill_page_cache("web", tmp_path / "cache", 1024 if kernel_root.version == 1 else 200)
+    result = run_process(kernel_root.path, "shrink", "--timeout", "0.05", "web", "1M")
+    assert kernel_root.read("web", limit_file(kernel_root)) == str(4096 * MIB)
+    if result.returncode == 0:
+        pytest.skip("the kernel reclaimed everything within 0.05 s")
+    assert result.returncode == 75
+    assert "timed out after 0.05 s" in result.stderr
+
+
+def test_empty_reclaims_page_cache_and_reports_what_is_left(kernel_root, tmp_path):
+    run_cli(kernel_root.path, "create", "web")
+    kernel_root.fill_page_cache("web", tmp_path / "cache", 100)
+    result = run_process(kernel_root.path, "empty", "-v", "web")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("web: ") and result.stdout.endswith(" left\n")
+    assert usage(kernel_root, "web") < 10 * MIB
+
+
+def test_delete_of_busy_group_is_75_and_nothing_is_killed(kernel_root):
+    run_cli(kernel_root.path, "create", "web")
+    holder = kernel_root.hold_anonymous_memory("web", 4 * MIB)
+    result = run_cli(kernel_root.path, "delete", "web")
+    assert result.exit_code == 75
+    assert "still has 1 process" in result.stderr
+    assert holder.poll() is None
+    assert (kernel_root.path / "web").is_dir()
+
+
+def test_stat_agrees_with_the_kernel_files(kernel_root, tmp_path):
+    run_cli(kernel_root.path, "create", "web", "--limit", "512M")
+    kernel_root.fill_page_cache("web", tmp_path / "cache", 50)
+    holder = kernel_root.hold_anonymous_memory("web", 20 * MIB)
+    [row] = json.loads(run_cli(kernel_root.path, "stat", "--json", "web").stdout)
+    assert row["limit"] == 512 * MIB
+    assert row["pids"] == 1 and row["cgroup_version"] == kernel_root.version
+    assert abs(row["usage"] - usage(kernel_root, "web")) < 2 * MIB
+    if kernel_root.version == 1:
+        assert row["stat"]["cache"] >= 50 * MIB and row["stat"]["rss"] >= 20 * MIB
+        assert row["failcnt"] == int(kernel_root.read("web", "memory.failcnt"))
+    else:
+        assert row["stat"]["file"] >= 50 * MIB and row["stat"]["anon"] >= 20 * MIB
+        assert row["events"]["oom_kill"] == 0
+    holder.kill()
+
+
+def test_run_puts_the_command_in_the_group_and_passes_its_exit_status(kernel_root):
+    run_cli(kernel_root.path, "create", "web")
+    shown = run_process(kernel_root.path, "run", "web", "--", "cat", "/proc/self/cgroup")
+    assert shown.returncode == 0
+    assert kernel_root.path.name + "/web\n" in shown.stdout
+    assert run_process(kernel_root.path, "run", "web", "--", "sh", "-c", "exit 7").returncode == 7
+    missing = run_process(kernel_root.path, "run", "web", "--", "no-such-command-xyz")
+    assert missing.returncode == 127 and "command not found" in missing.stderr
+
+
+def test_attach_moves_the_good_pids_and_reports_the_bad(kernel_root):
+    run_cli(kernel_root.path, "create", "web")
+    sleeper = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    kernel_root.processes.append(sleeper)
+    result = run_cli(kernel_root.path, "attach", "web", str(sleeper.pid), "999999999")
+    assert result.exit_code == 66
+    assert "attach 999999999 to web: no such process" in result.stderr
+    assert kernel_root.read("web", "cgroup.procs").split() == [str(sleeper.pid)]
+
+
+@pytest.fixture
+def nobody_python() -> list[str]:
+    """A python3 that user nobody can run, with memcgctl and click importable."""
+    system_python = Path("/usr/bin/python3")
+    if not system_python.exists() or not shutil.which("setpriv"):
+        pytest.skip("needs /usr/bin/python3 and setpriv")
+    import click
+    import humanfriendly
+
+    site = Path(tempfile.mkdtemp(prefix="memcgctl-site-", dir="/tmp"))
+    for package in (PROJECT / "memcgctl", Path(click.__file__).parent, Path(humanfriendly.__file__).parent):
+        shutil.copytree(package, site / package.name)
+    for path in [site, *site.rglob("*")]:
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    yield ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "env", f"PYTHONPATH={site}",
+           str(system_python), "-m", "memcgctl"]
+    shutil.rmtree(site)
+
+
+def test_non_root_reads_but_writes_fail_with_77(kernel_root, nobody_python):
+    run_cli(kernel_root.path, "create", "web", "--limit", "1G")
+    root = ["--root", str(kernel_root.path)]
+    shown = subprocess.run([*nobody_python, *root, "stat", "--json", "web"], capture_output=True, text=True)
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout)[0]["limit"] == 1024 * MIB
+    denied = subprocess.run([*nobody_python, *root, "limit", "web", "100M"], capture_output=True, text=True)
+    assert denied.returncode == 77, denied.stderr
+    assert "permission denied" in denied.stderr.lower() and limit_file(kernel_root) in denied.stderr
+    assert kernel_root.read("web", limit_file(kernel_root)) == str(1024 * MIB)
+
+
+@only_on(2)
+def test_v2_limit_below_usage_shrinks_first(kernel_root, cgroup_version, tmp_path):
+    run_cli(kernel_root.path, "create", "web")
+    kernel_root.fill_page_cache("web", tmp_path / "cache", 150)
+    result = run_process(kernel_root.path, "limit", "web", "50M")
+    assert result.returncode == 0, result.stderr
+    assert kernel_root.read("web", "memory.max") == str(50 * MIB)
+    assert usage(kernel_root, "web") <= 50 * MIB
+
+
+@only_on(2)
+def test_v2_limit_below_unreclaimable_usage_is_refused_unless_forced(kernel_root, cgroup_version):
+    run_cli(kernel_root.path, "create", "web")
+    holder = kernel_root.hold_anonymous_memory("web", 100 * MIB)
+    refused = run_process(kernel_root.path, "limit", "--timeout", "60", "web", "20M")
+    assert refused.returncode == 75
+    assert "OOM-kill" in refused.stderr and "--force" in refused.stderr
+    assert kernel_root.read("web", "memory.max") == "max"
+    assert holder.poll() is None
+    forced = run_process(kernel_root.path, "limit", "--force", "--timeout", "60", "web", "20M")
+    assert forced.returncode == 0, forced.stderr
+    assert "OOM-killed 1 process" in forced.stderr
+    holder.wait(timeout=30)
+    assert holder.returncode != 0
+
+
+@only_on(2)
+def test_v2_no_internal_processes_rule_is_explained(kernel_root, cgroup_version):
+    run_cli(kernel_root.path, "create", "web")
+    kernel_root.hold_anonymous_memory("web", 4 * MIB)
+    result = run_cli(kernel_root.path, "create", "web/child")
+    assert result.exit_code == 75
+    assert "no-internal-processes" in result.stderr
+
+
+@only_on(2)
+def test_v2_high_low_min_and_swap(kernel_root, cgroup_version):
+    run_cli(kernel_root.path, "create", "web")
+    result = run_cli(kernel_root.path, "limit", "web", "--high", "300M", "--low", "10M", "--min", "5M",
+                     "--swap", "0")
+    assert result.exit_code == 0, result.stderr
+    assert [kernel_root.read("web", name) for name in ("memory.high", "memory.low", "memory.min")] == [
+        str(300 * MIB), str(10 * MIB), str(5 * MIB)]
+    if (kernel_root.path / "web" / "memory.swap.max").exists():
+        assert kernel_root.read("web", "memory.swap.max") == "0"
+
+
+def test_dry_run_on_the_kernel_changes_nothing(kernel_root, tmp_path):
+    run_cli(kernel_root.path, "create", "web", "--limit", "1G")
+    kernel_root.fill_page_cache("web", tmp_path / "cache", 30)
+    before = usage(kernel_root, "web")
+    for args in (["shrink", "web", "1M"], ["empty", "web"], ["limit", "web", "1M"], ["delete", "web"]):
+        result = run_cli(kernel_root.path, "-n", *args)
+        assert result.exit_code == 0, (args, result.stderr)
+        assert result.stdout.startswith("echo ") or result.stdout.startswith("rmdir "), args
+    assert kernel_root.read("web", limit_file(kernel_root)) == str(1024 * MIB)
+    assert usage(kernel_root, "web") >= before - MIB
+    assert os.path.isdir(kernel_root.path / "web")

@@ -61,8 +61,9 @@ class V2Backend(Backend):
         # in cgroup.subtree_control.
         actions: list[Action] = []
         parent = group.path.parent
-        enabled = self.fs.read_optional_text(parent / SUBTREE_CONTROL)
-        if enabled is None or "memory" not in enabled.split():
+        enabled = self.fs.read_optional_text(parent / SUBTREE_CONTROL) or ""
+        # The kernel lists "memory"; a fake tree keeps the "+memory" written to it.
+        if "memory" not in enabled.replace("+", " ").split():
             actions.append(Write(parent / SUBTREE_CONTROL, "+memory", SUBTREE_CONTROL_REASONS))
         actions.append(MakeDir(group.path, self.fake_group_files()))
         return actions

@@ -1,0 +1,207 @@
+"""The command line on fake trees: every exit code, dry run, help, and what a
+fake root can honestly do (plain files do not reclaim)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from conftest import run_cli
+from memcgctl.cli import cli
+from memcgctl.errors import EXIT_CODES, NotAvailable
+from memcgctl.hierarchy import open_hierarchy
+
+MIB = 1024**2
+
+
+def set_usage(root: Path, group: str, value: int) -> None:
+    name = "memory.usage_in_bytes" if (root / "memory.limit_in_bytes").exists() else "memory.current"
+    (root / group / name).write_text(f"{value}\n")
+
+
+def test_fake_shrink_reports_honestly_that_nothing_was_reclaimed(fake_root):
+    run_cli(fake_root, "create", "web", "--limit", "1G")
+    set_usage(fake_root, "web", 300 * MIB)
+    limit_file = "memory.limit_in_bytes" if (fake_root / "memory.limit_in_bytes").exists() else "memory.max"
+    before = (fake_root / "web" / limit_file).read_text()
+    result = run_cli(fake_root, "shrink", "web", "100M")
+    assert result.exit_code == 75
+    assert result.stderr.startswith("memcgctl: shrink web: target not reached: 300 MiB -> 300 MiB (target 100 MiB)")
+    assert (fake_root / "web" / limit_file).read_text() == before
+
+
+def test_v1_shrink_dry_run_shows_lowering_and_restoring(fake_v1):
+    run_cli(fake_v1, "create", "web", "--limit", "1G")
+    set_usage(fake_v1, "web", 300 * MIB)
+    result = run_cli(fake_v1, "-n", "shrink", "web", "100M")
+    path = fake_v1 / "web" / "memory.limit_in_bytes"
+    assert result.stdout == f"echo 104857600 > {path}\necho 1073741824 > {path}\n"
+
+
+def test_v2_shrink_dry_run_shows_the_reclaim_write(fake_v2):
+    run_cli(fake_v2, "create", "web")
+    set_usage(fake_v2, "web", 300 * MIB)
+    result = run_cli(fake_v2, "-n", "shrink", "web", "80%")
+    assert result.stdout == f"echo {60 * MIB} > {fake_v2 / 'web' / 'memory.reclaim'}\n"
+
+
+def test_v2_create_enables_memory_in_each_new_parent(fake_v2):
+    (fake_v2 / "cgroup.subtree_control").write_text("")
+    result = run_cli(fake_v2, "-n", "create", "-p", "a/b")
+    assert result.stdout.splitlines() == [
+        f"echo +memory > {fake_v2 / 'cgroup.subtree_control'}",
+        f"mkdir {fake_v2 / 'a'}",
+        f"echo +memory > {fake_v2 / 'a' / 'cgroup.subtree_control'}",
+        f"mkdir {fake_v2 / 'a' / 'b'}",
+    ]
+
+
+def test_v2_limit_below_usage_is_refused_when_the_shrink_fails(fake_v2):
+    run_cli(fake_v2, "create", "web")
+    set_usage(fake_v2, "web", 300 * MIB)
+    refused = run_cli(fake_v2, "limit", "web", "100M")
+    assert refused.exit_code == 75
+    assert "left as it was" in refused.stderr and "--force" in refused.stderr
+    assert (fake_v2 / "web" / "memory.max").read_text() == "max\n"
+    forced = run_cli(fake_v2, "limit", "--force", "web", "100M")
+    assert forced.exit_code == 0
+    assert (fake_v2 / "web" / "memory.max").read_text() == str(100 * MIB)
+
+
+def test_v2_limit_dry_run_shows_the_shrink_first(fake_v2):
+    run_cli(fake_v2, "create", "web")
+    set_usage(fake_v2, "web", 300 * MIB)
+    result = run_cli(fake_v2, "-n", "limit", "web", "100M")
+    assert result.stdout.splitlines() == [
+        f"echo {200 * MIB} > {fake_v2 / 'web' / 'memory.reclaim'}",
+        f"echo {100 * MIB} > {fake_v2 / 'web' / 'memory.max'}",
+    ]
+
+
+def test_v1_swap_needs_a_memory_limit(fake_v1):
+    run_cli(fake_v1, "create", "web")
+    result = run_cli(fake_v1, "limit", "web", "--swap", "1G")
+    assert result.exit_code == 2
+    assert "--swap needs a memory limit" in result.stderr
+
+
+def test_attach_threads_writes_the_thread_file(fake_root):
+    run_cli(fake_root, "create", "web")
+    assert run_cli(fake_root, "attach", "--threads", "web", str(os.getpid())).exit_code == 0
+    thread_file = "tasks" if (fake_root / "memory.limit_in_bytes").exists() else "cgroup.threads"
+    assert (fake_root / "web" / thread_file).read_text() == str(os.getpid())
+
+
+def test_attach_bad_pid_is_usage_error_before_anything_moves(fake_root):
+    run_cli(fake_root, "create", "web")
+    result = run_cli(fake_root, "attach", "web", str(os.getpid()), "abc")
+    assert result.exit_code == 2
+    assert (fake_root / "web" / "cgroup.procs").read_text() == ""
+
+
+def test_run_dry_run_shows_the_move_and_the_command(fake_root):
+    run_cli(fake_root, "create", "web")
+    result = run_cli(fake_root, "-n", "run", "web", "--", "sleep", "1")
+    first, second = result.stdout.splitlines()
+    assert first.startswith("echo ") and first.endswith(str(fake_root / "web" / "cgroup.procs"))
+    assert second == "exec sleep 1"
+
+
+def test_run_missing_command_is_127(fake_root):
+    run_cli(fake_root, "create", "web")
+    result = run_cli(fake_root, "run", "web", "--", "no-such-command-xyz")
+    assert result.exit_code == 127
+
+
+def test_symlink_out_of_the_root_is_refused(fake_root, tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (fake_root / "escape").symlink_to(outside)
+    for args in (["create", "escape/web"], ["stat", "escape"], ["limit", "escape", "1G"]):
+        result = run_cli(fake_root, *args)
+        assert result.exit_code == 2, args
+        assert "leads outside the cgroup root" in result.stderr
+    assert list(outside.iterdir()) == []
+
+
+def test_a_file_is_not_a_group(fake_root):
+    name = "memory.limit_in_bytes" if (fake_root / "memory.limit_in_bytes").exists() else "cgroup.procs"
+    assert run_cli(fake_root, "limit", name, "1G").exit_code == 2
+    assert run_cli(fake_root, "create", name).exit_code == 2
+
+
+def test_global_options_work_after_the_command_name_and_from_the_environment(fake_root):
+    result = run_cli(None, "create", "web", "-v", "--root", str(fake_root))
+    assert (result.exit_code, result.stdout) == (0, "created web\n")
+    from_env = run_cli(None, "stat", "--json", env={"MEMCGCTL_ROOT": str(fake_root)})
+    assert [row["group"] for row in json.loads(from_env.stdout)] == ["web"]
+
+
+def test_cgroup_version_override(fake_v1):
+    result = run_cli(fake_v1, "--cgroup-version", "2", "stat", "--json")
+    assert result.exit_code == 0  # v2 lists groups by directory; the root has none yet
+    assert json.loads(result.stdout) == []
+
+
+def test_root_that_does_not_exist_is_66_and_a_plain_directory_69(tmp_path):
+    assert run_cli(tmp_path / "nope", "stat").exit_code == 66
+    result = run_cli(tmp_path, "stat")
+    assert result.exit_code == 69
+    assert "not a memory cgroup" in result.stderr
+
+
+def test_no_memory_controller_anywhere_is_69(tmp_path):
+    mountinfo = tmp_path / "mountinfo"
+    mountinfo.write_text("31 23 0:28 / /sys/fs/cgroup rw - tmpfs tmpfs rw\n"
+                         "32 31 0:29 / /sys/fs/cgroup/cpu rw - cgroup cgroup rw,cpu\n")
+    with pytest.raises(NotAvailable) as caught:
+        open_hierarchy(mountinfo=mountinfo)
+    assert caught.value.exit_code == 69
+    assert "no cgroup v2 hierarchy with memory" in str(caught.value)
+
+
+def test_hybrid_host_finds_the_v1_memory_mount(tmp_path):
+    unified = tmp_path / "unified"
+    unified.mkdir()
+    (unified / "cgroup.controllers").write_text("pids\n")
+    memory = tmp_path / "memory"
+    memory.mkdir()
+    mountinfo = tmp_path / "mountinfo"
+    mountinfo.write_text(f"35 31 0:32 / {memory} rw - cgroup cgroup rw,memory\n"
+                         f"41 31 0:38 / {unified} rw - cgroup2 cgroup2 rw\n")
+    backend = open_hierarchy(mountinfo=mountinfo)
+    assert (backend.version, backend.fs.root) == (1, memory)
+
+
+def test_init_fake_builds_a_usable_root_and_refuses_a_full_directory(tmp_path):
+    target = tmp_path / "cg"
+    assert run_cli(None, "init-fake", "--cgroup-version", "1", str(target)).exit_code == 0
+    assert run_cli(target, "create", "web", "--limit", "400M").exit_code == 0
+    assert (target / "web" / "memory.limit_in_bytes").read_text() == str(400 * MIB)
+    result = run_cli(None, "init-fake", str(target))
+    assert result.exit_code == 2
+    assert "not empty" in result.stderr
+
+
+def test_tree_shows_groups_under_their_parents(fake_root):
+    run_cli(fake_root, "create", "-p", "batch/job1", "web", "--limit", "1G")
+    lines = run_cli(fake_root, "tree").stdout.splitlines()
+    assert [line.split()[0] for line in lines] == ["batch", "job1", "web"]
+    assert lines[1].startswith("    job1")
+
+
+def test_help_lists_every_exit_code_and_each_command_has_an_example():
+    result = run_cli(None, "--help")
+    for code, meaning in EXIT_CODES.items():
+        assert f"{code:>3}  {meaning}\n" in result.stdout
+    for name in cli.commands:
+        assert "Example" in run_cli(None, name, "--help").stdout, name
+
+
+def test_version_comes_from_the_package_metadata():
+    from importlib.metadata import version
+
+    assert run_cli(None, "--version").stdout == f"memcgctl {version('memcgctl')}\n"

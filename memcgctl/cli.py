@@ -474,5 +474,21 @@ def init_fake(settings, directory):
     settings.say(f"fake cgroup v{settings.cgroup_version or 2} root in {directory}")
 
 
+@cli.command()
+@click.argument("shell", type=click.Choice(["bash", "zsh", "fish"]))
+def completion(shell):
+    """Print the completion script for SHELL (group names and PIDs complete
+    dynamically, honouring --root and MEMCGCTL_ROOT).
+
+    \b
+    Example:
+      memcgctl completion bash > /etc/bash_completion.d/memcgctl
+      eval "$(memcgctl completion bash)"
+    """
+    from .completion import completion_script
+
+    click.echo(completion_script(cli, shell), nl=False)
+
+
 def main():
     cli(prog_name="memcgctl")

@@ -8,6 +8,16 @@ import os
 from .errors import MemcgError
 
 
+COMPLETE_VARIABLE = "_MEMCGCTL_COMPLETE"
+
+
+def completion_script(command, shell: str) -> str:
+    """The script that SHELL sources to complete memcgctl (click's protocol)."""
+    from click.shell_completion import get_completion_class
+
+    return get_completion_class(shell)(command, {}, "memcgctl", COMPLETE_VARIABLE).source()
+
+
 def group_names(settings, incomplete: str) -> list[str]:
     """Groups whose names start with INCOMPLETE ('ba' -> batch, 'batch/' -> its children)."""
     parent, _, prefix = incomplete.rpartition("/")

@@ -53,8 +53,12 @@ class Backend:
     # Whether setting the hard limit below usage makes the kernel OOM-kill.
     limit_below_usage_kills: bool
 
-    def __init__(self, fs: CgroupFS):
+    def __init__(self, fs: CgroupFS, journal=None):
         self.fs = fs
+        # The Journal that makes temporary changes crash-safe; None: none.
+        self.journal = journal
+        # Restores of changes a dead memcgctl left behind, done by this one.
+        self.recovered = []
 
     # --- groups ---------------------------------------------------------------
 

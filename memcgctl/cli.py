@@ -28,18 +28,29 @@ class Settings:
 
     def __init__(self):
         self.root = None
+        self.journal_dir = None
         self.cgroup_version = None
         self.dry_run = False
         self.verbose = 0
         self._backend = None
 
     def backend(self):
-        """The backend of the hierarchy in use, opened once."""
+        """The backend of the hierarchy in use, opened once, after undoing any
+        change a memcgctl that died left behind under its root."""
         if self._backend is None:
             from .hierarchy import open_hierarchy
+            from .journal import DEFAULT_DIRECTORY, Journal, recover
 
-            self._backend = open_hierarchy(self.root, self.cgroup_version)
+            journal = Journal(self.journal_dir or DEFAULT_DIRECTORY)
+            self._backend = open_hierarchy(self.root, self.cgroup_version, journal=journal)
+            if not self.dry_run:
+                recover(self._backend, strict=False)
         return self._backend
+
+    def report_recovered(self) -> None:
+        for pending in self._backend.recovered if self._backend else []:
+            click.echo(f"memcgctl: restored {pending.value} to {pending.path}, left behind by a memcgctl "
+                       f"(pid {pending.pid}) that died in the middle of a change", err=True)
 
     def carry_out(self, actions: list[Action]) -> None:
         """Apply ACTIONS, or with --dry-run print each as the shell line that does it."""
@@ -65,6 +76,9 @@ def _store_setting(ctx: click.Context, param: click.Parameter, value):
 GLOBAL_OPTIONS = (
     click.option("--root", metavar="DIR", envvar="MEMCGCTL_ROOT", expose_value=False, callback=_store_setting,
                  help="Use DIR as the cgroup root (a delegated subtree or a fake tree) [env MEMCGCTL_ROOT]."),
+    click.option("--journal-dir", metavar="DIR", envvar="MEMCGCTL_JOURNAL_DIR", expose_value=False,
+                 callback=_store_setting,
+                 help="Where locks and undo records live (default /run/memcgctl) [env MEMCGCTL_JOURNAL_DIR]."),
     click.option("--cgroup-version", type=click.Choice(["1", "2"]), expose_value=False,
                  callback=lambda ctx, param, value: _store_setting(ctx, param, value and int(value)),
                  help="Treat the root as cgroup v1 or v2 instead of telling from its files."),
@@ -138,14 +152,17 @@ class MemcgctlGroup(click.Group):
     """Turns memcgctl errors and stop signals into one stderr line and an exit code."""
 
     def invoke(self, ctx: click.Context):
+        settings = ctx.ensure_object(Settings)
         try:
             return super().invoke(ctx)
         except MemcgError as error:
-            click.echo(f"memcgctl: {error}", err=True)
-            ctx.exit(error.exit_code)
+            message, exit_code = str(error), error.exit_code
         except Interrupted as interrupt:
-            click.echo(f"memcgctl: interrupted by {interrupt.name}", err=True)
-            ctx.exit(128 + interrupt.signum)
+            message, exit_code = f"interrupted by {interrupt.name}", 128 + interrupt.signum
+        finally:
+            settings.report_recovered()
+        click.echo(f"memcgctl: {message}", err=True)
+        ctx.exit(exit_code)
 
 
 @click.group(cls=MemcgctlGroup, epilog=EXIT_STATUS_HELP, context_settings={"help_option_names": ["-h", "--help"]})
@@ -488,6 +505,23 @@ def completion(shell):
     from .completion import completion_script
 
     click.echo(completion_script(cli, shell), nl=False)
+
+
+@cli.command("recover")
+@global_options
+@click.pass_obj
+def recover_command(settings):
+    """Restore limits left lowered by a memcgctl that died in the middle of a
+    v1 shrink (SIGKILL, OOM, power cut).  Every memcgctl command does this for
+    its root first; this command does only that, and fails if it cannot.
+
+    \b
+    Example:
+      @reboot  memcgctl recover
+    """
+    from .journal import recover
+
+    recover(settings.backend(), strict=True)
 
 
 def main():

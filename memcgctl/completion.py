@@ -7,7 +7,6 @@ import os
 
 from .errors import MemcgError
 
-
 COMPLETE_VARIABLE = "_MEMCGCTL_COMPLETE"
 
 

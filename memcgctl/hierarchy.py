@@ -94,15 +94,16 @@ def _device_of(path: Path) -> str:
 
 
 def open_hierarchy(root: str | os.PathLike | None = None, version: int | None = None,
-                   mountinfo: Path = MOUNTINFO) -> Backend:
+                   mountinfo: Path = MOUNTINFO, journal=None) -> Backend:
     """The backend for ROOT (None: this host's memory hierarchy).
 
-    VERSION (1 or 2) overrides what the files of ROOT suggest.
+    VERSION (1 or 2) overrides what the files of ROOT suggest.  JOURNAL (a
+    journal.Journal) makes temporary changes crash-safe and serialises them.
     """
     mounts = read_cgroup_mounts(mountinfo)
     if root is None:
         root_path, found_version = find_memory_root(mounts)
-        return BACKENDS[version or found_version](CgroupFS(root_path, is_kernel=True))
+        return BACKENDS[version or found_version](CgroupFS(root_path, is_kernel=True), journal)
     root_path = Path(root)
     if not root_path.is_dir():
         raise NotFound("use root", "no such directory", str(root_path))
@@ -111,7 +112,7 @@ def open_hierarchy(root: str | os.PathLike | None = None, version: int | None = 
         version = detect_version(root_path, is_kernel)
     if version not in BACKENDS:
         raise UsageError("use root", f"cgroup version must be 1 or 2, not {version}")
-    return BACKENDS[version](CgroupFS(root_path, is_kernel=is_kernel))
+    return BACKENDS[version](CgroupFS(root_path, is_kernel=is_kernel), journal)
 
 
 def build_fake_root(directory: Path, version: int) -> Backend:

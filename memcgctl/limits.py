@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from .backend import Backend
 from .errors import Busy, NotAvailable
 from .fs import Action, Group
-from .shrink import ShrinkResult, shrink
+from .journal import exclusive
+from .shrink import ShrinkResult, shrink_locked
 from .sizes import ShrinkTarget, format_size
 
 # How each limit is named on the command line.
@@ -65,11 +66,17 @@ def set_limits(backend: Backend, group: Group, changes: dict, force: bool = Fals
     reached by shrinking first, unless FORCE (then the kernel OOM-kills).
     """
     check_supported(backend, changes)
+    with exclusive(backend, group.path, timeout):
+        return _set_limits_locked(backend, group, changes, force, timeout)
+
+
+def _set_limits_locked(backend: Backend, group: Group, changes: dict, force: bool,
+                       timeout: float | None) -> LimitOutcome:
     writes = backend.plan_limits(group, changes)
     target = _shrink_target_first(backend, group, changes)
     shrink_result = None
     if target is not None:
-        shrink_result = shrink(backend, group, ShrinkTarget(bytes=target), timeout)
+        shrink_result = shrink_locked(backend, group, ShrinkTarget(bytes=target), timeout)
         if not shrink_result.reached and not force:
             raise Busy(f"set limit of {group.label}",
                        f"usage {format_size(shrink_result.after)} could not be brought under "

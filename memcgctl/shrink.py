@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from .backend import Backend
 from .errors import Busy
 from .fs import Group
+from .journal import exclusive
 from .signals import TimedOut, timeout_alarm
 from .sizes import ShrinkTarget
 
@@ -39,8 +40,16 @@ def shrink(backend: Backend, group: Group, target: ShrinkTarget, timeout: float 
 
     v1 lowers memory.limit_in_bytes and always restores it; v2 writes
     memory.reclaim and never touches memory.max.  Already under target is
-    success without a write.
+    success without a write.  Holds the group's lock (waiting up to TIMEOUT
+    for another memcgctl, then Busy).
     """
+    with exclusive(backend, group.path, timeout):
+        return shrink_locked(backend, group, target, timeout)
+
+
+def shrink_locked(backend: Backend, group: Group, target: ShrinkTarget,
+                  timeout: float | None = None) -> ShrinkResult:
+    """shrink(), for a caller that already holds the group's lock."""
     started = time.monotonic()
     before = backend.read_usage(group)
     target_bytes = target.resolve(before)

@@ -141,16 +141,21 @@ class V1Backend(Backend):
     def shrink_to(self, group: Group, target: int) -> int:
         # Lowering the limit makes the kernel reclaim synchronously; it answers
         # EBUSY (limit unchanged) when it cannot get under it.  The previous
-        # limit is written back whatever happens, with stop signals held so
-        # that a second Ctrl-C cannot cut the restore short.
+        # limit is journaled first (so a later memcgctl can restore it if this
+        # one dies), and written back whatever happens, with stop signals held
+        # so that a second Ctrl-C cannot cut the restore short.
         limit_path = group.path / LIMIT
-        previous = self.fs.read_int(limit_path)
+        restore = self._restore_write(group, self.fs.read_int(limit_path))
+        if self.journal is not None:
+            self.journal.record(group.path, restore.path, restore.value)
         try:
             self.fs.apply(Write(limit_path, str(target), SHRINK_REASONS))
             return self.read_usage(group)
         finally:
             with stop_signals_blocked():
-                self.fs.apply(self._restore_write(group, previous))
+                self.fs.apply(restore)
+                if self.journal is not None:
+                    self.journal.clear(group.path)
 
     def _restore_write(self, group: Group, previous: int) -> Write:
         return Write(group.path / LIMIT, _to_kernel(_from_kernel(previous)), LIMIT_REASONS)

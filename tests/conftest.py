@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
+import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,6 +50,20 @@ def run_process(root: Path | None, *args: str, **kwargs) -> subprocess.Completed
     prefix = ["--root", str(root)] if root is not None else []
     return subprocess.run([sys.executable, "-m", "memcgctl", *prefix, *args],
                           capture_output=True, text=True, timeout=120, **kwargs)
+
+
+@pytest.fixture(autouse=True)
+def journal_directory(monkeypatch) -> Path:
+    """Each test its own journal (locks and undo records), never /run/memcgctl.
+
+    On tmpfs, like /run: on a disk, the journal's fsync would flush the dirty
+    page cache that the signal tests rely on to keep the kernel reclaiming.
+    """
+    shm = Path("/dev/shm")
+    directory = Path(tempfile.mkdtemp(prefix="memcgctl-journal-", dir=shm if shm.is_dir() else None))
+    monkeypatch.setenv("MEMCGCTL_JOURNAL_DIR", str(directory))
+    yield directory
+    shutil.rmtree(directory, ignore_errors=True)
 
 
 @pytest.fixture(params=[1, 2], ids=["fake-v1", "fake-v2"])
@@ -111,6 +128,14 @@ class KernelRoot:
         assert process.stdout.readline().strip() == "ready"
         return process
 
+    def keep_dirtying(self, group: str, file: Path, mebibytes: int = 256) -> subprocess.Popen:
+        """A process in GROUP rewriting MEBIBYTES of FILE in place, over and
+        over: reclaim must wait for writeback and the pages come back at
+        once, so a shrink below them keeps the kernel busy until stopped."""
+        self.fill_page_cache(group, file, mebibytes)
+        return self.start(group, "sh", "-c", f"while :; do dd if=/dev/zero of={file} bs=1M count={mebibytes} "
+                                             "conv=notrunc status=none; done")
+
     def fill_page_cache(self, group: str, file: Path, mebibytes: int) -> None:
         """Charge MEBIBYTES of page cache to GROUP: dd writes FILE from inside it."""
         completed = run_process(self.path, "run", group, "--", "dd", "if=/dev/zero", f"of={file}",
@@ -130,7 +155,12 @@ class KernelRoot:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(process.pid, signal.SIGKILL)  # its own session: what it started too
             process.wait()
-        for directory in sorted((p for p in self.path.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
+        groups = sorted((p for p in self.path.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts))
+        for directory in groups:
+            # Killed processes leave the group only once they are reaped.
+            deadline = time.monotonic() + 10
+            while (directory / "cgroup.procs").read_text().strip() and time.monotonic() < deadline:
+                time.sleep(0.05)
             directory.rmdir()
         self.path.rmdir()
 

@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_cli
 from memcgctl.cli import cli
 from memcgctl.errors import EXIT_CODES, NotAvailable
 from memcgctl.hierarchy import open_hierarchy
+
+from conftest import run_cli
 
 MIB = 1024**2
 

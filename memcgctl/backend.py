@@ -103,6 +103,10 @@ class Backend:
         """How many processes the kernel OOM-killed in GROUP so far."""
         raise NotImplementedError
 
+    def owner_warning(self, group: Group) -> str | None:
+        """Why a change to GROUP may not last (someone else manages it), or None."""
+        return None
+
     def unlimited_limits(self) -> dict:
         return dict.fromkeys(self.limit_names)
 

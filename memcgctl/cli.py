@@ -342,7 +342,11 @@ def limit(ctx, group, size, soft, high, low, min_, swap, force, timeout):
         from .render import print_limits
 
         print_limits(backend.read_limits(target))
-    elif settings.dry_run:
+        return
+    warning = backend.owner_warning(target)
+    if warning:
+        click.echo(f"memcgctl: warning: {warning}", err=True)
+    if settings.dry_run:
         settings.carry_out(plan_set_limits(backend, target, changes))
     else:
         with stop_signals_raise():

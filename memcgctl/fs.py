@@ -23,8 +23,9 @@ from .errors import (
     error_from_oserror,
 )
 
-# NAME_MAX of every Linux filesystem, cgroupfs included.
+# NAME_MAX and PATH_MAX of Linux, cgroupfs included.
 MAX_NAME_BYTES = 255
+MAX_PATH_BYTES = 4095
 
 
 @dataclass(frozen=True)
@@ -81,6 +82,16 @@ class RemoveDir:
 
 Action = Write | MakeDir | RemoveDir
 
+# What the user lacks when the kernel says EACCES or EPERM.
+PERMISSION_TO_READ = dict.fromkeys(
+    (errno.EACCES, errno.EPERM), "permission denied: reading this file needs read permission on it")
+PERMISSION_TO_WRITE = dict.fromkeys(
+    (errno.EACCES, errno.EPERM),
+    "permission denied: writing this file needs write permission on it (root, or a group delegated to you)")
+PERMISSION_TO_CHANGE_PARENT = dict.fromkeys(
+    (errno.EACCES, errno.EPERM),
+    "permission denied: creating or removing a group needs write permission on its parent directory")
+
 
 class CgroupFS:
     """Files under one cgroup ROOT.  IS_KERNEL is False for a fake tree."""
@@ -98,6 +109,8 @@ class CgroupFS:
         """
         parts = clean_group_name(name)
         path = self.root.joinpath(*parts)
+        if len(os.fsencode(path)) > MAX_PATH_BYTES:
+            raise UsageError(f"group {name[:40]!r}...", f"the path would be longer than {MAX_PATH_BYTES} bytes")
         resolved = os.path.realpath(path)
         if resolved != str(self.root) and not resolved.startswith(str(self.root) + os.sep):
             raise UsageError(f"group {name!r}", "leads outside the cgroup root", str(self.root))
@@ -142,7 +155,7 @@ class CgroupFS:
                 raise NotFound("read", "no such group", str(path.parent)) from err
             raise NotAvailable(f"read {path.name}", "not available on this kernel or root", str(path)) from err
         except OSError as err:
-            raise self._error(err, f"read {path.name}", path) from err
+            raise self._error(err, f"read {path.name}", path, PERMISSION_TO_READ) from err
 
     def read_int(self, path: Path) -> int:
         text = self.read_text(path).strip()
@@ -159,7 +172,7 @@ class CgroupFS:
         except FileNotFoundError:
             return None
         except OSError as err:
-            raise self._error(err, f"read {path.name}", path) from err
+            raise self._error(err, f"read {path.name}", path, PERMISSION_TO_READ) from err
 
     # --- changing -------------------------------------------------------------
 
@@ -185,11 +198,11 @@ class CgroupFS:
                 raise NotFound(what, "no such group", str(action.path.parent)) from err
             raise NotAvailable(what, "not available on this kernel or root", str(action.path)) from err
         except OSError as err:
-            raise self._error(err, what, action.path, action.reasons) from err
+            raise self._error(err, what, action.path, {**PERMISSION_TO_WRITE, **action.reasons}) from err
         try:
             os.write(fd, action.value.encode())
         except OSError as err:
-            raise self._error(err, what, action.path, action.reasons) from err
+            raise self._error(err, what, action.path, {**PERMISSION_TO_WRITE, **action.reasons}) from err
         finally:
             os.close(fd)
 
@@ -198,6 +211,7 @@ class CgroupFS:
             os.mkdir(action.path)
         except OSError as err:
             raise self._error(err, "create group", action.path, {
+                **PERMISSION_TO_CHANGE_PARENT,
                 errno.EEXIST: "the group exists",
                 errno.ENOENT: "the parent group does not exist",
                 errno.EAGAIN: "too deep or too many groups (cgroup.max.depth, cgroup.max.descendants)",
@@ -208,6 +222,7 @@ class CgroupFS:
 
     def _remove_dir(self, action: RemoveDir) -> None:
         reasons = {
+            **PERMISSION_TO_CHANGE_PARENT,
             errno.EBUSY: "the group still has processes or child groups",
             errno.ENOTEMPTY: "the group still has child groups",
         }
@@ -217,6 +232,13 @@ class CgroupFS:
             os.rmdir(action.path)
         except OSError as err:
             raise self._error(err, "delete group", action.path, reasons) from err
+
+    def read_extended_attribute(self, path: Path, name: str) -> bytes | None:
+        """The extended attribute NAME of PATH, or None if it has none."""
+        try:
+            return os.getxattr(path, name)
+        except OSError:
+            return None
 
     def lay_out_fake_root(self, files: dict) -> None:
         """Make the root a fake hierarchy holding FILES; it must be new or empty."""

@@ -2,12 +2,14 @@
 
 Grammar (the contract; the kernel only ever sees plain decimal bytes):
 
-    SIZE    := NUMBER [UNIT]  |  "max" | "unlimited" | "-1"   (where allowed)
+    SIZE    := NUMBER [" "] [UNIT]  |  "max" | "unlimited" | "-1"   (where allowed)
     NUMBER  := DIGITS ["." DIGITS]      decimal, rounded DOWN to whole bytes
     UNIT    := K|M|G|T|P|E, optionally followed by "B" or "iB", any case,
-               or a lone "B";  every unit is a power of 1024 (like the kernel,
-               systemd and docker)
+               or a lone "B", "byte" or "bytes";  every unit is a power of
+               1024 (like the kernel, systemd and docker)
 
+The optional space and the words let what memcgctl prints ("400 MiB",
+"0 bytes") be pasted back.
 The largest size is 2^63 - 1 bytes.  The kernel's own memparse() reads "010"
 as octal and wraps on overflow (16E = 0); so we never pass a user's text
 through, we parse it here and write decimal bytes.
@@ -25,8 +27,8 @@ UNLIMITED_WORDS = ("max", "unlimited", "-1")
 
 _UNIT_POWERS = {"": 0, "K": 1, "M": 2, "G": 3, "T": 4, "P": 5, "E": 6}
 _SIZE_PATTERN = re.compile(
-    r"(?P<whole>[0-9]+)(?:\.(?P<fraction>[0-9]+))?"
-    r"(?:(?P<unit>[KMGTPE])(?:I?B)?|B)?",
+    r"(?P<whole>[0-9]+)(?:\.(?P<fraction>[0-9]+))? ?"
+    r"(?:(?P<unit>[KMGTPE])(?:I?B)?|B|BYTES?)?",
     re.IGNORECASE,
 )
 

@@ -36,6 +36,11 @@ PROCS_REASONS = {
     "processes only in groups without them (the no-internal-processes rule)",
 }
 
+# systemd's units own their groups on v2 hosts, unless delegated (systemd 251+
+# marks a delegated group with one of these extended attributes).
+SYSTEMD_UNIT_SUFFIXES = (".slice", ".service", ".scope")
+DELEGATE_ATTRIBUTES = ("trusted.delegate", "user.delegate")
+
 # memory.reclaim rounds it makes no progress before a shrink gives up.
 NO_PROGRESS_ROUNDS = 2
 
@@ -85,6 +90,15 @@ class V2Backend(Backend):
 
     def plan_limits(self, group: Group, changes: dict, current: dict | None = None) -> list[Write]:
         return [Write(group.path / FILE_BY_LIMIT[name], _to_kernel(value)) for name, value in changes.items()]
+
+    def owner_warning(self, group: Group) -> str | None:
+        name = group.path.name
+        if not name.endswith(SYSTEMD_UNIT_SUFFIXES):
+            return None
+        if any(self.fs.read_extended_attribute(group.path, attribute) == b"1" for attribute in DELEGATE_ATTRIBUTES):
+            return None
+        return (f"{name} is a systemd unit that is not delegated: systemd may overwrite this change "
+                f"(use systemctl set-property {name} MemoryMax=..., or Delegate=yes)")
 
     def read_oom_kills(self, group: Group) -> int:
         return self.read_counters(group.path / EVENTS).get("oom_kill", 0)

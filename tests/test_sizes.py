@@ -31,6 +31,9 @@ KIB, MIB, GIB = 1024, 1024**2, 1024**3
         ("1.9", 1),
         ("12B", 12),
         (" 5M ", 5 * MIB),
+        ("400 MiB", 400 * MIB),  # as memcgctl prints it
+        ("0 bytes", 0),
+        ("1 byte", 1),
     ],
 )
 def test_sizes_parse_to_exact_bytes(text, expected):
@@ -49,7 +52,7 @@ def test_unlimited_refused_where_not_allowed():
 
 @pytest.mark.parametrize(
     "text",
-    ["", "abc", "-5M", "10X", "1.2.3G", "0x10", "5 M", ".5G", "5.G", "1KK", "iB", "5iB", "+5", "9E", "8E",
+    ["", "abc", "-5M", "10X", "1.2.3G", "0x10", "5  M", "5\tM", ".5G", "5.G", "1KK", "iB", "5iB", "+5", "9E", "8E",
      str(2**63), "1e9", "5M5"],
 )
 def test_bad_sizes_are_usage_errors_quoting_the_value(text):

@@ -1,0 +1,322 @@
+"""Never leave a group worse than it was: crash-safe v1 shrink, serialised
+writers, hostile names and sizes, and every errno mapped to its exit code."""
+
+from __future__ import annotations
+
+import errno
+import os
+import random
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import memcgctl.fs
+from memcgctl.errors import ENOTSUPP, NotFound
+from memcgctl.hierarchy import open_hierarchy
+from memcgctl.journal import Journal
+from memcgctl.sizes import MAX_BYTES, format_size, parse_size
+
+from conftest import run_cli, run_process
+
+MIB = 1024**2
+GIB = 1024**3
+
+
+# --- the journal, on a fake v1 tree -----------------------------------------------
+
+
+def leave_a_dead_shrink(root: Path, journal_directory: Path, lowered: int = 10 * MIB) -> Path:
+    """What a v1 shrink killed between lowering and restoring leaves behind."""
+    group_path = root / "web"
+    limit_path = group_path / "memory.limit_in_bytes"
+    Journal(journal_directory).record(group_path, limit_path, limit_path.read_text().strip())
+    limit_path.write_text(str(lowered))
+    return limit_path
+
+
+def test_the_next_command_restores_what_a_dead_shrink_left(fake_v1, journal_directory):
+    run_cli(fake_v1, "create", "web", "--limit", "1G")
+    limit_path = leave_a_dead_shrink(fake_v1, journal_directory)
+    result = run_cli(fake_v1, "stat", "--json", "web")
+    assert result.exit_code == 0
+    assert result.stderr.startswith(f"memcgctl: restored {GIB} to {limit_path}, left behind by a memcgctl (pid ")
+    assert limit_path.read_text() == str(GIB)
+    assert list(journal_directory.glob("*.restore")) == []
+    assert run_cli(fake_v1, "stat", "web").stderr == ""  # said once
+
+
+def test_recover_command_restores_and_is_quiet_when_nothing_is_left(fake_v1, journal_directory):
+    run_cli(fake_v1, "create", "web", "--limit", "1G")
+    limit_path = leave_a_dead_shrink(fake_v1, journal_directory)
+    assert "memcgctl: restored" in run_cli(fake_v1, "recover").stderr
+    assert limit_path.read_text() == str(GIB)
+    again = run_cli(fake_v1, "recover")
+    assert (again.exit_code, again.stdout, again.stderr) == (0, "", "")
+
+
+def test_a_live_shrinks_record_is_left_alone(fake_v1, journal_directory):
+    run_cli(fake_v1, "create", "web", "--limit", "1G")
+    limit_path = leave_a_dead_shrink(fake_v1, journal_directory)
+    with Journal(journal_directory).locked(fake_v1 / "web"):  # as a live shrink holds it
+        result = run_cli(fake_v1, "stat", "web")
+    assert result.stderr == ""
+    assert limit_path.read_text() == str(10 * MIB)
+
+
+def test_a_second_writer_waits_up_to_timeout_then_75(fake_v1, journal_directory):
+    run_cli(fake_v1, "create", "web", "--limit", "1G")
+    (fake_v1 / "web" / "memory.usage_in_bytes").write_text(str(500 * MIB))
+    with Journal(journal_directory).locked(fake_v1 / "web"):
+        started = time.monotonic()
+        result = run_cli(fake_v1, "shrink", "--timeout", "0.3", "web", "1M")
+        waited = time.monotonic() - started
+        limited = run_cli(fake_v1, "limit", "--timeout", "0.1", "web", "2G")
+    assert result.exit_code == limited.exit_code == 75
+    assert "another memcgctl is changing it (waited 0.3 s)" in result.stderr
+    assert waited >= 0.3
+    assert (fake_v1 / "web" / "memory.limit_in_bytes").read_text() == str(GIB)
+
+
+# --- crash safety and races on the real kernel ------------------------------------
+
+
+def v1_only(kernel_root):
+    if kernel_root.version != 1:
+        pytest.skip("only v1 lowers a limit for a shrink; v2 never touches memory.max")
+
+
+def start_shrink_held_before_restore(kernel_root, target: str) -> subprocess.Popen:
+    """`memcgctl shrink web TARGET` under strace, which delays the second write
+    to memory.limit_in_bytes (the restore) by 5 s: a wide window to kill in."""
+    limit_path = kernel_root.path / "web" / "memory.limit_in_bytes"
+    return subprocess.Popen(
+        ["strace", "-f", "-qq", "-o", "/dev/null", "-P", str(limit_path), "-e", "trace=write",
+         "-e", "inject=write:delay_enter=5000000:when=2",
+         sys.executable, "-m", "memcgctl", "--root", str(kernel_root.path), "shrink", "web", target],
+        stderr=subprocess.PIPE, text=True)
+
+
+def wait_for(predicate, timeout: float = 30) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.005)
+    return False
+
+
+@pytest.mark.skipif(not shutil.which("strace"), reason="needs strace")
+def test_sigkill_with_the_limit_lowered_is_undone_by_the_next_memcgctl(kernel_root, tmp_path):
+    v1_only(kernel_root)
+    run_cli(kernel_root.path, "create", "web", "--limit", "1G")
+    limit_path = kernel_root.path / "web" / "memory.limit_in_bytes"
+    kills = 0
+    for round_number in range(5):
+        kernel_root.fill_page_cache("web", tmp_path / f"cache{round_number}", 40)
+        tracer = start_shrink_held_before_restore(kernel_root, "10M")
+        assert wait_for(lambda: limit_path.read_text().strip() == str(10 * MIB)), "the shrink never lowered"
+        shrinker_pid = int(Path(f"/proc/{tracer.pid}/task/{tracer.pid}/children").read_text().split()[0])
+        os.kill(shrinker_pid, signal.SIGKILL)
+        tracer.communicate(timeout=30)
+        kills += 1
+        assert limit_path.read_text().strip() == str(10 * MIB), "the kill should leave the limit lowered"
+        recovered = run_process(kernel_root.path, *(["recover"] if round_number % 2 else ["limit", "web"]))
+        assert recovered.returncode == 0, recovered.stderr
+        assert f"memcgctl: restored {GIB} to {limit_path}" in recovered.stderr
+        assert limit_path.read_text().strip() == str(GIB)
+    assert kills == 5
+
+
+def test_sigkill_at_random_moments_never_leaves_a_changed_limit(kernel_root, tmp_path):
+    run_cli(kernel_root.path, "create", "web", "--limit", "4G")
+    limit_file = "memory.limit_in_bytes" if kernel_root.version == 1 else "memory.max"
+    kernel_root.keep_dirtying("web", tmp_path / "dirty")
+    chance = random.Random(20081118)
+    for _ in range(10):
+        shrinker = subprocess.Popen([sys.executable, "-m", "memcgctl", "--root", str(kernel_root.path),
+                                     "shrink", "web", "1M"], stderr=subprocess.DEVNULL)
+        time.sleep(chance.uniform(0.1, 0.5))
+        shrinker.kill()
+        shrinker.wait()
+        run_process(kernel_root.path, "stat", "web")  # any later memcgctl recovers
+        assert kernel_root.read("web", limit_file) == str(4096 * MIB)
+
+
+def test_concurrent_shrinks_never_restore_each_others_limit(kernel_root, tmp_path):
+    v1_only(kernel_root)
+    run_cli(kernel_root.path, "create", "web", "--limit", "1G")
+    for round_number in range(20):
+        kernel_root.fill_page_cache("web", tmp_path / f"cache{round_number}", 30)
+        shrinks = [subprocess.Popen([sys.executable, "-m", "memcgctl", "--root", str(kernel_root.path),
+                                     "shrink", "web", target], stderr=subprocess.PIPE, text=True)
+                   for target in ("5M", "10M")]
+        for shrink in shrinks:
+            _, stderr = shrink.communicate(timeout=60)
+            assert shrink.returncode == 0, stderr
+        assert kernel_root.read("web", "memory.limit_in_bytes") == str(GIB)
+        (tmp_path / f"cache{round_number}").unlink()
+
+
+# --- hostile group names ------------------------------------------------------------
+
+NAME_PIECES = st.sampled_from(["..", ".", "/", "//", "a", "web", "escape", "memory.max", "memory.limit_in_bytes",
+                               "cgroup.procs", "\0", "\n", "é", "\U0001f600", "x" * 300, " ", "-", "\\", "*"])
+HOSTILE_NAMES = st.one_of(st.lists(NAME_PIECES, max_size=6).map("".join),
+                          st.text(max_size=20), st.just("/" + "a/" * 1500))
+
+
+@pytest.fixture
+def trapped_root(tmp_path):
+    """A fake v2 root with a group, next to a folder it must never touch, and a
+    symlink inside that points there."""
+    from memcgctl.hierarchy import build_fake_root
+
+    root = tmp_path / "root"
+    build_fake_root(root, 2)
+    run_cli(root, "create", "web", "a")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "memory.max").write_text("canary")
+    (root / "escape").symlink_to(outside)
+    (root / "a" / "up").symlink_to("../..")
+    return root, outside
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(name=HOSTILE_NAMES, command=st.sampled_from(["stat", "limit", "create", "delete", "shrink"]))
+def test_hostile_names_never_reach_outside_the_root(trapped_root, name, command):
+    root, outside = trapped_root
+    args = {"stat": ["stat", name], "limit": ["limit", name, "1G"], "create": ["create", "-p", name],
+            "delete": ["delete", "-r", name], "shrink": ["shrink", name, "1M"]}[command]
+    result = run_cli(root, *args)
+    allowed = {"stat": {0, 2, 66}, "limit": {0, 2, 66}, "create": {0, 2, 73}, "delete": {0, 2, 66, 75},
+               "shrink": {0, 2, 66}}[command]
+    assert result.exit_code in allowed, (name, result.stderr)
+    assert sorted(p.name for p in outside.iterdir()) == ["memory.max"]
+    assert (outside / "memory.max").read_text() == "canary"
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("name", ["escape", "escape/web", "a/up", "a/up/outside", "/../outside", "a/../../x"])
+def test_known_escapes_are_usage_errors(trapped_root, name):
+    root, outside = trapped_root
+    for args in (["stat", name], ["create", "-p", name], ["limit", name, "1G"]):
+        result = run_cli(root, *args)
+        assert result.exit_code == 2, (args, result.stderr)
+
+
+# --- hostile sizes --------------------------------------------------------------------
+
+UNIT_POWERS = {"": 0, "k": 1, "m": 2, "g": 3, "t": 4, "p": 5, "e": 6}
+
+
+def reference_size(text: str) -> int | None:
+    """An independent reading of the grammar (README, "Sizes"): None if invalid."""
+    text = text.strip()
+    number = re.match(r"\d+(\.\d+)?", text)
+    if not number:
+        return None
+    rest = text[number.end():]
+    rest = rest[1:] if rest.startswith(" ") else rest
+    lowered = rest.lower()
+    if lowered in ("", "b", "byte", "bytes"):
+        unit = ""
+    elif lowered[:1] in "kmgtpe" and lowered[1:] in ("", "b", "ib"):
+        unit = lowered[:1]
+    else:
+        return None
+    whole, _, fraction = number.group().partition(".")
+    scale = 1024 ** UNIT_POWERS[unit]
+    value = int(whole) * scale + (int(fraction) * scale // 10 ** len(fraction) if fraction else 0)
+    return value if value <= MAX_BYTES else None
+
+
+SIZE_LIKE = st.builds(
+    lambda whole, fraction, space, unit, suffix, junk: f"{whole}{fraction}{space}{unit}{suffix}{junk}",
+    st.integers(0, 10**20).map(str) | st.sampled_from(["", "-1", "0x10", "+3"]),
+    st.sampled_from(["", ".5", ".25", ".", ".0001"]),
+    st.sampled_from(["", " ", "  "]),
+    st.sampled_from(["", "K", "m", "G", "t", "P", "E", "X", "k"]),
+    st.sampled_from(["", "B", "iB", "ib", "bytes", "byte", "BB"]),
+    st.sampled_from(["", "", "", "x", ".3", "%"]),
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(SIZE_LIKE | st.text(max_size=15))
+def test_parser_agrees_with_a_reference_model_of_the_grammar(text):
+    expected = reference_size(text)
+    try:
+        value = parse_size(text)
+    except memcgctl.errors.UsageError:
+        assert expected is None, text
+        return
+    assert value == expected, text
+    assert 0 <= value <= MAX_BYTES
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.integers(0, MAX_BYTES * 99 // 100))  # just under 8 EiB, which prints rounded up to "8 EiB"
+def test_what_memcgctl_prints_parses_back(value):
+    printed = format_size(value)
+    parsed = parse_size(printed)
+    assert abs(parsed - value) <= value * 0.005 + 1, (value, printed, parsed)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(1, 1023), st.sampled_from(["K", "M", "G", "T", "P", "E"]))
+def test_whole_units_round_trip_exactly(number, unit):
+    value = number * 1024 ** "BKMGTPE".index(unit)
+    if value <= MAX_BYTES:
+        assert parse_size(format_size(value)) == value
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.integers(2**63, 2**70))
+def test_nothing_over_two_to_the_63_reaches_the_kernel(fake_v1, value):
+    run_cli(fake_v1, "create", "--exist-ok", "web")
+    before = (fake_v1 / "web" / "memory.limit_in_bytes").read_text()
+    result = run_cli(fake_v1, "limit", "web", str(value))
+    assert result.exit_code == 2
+    assert (fake_v1 / "web" / "memory.limit_in_bytes").read_text() == before
+
+
+# --- every errno a memcg file returns, mapped to its exit code ---------------------
+
+ERRNO_EXIT_CODES = {
+    errno.EINVAL: 65, errno.ERANGE: 65, errno.ENOENT: 66, errno.ESRCH: 66, errno.EOPNOTSUPP: 69, ENOTSUPP: 69,
+    errno.EEXIST: 73, errno.EBADF: 74, errno.EIO: 74, errno.ENOMEM: 74, errno.EBUSY: 75, errno.EAGAIN: 75,
+    errno.EINTR: 75, errno.EACCES: 77, errno.EPERM: 77,
+}
+
+
+@pytest.mark.parametrize(("number", "exit_code"), ERRNO_EXIT_CODES.items(),
+                         ids=[errno.errorcode.get(n, str(n)) for n in ERRNO_EXIT_CODES])
+def test_injected_errno_on_a_write_maps_to_its_exit_code(fake_root, monkeypatch, number, exit_code):
+    run_cli(fake_root, "create", "web")
+
+    def failing_write(fd, data):
+        raise OSError(number, os.strerror(number))
+
+    monkeypatch.setattr(memcgctl.fs.os, "write", failing_write)
+    result = run_cli(fake_root, "limit", "web", "1G")
+    assert result.exit_code == exit_code
+    assert result.stderr.startswith("memcgctl: write 1073741824 to memory.")
+    assert result.stderr.count("\n") == 1
+
+
+def test_kernel_esrch_for_a_process_gone_is_66(kernel_root):
+    run_cli(kernel_root.path, "create", "web")
+    backend = open_hierarchy(kernel_root.path)
+    pid = 2**22 + 1  # above the largest pid_max: never a process
+    with pytest.raises(NotFound) as caught:
+        backend.fs.apply(backend.attach_action(backend.group("web"), pid))
+    assert caught.value.exit_code == 66 and "no such process" in str(caught.value)

@@ -274,7 +274,7 @@ def test_non_root_reads_but_writes_fail_with_77(kernel_root, nobody_python):
     assert json.loads(shown.stdout)[0]["limit"] == 1024 * MIB
     denied = subprocess.run([*nobody_python, *root, "limit", "web", "100M"], capture_output=True, text=True)
     assert denied.returncode == 77, denied.stderr
-    assert "permission denied" in denied.stderr.lower() and limit_file(kernel_root) in denied.stderr
+    assert "needs write permission" in denied.stderr and limit_file(kernel_root) in denied.stderr
     assert kernel_root.read("web", limit_file(kernel_root)) == str(1024 * MIB)
 
 

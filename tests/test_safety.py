@@ -320,3 +320,19 @@ def test_kernel_esrch_for_a_process_gone_is_66(kernel_root):
     with pytest.raises(NotFound) as caught:
         backend.fs.apply(backend.attach_action(backend.group("web"), pid))
     assert caught.value.exit_code == 66 and "no such process" in str(caught.value)
+
+
+# --- systemd owns its units' groups on v2 -----------------------------------------
+
+
+def test_changing_a_systemd_unit_warns_unless_it_is_delegated(fake_v2):
+    run_cli(fake_v2, "create", "-p", "app.slice/web.service", "app.slice/web.service/worker")
+    warned = run_cli(fake_v2, "limit", "app.slice/web.service", "1G")
+    assert warned.exit_code == 0
+    assert warned.stderr.startswith("memcgctl: warning: web.service is a systemd unit that is not delegated")
+    assert run_cli(fake_v2, "limit", "app.slice/web.service/worker", "1G").stderr == ""
+    try:
+        os.setxattr(fake_v2 / "app.slice" / "web.service", "user.delegate", b"1")
+    except OSError:
+        pytest.skip("this filesystem has no user extended attributes")
+    assert run_cli(fake_v2, "limit", "app.slice/web.service", "1G").stderr == ""

@@ -39,10 +39,9 @@ class Settings:
         change a memcgctl that died left behind under its root."""
         if self._backend is None:
             from .hierarchy import open_hierarchy
-            from .journal import DEFAULT_DIRECTORY, Journal, recover
+            from .journal import Journal, recover
 
-            journal = Journal(self.journal_dir or DEFAULT_DIRECTORY)
-            self._backend = open_hierarchy(self.root, self.cgroup_version, journal=journal)
+            self._backend = open_hierarchy(self.root, self.cgroup_version, journal=Journal(self.journal_dir))
             if not self.dry_run:
                 recover(self._backend, strict=False)
         return self._backend
@@ -78,7 +77,8 @@ GLOBAL_OPTIONS = (
                  help="Use DIR as the cgroup root (a delegated subtree or a fake tree) [env MEMCGCTL_ROOT]."),
     click.option("--journal-dir", metavar="DIR", envvar="MEMCGCTL_JOURNAL_DIR", expose_value=False,
                  callback=_store_setting,
-                 help="Where locks and undo records live (default /run/memcgctl) [env MEMCGCTL_JOURNAL_DIR]."),
+                 help="Where locks and undo records live (default /run/memcgctl; for a user "
+                      "$XDG_RUNTIME_DIR/memcgctl) [env MEMCGCTL_JOURNAL_DIR]."),
     click.option("--cgroup-version", type=click.Choice(["1", "2"]), expose_value=False,
                  callback=lambda ctx, param, value: _store_setting(ctx, param, value and int(value)),
                  help="Treat the root as cgroup v1 or v2 instead of telling from its files."),

@@ -27,6 +27,16 @@ from pathlib import Path
 from .errors import Busy, MemcgError, error_from_oserror
 
 DEFAULT_DIRECTORY = Path("/run/memcgctl")
+
+
+def default_directory() -> Path:
+    """/run/memcgctl for root; for a user (of a delegated subtree) their own
+    runtime directory, so that they can lock and journal too.  Both are
+    emptied at boot, when every cgroup limit is gone anyway."""
+    if os.geteuid() == 0:
+        return DEFAULT_DIRECTORY
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    return Path(runtime) / "memcgctl" if runtime else Path(f"/tmp/memcgctl-{os.geteuid()}")
 LOCK_POLL_SECONDS = 0.01
 
 
@@ -41,10 +51,10 @@ class PendingRestore:
 
 
 class Journal:
-    """The journal directory (default /run/memcgctl, or MEMCGCTL_JOURNAL_DIR)."""
+    """The journal directory (see default_directory(), or MEMCGCTL_JOURNAL_DIR)."""
 
-    def __init__(self, directory: Path | str = DEFAULT_DIRECTORY):
-        self.directory = Path(directory)
+    def __init__(self, directory: Path | str | None = None):
+        self.directory = Path(directory) if directory else default_directory()
 
     def _key(self, group_path: Path) -> str:
         return hashlib.sha256(str(group_path).encode("utf-8", "surrogateescape")).hexdigest()[:32]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import pwd
 import shutil
 import signal
 import subprocess
@@ -261,9 +262,12 @@ def nobody_python() -> list[str]:
         shutil.copytree(package, site / package.name)
     for path in [site, *site.rglob("*")]:
         path.chmod(0o755 if path.is_dir() else 0o644)
-    yield ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "env", f"PYTHONPATH={site}",
-           str(system_python), "-m", "memcgctl"]
+    # nobody's own journal: the default for a user without XDG_RUNTIME_DIR
+    journal = Path(f"/tmp/memcgctl-{pwd.getpwnam('nobody').pw_uid}")
+    yield ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "env", "-u", "MEMCGCTL_JOURNAL_DIR",
+           "-u", "XDG_RUNTIME_DIR", f"PYTHONPATH={site}", str(system_python), "-m", "memcgctl"]
     shutil.rmtree(site)
+    shutil.rmtree(journal, ignore_errors=True)
 
 
 def test_non_root_reads_but_writes_fail_with_77(kernel_root, nobody_python):

@@ -7,6 +7,7 @@ place, MemcgctlGroup.invoke, as `memcgctl: <what failed>: <why> (<path>)`.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -66,32 +67,42 @@ class Settings:
 
 
 def _store_setting(ctx: click.Context, param: click.Parameter, value):
+    # Not ctx.get_parameter_source(): click 8.4 sets it only after the callback.
     settings = ctx.find_root().ensure_object(Settings)
-    if ctx.get_parameter_source(param.name) is not ParameterSource.DEFAULT and value is not None:
+    if value is not None:
         setattr(settings, param.name, max(value, settings.verbose) if param.name == "verbose" else value)
     return value
 
 
-GLOBAL_OPTIONS = (
-    click.option("--root", metavar="DIR", envvar="MEMCGCTL_ROOT", expose_value=False, callback=_store_setting,
-                 help="Use DIR as the cgroup root (a delegated subtree or a fake tree) [env MEMCGCTL_ROOT]."),
-    click.option("--journal-dir", metavar="DIR", envvar="MEMCGCTL_JOURNAL_DIR", expose_value=False,
-                 callback=_store_setting,
-                 help="Where locks and undo records live (default /run/memcgctl; for a user "
-                      "$XDG_RUNTIME_DIR/memcgctl) [env MEMCGCTL_JOURNAL_DIR]."),
-    click.option("--cgroup-version", type=click.Choice(["1", "2"]), expose_value=False,
-                 callback=lambda ctx, param, value: _store_setting(ctx, param, value and int(value)),
-                 help="Treat the root as cgroup v1 or v2 instead of telling from its files."),
-    click.option("-n", "--dry-run", is_flag=True, default=None, expose_value=False, callback=_store_setting,
-                 help="Read and check, change nothing; print each write as a shell line."),
-    click.option("-v", "--verbose", count=True, expose_value=False, callback=_store_setting,
-                 help="Say what was done."),
-)
+def _global_option_decorators(read_environment: bool) -> tuple:
+    """The global options.  Only the group's copies read the environment: were
+    a command's own --root to read MEMCGCTL_ROOT too, it would undo a --root
+    given before the command name."""
+
+    def env(name: str) -> str | None:
+        return name if read_environment else None
+
+    return (
+        click.option("--root", metavar="DIR", envvar=env("MEMCGCTL_ROOT"), expose_value=False,
+                     callback=_store_setting,
+                     help="Use DIR as the cgroup root (a delegated subtree or a fake tree) [env MEMCGCTL_ROOT]."),
+        click.option("--journal-dir", metavar="DIR", envvar=env("MEMCGCTL_JOURNAL_DIR"), expose_value=False,
+                     callback=_store_setting,
+                     help="Where locks and undo records live (default /run/memcgctl; for a user "
+                          "$XDG_RUNTIME_DIR/memcgctl) [env MEMCGCTL_JOURNAL_DIR]."),
+        click.option("--cgroup-version", type=click.Choice(["1", "2"]), expose_value=False,
+                     callback=lambda ctx, param, value: _store_setting(ctx, param, value and int(value)),
+                     help="Treat the root as cgroup v1 or v2 instead of telling from its files."),
+        click.option("-n", "--dry-run", is_flag=True, default=None, expose_value=False, callback=_store_setting,
+                     help="Read and check, change nothing; print each write as a shell line."),
+        click.option("-v", "--verbose", count=True, expose_value=False, callback=_store_setting,
+                     help="Say what was done."),
+    )
 
 
-def global_options(command):
+def global_options(command, read_environment: bool = False):
     """The options accepted both before and after the command name."""
-    for option in reversed(GLOBAL_OPTIONS):
+    for option in reversed(_global_option_decorators(read_environment)):
         command = option(command)
     return command
 
@@ -166,7 +177,7 @@ class MemcgctlGroup(click.Group):
 
 
 @click.group(cls=MemcgctlGroup, epilog=EXIT_STATUS_HELP, context_settings={"help_option_names": ["-h", "--help"]})
-@global_options
+@functools.partial(global_options, read_environment=True)
 @click.version_option(package_name="memcgctl", message="memcgctl %(version)s")
 def cli():
     """Manage Linux memory cgroups (v1 and v2): create groups, set limits, shrink

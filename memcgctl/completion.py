@@ -19,9 +19,12 @@ def completion_script(command, shell: str) -> str:
 
 def group_names(settings, incomplete: str) -> list[str]:
     """Groups whose names start with INCOMPLETE ('ba' -> batch, 'batch/' -> its children)."""
+    from .hierarchy import open_hierarchy
+
     parent, _, prefix = incomplete.rpartition("/")
     try:
-        backend = settings.backend()
+        # Not settings.backend(): a TAB must never write (it would recover).
+        backend = open_hierarchy(settings.root, settings.cgroup_version)
         groups = backend.fs.children(backend.group(parent, must_exist=False))
     except (MemcgError, OSError):
         return []

@@ -49,6 +49,9 @@ def _missing_ancestors(backend: Backend, group: Group) -> list[Group]:
     parts = group.name.split("/")
     for depth in range(1, len(parts)):
         ancestor = backend.group("/".join(parts[:depth]), must_exist=False)
+        if ancestor.path.is_file():
+            raise UsageError(f"create group {group.label}", f"{ancestor.label} names a file, not a group",
+                             str(ancestor.path))
         if not ancestor.path.is_dir():
             missing.append(ancestor)
     return missing

@@ -141,6 +141,13 @@ def test_global_options_work_after_the_command_name_and_from_the_environment(fak
     assert [row["group"] for row in json.loads(from_env.stdout)] == ["web"]
 
 
+def test_root_on_the_command_line_beats_the_environment(fake_v1, fake_v2):
+    run_cli(fake_v2, "create", "web")
+    for args in (["--root", str(fake_v2), "stat", "--json"], ["stat", "--json", "--root", str(fake_v2)]):
+        result = run_cli(None, *args, env={"MEMCGCTL_ROOT": str(fake_v1)})
+        assert [row["group"] for row in json.loads(result.stdout)] == ["web"], args
+
+
 def test_cgroup_version_override(fake_v1):
     result = run_cli(fake_v1, "--cgroup-version", "2", "stat", "--json")
     assert result.exit_code == 0  # v2 lists groups by directory; the root has none yet

@@ -183,14 +183,15 @@ def test_shrink_interrupted_by_a_signal_restores_the_limit(kernel_root, tmp_path
 
 def test_shrink_timeout_is_75_and_restores_the_limit(kernel_root, tmp_path):
     """--timeout stops the kernel's reclaim.  The kernel may also give up by
-    itself first (EBUSY, under load): then try again, up to three times."""
+    itself first (EBUSY, under load), or on v2 write the pages back and reach
+    the target: then try again, up to three times."""
     run_cli(kernel_root.path, "create", "web", "--limit", "4G")
     kernel_root.keep_dirtying("web", tmp_path / "dirty")
     reasons = []
     for _ in range(3):
         result = run_process(kernel_root.path, "shrink", "--timeout", "1", "web", "1M")
-        assert result.returncode == 75
-        assert "target not reached" in result.stderr
+        assert result.returncode in (0, 75)
+        assert result.returncode == 0 or "target not reached" in result.stderr
         assert kernel_root.read("web", limit_file(kernel_root)) == str(4096 * MIB)
         reasons.append(result.stderr)
         if "timed out after 1 s" in result.stderr:

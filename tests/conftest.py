@@ -52,6 +52,15 @@ def run_process(root: Path | None, *args: str, **kwargs) -> subprocess.Completed
                           capture_output=True, text=True, timeout=120, **kwargs)
 
 
+def pytest_collection_modifyitems(items):
+    """Mark the tests that run on the real kernel (`pytest -m kernel`), as the
+    cgroup v2 VM does."""
+    for item in items:
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        if "kernel_root" in item.fixturenames or "kernel" in params.values():
+            item.add_marker(pytest.mark.kernel)
+
+
 @pytest.fixture(autouse=True)
 def journal_directory(monkeypatch) -> Path:
     """Each test its own journal (locks and undo records), never /run/memcgctl.

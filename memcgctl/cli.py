@@ -500,8 +500,11 @@ def init_fake(settings, directory):
     """
     from pathlib import Path
 
-    from .hierarchy import build_fake_root
+    from .hierarchy import build_fake_root, plan_fake_root
 
+    if settings.dry_run:
+        settings.carry_out(plan_fake_root(Path(directory), settings.cgroup_version or 2))
+        return
     build_fake_root(Path(directory), settings.cgroup_version or 2)
     settings.say(f"fake cgroup v{settings.cgroup_version or 2} root in {directory}")
 

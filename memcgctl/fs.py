@@ -56,7 +56,8 @@ class Write:
     reasons: dict = field(default_factory=dict, compare=False, hash=False)
 
     def shell(self) -> str:
-        return f"echo {shlex.quote(self.value)} > {shlex.quote(str(self.path))}"
+        # echo supplies the final newline itself
+        return f"echo {shlex.quote(self.value.removesuffix(chr(10)))} > {shlex.quote(str(self.path))}"
 
 
 @dataclass(frozen=True)

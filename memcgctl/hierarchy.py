@@ -8,7 +8,7 @@ from pathlib import Path
 
 from .backend import Backend
 from .errors import NotAvailable, NotFound, UsageError
-from .fs import CgroupFS
+from .fs import Action, CgroupFS, MakeDir, Write
 from .v1 import LIMIT as V1_MARKER
 from .v1 import V1Backend
 from .v2 import CONTROLLERS, V2Backend
@@ -120,3 +120,10 @@ def build_fake_root(directory: Path, version: int) -> Backend:
     backend = BACKENDS[version](CgroupFS(directory, is_kernel=False))
     backend.fs.lay_out_fake_root(backend.fake_root_files())
     return backend
+
+
+def plan_fake_root(directory: Path, version: int) -> list[Action]:
+    """What build_fake_root() does, as actions to print for a dry run."""
+    backend = BACKENDS[version](CgroupFS(directory, is_kernel=False))
+    files = backend.fake_root_files()
+    return [MakeDir(backend.fs.root)] + [Write(backend.fs.root / name, text) for name, text in files.items()]

@@ -194,6 +194,13 @@ def test_init_fake_builds_a_usable_root_and_refuses_a_full_directory(tmp_path):
     assert "not empty" in result.stderr
 
 
+def test_init_fake_dry_run_writes_nothing(tmp_path):
+    result = run_cli(None, "-n", "init-fake", str(tmp_path / "cg"))
+    assert result.stdout.splitlines()[:2] == [f"mkdir {tmp_path / 'cg'}",
+                                              f"echo memory > {tmp_path / 'cg' / 'cgroup.controllers'}"]
+    assert not (tmp_path / "cg").exists()
+
+
 def test_tree_shows_groups_under_their_parents(fake_root):
     run_cli(fake_root, "create", "-p", "batch/job1", "web", "--limit", "1G")
     lines = run_cli(fake_root, "tree").stdout.splitlines()

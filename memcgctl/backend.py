@@ -6,8 +6,8 @@ them (operations, commands) is written once for both versions.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from .fs import Action, CgroupFS, Group, MakeDir, Write
 
@@ -16,8 +16,7 @@ from .fs import Action, CgroupFS, Group, MakeDir, Write
 LIMIT_NAMES = ("limit", "soft_limit", "high", "low", "min", "swap_limit")
 
 
-@dataclass
-class GroupStat:
+class GroupStat(NamedTuple):
     """One group's figures; sizes in bytes, None for unlimited or not applicable.
 
     The field names are the stable keys of `memcgctl stat --json`.
@@ -40,7 +39,11 @@ class GroupStat:
     pids: int
 
     def to_json(self) -> dict:
-        return asdict(self)
+        figures = self._asdict()  # the counters copied, not shared, as asdict() did
+        figures["stat"] = dict(self.stat)
+        if self.events is not None:
+            figures["events"] = dict(self.events)
+        return figures
 
 
 class Backend:

@@ -8,18 +8,19 @@ place, MemcgctlGroup.invoke, as `memcgctl: <what failed>: <why> (<path>)`.
 from __future__ import annotations
 
 import functools
-import json
 import os
-import shutil
 import sys
 
 import click
 from click.core import ParameterSource
 
-from .errors import EXIT_CODES, Busy, CommandNotExecutable, CommandNotFound, MemcgError, UsageError
+from .errors import EXIT_CODES, Busy, CommandNotExecutable, CommandNotFound, Interrupted, MemcgError, UsageError
 from .fs import Action
-from .signals import Interrupted, stop_signals_raise
 from .sizes import parse_size, parse_target
+
+# Start-up time is most of what a command costs: modules that only some
+# commands need (json, shutil, signals, render and with it rich and
+# humanfriendly) are imported inside those commands.
 
 EXIT_STATUS_HELP = "\b\nExit status:\n" + "\n".join(f"  {code:>3}  {text}" for code, text in EXIT_CODES.items())
 
@@ -291,6 +292,8 @@ def run(settings, group, command, create):
     Example:
       memcgctl run --create batch/job1 -- make -j2
     """
+    import shutil
+
     from .groups import plan_create
 
     backend = settings.backend()
@@ -344,6 +347,7 @@ def limit(ctx, group, size, soft, high, low, min_, swap, force, timeout):
       memcgctl limit web 400M --swap 0
     """
     from .limits import plan_set_limits, set_limits
+    from .signals import stop_signals_raise
 
     settings = ctx.obj
     backend = settings.backend()
@@ -391,6 +395,7 @@ def shrink(settings, group, target, timeout):
       */5 * * * *  memcgctl shrink batch 80% || logger "batch: shrink failed"
     """
     from .shrink import shrink as shrink_group
+    from .signals import stop_signals_raise
 
     backend = settings.backend()
     target_group = backend.group(group)
@@ -400,13 +405,16 @@ def shrink(settings, group, target, timeout):
         return
     with stop_signals_raise():
         result = shrink_group(backend, target_group, target, timeout)
-    from .render import shrink_progress
-
     if not result.reached:
+        from .render import shrink_progress
+
         reason = result.stopped_because or "the kernel reclaimed too little"
         raise Busy(f"shrink {target_group.label}", f"target not reached: {shrink_progress(result)}: {reason}",
                    str(target_group.path))
-    settings.say(f"{target_group.label}: {shrink_progress(result)}")
+    if settings.verbose:  # formatting sizes imports humanfriendly
+        from .render import shrink_progress
+
+        settings.say(f"{target_group.label}: {shrink_progress(result)}")
 
 
 @cli.command()
@@ -428,12 +436,24 @@ def stat(settings, groups, recursive, as_json):
       memcgctl stat -r batch
       memcgctl stat --json web | jq .[0].usage
     """
-    from .stats import read_stats, select_groups
+    from .stats import iter_stats, select_groups
 
     backend = settings.backend()
-    stats = read_stats(backend, select_groups(backend, groups, recursive), skip_vanished=not groups)
+    # Each group is turned into text as soon as it is read: memory stays flat
+    # however many groups there are.  Nothing is printed before all are read,
+    # so that an error leaves stdout empty.
+    stats = iter_stats(backend, select_groups(backend, groups, recursive), skip_vanished=not groups)
     if as_json:
-        click.echo(json.dumps([each.to_json() for each in stats], indent=2))
+        import json
+
+        # The text of json.dumps(list, indent=2), one element at a time.
+        elements = [json.dumps(each.to_json(), indent=2).replace("\n", "\n  ") for each in stats]
+        if not elements:
+            click.echo("[]")
+            return
+        for index, element in enumerate(elements):
+            click.echo(("[\n  " if index == 0 else ",\n  ") + element, nl=False)
+        click.echo("\n]")
         return
     from .render import print_table, stat_rows
 
@@ -478,11 +498,14 @@ def empty(settings, group):
     if settings.dry_run:
         settings.carry_out(backend.plan_empty(target))
         return
+    from .signals import stop_signals_raise
+
     with stop_signals_raise():
         left = backend.empty(target)
-    from .sizes import format_size
+    if settings.verbose:  # formatting sizes imports humanfriendly
+        from .sizes import format_size
 
-    settings.say(f"{target.label}: {format_size(left)} left")
+        settings.say(f"{target.label}: {format_size(left)} left")
 
 
 @cli.command("init-fake")

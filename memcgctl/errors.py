@@ -31,6 +31,22 @@ class MemcgError(Exception):
         return f"{text} ({self.path})" if self.path else text
 
 
+class Interrupted(BaseException):
+    """A stop signal arrived (see signals.stop_signals_raise).  BaseException,
+    like KeyboardInterrupt.  Here rather than in signals.py so that catching it
+    does not import the signal module."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+    @property
+    def name(self) -> str:
+        import signal
+
+        return signal.Signals(self.signum).name
+
+
 class UsageError(MemcgError):
     """A bad argument: a malformed size, a group name that leaves the root."""
 

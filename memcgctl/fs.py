@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import errno
 import os
-import shlex
-from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 from .errors import (
     MemcgError,
@@ -28,8 +27,12 @@ MAX_NAME_BYTES = 255
 MAX_PATH_BYTES = 4095
 
 
-@dataclass(frozen=True)
-class Group:
+# The small value classes of memcgctl are NamedTuples or plain classes, not
+# dataclasses: defining a dataclass costs about 0.5 ms (it compiles its methods),
+# and every command pays for each one it imports before doing anything.
+
+
+class Group(NamedTuple):
     """A memory cgroup: its name relative to the root ('' is the root) and its path."""
 
     name: str
@@ -45,40 +48,72 @@ class Group:
 # dry run prints them instead as the shell lines that would do the same.
 
 
-@dataclass(frozen=True)
-class Write:
-    """Write VALUE (plain text) to the kernel file PATH."""
+def _quote(text: str) -> str:
+    import shlex  # only dry runs print shell lines
 
-    path: Path
-    value: str
-    # errno -> why, for errors this file gives a meaning of its own (EBUSY on a
-    # limit means "could not reclaim", on subtree_control "has processes").
-    reasons: dict = field(default_factory=dict, compare=False, hash=False)
+    return shlex.quote(text)
+
+
+class Write:
+    """Write VALUE (plain text) to the kernel file PATH.  Immutable by
+    convention; equal (and hashed) by PATH and VALUE only."""
+
+    __slots__ = ("path", "value", "reasons")
+
+    def __init__(self, path: Path, value: str, reasons: dict | None = None):
+        self.path = path
+        self.value = value
+        # errno -> why, for errors this file gives a meaning of its own (EBUSY on a
+        # limit means "could not reclaim", on subtree_control "has processes").
+        self.reasons = {} if reasons is None else reasons
+
+    def __eq__(self, other):
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return (self.path, self.value) == (other.path, other.value)
+
+    def __hash__(self):
+        return hash((self.path, self.value))
+
+    def __repr__(self) -> str:
+        return f"Write(path={self.path!r}, value={self.value!r})"
 
     def shell(self) -> str:
         # echo supplies the final newline itself
-        return f"echo {shlex.quote(self.value.removesuffix(chr(10)))} > {shlex.quote(str(self.path))}"
+        return f"echo {_quote(self.value.removesuffix(chr(10)))} > {_quote(str(self.path))}"
 
 
-@dataclass(frozen=True)
 class MakeDir:
-    """Create a group.  On a fake root, also lay out its FAKE_FILES."""
+    """Create a group.  On a fake root, also lay out its FAKE_FILES.  Equal by PATH."""
 
-    path: Path
-    fake_files: dict = field(default_factory=dict, compare=False, hash=False)
+    __slots__ = ("path", "fake_files")
+
+    def __init__(self, path: Path, fake_files: dict | None = None):
+        self.path = path
+        self.fake_files = {} if fake_files is None else fake_files
+
+    def __eq__(self, other):
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return self.path == other.path
+
+    def __hash__(self):
+        return hash(self.path)
+
+    def __repr__(self) -> str:
+        return f"MakeDir(path={self.path!r})"
 
     def shell(self) -> str:
-        return f"mkdir {shlex.quote(str(self.path))}"
+        return f"mkdir {_quote(str(self.path))}"
 
 
-@dataclass(frozen=True)
-class RemoveDir:
+class RemoveDir(NamedTuple):
     """Remove an empty group."""
 
     path: Path
 
     def shell(self) -> str:
-        return f"rmdir {shlex.quote(str(self.path))}"
+        return f"rmdir {_quote(str(self.path))}"
 
 
 Action = Write | MakeDir | RemoveDir

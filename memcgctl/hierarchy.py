@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from .backend import Backend
 from .errors import NotAvailable, NotFound, UsageError
@@ -17,8 +17,7 @@ MOUNTINFO = Path("/proc/self/mountinfo")
 BACKENDS = {1: V1Backend, 2: V2Backend}
 
 
-@dataclass(frozen=True)
-class CgroupMount:
+class CgroupMount(NamedTuple):
     """One line of mountinfo that mounts a cgroup hierarchy."""
 
     mount_point: Path
@@ -33,6 +32,8 @@ class CgroupMount:
 
 def _unescape(field: str) -> str:
     # mountinfo escapes space, tab, newline and backslash as \ooo octal.
+    if "\\" not in field:
+        return field
     return field.encode().decode("unicode_escape").encode("latin-1").decode("utf-8", "replace")
 
 

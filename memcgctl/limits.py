@@ -3,7 +3,7 @@ lowered below usage once a shrink got the group under it (or with force)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from .backend import Backend
 from .errors import Busy, NotAvailable
@@ -24,8 +24,7 @@ OPTION_BY_LIMIT = {
 HINT_BY_VERSION = {1: "cgroup v1 has SIZE, --soft and --swap", 2: "cgroup v2 has SIZE, --high, --low, --min and --swap"}
 
 
-@dataclass(frozen=True)
-class LimitOutcome:
+class LimitOutcome(NamedTuple):
     """The limits the kernel holds afterwards (bytes, None unlimited), the shrink
     that came first if any, and processes OOM-killed by a forced write."""
 

@@ -7,6 +7,7 @@ something is rendered; commands that only talk to the kernel never load them.
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterable
 
 from .backend import GroupStat
 from .shrink import ShrinkResult
@@ -27,7 +28,7 @@ def _size_cell(value: int | None, unlimited: str = "max") -> str:
     return unlimited if value is None else format_size(value)
 
 
-def stat_rows(stats: list[GroupStat], version: int) -> tuple[list[str], list[list[str]]]:
+def stat_rows(stats: Iterable[GroupStat], version: int) -> tuple[list[str], list[list[str]]]:
     """The header and the rows of the `stat` table, as text."""
     trouble_column = "FAILCNT" if version == 1 else "OOM_KILL"
     header = ["GROUP", "USAGE", "LIMIT", "PEAK", *(name for name, _ in COUNTER_COLUMNS), "PIDS", trouble_column]
@@ -47,23 +48,26 @@ def stat_rows(stats: list[GroupStat], version: int) -> tuple[list[str], list[lis
 
 
 def print_table(header: list[str], rows: list[list[str]]) -> None:
-    """A rich table on a terminal; plain aligned text when piped (for grep, awk)."""
-    if sys.stdout.isatty():
-        from rich.console import Console
-        from rich.table import Table
-
-        table = Table(*header, box=None, header_style="bold")
-        for column in table.columns[1:]:
-            column.justify = "right"
-        for row in rows:
-            table.add_row(*row)
-        Console().print(table)
-        return
+    """Aligned columns (the first to the left, the others to the right): plain
+    text when piped (for grep, awk); on a terminal the same text through rich,
+    with the header in bold.  (rich's Table costs about 1 ms a row.)"""
     widths = [max(len(cell) for cell in column) for column in zip(header, *rows, strict=True)]
+    lines = []
     for line in [header, *rows]:
         first, *others = line
         cells = [first.ljust(widths[0])] + [cell.rjust(width) for cell, width in zip(others, widths[1:], strict=True)]
-        print("  ".join(cells).rstrip())
+        lines.append("  ".join(cells).rstrip())
+    if sys.stdout.isatty():
+        from rich.console import Console
+        from rich.text import Text
+
+        console = Console()
+        console.print(Text(lines[0], style="bold"), soft_wrap=True)
+        if len(lines) > 1:
+            console.print(Text("\n".join(lines[1:])), soft_wrap=True)
+        return
+    for line in lines:
+        print(line)
 
 
 def print_limits(limits: dict) -> None:

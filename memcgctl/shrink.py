@@ -9,18 +9,16 @@ a result that missed its target into exit 75.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from .backend import Backend
 from .errors import Busy
 from .fs import Group
 from .journal import exclusive
-from .signals import TimedOut, timeout_alarm
 from .sizes import ShrinkTarget
 
 
-@dataclass(frozen=True)
-class ShrinkResult:
+class ShrinkResult(NamedTuple):
     """Usage before and after, in bytes; SECONDS of wall time; why it stopped short."""
 
     group: str
@@ -50,6 +48,8 @@ def shrink(backend: Backend, group: Group, target: ShrinkTarget, timeout: float 
 def shrink_locked(backend: Backend, group: Group, target: ShrinkTarget,
                   timeout: float | None = None) -> ShrinkResult:
     """shrink(), for a caller that already holds the group's lock."""
+    from .signals import TimedOut, timeout_alarm  # signal: only commands that change something
+
     started = time.monotonic()
     before = backend.read_usage(group)
     target_bytes = target.resolve(before)

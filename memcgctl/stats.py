@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from .backend import Backend, GroupStat
 from .errors import NotFound
 from .fs import Group
@@ -24,11 +26,14 @@ def select_groups(backend: Backend, names: tuple | list, recursive: bool = False
 def read_stats(backend: Backend, groups: list[Group], skip_vanished: bool = False) -> list[GroupStat]:
     """GroupStat of each of GROUPS.  With SKIP_VANISHED, a group removed while
     we read (containers come and go) is left out instead of failing."""
-    stats = []
+    return list(iter_stats(backend, groups, skip_vanished))
+
+
+def iter_stats(backend: Backend, groups: list[Group], skip_vanished: bool = False) -> Iterator[GroupStat]:
+    """read_stats(), one group at a time (for many groups: memory stays flat)."""
     for group in groups:
         try:
-            stats.append(backend.read_stat(group))
+            yield backend.read_stat(group)
         except NotFound:
             if not skip_vanished:
                 raise
-    return stats

@@ -7,7 +7,6 @@ import errno
 from .backend import Backend, GroupStat
 from .errors import NotAvailable, UsageError
 from .fs import Group, Write
-from .signals import stop_signals_blocked
 from .sizes import MAX_BYTES
 
 LIMIT = "memory.limit_in_bytes"
@@ -144,6 +143,8 @@ class V1Backend(Backend):
         # limit is journaled first (so a later memcgctl can restore it if this
         # one dies), and written back whatever happens, with stop signals held
         # so that a second Ctrl-C cannot cut the restore short.
+        from .signals import stop_signals_blocked
+
         limit_path = group.path / LIMIT
         restore = self._restore_write(group, self.fs.read_int(limit_path))
         if self.journal is not None:

@@ -171,6 +171,8 @@ class MemcgctlGroup(click.Group):
             message, exit_code = str(error), error.exit_code
         except Interrupted as interrupt:
             message, exit_code = f"interrupted by {interrupt.name}", 128 + interrupt.signum
+        except KeyboardInterrupt:  # Ctrl-C outside a change (stat, start-up)
+            message, exit_code = "interrupted by SIGINT", 130
         finally:
             settings.report_recovered()
         click.echo(f"memcgctl: {message}", err=True)
@@ -217,8 +219,9 @@ def create(ctx, groups, parents, exist_ok, limit):
     settings = ctx.obj
     for name in groups:
         limit_to_set = limit if given(ctx, "limit") else False
-        settings.carry_out(plan_create(settings.backend(), name, parents, exist_ok, limit_to_set))
-        settings.say(f"created {name}")
+        actions = plan_create(settings.backend(), name, parents, exist_ok, limit_to_set)
+        settings.carry_out(actions)
+        settings.say(f"created {name}" if actions else f"{name} exists")
 
 
 @cli.command()
@@ -256,20 +259,13 @@ def attach(settings, group, pids, threads):
       memcgctl attach web 1234 1240
     """
     from .groups import attach as attach_processes
-    from .groups import parse_pid, plan_attach
+    from .groups import parse_pid
 
     backend = settings.backend()
     pid_numbers = [parse_pid(pid) for pid in pids]
     target = backend.group(group)
-    if settings.dry_run:
-        failures = []
-        for pid in pid_numbers:
-            try:
-                settings.carry_out([plan_attach(backend, target, pid, threads)])
-            except MemcgError as error:
-                failures.append(error)
-    else:
-        failures = attach_processes(backend, target, pid_numbers, threads)
+    failures = attach_processes(backend, target, pid_numbers, threads,
+                                apply=lambda action: settings.carry_out([action]))
     for error in failures:
         click.echo(f"memcgctl: {error}", err=True)
     settings.say(f"moved {len(pid_numbers) - len(failures)} of {len(pid_numbers)} to {target.label}")
@@ -303,6 +299,8 @@ def run(settings, group, command, create):
         raise UsageError("run", "no COMMAND given")
     program = shutil.which(command[0])
     if program is None:
+        if os.sep in command[0] and os.path.exists(command[0]):
+            raise CommandNotExecutable(f"run {command[0]}", "permission denied: not an executable file")
         raise CommandNotFound(f"run {command[0]}", "command not found")
     if create:
         settings.carry_out(plan_create(backend, group, parents=True, exist_ok=True))
@@ -439,9 +437,9 @@ def stat(settings, groups, recursive, as_json):
     from .stats import iter_stats, select_groups
 
     backend = settings.backend()
-    # Each group is turned into text as soon as it is read: memory stays flat
-    # however many groups there are.  Nothing is printed before all are read,
-    # so that an error leaves stdout empty.
+    # Each group is turned into text as soon as it is read, so that only the
+    # text is kept, not every group's figures.  Nothing is printed before all
+    # are read: an error leaves stdout empty.
     stats = iter_stats(backend, select_groups(backend, groups, recursive), skip_vanished=not groups)
     if as_json:
         import json
@@ -498,10 +496,11 @@ def empty(settings, group):
     if settings.dry_run:
         settings.carry_out(backend.plan_empty(target))
         return
+    from .shrink import empty as empty_group
     from .signals import stop_signals_raise
 
     with stop_signals_raise():
-        left = backend.empty(target)
+        left = empty_group(backend, target)
     if settings.verbose:  # formatting sizes imports humanfriendly
         from .sizes import format_size
 
@@ -560,8 +559,11 @@ def recover_command(settings):
     Example:
       @reboot  memcgctl recover
     """
-    from .journal import recover
+    from .journal import plan_recover, recover
 
+    if settings.dry_run:
+        settings.carry_out(plan_recover(settings.backend()))
+        return
     recover(settings.backend(), strict=True)
 
 

@@ -36,8 +36,12 @@ def process_ids(incomplete: str) -> list:
     """Running processes whose id starts with INCOMPLETE, with their command names."""
     from click.shell_completion import CompletionItem
 
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return []
     items = []
-    for entry in os.listdir("/proc"):
+    for entry in entries:
         if entry.isdigit() and entry.startswith(incomplete):
             try:
                 with open(f"/proc/{entry}/comm") as comm:

@@ -171,34 +171,26 @@ class CgroupFS:
     def descendants(self, group: Group) -> list[Group]:
         """Every group below GROUP, parents before children."""
         found = []
-        pending = [group]
+        pending = list(reversed(self.children(group)))
         while pending:
-            children = self.children(pending.pop())
-            found.extend(children)
-            pending.extend(reversed(children))
-        return sorted(found, key=lambda g: g.name.split("/"))
+            each = pending.pop()
+            found.append(each)
+            try:
+                pending.extend(reversed(self.children(each)))
+            except NotFound:
+                continue  # removed while we walked (containers come and go)
+        return found
 
     # --- reading --------------------------------------------------------------
 
     def read_text(self, path: Path) -> str:
-        try:
-            with open(path, "rb") as file:
-                return file.read().decode("utf-8", "replace")
-        except FileNotFoundError as err:
-            # A missing file means the group is gone only if its directory is;
-            # otherwise this kernel (or this fake tree) lacks the feature.
-            if not path.parent.is_dir():
-                raise NotFound("read", "no such group", str(path.parent)) from err
-            raise NotAvailable(f"read {path.name}", "not available on this kernel or root", str(path)) from err
-        except OSError as err:
-            raise self._error(err, f"read {path.name}", path, PERMISSION_TO_READ) from err
+        text = self.read_optional_text(path)
+        if text is None:
+            raise self._missing(f"read {path.name}", path)
+        return text
 
     def read_int(self, path: Path) -> int:
-        text = self.read_text(path).strip()
-        try:
-            return int(text)
-        except ValueError:
-            raise MemcgError(f"read {path.name}", f"expected a number, found {text[:40]!r}", str(path)) from None
+        return to_int(self.read_text(path), path)
 
     def read_optional_text(self, path: Path) -> str | None:
         """The text of PATH, or None when the file does not exist."""
@@ -229,10 +221,8 @@ class CgroupFS:
         what = f"write {action.value} to {action.path.name}"
         try:
             fd = os.open(action.path, flags)
-        except FileNotFoundError as err:
-            if not action.path.parent.is_dir():
-                raise NotFound(what, "no such group", str(action.path.parent)) from err
-            raise NotAvailable(what, "not available on this kernel or root", str(action.path)) from err
+        except FileNotFoundError:
+            raise self._missing(what, action.path) from None
         except OSError as err:
             raise self._error(err, what, action.path, {**PERMISSION_TO_WRITE, **action.reasons}) from err
         try:
@@ -245,6 +235,9 @@ class CgroupFS:
     def _make_dir(self, action: MakeDir) -> None:
         try:
             os.mkdir(action.path)
+            if not self.is_kernel:
+                for name, content in action.fake_files.items():
+                    (action.path / name).write_text(content)
         except OSError as err:
             raise self._error(err, "create group", action.path, {
                 **PERMISSION_TO_CHANGE_PARENT,
@@ -252,9 +245,6 @@ class CgroupFS:
                 errno.ENOENT: "the parent group does not exist",
                 errno.EAGAIN: "too deep or too many groups (cgroup.max.depth, cgroup.max.descendants)",
             }) from err
-        if not self.is_kernel:
-            for name, content in action.fake_files.items():
-                (action.path / name).write_text(content)
 
     def _remove_dir(self, action: RemoveDir) -> None:
         reasons = {
@@ -297,9 +287,25 @@ class CgroupFS:
             os.unlink(entry.path)
 
     @staticmethod
+    def _missing(what: str, path: Path) -> MemcgError:
+        # A missing file means the group is gone only if its directory is;
+        # otherwise this kernel (or this fake tree) lacks the feature.
+        if not path.parent.is_dir():
+            return NotFound(what, "no such group", str(path.parent))
+        return NotAvailable(what, "not available on this kernel or root", str(path))
+
+    @staticmethod
     def _error(err: OSError, what: str, path: Path, reasons: dict | None = None) -> MemcgError:
         why = (reasons or {}).get(err.errno) or describe_errno(err.errno)
         return error_from_oserror(err, what, str(path), why)
+
+
+def to_int(text: str, path: Path) -> int:
+    """The number a kernel file holds, or a MemcgError saying what it held."""
+    try:
+        return int(text.strip())
+    except ValueError:
+        raise MemcgError(f"read {path.name}", f"expected a number, found {text.strip()[:40]!r}", str(path)) from None
 
 
 def clean_group_name(name: str) -> list[str]:

@@ -90,12 +90,15 @@ def plan_attach(backend: Backend, group: Group, pid: int, threads: bool = False)
     return backend.attach_action(group, pid, threads)
 
 
-def attach(backend: Backend, group: Group, pids: list[int], threads: bool = False) -> list[MemcgError]:
-    """Move each of PIDS into GROUP; the failures, in order (the others moved)."""
+def attach(backend: Backend, group: Group, pids: list[int], threads: bool = False,
+           apply=None) -> list[MemcgError]:
+    """Move each of PIDS into GROUP; the failures, in order (the others moved).
+    APPLY carries out each write (default: the filesystem's; a dry run prints)."""
+    apply = apply or backend.fs.apply
     failures = []
     for pid in pids:
         try:
-            backend.fs.apply(plan_attach(backend, group, pid, threads))
+            apply(plan_attach(backend, group, pid, threads))
         except MemcgError as error:
             error.what = f"attach {pid} to {group.label}"
             failures.append(error)

@@ -38,8 +38,13 @@ def _unescape(field: str) -> str:
 
 
 def read_cgroup_mounts(mountinfo: Path = MOUNTINFO) -> list[CgroupMount]:
+    try:
+        text = mountinfo.read_text()
+    except OSError as err:
+        raise NotAvailable("find the memory controller", f"cannot read mountinfo ({err.strerror})",
+                           str(mountinfo)) from err
     mounts = []
-    for line in mountinfo.read_text().splitlines():
+    for line in text.splitlines():
         fields = line.split()
         separator = fields.index("-")
         fstype = fields[separator + 1]

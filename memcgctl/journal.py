@@ -17,11 +17,12 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import stat
 import time
 from pathlib import Path
 from typing import NamedTuple
 
-from .errors import Busy, MemcgError, error_from_oserror
+from .errors import Busy, MemcgError, PermissionDenied, error_from_oserror
 
 DEFAULT_DIRECTORY = Path("/run/memcgctl")
 
@@ -80,6 +81,19 @@ class Journal:
             self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         except OSError as err:
             raise error_from_oserror(err, "create journal directory", str(self.directory)) from err
+        if not self._trusted():
+            raise PermissionDenied("use journal directory", "it must be a directory of yours that no one else "
+                                   "can write (someone may have planted it)", str(self.directory))
+
+    def _trusted(self) -> bool:
+        """Whether the directory is ours alone: records in it say what to write
+        where, so a directory others can write (say /tmp/memcgctl-UID made by
+        someone else first) must not be used."""
+        try:
+            status = os.lstat(self.directory)
+        except OSError:
+            return False
+        return stat.S_ISDIR(status.st_mode) and status.st_uid == os.geteuid() and not status.st_mode & 0o022
 
     # --- the lock -------------------------------------------------------------
 
@@ -109,10 +123,12 @@ class Journal:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 return
             except BlockingIOError:
-                if deadline is not None and time.monotonic() >= deadline:
-                    raise Busy("lock group", f"another memcgctl is changing it (waited {timeout:g} s)",
-                               str(group_path)) from None
-                time.sleep(LOCK_POLL_SECONDS)
+                pass  # held by another memcgctl
+            except OSError as err:
+                raise error_from_oserror(err, "lock group", str(group_path)) from err
+            if deadline is not None and time.monotonic() >= deadline:
+                raise Busy("lock group", f"another memcgctl is changing it (waited {timeout:g} s)", str(group_path))
+            time.sleep(LOCK_POLL_SECONDS)
 
     # --- records --------------------------------------------------------------
 
@@ -153,12 +169,18 @@ class Journal:
 
     def all_pending(self) -> list[tuple[Path, PendingRestore]]:
         """Every restore left behind: (group path, restore)."""
-        found = []
-        with contextlib.suppress(OSError):  # no directory, or not ours to read
+        if not self._trusted():
+            return []
+        try:
             names = sorted(name for name in os.listdir(self.directory) if name.endswith(".restore"))
-            for record_path in [self.directory / name for name in names]:
-                restore = self._read(record_path)
-                if restore is not None:
+        except OSError:
+            return []  # not ours to read
+        found = []
+        for name in names:
+            with contextlib.suppress(MemcgError):  # unreadable or corrupt: left for a person to look at
+                restore = self._read(self.directory / name)
+                # A record counts only under the name of the group it restores.
+                if restore is not None and name == self._record_path(restore.path.parent).name:
                     found.append((restore.path.parent, restore))
         return found
 
@@ -208,7 +230,7 @@ def recover(backend, strict: bool = True) -> None:
     if backend.journal is None:
         return
     for group_path, _ in backend.journal.all_pending():
-        if not _is_under(group_path, backend.fs.root):
+        if not _is_under(Path(os.path.realpath(group_path)), backend.fs.root):
             continue
         try:
             with backend.journal.locked(group_path, timeout=0):
@@ -220,15 +242,34 @@ def recover(backend, strict: bool = True) -> None:
                 raise
 
 
+def plan_recover(backend) -> list:
+    """The writes recover() would make (for a dry run)."""
+    from .fs import Write
+
+    if backend.journal is None:
+        return []
+    return [Write(pending.path, pending.value) for group_path, pending in backend.journal.all_pending()
+            if _is_restorable(pending, group_path, backend.fs.root) and group_path.is_dir()]
+
+
 def _restore_pending(backend, group_path: Path, pending: PendingRestore | None) -> None:
     if pending is None:
         return
+    if not _is_restorable(pending, group_path, backend.fs.root):
+        raise MemcgError("recover", f"the journal record does not match its group ({pending.path})",
+                         str(backend.journal.directory))
     from .fs import Write
 
-    if pending.path.parent.is_dir():
+    if pending.path.parent.is_dir():  # a group deleted since has nothing to restore
         backend.fs.apply(Write(pending.path, pending.value))
-    backend.journal.clear(group_path)  # a group deleted since has nothing to restore
-    backend.recovered.append(pending)
+        backend.recovered.append(pending)
+    backend.journal.clear(group_path)
+
+
+def _is_restorable(pending: PendingRestore, group_path: Path, root: Path) -> bool:
+    """A record may only write a memory.* file of its own group, under ROOT."""
+    real_group = Path(os.path.realpath(group_path))
+    return pending.path.parent == group_path and pending.path.name.startswith("memory.") and _is_under(real_group, root)
 
 
 def _is_under(path: Path, root: Path) -> bool:

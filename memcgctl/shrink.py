@@ -74,3 +74,10 @@ def shrink_locked(backend: Backend, group: Group, target: ShrinkTarget,
         stopped_because=stopped_because,
     )
 
+
+
+def empty(backend: Backend, group: Group, timeout: float | None = None) -> int:
+    """Reclaim all GROUP can give up, never killing; the bytes left.  Holds the
+    group's lock (waiting up to TIMEOUT seconds, then Busy)."""
+    with exclusive(backend, group.path, timeout):
+        return backend.empty(group)

@@ -57,6 +57,25 @@ def stop_signals_blocked():
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
+def run_despite_signals(action) -> None:
+    """Run ACTION (a restore) to its end with stop signals held back.
+
+    A signal that slips in just before they are held raises there, before
+    ACTION ran: run it again, and raise that signal's exception afterwards.
+    ACTION must be safe to run twice.
+    """
+    interrupted = None
+    while True:
+        try:
+            with stop_signals_blocked():
+                action()
+            break
+        except (Interrupted, TimedOut) as exception:
+            interrupted = exception
+    if interrupted is not None:
+        raise interrupted
+
+
 @contextlib.contextmanager
 def timeout_alarm(seconds: float | None):
     """Raise TimedOut in the block after SECONDS (None: no limit).

@@ -70,9 +70,6 @@ class ShrinkTarget(NamedTuple):
             return self.bytes
         return int(usage * self.percent // 100)
 
-    def __str__(self) -> str:
-        return f"{self.percent:g}%" if self.percent is not None else str(self.bytes)
-
 
 _PERCENT_PATTERN = r"[0-9]+(?:\.[0-9]+)?%"
 

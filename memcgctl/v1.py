@@ -5,8 +5,8 @@ from __future__ import annotations
 import errno
 
 from .backend import Backend, GroupStat
-from .errors import NotAvailable, UsageError
-from .fs import Group, Write
+from .errors import MemcgError, NotAvailable, UsageError
+from .fs import Group, Write, to_int
 from .sizes import MAX_BYTES
 
 LIMIT = "memory.limit_in_bytes"
@@ -73,7 +73,7 @@ class V1Backend(Backend):
 
     def _read_memsw_limit(self, group: Group) -> int | None:
         text = self.fs.read_optional_text(group.path / MEMSW_LIMIT)
-        return None if text is None else _from_kernel(int(text))
+        return None if text is None else _from_kernel(to_int(text, group.path / MEMSW_LIMIT))
 
     @property
     def has_swap_accounting(self) -> bool:
@@ -140,30 +140,37 @@ class V1Backend(Backend):
     def shrink_to(self, group: Group, target: int) -> int:
         # Lowering the limit makes the kernel reclaim synchronously; it answers
         # EBUSY (limit unchanged) when it cannot get under it.  The previous
-        # limit is journaled first (so a later memcgctl can restore it if this
-        # one dies), and written back whatever happens, with stop signals held
-        # so that a second Ctrl-C cannot cut the restore short.
-        from .signals import stop_signals_blocked
+        # limit is journaled first (so that a later memcgctl can restore it if
+        # this one dies) and written back whatever happens, with stop signals
+        # held so that a second Ctrl-C cannot cut the restore short.  Only
+        # when the kernel refused the lowering write (EBUSY, EINVAL) is there
+        # nothing to restore: the limit is as it was.
+        from .signals import run_despite_signals
 
-        limit_path = group.path / LIMIT
-        restore = self._restore_write(group, self.fs.read_int(limit_path))
+        lower, restore = self.plan_shrink(group, target)
         if self.journal is not None:
             self.journal.record(group.path, restore.path, restore.value)
+        limit_may_be_lowered = True
         try:
-            self.fs.apply(Write(limit_path, str(target), SHRINK_REASONS))
+            try:
+                self.fs.apply(lower)
+            except MemcgError:
+                limit_may_be_lowered = False
+                raise
             return self.read_usage(group)
         finally:
-            with stop_signals_blocked():
-                self.fs.apply(restore)
-                if self.journal is not None:
-                    self.journal.clear(group.path)
+            run_despite_signals(lambda: self._finish_shrink(group, restore if limit_may_be_lowered else None))
 
-    def _restore_write(self, group: Group, previous: int) -> Write:
-        return Write(group.path / LIMIT, _to_kernel(_from_kernel(previous)), LIMIT_REASONS)
+    def _finish_shrink(self, group: Group, restore: Write | None) -> None:
+        if restore is not None:
+            self.fs.apply(restore)
+        if self.journal is not None:
+            self.journal.clear(group.path)
 
     def plan_shrink(self, group: Group, target: int) -> list[Write]:
-        previous = self.fs.read_int(group.path / LIMIT)
-        return [Write(group.path / LIMIT, str(target)), self._restore_write(group, previous)]
+        previous = _from_kernel(self.fs.read_int(group.path / LIMIT))
+        return [Write(group.path / LIMIT, str(target), SHRINK_REASONS),
+                Write(group.path / LIMIT, _to_kernel(previous), LIMIT_REASONS)]
 
     def empty(self, group: Group) -> int:
         # Since 3.16 force_empty works with tasks attached; it returns 0 even

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import errno
+from pathlib import Path
 
 from .backend import Backend, GroupStat
 from .errors import Busy
-from .fs import Action, Group, MakeDir, Write
+from .fs import Action, Group, MakeDir, Write, to_int
 
 CURRENT = "memory.current"
 MAX = "memory.max"
@@ -45,9 +46,8 @@ DELEGATE_ATTRIBUTES = ("trusted.delegate", "user.delegate")
 NO_PROGRESS_ROUNDS = 2
 
 
-def _from_kernel(text: str) -> int | None:
-    text = text.strip()
-    return None if text == UNLIMITED_TEXT else int(text)
+def _from_kernel(text: str, path: Path) -> int | None:
+    return None if text.strip() == UNLIMITED_TEXT else to_int(text, path)
 
 
 def _to_kernel(value: int | None) -> str:
@@ -83,7 +83,7 @@ class V2Backend(Backend):
 
     def _read_optional_limit(self, group: Group, name: str) -> int | None:
         text = self.fs.read_optional_text(group.path / name)
-        return None if text is None else _from_kernel(text)
+        return None if text is None else _from_kernel(text, group.path / name)
 
     def read_limits(self, group: Group) -> dict:
         return {name: self._read_optional_limit(group, file) for name, file in FILE_BY_LIMIT.items()}
@@ -150,7 +150,7 @@ class V2Backend(Backend):
             cgroup_version=2,
             usage=self.read_usage(group),
             soft_limit=None,
-            peak=None if peak is None else int(peak),
+            peak=None if peak is None else to_int(peak, group.path / PEAK),
             failcnt=None,
             events=self.read_counters(group.path / EVENTS),
             stat=self.read_counters(group.path / STAT),

@@ -111,10 +111,13 @@ def test_run_dry_run_shows_the_move_and_the_command(fake_root):
     assert second == "exec sleep 1"
 
 
-def test_run_missing_command_is_127(fake_root):
+def test_run_missing_command_is_127_and_a_file_that_cannot_run_126(fake_root, tmp_path):
     run_cli(fake_root, "create", "web")
     result = run_cli(fake_root, "run", "web", "--", "no-such-command-xyz")
     assert result.exit_code == 127
+    plain = tmp_path / "plain.txt"
+    plain.write_text("not a program")
+    assert run_cli(fake_root, "run", "web", "--", str(plain)).exit_code == 126
 
 
 def test_symlink_out_of_the_root_is_refused(fake_root, tmp_path):
@@ -149,9 +152,10 @@ def test_root_on_the_command_line_beats_the_environment(fake_v1, fake_v2):
 
 
 def test_cgroup_version_override(fake_v1):
-    result = run_cli(fake_v1, "--cgroup-version", "2", "stat", "--json")
-    assert result.exit_code == 0  # v2 lists groups by directory; the root has none yet
-    assert json.loads(result.stdout) == []
+    run_cli(fake_v1, "create", "web")
+    result = run_cli(fake_v1, "--cgroup-version", "2", "stat", "--json", "web")
+    assert result.exit_code == 66  # read as v2, a v1 group has no memory.current
+    assert "no such group" in result.stderr
 
 
 def test_root_that_does_not_exist_is_66_and_a_plain_directory_69(tmp_path):

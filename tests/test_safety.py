@@ -4,6 +4,7 @@ writers, hostile names and sizes, and every errno mapped to its exit code."""
 from __future__ import annotations
 
 import errno
+import json
 import os
 import random
 import re
@@ -60,6 +61,71 @@ def test_recover_command_restores_and_is_quiet_when_nothing_is_left(fake_v1, jou
     assert limit_path.read_text() == str(GIB)
     again = run_cli(fake_v1, "recover")
     assert (again.exit_code, again.stdout, again.stderr) == (0, "", "")
+
+
+def test_recover_dry_run_prints_the_restore_and_writes_nothing(fake_v1, journal_directory):
+    run_cli(fake_v1, "create", "web", "--limit", "1G")
+    limit_path = leave_a_dead_shrink(fake_v1, journal_directory)
+    result = run_cli(fake_v1, "-n", "recover")
+    assert (result.exit_code, result.stdout) == (0, f"echo {GIB} > {limit_path}\n")
+    assert limit_path.read_text() == str(10 * MIB)
+    assert len(list(journal_directory.glob("*.restore"))) == 1
+
+
+def test_a_corrupt_record_does_not_stop_other_commands(fake_v1, journal_directory):
+    run_cli(fake_v1, "create", "web", "--limit", "1G")
+    (journal_directory / "0123456789abcdef0123456789abcdef.restore").write_text("{not json")
+    result = run_cli(fake_v1, "stat", "--json", "web")
+    assert (result.exit_code, result.stderr) == (0, "")
+
+
+def test_a_planted_record_cannot_write_outside_its_group(fake_v1, journal_directory, tmp_path):
+    run_cli(fake_v1, "create", "web", "--limit", "1G")
+    victim = tmp_path / "victim"
+    victim.write_text("precious")
+    # Keyed as web's record, but naming a file elsewhere.
+    Journal(journal_directory).record(fake_v1 / "web", victim, "PWNED")
+    result = run_cli(fake_v1, "limit", "web", "2G")
+    assert result.exit_code == 74
+    assert "does not match its group" in result.stderr
+    assert victim.read_text() == "precious"
+    # Filed under a name of its own, it is not taken for any group's record.
+    (journal_directory / "ffffffffffffffffffffffffffffffff.restore").write_text(
+        json.dumps({"path": str(fake_v1 / "web" / "memory.limit_in_bytes"), "value": "1", "pid": 1, "started": 0}))
+    assert run_cli(fake_v1, "recover").stderr.count("restored") == 0
+
+
+def test_a_journal_directory_others_can_write_is_refused(fake_v1, tmp_path, monkeypatch):
+    shared = tmp_path / "shared"
+    shared.mkdir(mode=0o777)
+    shared.chmod(0o777)
+    monkeypatch.setenv("MEMCGCTL_JOURNAL_DIR", str(shared))
+    run_cli(fake_v1, "create", "web", "--limit", "1G")
+    (fake_v1 / "web" / "memory.usage_in_bytes").write_text(str(500 * MIB))
+    result = run_cli(fake_v1, "shrink", "web", "1M")
+    assert result.exit_code == 77
+    assert "no one else can write" in result.stderr
+    assert (fake_v1 / "web" / "memory.limit_in_bytes").read_text() == str(GIB)
+
+
+def test_a_lowering_write_the_kernel_refuses_leaves_nothing_to_restore(fake_v1, journal_directory, monkeypatch):
+    run_cli(fake_v1, "create", "web", "--limit", "1G")
+    (fake_v1 / "web" / "memory.usage_in_bytes").write_text(str(500 * MIB))
+    real_write = os.write
+    written = []
+
+    def refusing_write(fd, data):
+        written.append(data)
+        if data == str(MIB).encode():
+            raise OSError(errno.EINVAL, "Invalid argument")
+        return real_write(fd, data)
+
+    monkeypatch.setattr(memcgctl.fs.os, "write", refusing_write)
+    result = run_cli(fake_v1, "shrink", "web", "1M")
+    assert result.exit_code == 65
+    assert result.stderr.startswith("memcgctl: write 1048576 to memory.limit_in_bytes: ")
+    assert str(GIB).encode() not in written  # no restore was needed, none was written
+    assert list(journal_directory.glob("*.restore")) == []
 
 
 def test_a_live_shrinks_record_is_left_alone(fake_v1, journal_directory):
@@ -202,6 +268,7 @@ def test_hostile_names_never_reach_outside_the_root(trapped_root, name, command)
     assert result.exit_code in allowed, (name, result.stderr)
     assert sorted(p.name for p in outside.iterdir()) == ["memory.max"]
     assert (outside / "memory.max").read_text() == "canary"
+    assert sorted(p.name for p in root.parent.iterdir()) == ["outside", "root"]
     assert "Traceback" not in result.stderr
 
 

@@ -94,12 +94,3 @@ def test_every_unit_spelling_is_a_power_of_1024(number, unit, suffix, lower):
             parse_size(text)
     else:
         assert parse_size(text) == expected
-
-
-@given(st.text(max_size=12))
-def test_arbitrary_text_parses_or_is_a_usage_error(text):
-    try:
-        value = parse_size(text)
-    except UsageError:
-        return
-    assert 0 <= value <= MAX_BYTES

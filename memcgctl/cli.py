@@ -470,11 +470,10 @@ def tree(settings, group):
       memcgctl tree batch
     """
     from .render import tree_lines
-    from .stats import read_stats
+    from .stats import read_stats, select_groups
 
     backend = settings.backend()
-    top = backend.group(group, must_exist=bool(group))
-    groups = ([top] if group else []) + backend.fs.descendants(top)
+    groups = select_groups(backend, [group] if group else [], recursive=True)
     for line in tree_lines(read_stats(backend, groups, skip_vanished=True)):
         click.echo(line)
 

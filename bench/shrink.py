@@ -9,7 +9,7 @@ Each round fills the group with `memcgctl --root R run G -- dd if=/dev/zero
 of=FILE bs=1M count=1024`, then (unless --dirty) calls `sync` so that both
 sides reclaim clean page cache, then runs one method; FILE is deleted after
 each round.  Methods alternate in a rotating order.  The same is done inside
-one Python process (memcgctl.shrink() against os.write of the two values),
+one Python process (memcgctl.operations.shrink() against os.write of the two values),
 to show the cost of the reclaim without interpreter start-up.
 
     python3 bench/shrink.py [--shrink-rounds 5] [--dirty] [--compare DIR]
@@ -99,7 +99,7 @@ def methods(root: Path, group: str, opts) -> list[tuple[str, object]]:
     found.append(("in-process: os.write target, then previous", ("in-process", "bare", None)))
     for label, pythonpath in c.variants(opts):
         tag = f"[{label}] " if label else ""
-        found.append((f"{tag}in-process: memcgctl.shrink()", ("in-process", "library", pythonpath)))
+        found.append((f"{tag}in-process: memcgctl.operations.shrink()", ("in-process", "library", pythonpath)))
     return found
 
 

@@ -7,10 +7,10 @@
 """
 
 from .errors import MemcgError
-from .hierarchy import open_hierarchy
-from .shrink import ShrinkResult, shrink
+from .kernel.discovery import open_hierarchy
+from .operations.shrink import ShrinkResult, shrink
+from .operations.stats import read_stats, select_groups
 from .sizes import format_size, parse_size, parse_target
-from .stats import read_stats, select_groups
 
 __all__ = [
     "MemcgError",

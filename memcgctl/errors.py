@@ -47,6 +47,12 @@ class Interrupted(BaseException):
         return signal.Signals(self.signum).name
 
 
+class DeadlinePassed(Exception):  # noqa: N818 (a stop condition, like StopIteration)
+    """The deadline of an operation passed in the middle of a kernel call.
+    Not a MemcgError: a v1 limit write it cuts short may have been lowered
+    and must be restored (see kernel.v1)."""
+
+
 class UsageError(MemcgError):
     """A bad argument: a malformed size, a group name that leaves the root."""
 
@@ -81,6 +87,15 @@ class Busy(MemcgError):
     """Busy, try later: EBUSY, EAGAIN, target not reached, group not empty."""
 
     exit_code = 75
+
+
+class LockHeld(Busy):
+    """Another memcgctl holds the group's lock (and the deadline passed)."""
+
+
+class NoProgress(Busy):
+    """The kernel reclaims nothing more (v1 EBUSY on a lowered limit, v2
+    memory.reclaim making no progress): what is left is in use."""
 
 
 class PermissionDenied(MemcgError):

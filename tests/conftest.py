@@ -24,7 +24,7 @@ import pytest
 from click.testing import CliRunner
 
 from memcgctl.cli import cli
-from memcgctl.hierarchy import build_fake_root, find_memory_root, read_cgroup_mounts
+from memcgctl.kernel.discovery import build_fake_root, find_memory_root, read_cgroup_mounts
 
 PROJECT = Path(__file__).resolve().parent.parent
 
@@ -43,6 +43,11 @@ def run_cli(root: Path | None, *args: str, env: dict | None = None) -> CliResult
     if result.exception and not isinstance(result.exception, SystemExit):
         raise result.exception  # a traceback is a bug: let pytest show it
     return CliResult(result.exit_code, result.stdout, result.stderr)
+
+
+def all_commands() -> dict:
+    """{name: click command} of every memcgctl command (they load lazily)."""
+    return {name: cli.get_command(None, name) for name in cli.list_commands(None)}
 
 
 def run_process(root: Path | None, *args: str, **kwargs) -> subprocess.CompletedProcess:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from memcgctl.hierarchy import build_fake_root
+from memcgctl.kernel.discovery import build_fake_root
 
 from conftest import PROJECT, run_cli
 

@@ -24,7 +24,7 @@ def root(request, tmp_path) -> Path:
     """A cgroup root of each kind, empty of groups."""
     if request.param == "kernel":
         return request.getfixturevalue("kernel_root").path
-    from memcgctl.hierarchy import build_fake_root
+    from memcgctl.kernel.discovery import build_fake_root
 
     path = tmp_path / "cgroup"
     build_fake_root(path, 1 if request.param == "fake-v1" else 2)

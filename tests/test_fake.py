@@ -9,11 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from memcgctl.cli import cli
 from memcgctl.errors import EXIT_CODES, NotAvailable
-from memcgctl.hierarchy import open_hierarchy
+from memcgctl.kernel.discovery import open_hierarchy
 
-from conftest import run_cli
+from conftest import all_commands, run_cli
 
 MIB = 1024**2
 
@@ -216,7 +215,7 @@ def test_help_lists_every_exit_code_and_each_command_has_an_example():
     result = run_cli(None, "--help")
     for code, meaning in EXIT_CODES.items():
         assert f"{code:>3}  {meaning}\n" in result.stdout
-    for name in cli.commands:
+    for name in all_commands():
         assert "Example" in run_cli(None, name, "--help").stdout, name
 
 

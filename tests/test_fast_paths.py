@@ -88,5 +88,5 @@ def test_the_library_does_not_import_rich_or_humanfriendly(fake_v1):
     assert completed.returncode == 0, completed.stderr[-2000:]
     modules = {line.rsplit("|", 1)[-1].strip() for line in completed.stderr.splitlines()
                if line.startswith("import time:")}
-    assert "memcgctl.stats" in modules
+    assert "memcgctl.operations.stats" in modules
     assert person_only(modules) == []

@@ -22,8 +22,8 @@ from pathlib import Path
 import pytest
 
 from memcgctl.errors import InvalidValue
-from memcgctl.fs import Write
-from memcgctl.hierarchy import open_hierarchy
+from memcgctl.kernel.discovery import open_hierarchy
+from memcgctl.kernel.fs import Write
 
 from conftest import PROJECT, run_cli, run_process
 

@@ -24,7 +24,7 @@ from click.testing import CliRunner
 from memcgctl.cli import cli
 from memcgctl.errors import EXIT_CODES
 
-from conftest import PROJECT
+from conftest import PROJECT, all_commands
 
 PAGE = PROJECT / "man" / "memcgctl.1"
 OPTION = re.compile(r"(?<![\w-])--?[A-Za-z][A-Za-z0-9-]*")
@@ -136,7 +136,7 @@ def global_options() -> dict[str, click.Parameter]:
 def commands() -> dict[str, tuple[click.Command, click.Context]]:
     parent = root_context()
     return {name: (command, click.Context(command, info_name=name, parent=parent, **command.context_settings))
-            for name, command in cli.commands.items() if not command.hidden}
+            for name, command in all_commands().items() if not command.hidden}
 
 
 def takes_value(param: click.Parameter) -> bool:
@@ -237,7 +237,7 @@ def test_exit_status_lists_every_code():
 
 def test_environment_lists_every_variable_memcgctl_reads():
     variables = {param.envvar for param in global_options().values() if getattr(param, "envvar", None)}
-    for source in (PROJECT / "memcgctl").glob("*.py"):
+    for source in (PROJECT / "memcgctl").rglob("*.py"):
         variables |= set(re.findall(r"""(?:environ\.get\(|environ\[|getenv\(|envvar=)["']([A-Z_][A-Z0-9_]*)["']""",
                                     source.read_text()))
     assert set(tags(sections()["ENVIRONMENT"])) == variables
@@ -260,7 +260,7 @@ def test_examples_include_the_cron_line():
 def test_examples_are_valid_command_lines(monkeypatch):
     """Each example parses: its command, options, arguments and sizes (the
     commands themselves are replaced by no-ops)."""
-    for command in cli.commands.values():
+    for command in all_commands().values():
         monkeypatch.setattr(command, "callback", lambda *args, **kwargs: None)
     lines = example_command_lines()
     assert len(lines) >= 10

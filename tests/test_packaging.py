@@ -82,6 +82,21 @@ def test_installed_memcgctl_is_the_wheel_and_knows_its_version(venv):
     assert printed == f"memcgctl {metadata}\n"
 
 
+def test_wheel_carries_every_subpackage(venv):
+    """Package discovery: each folder of memcgctl with an __init__.py is in
+    the wheel, and every command loads from the installed copy."""
+    packages = sorted(str(init.parent.relative_to(PROJECT)).replace("/", ".")
+                      for init in (PROJECT / "memcgctl").rglob("__init__.py"))
+    assert len(packages) > 1
+    python = venv / "bin" / "python"
+    script = ("import importlib, sys; from memcgctl.cli import cli; "
+              "[importlib.import_module(name) for name in sys.argv[1:]]; "
+              "[cli.get_command(None, name) for name in cli.list_commands(None)]; print('ok')")
+    assert run(python, "-c", script, *packages, cwd=venv).stdout == "ok\n"
+    for package in packages:
+        assert (next(venv.glob("lib/python*/site-packages")) / package.replace(".", "/") / "__init__.py").is_file()
+
+
 @pytest.mark.skipif(shutil.which("man") is None, reason="man is not installed (apt-get install man-db)")
 def test_man_finds_the_installed_page(venv):
     env = {**os.environ, "MANPAGER": "cat", "PAGER": "cat", "MANWIDTH": "80", "LC_ALL": "C.UTF-8",

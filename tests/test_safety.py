@@ -19,10 +19,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import memcgctl.fs
+import memcgctl.kernel.fs
 from memcgctl.errors import ENOTSUPP, NotFound
-from memcgctl.hierarchy import open_hierarchy
-from memcgctl.journal import Journal
+from memcgctl.kernel.discovery import open_hierarchy
+from memcgctl.safety.journal import Journal
 from memcgctl.sizes import MAX_BYTES, format_size, parse_size
 
 from conftest import run_cli, run_process
@@ -120,7 +120,7 @@ def test_a_lowering_write_the_kernel_refuses_leaves_nothing_to_restore(fake_v1, 
             raise OSError(errno.EINVAL, "Invalid argument")
         return real_write(fd, data)
 
-    monkeypatch.setattr(memcgctl.fs.os, "write", refusing_write)
+    monkeypatch.setattr(memcgctl.kernel.fs.os, "write", refusing_write)
     result = run_cli(fake_v1, "shrink", "web", "1M")
     assert result.exit_code == 65
     assert result.stderr.startswith("memcgctl: write 1048576 to memory.limit_in_bytes: ")
@@ -243,7 +243,7 @@ HOSTILE_NAMES = st.one_of(st.lists(NAME_PIECES, max_size=6).map("".join),
 def trapped_root(tmp_path):
     """A fake v2 root with a group, next to a folder it must never touch, and a
     symlink inside that points there."""
-    from memcgctl.hierarchy import build_fake_root
+    from memcgctl.kernel.discovery import build_fake_root
 
     root = tmp_path / "root"
     build_fake_root(root, 2)
@@ -373,7 +373,7 @@ def test_injected_errno_on_a_write_maps_to_its_exit_code(fake_root, monkeypatch,
     def failing_write(fd, data):
         raise OSError(number, os.strerror(number))
 
-    monkeypatch.setattr(memcgctl.fs.os, "write", failing_write)
+    monkeypatch.setattr(memcgctl.kernel.fs.os, "write", failing_write)
     result = run_cli(fake_root, "limit", "web", "1G")
     assert result.exit_code == exit_code
     assert result.stderr.startswith("memcgctl: write 1073741824 to memory.")

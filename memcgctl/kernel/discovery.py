@@ -6,8 +6,8 @@ import os
 from pathlib import Path
 from typing import NamedTuple
 
+from ..errors import NotAvailable, NotFound, UsageError
 from .backend import Backend
-from .errors import NotAvailable, NotFound, UsageError
 from .fs import Action, CgroupFS, MakeDir, Write
 from .v1 import LIMIT as V1_MARKER
 from .v1 import V1Backend

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import NamedTuple
 
+from ..safety.deadline import NEVER, Deadline
 from .fs import Action, CgroupFS, Group, MakeDir, Write
 
 # The limits a user can set, by the names `stat --json` uses.  Which of them a
@@ -115,11 +116,12 @@ class Backend:
 
     # --- reclaim --------------------------------------------------------------
 
-    def shrink_to(self, group: Group, target: int) -> int:
+    def shrink_to(self, group: Group, target: int, deadline: Deadline = NEVER) -> int:
         """Reclaim until usage is at most TARGET bytes; return the usage reached.
 
-        Raises Busy when the kernel cannot get there.  Leaves the group's
-        limits as they were, also when interrupted.
+        Raises NoProgress when the kernel cannot get there, DeadlinePassed
+        when DEADLINE passes first.  Leaves the group's limits as they were,
+        also when interrupted.
         """
         raise NotImplementedError
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from .backend import Backend
-from .errors import Busy, NotAvailable
-from .fs import Action, Group
-from .journal import exclusive
+from ..errors import Busy, NotAvailable
+from ..kernel.backend import Backend
+from ..kernel.fs import Action, Group
+from ..safety.deadline import NEVER, Deadline
+from ..safety.journal import exclusive
+from ..sizes import ShrinkTarget, format_size
 from .shrink import ShrinkResult, shrink_locked
-from .sizes import ShrinkTarget, format_size
 
 # How each limit is named on the command line.
 OPTION_BY_LIMIT = {
@@ -58,24 +59,24 @@ def plan_set_limits(backend: Backend, group: Group, changes: dict) -> list[Actio
 
 
 def set_limits(backend: Backend, group: Group, changes: dict, force: bool = False,
-               timeout: float | None = None) -> LimitOutcome:
+               deadline: Deadline = NEVER) -> LimitOutcome:
     """Set CHANGES ({name: bytes or None}) on GROUP and read back what the kernel holds.
 
     Busy (75), nothing written, when a v2 hard limit below usage could not be
     reached by shrinking first, unless FORCE (then the kernel OOM-kills).
     """
     check_supported(backend, changes)
-    with exclusive(backend, group.path, timeout):
-        return _set_limits_locked(backend, group, changes, force, timeout)
+    with exclusive(backend, group.path, deadline):
+        return _set_limits_locked(backend, group, changes, force, deadline)
 
 
 def _set_limits_locked(backend: Backend, group: Group, changes: dict, force: bool,
-                       timeout: float | None) -> LimitOutcome:
+                       deadline: Deadline) -> LimitOutcome:
     writes = backend.plan_limits(group, changes)
     target = _shrink_target_first(backend, group, changes)
     shrink_result = None
     if target is not None:
-        shrink_result = shrink_locked(backend, group, ShrinkTarget(bytes=target), timeout)
+        shrink_result = shrink_locked(backend, group, ShrinkTarget(bytes=target), deadline)
         if not shrink_result.reached and not force:
             raise Busy(f"set limit of {group.label}",
                        f"usage {format_size(shrink_result.after)} could not be brought under "

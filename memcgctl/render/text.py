@@ -9,9 +9,9 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterable
 
-from .backend import GroupStat
-from .shrink import ShrinkResult
-from .sizes import format_size
+from ..kernel.backend import GroupStat
+from ..operations.shrink import ShrinkResult, StopReason
+from ..sizes import format_size
 
 # (column, memory.stat keys on v2 then v1)
 COUNTER_COLUMNS = (("ANON", ("anon", "rss")), ("FILE", ("file", "cache")), ("SHMEM", ("shmem",)))
@@ -92,3 +92,12 @@ def tree_lines(stats: list[GroupStat]) -> list[str]:
         lines.append(f"{'    ' * depth}{name}  {format_size(stat.usage)} / {_size_cell(stat.limit)}"
                      f"  ({stat.pids} pids)")
     return lines
+
+
+def stop_reason_text(result: ShrinkResult, timeout: float | None) -> str:
+    """Why a shrink stopped short, in words ('timed out after 10 s')."""
+    if result.stopped_because is StopReason.DEADLINE:
+        return f"timed out after {timeout:g} s"
+    if result.stopped_because is StopReason.LOCKED:
+        return f"{result.detail} (waited {timeout:g} s)"
+    return result.detail or "the kernel reclaimed too little"

@@ -22,7 +22,8 @@ import time
 from pathlib import Path
 from typing import NamedTuple
 
-from .errors import Busy, MemcgError, PermissionDenied, error_from_oserror
+from ..errors import LockHeld, MemcgError, PermissionDenied, error_from_oserror
+from .deadline import NEVER, Deadline
 
 DEFAULT_DIRECTORY = Path("/run/memcgctl")
 
@@ -98,9 +99,9 @@ class Journal:
     # --- the lock -------------------------------------------------------------
 
     @contextlib.contextmanager
-    def locked(self, group_path: Path, timeout: float | None = None):
-        """Hold GROUP_PATH's lock for the block; wait up to TIMEOUT seconds
-        (None: as long as it takes), then Busy (75)."""
+    def locked(self, group_path: Path, deadline: Deadline = NEVER):
+        """Hold GROUP_PATH's lock for the block; wait until DEADLINE, then
+        LockHeld (75).  A passed deadline still makes one attempt."""
         self._ensure_directory()
         lock_path = self.directory / f"{self._key(group_path)}.lock"
         try:
@@ -108,16 +109,15 @@ class Journal:
         except OSError as err:
             raise error_from_oserror(err, "open lock file", str(lock_path)) from err
         try:
-            self._acquire(fd, timeout, group_path)
+            self._acquire(fd, deadline, group_path)
             yield
         finally:
             os.close(fd)  # closing releases the flock
 
     @staticmethod
-    def _acquire(fd: int, timeout: float | None, group_path: Path) -> None:
+    def _acquire(fd: int, deadline: Deadline, group_path: Path) -> None:
         import fcntl
 
-        deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -126,8 +126,8 @@ class Journal:
                 pass  # held by another memcgctl
             except OSError as err:
                 raise error_from_oserror(err, "lock group", str(group_path)) from err
-            if deadline is not None and time.monotonic() >= deadline:
-                raise Busy("lock group", f"another memcgctl is changing it (waited {timeout:g} s)", str(group_path))
+            if deadline.expired:
+                raise LockHeld("lock group", "another memcgctl is changing it", str(group_path))
             time.sleep(LOCK_POLL_SECONDS)
 
     # --- records --------------------------------------------------------------
@@ -211,13 +211,13 @@ class Journal:
 
 
 @contextlib.contextmanager
-def exclusive(backend, group_path: Path, timeout: float | None = None):
+def exclusive(backend, group_path: Path, deadline: Deadline = NEVER):
     """Hold the group's lock for a change, after undoing what a dead memcgctl
     left behind in it.  Without a journal (library default), no locking."""
     if backend.journal is None:
         yield
         return
-    with backend.journal.locked(group_path, timeout):
+    with backend.journal.locked(group_path, deadline):
         _restore_pending(backend, group_path, backend.journal.pending(group_path))
         yield
 
@@ -233,9 +233,9 @@ def recover(backend, strict: bool = True) -> None:
         if not _is_under(Path(os.path.realpath(group_path)), backend.fs.root):
             continue
         try:
-            with backend.journal.locked(group_path, timeout=0):
+            with backend.journal.locked(group_path, Deadline(0)):
                 _restore_pending(backend, group_path, backend.journal.pending(group_path))
-        except Busy:
+        except LockHeld:
             continue  # a live memcgctl holds it and will restore it itself
         except MemcgError:
             if strict:
@@ -244,7 +244,7 @@ def recover(backend, strict: bool = True) -> None:
 
 def plan_recover(backend) -> list:
     """The writes recover() would make (for a dry run)."""
-    from .fs import Write
+    from ..kernel.fs import Write
 
     if backend.journal is None:
         return []
@@ -258,7 +258,7 @@ def _restore_pending(backend, group_path: Path, pending: PendingRestore | None) 
     if not _is_restorable(pending, group_path, backend.fs.root):
         raise MemcgError("recover", f"the journal record does not match its group ({pending.path})",
                          str(backend.journal.directory))
-    from .fs import Write
+    from ..kernel.fs import Write
 
     if pending.path.parent.is_dir():  # a group deleted since has nothing to restore
         backend.fs.apply(Write(pending.path, pending.value))

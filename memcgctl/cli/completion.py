@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 
-from .errors import MemcgError
+from ..errors import MemcgError
 
 COMPLETE_VARIABLE = "_MEMCGCTL_COMPLETE"
 
@@ -19,7 +19,7 @@ def completion_script(command, shell: str) -> str:
 
 def group_names(settings, incomplete: str) -> list[str]:
     """Groups whose names start with INCOMPLETE ('ba' -> batch, 'batch/' -> its children)."""
-    from .hierarchy import open_hierarchy
+    from ..kernel.discovery import open_hierarchy
 
     parent, _, prefix = incomplete.rpartition("/")
     try:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import errno
 from pathlib import Path
 
+from ..errors import Busy, DeadlinePassed, NoProgress
+from ..safety.deadline import NEVER, Deadline
 from .backend import Backend, GroupStat
-from .errors import Busy
 from .fs import Action, Group, MakeDir, Write, to_int
 
 CURRENT = "memory.current"
@@ -105,7 +106,7 @@ class V2Backend(Backend):
 
     # --- reclaim --------------------------------------------------------------
 
-    def shrink_to(self, group: Group, target: int) -> int:
+    def shrink_to(self, group: Group, target: int, deadline: Deadline = NEVER) -> int:
         # memory.reclaim is stateless and may overshoot or answer EAGAIN when it
         # reclaimed less than asked; we only trust memory.current.  memory.max
         # is never touched, so nothing can be OOM-killed.
@@ -120,8 +121,10 @@ class V2Backend(Backend):
             rounds_without_progress = rounds_without_progress + 1 if reached >= usage else 0
             usage = reached
             if rounds_without_progress >= NO_PROGRESS_ROUNDS:
-                raise Busy("reclaim", "the kernel reclaims nothing more (memory in use, no swap?)",
-                           str(group.path / RECLAIM))
+                raise NoProgress("reclaim", "the kernel reclaims nothing more (memory in use, no swap?)",
+                                 str(group.path / RECLAIM))
+            if usage > target and deadline.expired:
+                raise DeadlinePassed()
         return usage
 
     def _reclaim_write(self, group: Group, amount: int) -> Write:
@@ -134,7 +137,7 @@ class V2Backend(Backend):
     def empty(self, group: Group) -> int:
         try:
             return self.shrink_to(group, 0)
-        except Busy:
+        except NoProgress:
             return self.read_usage(group)
 
     def plan_empty(self, group: Group) -> list[Write]:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from .backend import Backend, GroupStat
-from .errors import NotFound
-from .fs import Group
+from ..errors import NotFound
+from ..kernel.backend import Backend, GroupStat
+from ..kernel.fs import Group
 
 
 def select_groups(backend: Backend, names: tuple | list, recursive: bool = False) -> list[Group]:

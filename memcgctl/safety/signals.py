@@ -11,13 +11,12 @@ import contextlib
 import signal
 import threading
 
-from .errors import Interrupted
+from ..errors import DeadlinePassed, Interrupted
+from .deadline import Deadline
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-
-
-class TimedOut(Exception):
-    """The --timeout given to a blocking kernel write ran out."""
+# The least time one kernel call gets, even past its deadline.
+ATTEMPT_FLOOR_SECONDS = 0.5
 
 
 def _in_main_thread() -> bool:
@@ -70,28 +69,31 @@ def run_despite_signals(action) -> None:
             with stop_signals_blocked():
                 action()
             break
-        except (Interrupted, TimedOut) as exception:
+        except (Interrupted, DeadlinePassed) as exception:
             interrupted = exception
     if interrupted is not None:
         raise interrupted
 
 
 @contextlib.contextmanager
-def timeout_alarm(seconds: float | None):
-    """Raise TimedOut in the block after SECONDS (None: no limit).
+def alarm_at(deadline: Deadline):
+    """Raise DeadlinePassed in the block when DEADLINE passes.
 
-    SIGALRM interrupts a blocking write to a kernel file (it returns EINTR),
-    so this also bounds a v1 limit write that is busy reclaiming.
+    Only for a kernel call that nothing else can bound: a v1 write to
+    memory.limit_in_bytes reclaims synchronously inside the write, and only a
+    signal (EINTR) ends it early.  SIGALRM works in the main thread only;
+    elsewhere the block runs unbounded.  A deadline already passed still
+    gives the call ATTEMPT_FLOOR_SECONDS: a timeout of 0 means one attempt.
     """
-    if seconds is None or not _in_main_thread():
+    if deadline.at is None or not _in_main_thread():
         yield
         return
 
     def handler(_signum, _frame):
-        raise TimedOut()
+        raise DeadlinePassed()
 
     previous = signal.signal(signal.SIGALRM, handler)
-    signal.setitimer(signal.ITIMER_REAL, max(seconds, 0.001))
+    signal.setitimer(signal.ITIMER_REAL, max(deadline.remaining(), ATTEMPT_FLOOR_SECONDS))
     try:
         yield
     finally:

@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import NamedTuple
 
-from .errors import (
+from ..errors import (
     MemcgError,
     NotAvailable,
     NotFound,

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .backend import Backend
-from .errors import AlreadyExists, Busy, MemcgError, NotFound, UsageError
-from .fs import Action, Group, RemoveDir, Write
+from ..errors import AlreadyExists, Busy, MemcgError, NotFound, UsageError
+from ..kernel.backend import Backend
+from ..kernel.fs import Action, Group, RemoveDir, Write
 
 
 def _not_root(group: Group, verb: str) -> None:

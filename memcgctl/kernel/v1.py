@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import errno
 
+from ..errors import Busy, MemcgError, NoProgress, NotAvailable, UsageError
+from ..safety.deadline import NEVER, Deadline
+from ..sizes import MAX_BYTES
 from .backend import Backend, GroupStat
-from .errors import MemcgError, NotAvailable, UsageError
 from .fs import Group, Write, to_int
-from .sizes import MAX_BYTES
 
 LIMIT = "memory.limit_in_bytes"
 MEMSW_LIMIT = "memory.memsw.limit_in_bytes"
@@ -137,7 +138,7 @@ class V1Backend(Backend):
 
     # --- reclaim --------------------------------------------------------------
 
-    def shrink_to(self, group: Group, target: int) -> int:
+    def shrink_to(self, group: Group, target: int, deadline: Deadline = NEVER) -> int:
         # Lowering the limit makes the kernel reclaim synchronously; it answers
         # EBUSY (limit unchanged) when it cannot get under it.  The previous
         # limit is journaled first (so that a later memcgctl can restore it if
@@ -145,7 +146,7 @@ class V1Backend(Backend):
         # held so that a second Ctrl-C cannot cut the restore short.  Only
         # when the kernel refused the lowering write (EBUSY, EINVAL) is there
         # nothing to restore: the limit is as it was.
-        from .signals import run_despite_signals
+        from ..safety.signals import alarm_at, run_despite_signals
 
         lower, restore = self.plan_shrink(group, target)
         if self.journal is not None:
@@ -153,7 +154,11 @@ class V1Backend(Backend):
         limit_may_be_lowered = True
         try:
             try:
-                self.fs.apply(lower)
+                with alarm_at(deadline):  # only a signal cuts a v1 limit write short
+                    self.fs.apply(lower)
+            except Busy as error:  # EBUSY: the kernel kept the old limit
+                limit_may_be_lowered = False
+                raise NoProgress(error.what, error.why, error.path) from None
             except MemcgError:
                 limit_may_be_lowered = False
                 raise

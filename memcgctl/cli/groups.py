@@ -1,0 +1,129 @@
+"""Commands that make, remove and fill groups: create, delete, attach, run."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+
+from ..errors import CommandNotExecutable, CommandNotFound, UsageError
+from .options import GROUP, GROUPS, SizeType, complete_pid, given, global_options
+
+
+@click.command()
+@GROUPS
+@click.option("-p", "--parents", is_flag=True, help="Create missing parent groups too.")
+@click.option("--exist-ok", is_flag=True, help="An existing group is not an error.")
+@click.option("--limit", type=SizeType(), metavar="SIZE", help="Memory limit of the new group.")
+@global_options
+@click.pass_context
+def create(ctx, groups, parents, exist_ok, limit):
+    """Create memory groups.  On cgroup v2, +memory is enabled in each parent.
+
+    \b
+    Example:
+      memcgctl create -p batch/job1 --limit 2G
+    """
+    from ..operations.groups import plan_create
+
+    settings = ctx.obj
+    for name in groups:
+        limit_to_set = limit if given(ctx, "limit") else False
+        actions = plan_create(settings.backend(), name, parents, exist_ok, limit_to_set)
+        settings.carry_out(actions)
+        settings.say(f"created {name}" if actions else f"{name} exists")
+
+
+@click.command()
+@GROUPS
+@click.option("-r", "--recursive", is_flag=True, help="Remove child groups too (deepest first).")
+@global_options
+@click.pass_obj
+def delete(settings, groups, recursive):
+    """Remove memory groups.  Never kills or moves a process: a group that has
+    any is left as it is (exit 75).
+
+    \b
+    Example:
+      memcgctl delete -r batch
+    """
+    from ..operations.groups import plan_delete
+
+    for name in groups:
+        settings.carry_out(plan_delete(settings.backend(), name, recursive))
+        settings.say(f"deleted {name}")
+
+
+@click.command()
+@GROUP
+@click.argument("pids", nargs=-1, required=True, metavar="PID...", shell_complete=complete_pid)
+@click.option("--threads", is_flag=True, help="Move single threads (v1 tasks, v2 cgroup.threads).")
+@global_options
+@click.pass_obj
+def attach(settings, group, pids, threads):
+    """Move processes into a group.  Each PID is tried; the exit status is the
+    highest of the failures (66: no such process).
+
+    \b
+    Example:
+      memcgctl attach web 1234 1240
+    """
+    from ..operations.groups import attach as attach_processes
+    from ..operations.groups import parse_pid
+
+    backend = settings.backend()
+    pid_numbers = [parse_pid(pid) for pid in pids]
+    target = backend.group(group)
+    failures = attach_processes(backend, target, pid_numbers, threads,
+                                apply=lambda action: settings.carry_out([action]))
+    for error in failures:
+        click.echo(f"memcgctl: {error}", err=True)
+    settings.say(f"moved {len(pid_numbers) - len(failures)} of {len(pid_numbers)} to {target.label}")
+    if failures:
+        ctx = click.get_current_context()
+        ctx.exit(max(error.exit_code for error in failures))
+
+
+@click.command(context_settings={"allow_interspersed_args": False})
+@GROUP
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+@click.option("--create", is_flag=True, help="Create the group (and its parents) if missing.")
+@global_options
+@click.pass_obj
+def run(settings, group, command, create):
+    """Run COMMAND inside a group, with its exit status (126/127 as the shell
+    when it cannot be started).
+
+    \b
+    Example:
+      memcgctl run --create batch/job1 -- make -j2
+    """
+    import shutil
+
+    from ..operations.groups import plan_create
+
+    backend = settings.backend()
+    if command[0] == "--":  # options stop at GROUP, so a "--" after it is kept
+        command = command[1:]
+    if not command:
+        raise UsageError("run", "no COMMAND given")
+    program = shutil.which(command[0])
+    if program is None:
+        if os.sep in command[0] and os.path.exists(command[0]):
+            raise CommandNotExecutable(f"run {command[0]}", "permission denied: not an executable file")
+        raise CommandNotFound(f"run {command[0]}", "command not found")
+    if create:
+        settings.carry_out(plan_create(backend, group, parents=True, exist_ok=True))
+    target = backend.group(group, must_exist=not (create and settings.dry_run))
+    settings.carry_out([backend.attach_action(target, os.getpid())])
+    if settings.dry_run:
+        click.echo("exec " + " ".join(command))
+        return
+    sys.stdout.flush()
+    try:
+        os.execv(program, list(command))
+    except OSError as err:
+        raise CommandNotExecutable(f"run {command[0]}", os.strerror(err.errno).lower(), program) from err
+
+

@@ -1,0 +1,161 @@
+"""What every command shares: the global options and the Settings they fill,
+argument types for sizes, group-name completion, and the plan runner
+(Settings.carry_out: apply each action, or print it with --dry-run)."""
+
+from __future__ import annotations
+
+import click
+from click.core import ParameterSource
+
+from ..errors import EXIT_CODES
+from ..kernel.fs import Action
+from ..sizes import parse_size, parse_target
+
+# Start-up time is most of what a command costs: modules that only some
+# commands need (json, shutil, signals, render and with it rich and
+# humanfriendly) are imported inside those commands.
+
+EXIT_STATUS_HELP = "\b\nExit status:\n" + "\n".join(f"  {code:>3}  {text}" for code, text in EXIT_CODES.items())
+
+
+class Settings:
+    """The global options, wherever on the command line they were given."""
+
+    def __init__(self):
+        self.root = None
+        self.journal_dir = None
+        self.cgroup_version = None
+        self.dry_run = False
+        self.verbose = 0
+        self._backend = None
+
+    def backend(self):
+        """The backend of the hierarchy in use, opened once, after undoing any
+        change a memcgctl that died left behind under its root."""
+        if self._backend is None:
+            from ..kernel.discovery import open_hierarchy
+            from ..safety.journal import Journal, recover
+
+            self._backend = open_hierarchy(self.root, self.cgroup_version, journal=Journal(self.journal_dir))
+            if not self.dry_run:
+                recover(self._backend, strict=False)
+        return self._backend
+
+    def report_recovered(self) -> None:
+        for pending in self._backend.recovered if self._backend else []:
+            click.echo(f"memcgctl: restored {pending.value} to {pending.path}, left behind by a memcgctl "
+                       f"(pid {pending.pid}) that died in the middle of a change", err=True)
+
+    def carry_out(self, actions: list[Action]) -> None:
+        """Apply ACTIONS, or with --dry-run print each as the shell line that does it."""
+        for action in actions:
+            if self.dry_run:
+                click.echo(action.shell())
+            else:
+                self.backend().fs.apply(action)
+
+    def say(self, text: str) -> None:
+        """Report what was done, only with -v: cron mails any output."""
+        if self.verbose:
+            click.echo(text)
+
+
+def _store_setting(ctx: click.Context, param: click.Parameter, value):
+    # Not ctx.get_parameter_source(): click 8.4 sets it only after the callback.
+    settings = ctx.find_root().ensure_object(Settings)
+    if value is not None:
+        setattr(settings, param.name, max(value, settings.verbose) if param.name == "verbose" else value)
+    return value
+
+
+def _global_option_decorators(read_environment: bool) -> tuple:
+    """The global options.  Only the group's copies read the environment: were
+    a command's own --root to read MEMCGCTL_ROOT too, it would undo a --root
+    given before the command name."""
+
+    def env(name: str) -> str | None:
+        return name if read_environment else None
+
+    return (
+        click.option("--root", metavar="DIR", envvar=env("MEMCGCTL_ROOT"), expose_value=False,
+                     callback=_store_setting,
+                     help="Use DIR as the cgroup root (a delegated subtree or a fake tree) [env MEMCGCTL_ROOT]."),
+        click.option("--journal-dir", metavar="DIR", envvar=env("MEMCGCTL_JOURNAL_DIR"), expose_value=False,
+                     callback=_store_setting,
+                     help="Where locks and undo records live (default /run/memcgctl; for a user "
+                          "$XDG_RUNTIME_DIR/memcgctl) [env MEMCGCTL_JOURNAL_DIR]."),
+        click.option("--cgroup-version", type=click.Choice(["1", "2"]), expose_value=False,
+                     callback=lambda ctx, param, value: _store_setting(ctx, param, value and int(value)),
+                     help="Treat the root as cgroup v1 or v2 instead of telling from its files."),
+        click.option("-n", "--dry-run", is_flag=True, default=None, expose_value=False, callback=_store_setting,
+                     help="Read and check, change nothing; print each write as a shell line."),
+        click.option("-v", "--verbose", count=True, expose_value=False, callback=_store_setting,
+                     help="Say what was done."),
+    )
+
+
+def global_options(command, read_environment: bool = False):
+    """The options accepted both before and after the command name."""
+    for option in reversed(_global_option_decorators(read_environment)):
+        command = option(command)
+    return command
+
+
+class SizeType(click.ParamType):
+    """A size in the grammar of memcgctl.sizes; None means unlimited."""
+
+    name = "size"
+
+    def __init__(self, allow_unlimited: bool = True):
+        self.allow_unlimited = allow_unlimited
+
+    def convert(self, value, param, ctx):
+        if not isinstance(value, str) or (ctx is not None and ctx.resilient_parsing):
+            return value
+        return parse_size(value, self.allow_unlimited)
+
+
+class TargetType(click.ParamType):
+    name = "target"
+
+    def convert(self, value, param, ctx):
+        if not isinstance(value, str) or (ctx is not None and ctx.resilient_parsing):
+            return value
+        return parse_target(value)
+
+
+def complete_group(ctx: click.Context, param: click.Parameter, incomplete: str):
+    """Groups under the root whose names start with INCOMPLETE (for TAB)."""
+    from .completion import group_names
+
+    return group_names(ctx.find_root().ensure_object(Settings), incomplete)
+
+
+def complete_pid(ctx: click.Context, param: click.Parameter, incomplete: str):
+    from .completion import process_ids
+
+    return process_ids(incomplete)
+
+
+def given(ctx: click.Context, name: str) -> bool:
+    return ctx.get_parameter_source(name) not in (ParameterSource.DEFAULT, None)
+
+
+class SizeArgumentCommand(click.Command):
+    """A command whose SIZE argument may be "-1" (unlimited), which click
+    would otherwise take for an unknown option."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        takes_value = {name for param in self.params if isinstance(param, click.Option)
+                       and not param.is_flag and not param.count for name in param.opts}
+        args = [("max" if arg == "-1" and (i == 0 or args[i - 1] not in takes_value) else arg)
+                for i, arg in enumerate(args)]
+        return super().parse_args(ctx, args)
+
+
+GROUP = click.argument("group", shell_complete=complete_group)
+GROUPS = click.argument("groups", nargs=-1, required=True, metavar="GROUP...", shell_complete=complete_group)
+TIMEOUT = click.option("--timeout", type=click.FloatRange(min=0), metavar="SECONDS",
+                       help="Give up after SECONDS (exit 75).")
+
+

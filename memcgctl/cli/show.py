@@ -1,0 +1,72 @@
+"""Commands that show groups: stat, tree."""
+
+from __future__ import annotations
+
+import click
+
+from .options import complete_group, global_options
+
+
+@click.command()
+@click.argument("groups", nargs=-1, metavar="[GROUP]...", shell_complete=complete_group)
+@click.option("-r", "--recursive", is_flag=True, help="Include the groups below each GROUP.")
+@click.option("--json", "as_json", is_flag=True, help="JSON: a list of objects with stable keys, sizes in bytes.")
+@global_options
+@click.pass_obj
+def stat(settings, groups, recursive, as_json):
+    """Show usage, limits, peak and the main counters of groups; with no GROUP,
+    every group under the root.
+
+    JSON keys: group, path, cgroup_version, usage, limit, soft_limit, high,
+    low, min, swap_limit, peak, failcnt, events, stat, pids (null: unlimited
+    or not applicable).
+
+    \b
+    Example:
+      memcgctl stat -r batch
+      memcgctl stat --json web | jq .[0].usage
+    """
+    from ..operations.stats import iter_stats, select_groups
+
+    backend = settings.backend()
+    # Each group is turned into text as soon as it is read, so that only the
+    # text is kept, not every group's figures.  Nothing is printed before all
+    # are read: an error leaves stdout empty.
+    stats = iter_stats(backend, select_groups(backend, groups, recursive), skip_vanished=not groups)
+    if as_json:
+        import json
+
+        # The text of json.dumps(list, indent=2), one element at a time.
+        elements = [json.dumps(each.to_json(), indent=2).replace("\n", "\n  ") for each in stats]
+        if not elements:
+            click.echo("[]")
+            return
+        for index, element in enumerate(elements):
+            click.echo(("[\n  " if index == 0 else ",\n  ") + element, nl=False)
+        click.echo("\n]")
+        return
+    from ..render.text import print_table, stat_rows
+
+    print_table(*stat_rows(stats, backend.version))
+
+
+@click.command()
+@click.argument("group", required=False, default="", shell_complete=complete_group)
+@global_options
+@click.pass_obj
+def tree(settings, group):
+    """Show groups as a tree with usage, limit and number of processes.
+
+    \b
+    Example:
+      memcgctl tree batch
+    """
+    from ..operations.stats import read_stats, select_groups
+    from ..render.text import tree_lines
+
+    backend = settings.backend()
+    groups = select_groups(backend, [group] if group else [], recursive=True)
+    for line in tree_lines(read_stats(backend, groups, skip_vanished=True)):
+        click.echo(line)
+
+

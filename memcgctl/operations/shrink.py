@@ -1,0 +1,91 @@
+"""Shrinking a group to a target size: the memory.shrink_in_bytes the kernel
+never merged, done from user space.
+
+shrink() is one attempt and returns a ShrinkResult whatever happened, so that
+a background-reclaim loop can call it again and again and count why it
+stopped short; the command line turns a result that missed its target into
+exit 75 and words the reason.
+"""
+
+from __future__ import annotations
+
+import enum
+import time
+from typing import NamedTuple
+
+from ..errors import DeadlinePassed, LockHeld, NoProgress
+from ..kernel.backend import Backend
+from ..kernel.fs import Group
+from ..safety.deadline import NEVER, Deadline
+from ..safety.journal import exclusive
+from ..sizes import ShrinkTarget
+
+
+class StopReason(enum.Enum):
+    """Why a shrink ended above its target."""
+
+    LOCKED = "locked"  # another memcgctl holds the group: nothing was tried
+    NO_PROGRESS = "no-progress"  # the kernel reclaims nothing more (in use, no swap)
+    DEADLINE = "deadline"  # the time given ran out
+
+
+class ShrinkResult(NamedTuple):
+    """Usage before and after, in bytes; SECONDS of wall time; why it stopped
+    short (None when it reached the target) and the kernel's words for it."""
+
+    group: str
+    before: int
+    after: int
+    target: int
+    seconds: float
+    stopped_because: StopReason | None = None
+    detail: str = ""
+
+    @property
+    def reached(self) -> bool:
+        return self.after <= self.target
+
+
+def shrink(backend: Backend, group: Group, target: ShrinkTarget, deadline: Deadline = NEVER) -> ShrinkResult:
+    """Bring GROUP's usage to TARGET or below by DEADLINE.
+
+    v1 lowers memory.limit_in_bytes and always restores it; v2 writes
+    memory.reclaim and never touches memory.max.  Already under target is
+    success without a write.  Waiting for another memcgctl's lock counts
+    against DEADLINE; if it is still held then, the result says LOCKED.
+    """
+    started = time.monotonic()
+    try:
+        with exclusive(backend, group.path, deadline):
+            return shrink_locked(backend, group, target, deadline)
+    except LockHeld as error:
+        usage = backend.read_usage(group)
+        return ShrinkResult(group.label, usage, usage, target.resolve(usage), time.monotonic() - started,
+                            StopReason.LOCKED, error.why)
+
+
+def shrink_locked(backend: Backend, group: Group, target: ShrinkTarget,
+                  deadline: Deadline = NEVER) -> ShrinkResult:
+    """shrink(), for a caller that already holds the group's lock."""
+    started = time.monotonic()
+    before = backend.read_usage(group)
+    target_bytes = target.resolve(before)
+    after, stopped_because, detail = before, None, ""
+    if before > target_bytes:
+        try:
+            after = backend.shrink_to(group, target_bytes, deadline)
+        except NoProgress as error:
+            stopped_because, detail = StopReason.NO_PROGRESS, error.why
+        except DeadlinePassed:
+            stopped_because = StopReason.DEADLINE
+        if stopped_because:
+            after = backend.read_usage(group)
+    return ShrinkResult(group.label, before, after, target_bytes, time.monotonic() - started,
+                        stopped_because, detail)
+
+
+def empty(backend: Backend, group: Group, deadline: Deadline = NEVER) -> int:
+    """Reclaim all GROUP can give up, never killing; the bytes left.  Holds the
+    group's lock (waiting until DEADLINE, then LockHeld)."""
+    with exclusive(backend, group.path, deadline):
+        return backend.empty(group)

@@ -30,7 +30,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 PROJECT = Path(__file__).resolve().parent.parent
-PYTHON = os.path.realpath(sys.executable)  # the interpreter itself, not a pyenv shim
+# The interpreter itself, not a pyenv shim; but a virtual environment's python
+# stays as it is (resolving it would leave the environment and its packages).
+PYTHON = sys.executable if sys.prefix != sys.base_prefix else os.path.realpath(sys.executable)
 BIN = Path(PYTHON).parent
 
 

@@ -98,6 +98,18 @@ class NoProgress(Busy):
     memory.reclaim making no progress): what is left is in use."""
 
 
+class OutputError(MemcgError):
+    """Writing the output failed: a full disk (ENOSPC), a closed stdout (EBADF),
+    EIO.  Exit 74."""
+
+
+class OutputClosed(OutputError):
+    """The reader of the output went away (EPIPE: `memcgctl stat | head -1`).
+    Quiet, with exit 141 (128 + SIGPIPE), as a command killed by SIGPIPE."""
+
+    exit_code = 141
+
+
 class PermissionDenied(MemcgError):
     """Permission denied (EACCES, EPERM)."""
 
@@ -130,6 +142,7 @@ EXIT_CODES = {
     126: "run: the command cannot be executed",
     127: "run: the command was not found",
     130: "interrupted by a signal (128 + its number: 129 SIGHUP, 130 SIGINT, 143 SIGTERM)",
+    141: "the reader of the output went away (a closed pipe), said nothing, as if killed by SIGPIPE",
 }
 
 _CLASS_BY_ERRNO = {

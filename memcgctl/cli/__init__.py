@@ -15,7 +15,7 @@ import importlib
 
 import click
 
-from ..errors import Interrupted, MemcgError
+from ..errors import Interrupted, MemcgError, OutputClosed, OutputError
 from .options import EXIT_STATUS_HELP, Settings, global_options
 
 # command name -> "module:function" under memcgctl.cli
@@ -52,6 +52,8 @@ class MemcgctlGroup(click.Group):
         settings = ctx.ensure_object(Settings)
         try:
             return super().invoke(ctx)
+        except OutputError:
+            raise  # main() says it, once, after the last flush
         except MemcgError as error:
             message, exit_code = str(error), error.exit_code
         except Interrupted as interrupt:
@@ -80,4 +82,18 @@ def cli():
 
 
 def main():
-    cli(prog_name="memcgctl")
+    import sys
+
+    from .output import CheckedOutput
+
+    sys.stdout = CheckedOutput(sys.stdout)
+    try:
+        try:
+            cli(prog_name="memcgctl")
+        finally:
+            sys.stdout.flush()  # here, not at exit, where a failure is only a warning
+    except OutputClosed as closed:
+        sys.exit(closed.exit_code)
+    except OutputError as error:
+        click.echo(f"memcgctl: {error}", err=True)
+        sys.exit(error.exit_code)

@@ -39,6 +39,7 @@ def limit(ctx, group, size, soft, high, low, min_, swap, force, timeout):
     from ..operations.limits import plan_set_limits, set_limits
     from ..safety.signals import stop_signals_raise
 
+    deadline = Deadline(timeout)  # one budget: the lock wait and the work share it
     settings = ctx.obj
     backend = settings.backend()
     target = backend.group(group)
@@ -55,7 +56,7 @@ def limit(ctx, group, size, soft, high, low, min_, swap, force, timeout):
         settings.carry_out(plan_set_limits(backend, target, changes))
     else:
         with stop_signals_raise():
-            outcome = set_limits(backend, target, changes, force, Deadline(timeout))
+            outcome = set_limits(backend, target, changes, force, deadline)
         if outcome.oom_kills:
             click.echo(f"memcgctl: limit {target.label}: the kernel OOM-killed {outcome.oom_kills} "
                        "process(es) to get under the new limit", err=True)
@@ -87,6 +88,7 @@ def shrink(settings, group, target, timeout):
     from ..operations.shrink import shrink as shrink_group
     from ..safety.signals import stop_signals_raise
 
+    deadline = Deadline(timeout)  # one budget: the lock wait and the work share it
     backend = settings.backend()
     target_group = backend.group(group)
     if settings.dry_run:
@@ -94,7 +96,7 @@ def shrink(settings, group, target, timeout):
         settings.carry_out(backend.plan_shrink(target_group, target_bytes))
         return
     with stop_signals_raise():
-        result = shrink_group(backend, target_group, target, Deadline(timeout))
+        result = shrink_group(backend, target_group, target, deadline)
     if not result.reached:
         from ..render.text import shrink_progress, stop_reason_text
 
@@ -109,29 +111,38 @@ def shrink(settings, group, target, timeout):
 
 @click.command()
 @GROUP
+@TIMEOUT
 @global_options
 @click.pass_obj
-def empty(settings, group):
+def empty(settings, group, timeout):
     """Reclaim all the memory a group can give up, never killing (v1
-    memory.force_empty, v2 memory.reclaim).
+    memory.force_empty, v2 memory.reclaim).  Exit 75 if --timeout passes
+    first (what was reclaimed until then stays reclaimed).
 
     \b
     Example:
       memcgctl empty -v batch/job1
     """
+    deadline = Deadline(timeout)  # one budget: the lock wait and the work share it
     backend = settings.backend()
     target = backend.group(group)
     if settings.dry_run:
         settings.carry_out(backend.plan_empty(target))
         return
-    from ..operations.shrink import empty as empty_group
+    from ..operations.shrink import empty_within
     from ..safety.signals import stop_signals_raise
 
     with stop_signals_raise():
-        left = empty_group(backend, target)
+        result = empty_within(backend, target, deadline)
+    if result.stopped_because is not None:
+        from ..render.text import stop_reason_text
+        from ..sizes import format_size
+
+        raise Busy(f"empty {target.label}", f"{stop_reason_text(result, timeout)}: "
+                   f"{format_size(result.before)} -> {format_size(result.after)}", str(target.path))
     if settings.verbose:  # formatting sizes imports humanfriendly
         from ..sizes import format_size
 
-        settings.say(f"{target.label}: {format_size(left)} left")
+        settings.say(f"{target.label}: {format_size(result.after)} left")
 
 

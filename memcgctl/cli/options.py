@@ -7,7 +7,7 @@ from __future__ import annotations
 import click
 from click.core import ParameterSource
 
-from ..errors import EXIT_CODES
+from ..errors import EXIT_CODES, UsageError
 from ..kernel.fs import Action
 from ..sizes import parse_size, parse_target
 
@@ -155,7 +155,46 @@ class SizeArgumentCommand(click.Command):
 
 GROUP = click.argument("group", shell_complete=complete_group)
 GROUPS = click.argument("groups", nargs=-1, required=True, metavar="GROUP...", shell_complete=complete_group)
-TIMEOUT = click.option("--timeout", type=click.FloatRange(min=0), metavar="SECONDS",
-                       help="Give up after SECONDS (exit 75).")
+# Without --timeout a change still ends: a group whose writer keeps dirtying
+# page cache can keep a v1 limit write reclaiming for minutes.
+DEFAULT_TIMEOUT_SECONDS = 60
+# setitimer() and the monotonic clock need a finite number; a year is more than
+# any shrink needs, and `inf` says "no limit" in so many words.
+MAX_TIMEOUT_SECONDS = 365 * 24 * 3600
+NO_TIMEOUT_WORDS = ("inf", "infinity")
+
+
+def parse_timeout(text: str) -> float | None:
+    """Seconds from TEXT, or None for no limit (`inf`).  UsageError (exit 2)
+    for anything else: nan, a negative number, more than a year, words."""
+    cleaned = text.strip().lower()
+    if cleaned in NO_TIMEOUT_WORDS:
+        return None
+    why = f"expected seconds from 0 to {MAX_TIMEOUT_SECONDS}, or inf for no limit"
+    try:
+        seconds = float(cleaned)
+    except ValueError:
+        raise UsageError(f"bad timeout {text!r}", why) from None
+    # float() also reads "nan", "-inf" and "1e999" (inf): none of them is a number of seconds.
+    if not 0 <= seconds <= MAX_TIMEOUT_SECONDS:
+        raise UsageError(f"bad timeout {text!r}", why)
+    return seconds
+
+
+class TimeoutType(click.ParamType):
+    """--timeout: seconds as a float, None for no limit."""
+
+    name = "seconds"
+
+    def convert(self, value, param, ctx):
+        if not isinstance(value, str) or (ctx is not None and ctx.resilient_parsing):
+            return value
+        return parse_timeout(value)
+
+
+TIMEOUT = click.option("--timeout", type=TimeoutType(), metavar="SECONDS", default=str(DEFAULT_TIMEOUT_SECONDS),
+                       show_default=True,
+                       help="Give up after SECONDS (exit 75), the wait for another memcgctl changing "
+                            "the group included; 0: one attempt, no wait; inf: no limit.")
 
 

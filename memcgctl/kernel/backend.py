@@ -129,8 +129,9 @@ class Backend:
         """The writes a shrink to TARGET bytes starts with (for a dry run)."""
         raise NotImplementedError
 
-    def empty(self, group: Group) -> int:
-        """Reclaim all the group can give up, never killing; return usage left."""
+    def empty(self, group: Group, deadline: Deadline = NEVER) -> int:
+        """Reclaim all the group can give up, never killing; return usage left.
+        Raises DeadlinePassed when DEADLINE passes first."""
         raise NotImplementedError
 
     def plan_empty(self, group: Group) -> list[Write]:

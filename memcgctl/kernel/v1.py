@@ -33,7 +33,8 @@ LIMIT_REASONS = {
     errno.EINVAL: "the kernel refused it (above the memory+swap limit, or the root group)",
 }
 SHRINK_REASONS = {
-    errno.EBUSY: "the kernel could reclaim no more (the rest is in use: anonymous memory without swap)",
+    # What the rest is made of is in memory.stat (ShrinkResult.left), not guessed here.
+    errno.EBUSY: "the kernel could reclaim no more",
 }
 MEMSW_REASONS = {
     errno.EINVAL: "the memory+swap limit cannot be below the memory limit",
@@ -177,10 +178,14 @@ class V1Backend(Backend):
         return [Write(group.path / LIMIT, str(target), SHRINK_REASONS),
                 Write(group.path / LIMIT, _to_kernel(previous), LIMIT_REASONS)]
 
-    def empty(self, group: Group) -> int:
+    def empty(self, group: Group, deadline: Deadline = NEVER) -> int:
         # Since 3.16 force_empty works with tasks attached; it returns 0 even
-        # when usage did not reach 0.
-        self.fs.apply(self.plan_empty(group)[0])
+        # when usage did not reach 0.  Like a lowered limit, it reclaims inside
+        # the write, which only a signal cuts short (DeadlinePassed).
+        from ..safety.signals import alarm_at
+
+        with alarm_at(deadline):
+            self.fs.apply(self.plan_empty(group)[0])
         return self.read_usage(group)
 
     def plan_empty(self, group: Group) -> list[Write]:
@@ -222,7 +227,8 @@ class V1Backend(Backend):
             FAILCNT: "0\n",
             OOM_CONTROL: "oom_kill_disable 0\nunder_oom 0\noom_kill 0\n",
             FORCE_EMPTY: "",
-            STAT: "cache 0\nrss 0\nrss_huge 0\nshmem 0\nmapped_file 0\nswap 0\n",
+            STAT: "cache 0\nrss 0\nrss_huge 0\nshmem 0\nmapped_file 0\nswap 0\n"
+                  "total_cache 0\ntotal_rss 0\ntotal_rss_huge 0\ntotal_shmem 0\ntotal_mapped_file 0\ntotal_swap 0\n",
             PROCS: "",
             TASKS: "",
         }

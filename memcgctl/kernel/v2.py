@@ -134,9 +134,9 @@ class V2Backend(Backend):
         usage = self.read_usage(group)
         return [self._reclaim_write(group, usage - target)] if usage > target else []
 
-    def empty(self, group: Group) -> int:
+    def empty(self, group: Group, deadline: Deadline = NEVER) -> int:
         try:
-            return self.shrink_to(group, 0)
+            return self.shrink_to(group, 0, deadline)
         except NoProgress:
             return self.read_usage(group)
 

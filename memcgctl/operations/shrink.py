@@ -31,7 +31,9 @@ class StopReason(enum.Enum):
 
 class ShrinkResult(NamedTuple):
     """Usage before and after, in bytes; SECONDS of wall time; why it stopped
-    short (None when it reached the target) and the kernel's words for it."""
+    short (None when it reached the target) and the kernel's words for it;
+    with NO_PROGRESS, LEFT: what the usage left is made of, in bytes by kind
+    (stats.usage_breakdown: anon, file, shmem, kernel)."""
 
     group: str
     before: int
@@ -40,6 +42,7 @@ class ShrinkResult(NamedTuple):
     seconds: float
     stopped_because: StopReason | None = None
     detail: str = ""
+    left: dict | None = None
 
     @property
     def reached(self) -> bool:
@@ -70,22 +73,48 @@ def shrink_locked(backend: Backend, group: Group, target: ShrinkTarget,
     started = time.monotonic()
     before = backend.read_usage(group)
     target_bytes = target.resolve(before)
-    after, stopped_because, detail = before, None, ""
+    after, stopped_because, detail, left = before, None, "", None
     if before > target_bytes:
         try:
             after = backend.shrink_to(group, target_bytes, deadline)
         except NoProgress as error:
             stopped_because, detail = StopReason.NO_PROGRESS, error.why
+            left = what_is_left(backend, group)
         except DeadlinePassed:
             stopped_because = StopReason.DEADLINE
         if stopped_because:
             after = backend.read_usage(group)
     return ShrinkResult(group.label, before, after, target_bytes, time.monotonic() - started,
-                        stopped_because, detail)
+                        stopped_because, detail, left)
+
+
+def what_is_left(backend: Backend, group: Group) -> dict:
+    """What GROUP's usage is made of now, in bytes by kind (see ShrinkResult.left)."""
+    from .stats import usage_breakdown
+
+    return usage_breakdown(backend.read_stat(group))
 
 
 def empty(backend: Backend, group: Group, deadline: Deadline = NEVER) -> int:
     """Reclaim all GROUP can give up, never killing; the bytes left.  Holds the
     group's lock (waiting until DEADLINE, then LockHeld)."""
     with exclusive(backend, group.path, deadline):
-        return backend.empty(group)
+        return backend.empty(group, deadline)
+
+
+def empty_within(backend: Backend, group: Group, deadline: Deadline = NEVER) -> ShrinkResult:
+    """empty(), as a result: usage BEFORE and AFTER (bytes), target 0, and
+    stopped_because DEADLINE when DEADLINE passed in the middle, LOCKED when
+    another memcgctl held the group until then, None otherwise (the kernel
+    reclaiming no more is how an empty ends, not a failure)."""
+    started = time.monotonic()
+    before = backend.read_usage(group)
+    stopped_because = detail = None
+    try:
+        empty(backend, group, deadline)
+    except DeadlinePassed:
+        stopped_because = StopReason.DEADLINE
+    except LockHeld as error:
+        stopped_because, detail = StopReason.LOCKED, error.why
+    return ShrinkResult(group.label, before, backend.read_usage(group), 0, time.monotonic() - started,
+                        stopped_because, detail or "")

@@ -23,6 +23,30 @@ def select_groups(backend: Backend, names: tuple | list, recursive: bool = False
     return selected
 
 
+# memory.stat keys of what usage is made of, hierarchical like usage: v1's own
+# keys (rss, cache) count the group alone, its total_* twins the group and
+# everything below it; v2's keys are all hierarchical.  A v1 tree without the
+# total_* keys (an old fake tree) falls back to the group's own.
+USAGE_PARTS = {
+    1: {"anon": ("total_rss", "rss"), "file": ("total_cache", "cache"), "shmem": ("total_shmem", "shmem")},
+    2: {"anon": ("anon",), "file": ("file",), "shmem": ("shmem",)},
+}
+
+
+def usage_breakdown(stat: GroupStat) -> dict:
+    """What STAT's usage is made of, in bytes, as memory.stat shows it:
+    anon (anonymous memory), file (page cache, shmem included), shmem (tmpfs
+    and shared memory, which only swap can reclaim) and kernel: the rest of
+    usage (slab, stacks, page tables, sockets), so that usage = anon + file +
+    kernel.  Usage and memory.stat are updated at different moments, so kernel
+    is approximate (to a few hundred KiB) and never negative."""
+    parts = {}
+    for part, keys in USAGE_PARTS[stat.cgroup_version].items():
+        parts[part] = next((stat.stat[key] for key in keys if key in stat.stat), 0)
+    parts["kernel"] = max(0, stat.usage - parts["anon"] - parts["file"])
+    return parts
+
+
 def read_stats(backend: Backend, groups: list[Group], skip_vanished: bool = False) -> list[GroupStat]:
     """GroupStat of each of GROUPS.  With SKIP_VANISHED, a group removed while
     we read (containers come and go) is left out instead of failing."""

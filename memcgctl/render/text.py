@@ -11,17 +11,13 @@ from collections.abc import Iterable
 
 from ..kernel.backend import GroupStat
 from ..operations.shrink import ShrinkResult, StopReason
+from ..operations.stats import usage_breakdown
 from ..sizes import format_size
 
-# (column, memory.stat keys on v2 then v1)
-COUNTER_COLUMNS = (("ANON", ("anon", "rss")), ("FILE", ("file", "cache")), ("SHMEM", ("shmem",)))
-
-
-def _counter(stat: GroupStat, keys: tuple) -> int | None:
-    for key in keys:
-        if key in stat.stat:
-            return stat.stat[key]
-    return None
+# (column, part of usage as stats.usage_breakdown names it).  Hierarchical on
+# both versions, like USAGE: USAGE = ANON + FILE + KERNEL; SHMEM is the part of
+# FILE that only swap can reclaim.
+USAGE_COLUMNS = (("ANON", "anon"), ("FILE", "file"), ("SHMEM", "shmem"), ("KERNEL", "kernel"))
 
 
 def _size_cell(value: int | None, unlimited: str = "max") -> str:
@@ -31,16 +27,17 @@ def _size_cell(value: int | None, unlimited: str = "max") -> str:
 def stat_rows(stats: Iterable[GroupStat], version: int) -> tuple[list[str], list[list[str]]]:
     """The header and the rows of the `stat` table, as text."""
     trouble_column = "FAILCNT" if version == 1 else "OOM_KILL"
-    header = ["GROUP", "USAGE", "LIMIT", "PEAK", *(name for name, _ in COUNTER_COLUMNS), "PIDS", trouble_column]
+    header = ["GROUP", "USAGE", "LIMIT", "PEAK", *(name for name, _ in USAGE_COLUMNS), "PIDS", trouble_column]
     rows = []
     for stat in stats:
         trouble = stat.failcnt if version == 1 else (stat.events or {}).get("oom_kill", 0)
+        parts = usage_breakdown(stat)
         rows.append([
             stat.group,
             format_size(stat.usage),
             _size_cell(stat.limit),
             _size_cell(stat.peak, "-"),
-            *(_size_cell(_counter(stat, keys), "-") for _, keys in COUNTER_COLUMNS),
+            *(format_size(parts[part]) for _, part in USAGE_COLUMNS),
             str(stat.pids),
             str(trouble),
         ])
@@ -96,8 +93,28 @@ def tree_lines(stats: list[GroupStat]) -> list[str]:
 
 def stop_reason_text(result: ShrinkResult, timeout: float | None) -> str:
     """Why a shrink stopped short, in words ('timed out after 10 s')."""
+    waited = "" if timeout is None else f"{timeout:g} s"
     if result.stopped_because is StopReason.DEADLINE:
-        return f"timed out after {timeout:g} s"
+        return f"timed out after {waited}"
     if result.stopped_because is StopReason.LOCKED:
-        return f"{result.detail} (waited {timeout:g} s)"
-    return result.detail or "the kernel reclaimed too little"
+        return f"{result.detail} (waited {waited})"
+    reason = result.detail or "the kernel reclaimed too little"
+    if result.left is None:
+        return reason
+    return f"{reason}: what is left is {left_text(result.left)} (memory.stat)"
+
+
+# What each part of usage is, for a person, in the order it is listed when
+# equal; `file` is said without its shmem, which is listed on its own.
+LEFT_WORDS = {"anon": "anonymous memory", "shmem": "shared memory (tmpfs, shm)", "kernel": "kernel memory",
+              "file": "page cache"}
+
+
+def left_text(left: dict) -> str:
+    """'100.2 MiB anonymous memory, 3 MiB kernel memory, ...', largest first,
+    parts of 0 bytes left out, from what ShrinkResult.left holds."""
+    amounts = {**left, "file": max(0, left["file"] - left["shmem"])}
+    listed = sorted((kind for kind in LEFT_WORDS if amounts.get(kind)), key=lambda kind: -amounts[kind])
+    if not listed:
+        return "nothing memory.stat accounts for"
+    return ", ".join(f"{format_size(amounts[kind])} {LEFT_WORDS[kind]}" for kind in listed)

@@ -1,0 +1,81 @@
+"""Standard output of the command line: a write that fails is a memcgctl error.
+
+`stat > /dev/full`, `stat >&-` (stdout closed) and `stat | head -0` (the reader
+went away) make Python raise OSError when the output is written or flushed,
+often only at exit, after the work is done.  CheckedOutput turns that into
+OutputError (exit 74, one line) or OutputClosed (exit 141, quiet, like a
+command killed by SIGPIPE), at the moment it happens, and sends what is still
+buffered to /dev/null so that the interpreter's last flush cannot fail again.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+
+from ..errors import OutputClosed, OutputError, describe_errno
+
+WHAT = "write standard output"
+
+
+class CheckedOutput:
+    """Wraps sys.stdout (None when fd 1 was closed at start)."""
+
+    def __init__(self, stream):
+        self._stream = stream
+        self._failed = False
+
+    @property
+    def encoding(self) -> str:
+        return getattr(self._stream, "encoding", None) or "utf-8"
+
+    @property
+    def errors(self) -> str:
+        return getattr(self._stream, "errors", None) or "strict"
+
+    def write(self, text: str) -> int:
+        if not isinstance(text, str):  # as a text stream does (click probes with b"")
+            raise TypeError(f"write() argument must be str, not {type(text).__name__}")
+        if self._failed or not text:
+            return len(text)
+        if self._stream is None:
+            self._fail(errno.EBADF, "standard output is closed (EBADF)")
+        try:
+            return self._stream.write(text)
+        except OSError as err:
+            self._fail(err.errno)
+
+    def flush(self) -> None:
+        if self._failed or self._stream is None:
+            return
+        try:
+            self._stream.flush()
+        except OSError as err:
+            self._fail(err.errno)
+
+    def isatty(self) -> bool:
+        return self._stream is not None and self._stream.isatty()
+
+    def fileno(self) -> int:
+        if self._stream is None:
+            raise OSError(errno.EBADF, "standard output is closed")
+        return self._stream.fileno()
+
+    def __getattr__(self, name: str):
+        return getattr(self._stream, name)
+
+    def _fail(self, number: int | None, why: str | None = None):
+        self._failed = True
+        self._discard_buffered()
+        error_class = OutputClosed if number == errno.EPIPE else OutputError
+        raise error_class(WHAT, why or describe_errno(number))
+
+    def _discard_buffered(self) -> None:
+        """Point fd 1 at /dev/null: the text still buffered goes nowhere."""
+        try:
+            fd = self._stream.fileno()
+            null = os.open(os.devnull, os.O_WRONLY)
+        except (OSError, ValueError, AttributeError):
+            return
+        os.dup2(null, fd)
+        os.close(null)

@@ -101,7 +101,7 @@ def stop_reason_text(result: ShrinkResult, timeout: float | None) -> str:
     reason = result.detail or "the kernel reclaimed too little"
     if result.left is None:
         return reason
-    return f"{reason}: what is left is {left_text(result.left)} (memory.stat)"
+    return f"{reason}; memory.stat shows what is left: {left_text(result.left)}"
 
 
 # What each part of usage is, for a person, in the order it is listed when

@@ -1,0 +1,345 @@
+"""Figures, time and output: what a sysadmin reads and how long memcgctl may take.
+
+Hierarchical `stat` figures with a KERNEL column; every --timeout validated,
+0 as one attempt, a default, and one budget for the lock wait and the work;
+output errors as exit codes instead of tracebacks; what is left when the
+kernel reclaims no more, named from memory.stat.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from memcgctl.cli.options import parse_timeout
+from memcgctl.errors import UsageError
+from memcgctl.kernel.discovery import open_hierarchy
+from memcgctl.operations.shrink import StopReason, shrink
+from memcgctl.safety.deadline import Deadline
+from memcgctl.safety.journal import Journal
+from memcgctl.sizes import parse_size, parse_target
+
+from conftest import run_cli, run_process
+
+MIB = 1024**2
+GIB = 1024**3
+
+
+def limit_file(version: int) -> str:
+    return "memory.limit_in_bytes" if version == 1 else "memory.max"
+
+
+def usage_file(version: int) -> str:
+    return "memory.usage_in_bytes" if version == 1 else "memory.current"
+
+
+def version_of(root: Path) -> int:
+    return 2 if (root / "cgroup.controllers").exists() else 1
+
+
+def stat_table(stdout: str) -> dict:
+    """{group: {column: cell}} of a piped `stat` table (cells are separated
+    by two spaces or more; a size such as "50 MiB" has one)."""
+    header, *rows = (re.split(r"\s{2,}", line.strip()) for line in stdout.splitlines())
+    return {row[0]: dict(zip(header, row, strict=True)) for row in rows}
+
+
+def set_fake_figures(root: Path, group: str, usage: int, stat: dict) -> None:
+    """What the kernel would show for GROUP of a fake tree."""
+    (root / group / usage_file(version_of(root))).write_text(f"{usage}\n")
+    (root / group / "memory.stat").write_text("".join(f"{key} {value}\n" for key, value in stat.items()))
+
+
+# --- stat: hierarchical figures, kernel memory in a column of its own ---------------
+
+FAKE_STATS = {  # a parent whose child holds everything: the parent's own counters are 0 on v1
+    1: {"cache": 0, "rss": 0, "shmem": 0, "total_cache": 50 * MIB, "total_rss": 10 * MIB, "total_shmem": 5 * MIB},
+    2: {"anon": 10 * MIB, "file": 50 * MIB, "kernel": 10 * MIB, "shmem": 5 * MIB},
+}
+
+
+def test_stat_table_shows_hierarchical_figures_that_add_up_to_usage(fake_root):
+    version = version_of(fake_root)
+    run_cli(fake_root, "create", "-p", "parent/child")
+    set_fake_figures(fake_root, "parent", 70 * MIB, FAKE_STATS[version])
+    result = run_cli(fake_root, "stat", "parent")
+    assert result.exit_code == 0, result.stderr
+    row = stat_table(result.stdout)["parent"]
+    assert (row["USAGE"], row["ANON"], row["FILE"], row["SHMEM"], row["KERNEL"]) == (
+        "70 MiB", "10 MiB", "50 MiB", "5 MiB", "10 MiB")
+    # JSON keeps memory.stat as the kernel gives it, local keys included.
+    [figures] = json.loads(run_cli(fake_root, "stat", "--json", "parent").stdout)
+    assert figures["stat"] == FAKE_STATS[version]
+
+
+def test_a_parent_shows_the_page_cache_its_child_holds(kernel_root, tmp_path):
+    root = kernel_root.path
+    run_cli(root, "create", "-p", "parent/child")
+    kernel_root.fill_page_cache("parent/child", tmp_path / "cache", 50)
+    result = run_cli(root, "stat", "parent", "parent/child")
+    assert result.exit_code == 0, result.stderr
+    rows = stat_table(result.stdout)
+    parent = {column: parse_size(cell) for column, cell in rows["parent"].items() if column in
+              ("USAGE", "ANON", "FILE", "SHMEM", "KERNEL")}
+    assert parent["FILE"] >= 45 * MIB, rows
+    assert parse_size(rows["parent/child"]["FILE"]) >= 45 * MIB
+    # The columns add up to usage (each cell is rounded to 3 significant figures or so).
+    assert abs(parent["ANON"] + parent["FILE"] + parent["KERNEL"] - parent["USAGE"]) <= parent["USAGE"] * 0.02
+    [figures] = json.loads(run_cli(root, "stat", "--json", "parent").stdout)
+    kernel_keys = {line.split()[0] for line in kernel_root.read("parent", "memory.stat").splitlines()}
+    assert set(figures["stat"]) == kernel_keys
+    if kernel_root.version == 1:  # the local key stays local in JSON; total_* is the hierarchical one
+        assert figures["stat"]["cache"] < MIB and figures["stat"]["total_cache"] >= 45 * MIB
+    else:
+        assert figures["stat"]["file"] >= 45 * MIB
+
+
+PIPE_HOLDER = """
+import os, sys, time
+pipes = []
+for _ in range(int(sys.argv[1])):
+    read_end, write_end = os.pipe()
+    os.set_blocking(write_end, False)
+    try:
+        while True:
+            os.write(write_end, b"x" * 4096)
+    except BlockingIOError:
+        pass
+    pipes.append((read_end, write_end))
+print("ready", flush=True)
+time.sleep(600)
+"""
+
+
+def hold_kernel_memory(kernel_root, group: str, pipes: int = 400):
+    """A process in GROUP holding PIPES full pipes: 64 KiB of kernel memory each
+    (pipe buffers are charged to the group), which no reclaim can free."""
+    process = kernel_root.start(group, sys.executable, "-c", PIPE_HOLDER, str(pipes))
+    assert process.stdout.readline().strip() == "ready"
+    return process
+
+
+def test_kernel_memory_has_its_own_column(kernel_root):
+    run_cli(kernel_root.path, "create", "web")
+    hold_kernel_memory(kernel_root, "web")
+    row = stat_table(run_cli(kernel_root.path, "stat", "web").stdout)["web"]
+    assert parse_size(row["KERNEL"]) >= 20 * MIB, row
+    assert parse_size(row["KERNEL"]) > parse_size(row["ANON"]) + parse_size(row["FILE"])
+
+
+# --- --timeout: validated, inf is no limit, 0 is one attempt -------------------------
+
+BAD_TIMEOUTS = ["nan", "-1", "1e300", "abc", "-inf", "1e999", "5s", ""]
+COMMANDS = {"shrink": ["shrink", "web", "1M"], "limit": ["limit", "web", "2G"], "empty": ["empty", "web"]}
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+@pytest.mark.parametrize("timeout", BAD_TIMEOUTS)
+def test_a_bad_timeout_is_one_line_exit_2_and_nothing_changes(fake_v1, command, timeout):
+    run_cli(fake_v1, "create", "web", "--limit", "1G")
+    (fake_v1 / "web" / "memory.usage_in_bytes").write_text(str(500 * MIB))
+    result = run_cli(fake_v1, *COMMANDS[command], "--timeout", timeout)
+    assert (result.exit_code, result.stdout) == (2, "")
+    assert result.stderr == (f"memcgctl: bad timeout {timeout!r}: expected seconds from 0 to 31536000, "
+                             "or inf for no limit\n")
+    assert (fake_v1 / "web" / "memory.limit_in_bytes").read_text() == str(GIB)
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("0", 0.0), ("2.5", 2.5), (" 10 ", 10.0), ("31536000", 31536000.0),
+                                              ("inf", None), ("INF", None), ("infinity", None)])
+def test_timeouts_that_are_numbers_of_seconds_or_inf(text, seconds):
+    assert parse_timeout(text) == seconds
+    with pytest.raises(UsageError):
+        parse_timeout("31536001")
+
+
+def hold_lock_for(journal_directory: Path, group_path: Path, seconds: float) -> threading.Thread:
+    """Another memcgctl, as it were, holding GROUP_PATH's lock for SECONDS."""
+    taken = threading.Event()
+
+    def hold():
+        with Journal(journal_directory).locked(group_path):
+            taken.set()
+            time.sleep(seconds)
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    assert taken.wait(10)
+    return thread
+
+
+def test_timeout_inf_waits_for_the_lock_as_long_as_it_takes(fake_v1, journal_directory):
+    run_cli(fake_v1, "create", "web", "--limit", "1G")
+    holder = hold_lock_for(journal_directory, fake_v1 / "web", 0.5)
+    started = time.monotonic()
+    result = run_cli(fake_v1, "limit", "--timeout", "inf", "web", "2G")
+    waited = time.monotonic() - started
+    holder.join()
+    assert (result.exit_code, result.stderr) == (0, "")
+    assert waited >= 0.4
+    assert (fake_v1 / "web" / "memory.limit_in_bytes").read_text() == str(2 * GIB)
+
+
+def test_timeout_0_does_not_wait_for_another_memcgctl(fake_v1, journal_directory):
+    run_cli(fake_v1, "create", "web", "--limit", "1G")
+    (fake_v1 / "web" / "memory.usage_in_bytes").write_text(str(500 * MIB))
+    holder = hold_lock_for(journal_directory, fake_v1 / "web", 1.5)
+    started = time.monotonic()
+    result = run_cli(fake_v1, "shrink", "--timeout", "0", "web", "1M")
+    waited = time.monotonic() - started
+    holder.join()
+    assert result.exit_code == 75
+    assert "another memcgctl is changing it (waited 0 s)" in result.stderr
+    assert waited < 1.0
+    assert (fake_v1 / "web" / "memory.limit_in_bytes").read_text() == str(GIB)
+
+
+def test_timeout_0_still_reclaims_clean_page_cache(kernel_root, tmp_path):
+    run_cli(kernel_root.path, "create", "web", "--limit", "1G")
+    limit_before = kernel_root.read("web", limit_file(kernel_root.version))
+    kernel_root.fill_page_cache("web", tmp_path / "cache", 100)
+    os.sync()  # clean: reclaim needs no writeback
+    assert int(kernel_root.read("web", usage_file(kernel_root.version))) > 90 * MIB
+    result = run_process(kernel_root.path, "shrink", "-v", "--timeout", "0", "web", "10M")
+    assert result.returncode == 0, result.stderr
+    assert "(target 10 MiB)" in result.stdout
+    assert int(kernel_root.read("web", usage_file(kernel_root.version))) <= 10 * MIB
+    assert kernel_root.read("web", limit_file(kernel_root.version)) == limit_before
+
+
+# --- a default timeout, and one budget ------------------------------------------------
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_changing_commands_have_a_documented_default_timeout(command):
+    result = run_cli(None, command, "--help")
+    assert result.exit_code == 0
+    text = " ".join(result.stdout.split())
+    assert "--timeout SECONDS" in text and "[default: 60]" in text
+    assert "inf: no limit" in text
+
+
+def test_the_lock_wait_and_the_shrink_share_one_budget(kernel_root, tmp_path, journal_directory):
+    """Another memcgctl holds the group for 2 s of a 3 s budget, then a writer
+    keeps the kernel reclaiming: the whole command ends near 3 s (plus the
+    half second one kernel call always gets), not near 2 + 3 s."""
+    run_cli(kernel_root.path, "create", "web", "--limit", "4G")
+    kernel_root.keep_dirtying("web", tmp_path / "dirty")
+    holder = hold_lock_for(journal_directory, kernel_root.path / "web", 2.0)
+    started = time.monotonic()
+    result = run_process(kernel_root.path, "shrink", "--timeout", "3", "web", "1M")
+    took = time.monotonic() - started
+    holder.join()
+    assert result.returncode == 75, result.stderr
+    assert took >= 2.0
+    assert took < 4.3, f"{took:.1f} s: the lock wait and the shrink each had the whole budget"
+    assert kernel_root.read("web", limit_file(kernel_root.version)) == str(4 * GIB)
+
+
+def test_empty_gives_up_after_its_timeout(kernel_root, tmp_path):
+    run_cli(kernel_root.path, "create", "web", "--limit", "4G")
+    kernel_root.keep_dirtying("web", tmp_path / "dirty")
+    started = time.monotonic()
+    result = run_process(kernel_root.path, "empty", "--timeout", "1", "web")
+    took = time.monotonic() - started
+    assert result.returncode in (0, 75), result.stderr
+    if result.returncode == 75:
+        assert result.stderr.startswith("memcgctl: empty web: timed out after 1 s: ")
+        assert result.stderr.count("\n") == 1
+    assert took < 3.5
+    assert kernel_root.read("web", limit_file(kernel_root.version)) == str(4 * GIB)
+
+
+# --- output errors: exit 74 (a closed pipe: 141, quiet), never a traceback ------------
+
+
+def memcgctl_argv(root: Path, *args: str) -> list[str]:
+    return [sys.executable, "-m", "memcgctl", "--root", str(root), *args]
+
+
+@pytest.fixture
+def root_with_web(fake_root):
+    assert run_cli(fake_root, "create", "web", "--limit", "1G").exit_code == 0
+    return fake_root
+
+
+OUTPUT_COMMANDS = [["stat"], ["stat", "--json", "web"], ["tree"], ["limit", "web"], ["--help"]]
+
+
+@pytest.mark.parametrize("args", OUTPUT_COMMANDS, ids=" ".join)
+def test_a_full_disk_is_exit_74_and_one_line(root_with_web, args):
+    with open("/dev/full", "w") as full:
+        completed = subprocess.run(memcgctl_argv(root_with_web, *args), stdout=full, stderr=subprocess.PIPE,
+                                   text=True, timeout=60)
+    assert completed.returncode == 74
+    assert completed.stderr == "memcgctl: write standard output: no space left on device (ENOSPC)\n"
+
+
+@pytest.mark.parametrize("args", OUTPUT_COMMANDS, ids=" ".join)
+def test_a_closed_stdout_is_exit_74_and_one_line(root_with_web, args):
+    completed = subprocess.run(["sh", "-c", 'exec "$@" >&-', "sh", *memcgctl_argv(root_with_web, *args)],
+                               stderr=subprocess.PIPE, text=True, timeout=60)
+    assert completed.returncode == 74
+    assert completed.stderr == "memcgctl: write standard output: standard output is closed (EBADF)\n"
+
+
+@pytest.mark.parametrize("args", OUTPUT_COMMANDS, ids=" ".join)
+def test_a_reader_that_went_away_is_quiet_exit_141(root_with_web, args):
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # `| head -0` that exited before memcgctl wrote
+    try:
+        completed = subprocess.run(memcgctl_argv(root_with_web, *args), stdout=write_end, stderr=subprocess.PIPE,
+                                   text=True, timeout=60)
+    finally:
+        os.close(write_end)
+    assert (completed.returncode, completed.stderr) == (141, "")
+
+
+def test_a_verbose_shrink_to_a_full_disk_still_shrinks_and_restores(kernel_root, tmp_path):
+    run_cli(kernel_root.path, "create", "web", "--limit", "1G")
+    kernel_root.fill_page_cache("web", tmp_path / "cache", 60)
+    with open("/dev/full", "w") as full:
+        completed = subprocess.run(memcgctl_argv(kernel_root.path, "-v", "shrink", "web", "10M"), stdout=full,
+                                   stderr=subprocess.PIPE, text=True, timeout=60)
+    assert completed.returncode == 74
+    assert completed.stderr == "memcgctl: write standard output: no space left on device (ENOSPC)\n"
+    assert int(kernel_root.read("web", usage_file(kernel_root.version))) <= 10 * MIB
+    assert kernel_root.read("web", limit_file(kernel_root.version)) == str(GIB)
+
+
+# --- what is left when the kernel reclaims no more ------------------------------------
+
+
+def test_a_shrink_stopped_by_kernel_memory_says_so(kernel_root):
+    run_cli(kernel_root.path, "create", "web", "--limit", "1G")
+    hold_kernel_memory(kernel_root, "web")
+    result = run_process(kernel_root.path, "shrink", "--timeout", "30", "web", "1M")
+    assert result.returncode == 75
+    [line] = result.stderr.splitlines()
+    assert line.endswith(f" ({kernel_root.path / 'web'})")
+    what_is_left = line.split("memory.stat shows what is left: ", 1)[1].rsplit(" (", 1)[0]
+    first, *others = what_is_left.split(", ")
+    assert first.endswith(" kernel memory"), line
+    assert parse_size(first.removesuffix(" kernel memory")) >= 20 * MIB
+    assert any(part.endswith(" anonymous memory") for part in others), line  # the python holding the pipes
+    assert "without swap" not in line
+    assert kernel_root.read("web", limit_file(kernel_root.version)) == str(GIB)
+
+
+def test_a_shrink_stopped_by_kernel_memory_as_a_library_result(kernel_root):
+    run_cli(kernel_root.path, "create", "web")
+    hold_kernel_memory(kernel_root, "web")
+    backend = open_hierarchy(kernel_root.path)
+    result = shrink(backend, backend.group("web"), parse_target("1M"), Deadline(30))
+    assert result.stopped_because is StopReason.NO_PROGRESS and not result.reached
+    assert result.left["kernel"] >= 20 * MIB
+    assert result.left["kernel"] > result.left["anon"] + result.left["file"]
+    assert abs(result.after - int(kernel_root.read("web", usage_file(kernel_root.version)))) < MIB

@@ -31,6 +31,8 @@ def test_fake_shrink_reports_honestly_that_nothing_was_reclaimed(fake_root):
     assert result.exit_code == 75
     assert result.stderr.startswith("memcgctl: shrink web: target not reached: 300 MiB -> 300 MiB (target 100 MiB)")
     assert (fake_root / "web" / limit_file).read_text() == before
+    if limit_file == "memory.max":  # v2 asked the kernel to reclaim the difference, and never wrote memory.max
+        assert (fake_root / "web" / "memory.reclaim").read_text() == str(200 * MIB)
 
 
 def test_v1_shrink_dry_run_shows_lowering_and_restoring(fake_v1):

@@ -51,6 +51,14 @@ def usage(kernel_root, group: str) -> int:
     return int(kernel_root.read(group, name))
 
 
+def pages_scanned(kernel_root, group: str) -> int:
+    """v2: pages the kernel scanned for reclaim in GROUP so far (memory.stat
+    pgscan).  A v2 shrink writes memory.reclaim, which scans; nothing else
+    in these tests puts the group under pressure."""
+    stat = dict(line.split() for line in kernel_root.read(group, "memory.stat").splitlines())
+    return int(stat["pgscan"])
+
+
 def test_limit_is_read_back_rounded_down_to_pages(kernel_root):
     run_cli(kernel_root.path, "create", "web")
     result = run_cli(kernel_root.path, "limit", "-v", "web", "4097")
@@ -164,6 +172,7 @@ def test_shrink_interrupted_by_a_signal_restores_the_limit(kernel_root, tmp_path
     so up to five tries, each of which must leave the limit as it was."""
     run_cli(kernel_root.path, "create", "web", "--limit", "4G")
     kernel_root.keep_dirtying("web", tmp_path / "dirty")
+    scanned_before = pages_scanned(kernel_root, "web") if kernel_root.version == 2 else 0
     exit_codes = []
     for _ in range(5):
         shrinker = subprocess.Popen([sys.executable, "-m", "memcgctl", "--root", str(kernel_root.path),
@@ -179,6 +188,8 @@ def test_shrink_interrupted_by_a_signal_restores_the_limit(kernel_root, tmp_path
             break
     if kernel_root.version == 1:
         assert 128 + signum in exit_codes, f"never caught the kernel reclaiming: {exit_codes}"
+    else:  # v2 shrinks by writing memory.reclaim, never memory.max: the kernel did reclaim
+        assert pages_scanned(kernel_root, "web") > scanned_before
 
 
 def test_shrink_timeout_is_75_and_restores_the_limit(kernel_root, tmp_path):
@@ -189,10 +200,13 @@ def test_shrink_timeout_is_75_and_restores_the_limit(kernel_root, tmp_path):
     kernel_root.keep_dirtying("web", tmp_path / "dirty")
     reasons = []
     for _ in range(3):
+        scanned_before = pages_scanned(kernel_root, "web") if kernel_root.version == 2 else 0
         result = run_process(kernel_root.path, "shrink", "--timeout", "1", "web", "1M")
         assert result.returncode in (0, 75)
         assert result.returncode == 0 or "target not reached" in result.stderr
         assert kernel_root.read("web", limit_file(kernel_root)) == str(4096 * MIB)
+        if kernel_root.version == 2:  # memory.reclaim was written: the kernel scanned the group
+            assert pages_scanned(kernel_root, "web") > scanned_before
         reasons.append(result.stderr)
         if "timed out after 1 s" in result.stderr:
             break

@@ -9,15 +9,25 @@ the timings.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from conftest import run_cli
 
 PERSON_ONLY = ("rich", "humanfriendly")
+# What only the daemon, `top` and the fleet export need: never loaded by a command
+# a script runs every few seconds.  Checked by name, before and after they exist.
+LATER_ONLY = ("memcgctl.daemon", "memcgctl.export", "memcgctl.render.live")
+# Standard modules memcgctl's start-up avoids on purpose: json (its decoder
+# compiles regular expressions; render/json_text.py writes the JSON) and
+# signal (enums made at import; safety/signals.py uses _signal).
+AVOIDED_STDLIB = ("json", "signal")
 
 # The same start as the console script pip generates (memcgctl.cli:main).
 CONSOLE_SCRIPT = "import sys; from memcgctl.cli import main; sys.argv[0] = 'memcgctl'; sys.exit(main())"
@@ -41,6 +51,10 @@ def person_only(modules: set[str]) -> list[str]:
     return sorted(name for name in modules if name.split(".")[0] in PERSON_ONLY)
 
 
+def later_only(modules: set[str]) -> list[str]:
+    return sorted(name for name in modules if name.startswith(LATER_ONLY))
+
+
 @pytest.fixture
 def root_with_web(fake_root):
     """A fake root (v1 and v2) holding the group web."""
@@ -58,6 +72,28 @@ def root_with_web(fake_root):
 def test_machine_readable_commands_do_not_import_rich_or_humanfriendly(root_with_web, entry, args):
     modules, _ = imported_modules(entry, ["--root", str(root_with_web), *args])
     assert person_only(modules) == []
+
+
+@pytest.mark.parametrize("entry", ENTRY_POINTS)
+@pytest.mark.parametrize("args", [["limit", "web", "400M"], ["stat", "--json", "web"], ["stat", "web"]],
+                         ids=" ".join)
+def test_stat_and_limit_load_nothing_of_the_daemon_top_or_export(root_with_web, entry, args):
+    modules, stdout = imported_modules(entry, ["--root", str(root_with_web), *args])
+    assert later_only(modules) == []
+    if args[0] == "stat":
+        assert "web" in stdout  # it ran
+    if "--json" in args or args[0] == "limit":
+        assert [name for name in AVOIDED_STDLIB if name in modules] == []
+        assert "memcgctl.operations.shrink" not in modules  # a v1 limit and a stat never shrink
+
+
+def test_the_package_loads_its_parts_only_when_used():
+    script = ("import sys, memcgctl; before = set(sys.modules); from memcgctl import shrink, read_stats; "
+              "print(sorted(m for m in set(sys.modules) - before if m.startswith('memcgctl')))")
+    completed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert completed.returncode == 0, completed.stderr
+    loaded = completed.stdout
+    assert "'memcgctl.operations.shrink'" in loaded and "'memcgctl.operations.stats'" in loaded
 
 
 @pytest.mark.parametrize("entry", ENTRY_POINTS)
@@ -90,3 +126,27 @@ def test_the_library_does_not_import_rich_or_humanfriendly(fake_v1):
                if line.startswith("import time:")}
     assert "memcgctl.operations.stats" in modules
     assert person_only(modules) == []
+
+
+# --- `stat --json` is written without the json package, to the same text -------------
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.text(max_size=12),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(JSON_VALUES, st.integers(0, 3))
+def test_the_json_text_is_what_json_dumps_writes(value, level):
+    from memcgctl.render.json_text import to_json_text
+
+    assert to_json_text(value, level) == json.dumps(value, indent=2).replace("\n", "\n" + "  " * level)
+
+
+def test_json_text_hands_what_it_does_not_write_to_json():
+    from memcgctl.render.json_text import to_json_text
+
+    for value in ({"ratio": 0.5}, {1: "a"}, [float("nan")]):
+        assert to_json_text(value) == json.dumps(value, indent=2)

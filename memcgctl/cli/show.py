@@ -34,10 +34,10 @@ def stat(settings, groups, recursive, as_json):
     # are read: an error leaves stdout empty.
     stats = iter_stats(backend, select_groups(backend, groups, recursive), skip_vanished=not groups)
     if as_json:
-        import json
+        from ..render.json_text import to_json_text
 
         # The text of json.dumps(list, indent=2), one element at a time.
-        elements = [json.dumps(each.to_json(), indent=2).replace("\n", "\n  ") for each in stats]
+        elements = [to_json_text(each.to_json(), level=1) for each in stats]
         if not elements:
             click.echo("[]")
             return

@@ -3,7 +3,7 @@ lowered below usage once a shrink got the group under it (or with force)."""
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from ..errors import Busy, NotAvailable
 from ..kernel.backend import Backend
@@ -11,7 +11,9 @@ from ..kernel.fs import Action, Group
 from ..safety.deadline import NEVER, Deadline
 from ..safety.journal import exclusive
 from ..sizes import ShrinkTarget, format_size
-from .shrink import ShrinkResult, shrink_locked
+
+if TYPE_CHECKING:
+    from .shrink import ShrinkResult
 
 # How each limit is named on the command line.
 OPTION_BY_LIMIT = {
@@ -76,6 +78,8 @@ def _set_limits_locked(backend: Backend, group: Group, changes: dict, force: boo
     target = _shrink_target_first(backend, group, changes)
     shrink_result = None
     if target is not None:
+        from .shrink import shrink_locked  # only v2 shrinks first: v1 limit commands never load it
+
         shrink_result = shrink_locked(backend, group, ShrinkTarget(bytes=target), deadline)
         if not shrink_result.reached and not force:
             raise Busy(f"set limit of {group.label}",

@@ -227,26 +227,58 @@ def test_changing_commands_have_a_documented_default_timeout(command):
     assert "inf: no limit" in text
 
 
+def start_up_seconds(root: Path) -> float:
+    """How long a memcgctl command that does almost nothing takes here (a
+    slow VM takes seconds): the slack that time limits below allow."""
+    started = time.monotonic()
+    assert run_process(root, "stat", "web").returncode == 0
+    return time.monotonic() - started
+
+
 def test_the_lock_wait_and_the_shrink_share_one_budget(kernel_root, tmp_path, journal_directory):
     """Another memcgctl holds the group for 2 s of a 3 s budget, then a writer
     keeps the kernel reclaiming: the whole command ends near 3 s (plus the
     half second one kernel call always gets), not near 2 + 3 s."""
     run_cli(kernel_root.path, "create", "web", "--limit", "4G")
     kernel_root.keep_dirtying("web", tmp_path / "dirty")
+    slack = 2 * start_up_seconds(kernel_root.path) + 0.5
     holder = hold_lock_for(journal_directory, kernel_root.path / "web", 2.0)
     started = time.monotonic()
     result = run_process(kernel_root.path, "shrink", "--timeout", "3", "web", "1M")
     took = time.monotonic() - started
     holder.join()
-    assert result.returncode == 75, result.stderr
+    # 75: timed out, or the kernel gave up by itself; 0: it got there (v2 may write the pages back in time).
+    assert result.returncode in (0, 75), result.stderr
     assert took >= 2.0
-    assert took < 4.3, f"{took:.1f} s: the lock wait and the shrink each had the whole budget"
+    assert took < 3 + 0.5 + slack, f"{took:.1f} s: the lock wait and the shrink each had the whole budget"
     assert kernel_root.read("web", limit_file(kernel_root.version)) == str(4 * GIB)
+
+
+def test_a_v1_limit_below_usage_gives_up_after_its_timeout(kernel_root, tmp_path):
+    """v1 reclaims inside the limit write as long as it makes progress: a
+    writer dirtying page cache kept it going for minutes.  The limit stays."""
+    if kernel_root.version != 1:
+        pytest.skip("a v2 memory.max below usage is written only after shrinking (test_kernel.py)")
+    run_cli(kernel_root.path, "create", "web", "--limit", "4G")
+    kernel_root.keep_dirtying("web", tmp_path / "dirty")
+    slack = 2 * start_up_seconds(kernel_root.path) + 0.5
+    started = time.monotonic()
+    result = run_process(kernel_root.path, "limit", "--timeout", "1", "web", "1M")
+    took = time.monotonic() - started
+    assert result.returncode in (0, 75), result.stderr
+    assert took < 1 + 0.5 + slack
+    if result.returncode == 75:  # the time ran out (or the kernel gave up by itself: EBUSY)
+        assert result.stderr.startswith("memcgctl: set limit of web: the time ran out ") or \
+            "could not reclaim enough" in result.stderr, result.stderr
+        assert kernel_root.read("web", "memory.limit_in_bytes") == str(4 * GIB)
+    else:
+        assert kernel_root.read("web", "memory.limit_in_bytes") == str(MIB)
 
 
 def test_empty_gives_up_after_its_timeout(kernel_root, tmp_path):
     run_cli(kernel_root.path, "create", "web", "--limit", "4G")
     kernel_root.keep_dirtying("web", tmp_path / "dirty")
+    slack = 2 * start_up_seconds(kernel_root.path) + 0.5
     started = time.monotonic()
     result = run_process(kernel_root.path, "empty", "--timeout", "1", "web")
     took = time.monotonic() - started
@@ -254,7 +286,7 @@ def test_empty_gives_up_after_its_timeout(kernel_root, tmp_path):
     if result.returncode == 75:
         assert result.stderr.startswith("memcgctl: empty web: timed out after 1 s: ")
         assert result.stderr.count("\n") == 1
-    assert took < 3.5
+    assert took < 1 + 0.5 + slack
     assert kernel_root.read("web", limit_file(kernel_root.version)) == str(4 * GIB)
 
 

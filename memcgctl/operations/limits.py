@@ -87,7 +87,28 @@ def _set_limits_locked(backend: Backend, group: Group, changes: dict, force: boo
                        f"{format_size(target)}; the limit was left as it was, as writing it would make "
                        "the kernel OOM-kill processes (--force to do it anyway)", str(group.path))
     oom_kills_before = backend.read_oom_kills(group) if shrink_result else 0
-    for write in writes:
-        backend.fs.apply(write)
+    _write_within(backend, group, writes, deadline)
     oom_kills = backend.read_oom_kills(group) - oom_kills_before if shrink_result else 0
     return LimitOutcome(backend.read_limits(group), shrink_result, oom_kills)
+
+
+def _write_within(backend: Backend, group: Group, writes: list, deadline: Deadline) -> None:
+    """Apply WRITES; on v1 stop them at DEADLINE.  A v1 limit below usage makes
+    the kernel reclaim inside the write for as long as it makes progress (a
+    writer dirtying page cache keeps it going for minutes), and only a signal
+    ends it: then the kernel leaves the limit as it was (EINTR), and Busy (75)
+    says so.  A v2 memory.max write is only made once usage is under it."""
+    if backend.version != 1:
+        for write in writes:
+            backend.fs.apply(write)
+        return
+    from ..errors import DeadlinePassed
+    from ..safety.signals import alarm_at
+
+    try:
+        with alarm_at(deadline):
+            for write in writes:
+                backend.fs.apply(write)
+    except DeadlinePassed:
+        raise Busy(f"set limit of {group.label}", "the time ran out while the kernel was reclaiming to get "
+                   "under it; the limit was left as it was", str(group.path)) from None

@@ -19,7 +19,6 @@ from pathlib import Path
 
 import pytest
 
-from memcgctl.cli.options import parse_timeout
 from memcgctl.errors import UsageError
 from memcgctl.kernel.discovery import open_hierarchy
 from memcgctl.operations.shrink import StopReason, shrink
@@ -156,6 +155,8 @@ def test_a_bad_timeout_is_one_line_exit_2_and_nothing_changes(fake_v1, command, 
 @pytest.mark.parametrize(("text", "seconds"), [("0", 0.0), ("2.5", 2.5), (" 10 ", 10.0), ("31536000", 31536000.0),
                                               ("inf", None), ("INF", None), ("infinity", None)])
 def test_timeouts_that_are_numbers_of_seconds_or_inf(text, seconds):
+    from memcgctl.cli.options import parse_timeout
+
     assert parse_timeout(text) == seconds
     with pytest.raises(UsageError):
         parse_timeout("31536001")

@@ -236,23 +236,46 @@ def start_up_seconds(root: Path) -> float:
     return time.monotonic() - started
 
 
-def test_the_lock_wait_and_the_shrink_share_one_budget(kernel_root, tmp_path, journal_directory):
-    """Another memcgctl holds the group for 2 s of a 3 s budget, then a writer
-    keeps the kernel reclaiming: the whole command ends near 3 s (plus the
-    half second one kernel call always gets), not near 2 + 3 s."""
-    run_cli(kernel_root.path, "create", "web", "--limit", "4G")
-    kernel_root.keep_dirtying("web", tmp_path / "dirty")
-    slack = 2 * start_up_seconds(kernel_root.path) + 0.5
-    holder = hold_lock_for(journal_directory, kernel_root.path / "web", 2.0)
+class SlowLimitWrites:
+    """The os module as memcgctl's filesystem layer sees it, where writing
+    VALUE to a file under ROOT takes SECONDS, as a v1 limit write does while
+    the kernel reclaims; like the kernel's, a signal cuts it short."""
+
+    def __init__(self, root: Path, value: bytes, seconds: float):
+        self._under, self._value, self._seconds = os.path.realpath(root) + os.sep, value, seconds
+
+    def __getattr__(self, name):
+        return getattr(os, name)
+
+    def write(self, fd: int, data: bytes) -> int:
+        if data == self._value and os.readlink(f"/proc/self/fd/{fd}").startswith(self._under):
+            time.sleep(self._seconds)
+        return os.write(fd, data)
+
+
+def test_the_lock_wait_and_the_shrink_share_one_budget(fake_v1, journal_directory, monkeypatch):
+    """Another memcgctl holds the group for 1 s of a 1.5 s budget, then the
+    kernel reclaims slowly: the whole command ends at 1.5 s (or 0.5 s after
+    the lock, the least one kernel call gets), not at 1 + 1.5 s."""
+    import memcgctl.kernel.fs
+
+    run_cli(fake_v1, "create", "web", "--limit", "1G")
+    (fake_v1 / "web" / "memory.usage_in_bytes").write_text(str(500 * MIB))
+    monkeypatch.setattr(memcgctl.kernel.fs, "os", SlowLimitWrites(fake_v1, str(MIB).encode(), 30))
+    holder = hold_lock_for(journal_directory, fake_v1 / "web", 1.0)
     started = time.monotonic()
-    result = run_process(kernel_root.path, "shrink", "--timeout", "3", "web", "1M")
+    result = run_cli(fake_v1, "shrink", "--timeout", "1.5", "web", "1M")
     took = time.monotonic() - started
     holder.join()
-    # 75: timed out, or the kernel gave up by itself; 0: it got there (v2 may write the pages back in time).
-    assert result.returncode in (0, 75), result.stderr
-    assert took >= 2.0
-    assert took < 3 + 0.5 + slack, f"{took:.1f} s: the lock wait and the shrink each had the whole budget"
-    assert kernel_root.read("web", limit_file(kernel_root.version)) == str(4 * GIB)
+    assert result.exit_code == 75
+    assert "timed out after 1.5 s" in result.stderr
+    assert 1.4 <= took < 2.2, f"{took:.2f} s: the lock wait and the shrink each had a budget of their own"
+    assert (fake_v1 / "web" / "memory.limit_in_bytes").read_text() == str(GIB)  # restored
+
+
+# v1 reclaim waits for page writeback without looking at signals: with a writer
+# dirtying page cache, the kernel can take seconds more to notice a deadline.
+KERNEL_WRITEBACK_ALLOWANCE = 5.0
 
 
 def test_a_v1_limit_below_usage_gives_up_after_its_timeout(kernel_root, tmp_path):
@@ -267,7 +290,7 @@ def test_a_v1_limit_below_usage_gives_up_after_its_timeout(kernel_root, tmp_path
     result = run_process(kernel_root.path, "limit", "--timeout", "1", "web", "1M")
     took = time.monotonic() - started
     assert result.returncode in (0, 75), result.stderr
-    assert took < 1 + 0.5 + slack
+    assert took < 1 + 0.5 + slack + KERNEL_WRITEBACK_ALLOWANCE  # not the minutes it took without
     if result.returncode == 75:  # the time ran out (or the kernel gave up by itself: EBUSY)
         assert result.stderr.startswith("memcgctl: set limit of web: the time ran out ") or \
             "could not reclaim enough" in result.stderr, result.stderr
@@ -287,7 +310,7 @@ def test_empty_gives_up_after_its_timeout(kernel_root, tmp_path):
     if result.returncode == 75:
         assert result.stderr.startswith("memcgctl: empty web: timed out after 1 s: ")
         assert result.stderr.count("\n") == 1
-    assert took < 1 + 0.5 + slack
+    assert took < 1 + 0.5 + slack + KERNEL_WRITEBACK_ALLOWANCE  # not the minutes it took without
     assert kernel_root.read("web", limit_file(kernel_root.version)) == str(4 * GIB)
 
 

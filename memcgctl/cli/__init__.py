@@ -84,16 +84,19 @@ def cli():
 def main():
     import sys
 
-    from .output import CheckedOutput
+    from .output import CheckedOutput, exit_now
 
     sys.stdout = CheckedOutput(sys.stdout)
     try:
         try:
             cli(prog_name="memcgctl")
-        finally:
-            sys.stdout.flush()  # here, not at exit, where a failure is only a warning
+            code = 0
+        except SystemExit as done:  # click ends every command this way
+            code = done.code
+        sys.stdout.flush()  # here, not at exit, where a failure is only a warning
     except OutputClosed as closed:
-        sys.exit(closed.exit_code)
+        code = closed.exit_code
     except OutputError as error:
         click.echo(f"memcgctl: {error}", err=True)
-        sys.exit(error.exit_code)
+        code = error.exit_code
+    exit_now(code)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import errno
 import os
+import sys
 
 from ..errors import OutputClosed, OutputError, describe_errno
 
@@ -79,3 +80,30 @@ class CheckedOutput:
             return
         os.dup2(null, fd)
         os.close(null)
+
+
+def exit_now(code) -> None:
+    """End the process with exit status CODE (as sys.exit takes it), without
+    the interpreter's shutdown, once the output is flushed.
+
+    Freeing every module and object at exit takes about 10 ms here, a sixth of
+    what a command costs, and nothing memcgctl holds needs it: kernel files are
+    closed as soon as they are written, locks are released by closing their
+    file in a finally block, and no atexit handler of ours exists.  When some
+    other thread still runs (a command that started one), Python's own exit
+    waits for it, as it always did.
+    """
+    import threading  # already imported by click
+
+    if code is None:
+        code = 0
+    elif not isinstance(code, int):  # sys.exit("text") prints the text and exits 1
+        print(code, file=sys.stderr)
+        code = 1
+    try:
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass  # a closed or full stderr: nothing more can be said
+    if threading.active_count() > 1:
+        sys.exit(code)
+    os._exit(code)

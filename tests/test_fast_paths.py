@@ -150,3 +150,37 @@ def test_json_text_hands_what_it_does_not_write_to_json():
 
     for value in ({"ratio": 0.5}, {1: "a"}, [float("nan")]):
         assert to_json_text(value) == json.dumps(value, indent=2)
+
+
+# --- the end of a command: no interpreter shutdown, the same exit status and output ---
+
+EXIT_NOW = """
+import atexit, sys, threading, time
+from pathlib import Path
+from memcgctl.cli.output import exit_now
+marker = Path(sys.argv[1])
+atexit.register(lambda: marker.with_suffix(".atexit").write_text("ran"))
+if sys.argv[2] == "thread":
+    threading.Thread(target=lambda: (time.sleep(0.3), marker.write_text("thread done"))).start()
+sys.stdout.write("printed, not flushed by hand")
+sys.stderr.write("said")
+exit_now(int(sys.argv[3]))
+"""
+
+
+def test_exit_now_keeps_the_status_and_the_output_and_skips_the_shutdown(tmp_path):
+    marker = tmp_path / "marker"
+    completed = subprocess.run([sys.executable, "-c", EXIT_NOW, str(marker), "alone", "3"], capture_output=True,
+                               text=True, timeout=60)
+    # stdout is flushed by main() before exit_now; here, by nobody: only stderr is said.
+    assert (completed.returncode, completed.stderr) == (3, "said")
+    assert not marker.with_suffix(".atexit").exists()  # the interpreter's shutdown did not run
+
+
+def test_exit_now_waits_for_another_thread_as_python_does(tmp_path):
+    marker = tmp_path / "marker"
+    completed = subprocess.run([sys.executable, "-c", EXIT_NOW, str(marker), "thread", "4"], capture_output=True,
+                               text=True, timeout=60)
+    assert completed.returncode == 4
+    assert marker.read_text() == "thread done"
+    assert completed.stdout == "printed, not flushed by hand"  # the normal exit flushed it

@@ -359,6 +359,19 @@ def test_a_reader_that_went_away_is_quiet_exit_141(root_with_web, args):
     assert (completed.returncode, completed.stderr) == (141, "")
 
 
+@pytest.mark.parametrize(("args", "exit_code"), [(["stat", "nope"], 66), (["--bogus"], 2),
+                                               (["limit", "web", "--timeout", "nan", "2G"], 2), (["stat"], 0)],
+                         ids=lambda value: " ".join(value) if isinstance(value, list) else str(value))
+@pytest.mark.parametrize("stderr", ["full", "closed"])
+def test_a_full_or_closed_stderr_keeps_the_exit_status(root_with_web, args, exit_code, stderr):
+    """With no stderr to say it on, the exit status still tells (no traceback, no exit 1)."""
+    redirect = "2>/dev/full" if stderr == "full" else "2>&-"
+    completed = subprocess.run(["sh", "-c", f'exec "$@" {redirect}', "sh", *memcgctl_argv(root_with_web, *args)],
+                               stdout=subprocess.DEVNULL, timeout=60)
+    assert completed.returncode == exit_code
+    assert (root_with_web / "web" / limit_file(version_of(root_with_web))).read_text().strip() == str(GIB)
+
+
 def test_a_verbose_shrink_to_a_full_disk_still_shrinks_and_restores(kernel_root, tmp_path):
     run_cli(kernel_root.path, "create", "web", "--limit", "1G")
     kernel_root.fill_page_cache("web", tmp_path / "cache", 60)

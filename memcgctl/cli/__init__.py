@@ -62,7 +62,9 @@ class MemcgctlGroup(click.Group):
             message, exit_code = "interrupted by SIGINT", 130
         finally:
             settings.report_recovered()
-        click.echo(f"memcgctl: {message}", err=True)
+        from .output import say_error
+
+        say_error(f"memcgctl: {message}")
         ctx.exit(exit_code)
 
 
@@ -84,9 +86,10 @@ def cli():
 def main():
     import sys
 
-    from .output import CheckedOutput, exit_now
+    from .output import CheckedOutput, exit_now, say_error
 
     sys.stdout = CheckedOutput(sys.stdout)
+    sys.stderr = CheckedOutput(sys.stderr, quiet=True)
     try:
         try:
             cli(prog_name="memcgctl")
@@ -97,6 +100,6 @@ def main():
     except OutputClosed as closed:
         code = closed.exit_code
     except OutputError as error:
-        click.echo(f"memcgctl: {error}", err=True)
+        say_error(f"memcgctl: {error}")
         code = error.exit_code
     exit_now(code)

@@ -20,10 +20,13 @@ WHAT = "write standard output"
 
 
 class CheckedOutput:
-    """Wraps sys.stdout (None when fd 1 was closed at start)."""
+    """Wraps sys.stdout (None when fd 1 was closed at start).  QUIET (for
+    stderr): a failing write is dropped instead, as there is no one left to
+    tell, and the exit status still says what happened."""
 
-    def __init__(self, stream):
+    def __init__(self, stream, quiet: bool = False):
         self._stream = stream
+        self._quiet = quiet
         self._failed = False
 
     @property
@@ -41,10 +44,12 @@ class CheckedOutput:
             return len(text)
         if self._stream is None:
             self._fail(errno.EBADF, "standard output is closed (EBADF)")
+            return len(text)
         try:
             return self._stream.write(text)
         except OSError as err:
             self._fail(err.errno)
+            return len(text)
 
     def flush(self) -> None:
         if self._failed or self._stream is None:
@@ -68,6 +73,8 @@ class CheckedOutput:
     def _fail(self, number: int | None, why: str | None = None):
         self._failed = True
         self._discard_buffered()
+        if self._quiet:
+            return
         error_class = OutputClosed if number == errno.EPIPE else OutputError
         raise error_class(WHAT, why or describe_errno(number))
 
@@ -80,6 +87,16 @@ class CheckedOutput:
             return
         os.dup2(null, fd)
         os.close(null)
+
+
+def say_error(line: str) -> None:
+    """LINE on stderr, if stderr can take it (see CheckedOutput's QUIET)."""
+    import click
+
+    try:
+        click.echo(line, err=True)
+    except OSError:
+        pass
 
 
 def exit_now(code) -> None:
@@ -101,9 +118,10 @@ def exit_now(code) -> None:
         print(code, file=sys.stderr)
         code = 1
     try:
-        sys.stderr.flush()
+        if sys.stderr is not None:  # None: fd 2 was closed at start
+            sys.stderr.flush()
     except (OSError, ValueError):
-        pass  # a closed or full stderr: nothing more can be said
+        pass  # a full stderr: nothing more can be said
     if threading.active_count() > 1:
         sys.exit(code)
     os._exit(code)

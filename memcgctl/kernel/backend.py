@@ -47,6 +47,31 @@ class GroupStat(NamedTuple):
         return figures
 
 
+class Reclaim(NamedTuple):
+    """A step of a plan whose outcome the kernel decides: bring GROUP's usage to
+    TARGET bytes or as near as the kernel can (Backend.shrink_to carries it out).
+
+    WRITES are the writes it makes, as the backend computes them for shrink_to;
+    COMMENTS ({index: text}) say, after the write of that index, what depends
+    on the kernel's answer.  A dry run prints both; BEST_EFFORT: the kernel
+    reclaiming less is not a failure (empty).
+    """
+
+    group: Group
+    target: int
+    writes: tuple
+    comments: dict
+    best_effort: bool = False
+
+    def shell(self) -> str:
+        lines = []
+        for index, write in enumerate(self.writes):
+            lines.append(write.shell())
+            if index in self.comments:
+                lines.append(f"# {self.comments[index]}")
+        return "\n".join(lines)
+
+
 class Backend:
     """The interface of one cgroup version over one cgroup root."""
 
@@ -126,15 +151,36 @@ class Backend:
         raise NotImplementedError
 
     def plan_shrink(self, group: Group, target: int) -> list[Write]:
-        """The writes a shrink to TARGET bytes starts with (for a dry run)."""
+        """The writes of a shrink to TARGET bytes, as shrink_to() makes them."""
         raise NotImplementedError
 
-    def empty(self, group: Group) -> int:
-        """Reclaim all the group can give up, never killing; return usage left."""
+    def shrink_step(self, group: Group, target: int, best_effort: bool = False) -> Reclaim:
+        """The plan step that shrinks GROUP to TARGET bytes (see Reclaim)."""
         raise NotImplementedError
 
-    def plan_empty(self, group: Group) -> list[Write]:
+    def plan_empty(self, group: Group) -> list:
+        """The steps that reclaim all GROUP can give up, never killing."""
         raise NotImplementedError
+
+    def empty(self, group: Group, deadline: Deadline = NEVER) -> int:
+        """Carry out plan_empty(); return the usage left, in bytes."""
+        self.carry_out(self.plan_empty(group), deadline)
+        return self.read_usage(group)
+
+    def carry_out(self, steps: list, deadline: Deadline = NEVER) -> None:
+        """Carry out a plan: actions through the filesystem, Reclaim steps
+        through shrink_to (NoProgress raised unless the step is best effort)."""
+        from ..errors import NoProgress
+
+        for step in steps:
+            if isinstance(step, Reclaim):
+                try:
+                    self.shrink_to(step.group, step.target, deadline)
+                except NoProgress:
+                    if not step.best_effort:
+                        raise
+            else:
+                self.fs.apply(step)
 
     # --- figures --------------------------------------------------------------
 

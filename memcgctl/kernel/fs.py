@@ -116,7 +116,7 @@ class RemoveDir(NamedTuple):
         return f"rmdir {_quote(str(self.path))}"
 
 
-Action = Write | MakeDir | RemoveDir
+Action = Write | MakeDir | RemoveDir  # and MakeFakeFile, for init-fake (at the end of this module)
 
 # What the user lacks when the kernel says EACCES or EPERM.
 PERMISSION_TO_READ = dict.fromkeys(
@@ -206,12 +206,17 @@ class CgroupFS:
 
     def apply(self, action: Action) -> None:
         """Carry out one action; raises the memcgctl error for any failure."""
+        # Each kind dispatched by name: a new kind must never be taken for another.
         if isinstance(action, Write):
             self._write(action)
         elif isinstance(action, MakeDir):
             self._make_dir(action)
-        else:
+        elif isinstance(action, RemoveDir):
             self._remove_dir(action)
+        elif isinstance(action, MakeFakeFile):
+            make_fake_file(self, action)
+        else:
+            raise TypeError(f"not an action the cgroup filesystem carries out: {action!r}")
 
     def _write(self, action: Write) -> None:
         # os.open + os.write so that the errno comes from the write itself: a
@@ -320,7 +325,74 @@ def clean_group_name(name: str) -> list[str]:
     for part in parts:
         if part in (".", ".."):
             raise UsageError(f"group {name!r}", f"'{part}' is not allowed in a group name")
+        if is_kernel_file_name(part):
+            raise UsageError(f"group {name!r}", f"'{part}' is the name of a kernel file of a cgroup, "
+                             "not of a group")
         if len(part.encode("utf-8", "surrogateescape")) > MAX_NAME_BYTES:
             raise UsageError(f"group {name!r}", f"a name component is longer than {MAX_NAME_BYTES} bytes")
     return parts
 
+
+
+# --- names the kernel gives to the files of a cgroup --------------------------------
+
+# Every cgroup directory holds cgroup.* files and, with the memory controller,
+# memory.* files; v1 adds tasks (and notify_on_release, release_agent), v2 the
+# cpu.stat and *.pressure files of the cgroup core (cpu.stat.local since 6.7,
+# irq.pressure since 6.2).  A group named like one of them collides with the
+# file in its parent (EEXIST) or, on a fake tree, is taken for it.
+KERNEL_FILE_PREFIXES = ("cgroup.", "memory.")
+KERNEL_FILE_NAMES = frozenset(("tasks", "notify_on_release", "release_agent", "cpu.stat", "cpu.stat.local",
+                               "cpu.pressure", "io.pressure", "irq.pressure"))
+
+
+def is_kernel_file_name(component: str) -> bool:
+    """Whether COMPONENT (one name of a group path) is, or could be, a kernel file's."""
+    return component.startswith(KERNEL_FILE_PREFIXES) or component in KERNEL_FILE_NAMES
+
+
+# --- init-fake: the plain files of a fake root -------------------------------------
+
+
+class MakeFakeFile(NamedTuple):
+    """Create the plain file PATH holding CONTENT (a fake root's own files)."""
+
+    path: Path
+    content: str
+
+    def shell(self) -> str:
+        if self.content.endswith("\n") and "\n" not in self.content[:-1]:
+            return f"echo {_quote(self.content[:-1])} > {_quote(str(self.path))}"
+        # One line: printf's %b turns the \n back into newlines.
+        escaped = self.content.replace("\\", "\\\\").replace("\n", "\\n")
+        return f"printf %b {_quote(escaped)} > {_quote(str(self.path))}"
+
+
+def make_fake_file(fs: CgroupFS, action: MakeFakeFile) -> None:
+    """Carry out a MakeFakeFile: only ever a new plain file, never on the kernel's tree."""
+    if fs.is_kernel:
+        raise UsageError("build fake root", "the directory is on a cgroup filesystem", str(action.path))
+    try:
+        fd = os.open(action.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+        try:
+            os.write(fd, action.content.encode())
+        finally:
+            os.close(fd)
+    except OSError as err:
+        raise CgroupFS._error(err, "build fake root", action.path) from err
+
+
+def is_empty_directory(fs: CgroupFS) -> bool | None:
+    """Whether the root is an empty directory; None when it does not exist."""
+    try:
+        with os.scandir(fs.root) as entries:
+            return next(entries, None) is None
+    except FileNotFoundError:
+        return None
+    except OSError as err:
+        raise CgroupFS._error(err, "read directory", fs.root) from err
+
+
+def resolves_to_root(fs: CgroupFS, group: Group) -> bool:
+    """Whether GROUP is the root itself, also through a symbolic link (fake trees)."""
+    return os.path.realpath(group.path) == str(fs.root)

@@ -423,3 +423,30 @@ def test_library_errors_name_the_limit_not_the_option(fake_v2):
     assert (fake_v2 / "web" / "memory.max").read_text() == "max\n"
     shown = run_cli(fake_v2, "limit", "web", "--soft", "1M")  # the CLI words it with its options
     assert shown.exit_code == 69 and "--soft" in shown.stderr
+
+
+@pytest.mark.parametrize(("command", "expected_code"), [
+    (["create", "-p", "a/b", "a/c"], 0),
+    (["create", "n1", "n1"], 73),
+    (["create", "n2", "n2/child"], 0),
+    (["delete", "-r", "web", "web/x"], 66),
+    (["delete", "web/x/y", "web/x"], 0),
+], ids=lambda value: " ".join(value) if isinstance(value, list) else str(value))
+def test_several_groups_dry_run_plans_what_the_real_run_does(fake_root, command, expected_code):
+    run_cli(fake_root, "create", "-p", "web/x/y")
+    dry = run_cli(fake_root, "-n", *command)
+    assert dry.exit_code == expected_code, dry.stderr
+    real_actions = []
+    original = CgroupFS.apply
+
+    def recording(self, action):
+        real_actions.append(action.shell())
+        return original(self, action)
+
+    CgroupFS.apply = recording
+    try:
+        real = run_cli(fake_root, *command)
+    finally:
+        CgroupFS.apply = original
+    assert real.exit_code == expected_code, real.stderr
+    assert [line for line in dry.stdout.splitlines() if not line.startswith("#")] == real_actions

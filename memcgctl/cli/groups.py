@@ -32,12 +32,14 @@ def create(ctx, groups, parents, exist_ok, limit, force):
 
     settings = ctx.obj
     limit_to_set = limit if given(ctx, "limit") else False
-    failures = []
+    failures, planned = [], set()
     for name in groups:
         try:
             refuse_root_name(name, "create")
-            actions = plan_create(settings.backend(), name, parents, exist_ok, limit_to_set, force)
+            actions = plan_create(settings.backend(), name, parents, exist_ok, limit_to_set, force,
+                                  frozenset(planned))
             settings.carry_out(actions)
+            planned.update(actions)
         except MemcgError as error:
             failures.append(worded(error))
             continue
@@ -63,11 +65,13 @@ def delete(settings, groups, recursive):
     from ..errors import MemcgError
     from ..operations.groups import plan_delete, refuse_root_name
 
-    failures = []
+    failures, removed = [], set()
     for name in groups:
         try:
             refuse_root_name(name, "delete")
-            settings.carry_out(plan_delete(settings.backend(), name, recursive))
+            actions = plan_delete(settings.backend(), name, recursive, frozenset(removed))
+            settings.carry_out(actions)
+            removed.update(action.path for action in actions)
         except MemcgError as error:
             failures.append(worded(error))
     settings.exit_with_failures(failures)

@@ -97,6 +97,8 @@ def limits_above_the_hard_limit(backend: Backend, group: Group, changes: dict) -
     """(name, bytes, hard limit) for each of the soft limit and high that CHANGES
     set above the hard limit the group will have: the kernel accepts them, but
     they mean nothing there."""
+    if changes.get("soft_limit") is None and changes.get("high") is None:
+        return []
     hard = changes["limit"] if "limit" in changes else backend.read_limits(group)["limit"]
     if hard is None:
         return []

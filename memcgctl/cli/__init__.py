@@ -58,6 +58,9 @@ class MemcgctlGroup(click.Group):
             return super().main(*args, standalone_mode=False, **kwargs)
         try:
             result = super().main(*args, standalone_mode=False, **kwargs)
+        except click.exceptions.NoArgsIsHelpError as error:  # `memcgctl` alone: the help, as click gives it
+            error.show()
+            sys.exit(error.exit_code)
         except click.UsageError as error:
             click.echo(f"memcgctl: {one_line_usage_error(error)}", err=True)
             sys.exit(error.exit_code)

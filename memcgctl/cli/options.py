@@ -8,7 +8,7 @@ import click
 from click.core import ParameterSource
 
 from ..errors import EXIT_CODES
-from ..kernel.fs import Action
+from ..kernel.fs import Action, MakeDir, RemoveDir
 from ..sizes import parse_size, parse_target
 
 # Start-up time is most of what a command costs: modules that only some
@@ -65,7 +65,7 @@ class Settings:
             click.echo(step.shell())
 
     def _report(self, action: Action, to_stderr: bool) -> None:
-        verb = {"MakeDir": "created", "RemoveDir": "deleted"}.get(type(action).__name__)
+        verb = "created" if isinstance(action, MakeDir) else "deleted" if isinstance(action, RemoveDir) else None
         if verb and self.verbose:
             root = self.backend().fs.root
             click.echo(f"{verb} {action.path.relative_to(root)}", err=to_stderr)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import NamedTuple
 
+from ..errors import NoProgress
 from ..safety.deadline import NEVER, Deadline
 from .fs import Action, CgroupFS, Group, MakeDir, Write
 
@@ -51,7 +52,9 @@ class Reclaim(NamedTuple):
     """A step of a plan whose outcome the kernel decides: bring GROUP's usage to
     TARGET bytes or as near as the kernel can (Backend.shrink_to carries it out).
 
-    WRITES are the writes it makes, as the backend computes them for shrink_to;
+    WRITES are the writes it makes, as the backend's plan_shrink() computes them
+    (shrink_to computes them again, from the same files: on v1 under the same
+    lock, so that the limit it restores is the one shown here);
     COMMENTS ({index: text}) say, after the write of that index, what depends
     on the kernel's answer.  A dry run prints both; BEST_EFFORT: the kernel
     reclaiming less is not a failure (empty).
@@ -170,8 +173,6 @@ class Backend:
     def carry_out(self, steps: list, deadline: Deadline = NEVER) -> None:
         """Carry out a plan: actions through the filesystem, Reclaim steps
         through shrink_to (NoProgress raised unless the step is best effort)."""
-        from ..errors import NoProgress
-
         for step in steps:
             if isinstance(step, Reclaim):
                 try:

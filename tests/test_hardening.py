@@ -384,6 +384,10 @@ def test_a_soft_limit_above_the_hard_limit_is_set_with_a_warning(fake_v1):
     assert line.startswith("memcgctl: warning: ") and "--soft" in line and "above the hard limit" in line
     assert (fake_v1 / "web" / "memory.soft_limit_in_bytes").read_text() == str(200 * MIB)
     assert run_cli(fake_v1, "limit", "web", "--soft", "50M").stderr == ""
+    lowered = run_cli(fake_v1, "limit", "web", "40M")  # now the hard limit goes under the soft one
+    assert lowered.exit_code == 0
+    assert "--soft 50 MiB is above the hard limit 40 MiB" in lowered.stderr
+    assert (fake_v1 / "web" / "memory.limit_in_bytes").read_text() == str(40 * MIB)
 
 
 def test_high_above_the_limit_is_set_with_a_warning(fake_v2):

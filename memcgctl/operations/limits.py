@@ -94,16 +94,17 @@ def plan_set_limits(backend: Backend, group: Group, changes: dict, force: bool =
 
 
 def limits_above_the_hard_limit(backend: Backend, group: Group, changes: dict) -> list[tuple]:
-    """(name, bytes, hard limit) for each of the soft limit and high that CHANGES
-    set above the hard limit the group will have: the kernel accepts them, but
-    they mean nothing there."""
-    if changes.get("soft_limit") is None and changes.get("high") is None:
+    """(name, bytes, hard limit) for each of the soft limit and high that will
+    be above the group's hard limit once CHANGES are made (a new value or the
+    one it has, when CHANGES set one of the three): the kernel accepts them,
+    but they mean nothing there."""
+    names = [name for name in ("soft_limit", "high") if name in backend.limit_names]
+    if not any(name in changes for name in ("limit", *names)):
         return []
-    hard = changes["limit"] if "limit" in changes else backend.read_limits(group)["limit"]
-    if hard is None:
-        return []
-    return [(name, changes[name], hard) for name in ("soft_limit", "high")
-            if changes.get(name) is not None and changes[name] > hard]
+    after = {**backend.read_limits(group), **changes}
+    hard = after["limit"]
+    return [(name, after[name], hard) for name in names
+            if hard is not None and after[name] is not None and after[name] > hard]
 
 
 def set_limits(backend: Backend, group: Group, changes: dict, force: bool = False,

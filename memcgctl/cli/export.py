@@ -25,7 +25,7 @@ def export(settings, groups, recursive, listen, textfile):
     \b
     Example:
       memcgctl export --listen 127.0.0.1:9101
-      memcgctl export --textfile /var/lib/prometheus/node-exporter/memcgctl.prom
+      memcgctl export --textfile /var/lib/node_exporter/memcgctl.prom
     """
     from ..errors import UsageError
     from ..export.collector import GroupCollector

@@ -67,8 +67,8 @@ def bench_size(root: Path, n: int, runs: int) -> None:
     groups = [root / name for name in c.group_names(0, n)]
     port = free_port()
     # This interpreter (a virtual environment's, unresolved): the one memcgctl is installed in.
-    exporter = subprocess.Popen([sys.executable, "-m", "memcgctl", "--root", str(root), "export", "--listen", f"127.0.0.1:{port}"],
-                                env=c.child_env(), cwd=c.NEUTRAL_CWD)
+    argv = [sys.executable, "-m", "memcgctl", "--root", str(root), "export", "--listen", f"127.0.0.1:{port}"]
+    exporter = subprocess.Popen(argv, env=c.child_env(), cwd=c.NEUTRAL_CWD)
     url = f"http://127.0.0.1:{port}/metrics"
     try:
         deadline = time.monotonic() + 30

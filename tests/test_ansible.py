@@ -46,9 +46,8 @@ def ansible_env(tmp_path: Path) -> dict:
 
 def write_playbook(tmp_path: Path, root: Path, tasks: list[dict]) -> Path:
     """A play against localhost, on ROOT, as JSON (a subset of YAML)."""
-    for task in tasks:
-        module = next(key for key in task if key.startswith("memcgctl."))
-        task[module] = {"root": str(root), **task[module]}
+    tasks = [{key: {**value, "root": str(root)} if key.startswith("memcgctl.") else value
+              for key, value in task.items()} for task in tasks]
     play = [{"hosts": "localhost", "gather_facts": False, "connection": "local",
              "vars": {"ansible_python_interpreter": sys.executable}, "tasks": tasks}]
     path = tmp_path / "play.yml"
@@ -85,41 +84,57 @@ def recap_changed(run: PlaybookRun) -> int:
     return int(line.split("changed=")[1].split()[0])
 
 
-GROUP_TASKS = [
-    {"name": "web", "memcgctl.memcg.group": {"name": "web", "limit": "100M", "soft_limit": "50M"}},
-    {"name": "job", "memcgctl.memcg.group": {"name": "batch/job1", "limit": "200MiB"}},
-]
+# The kernel files of each cgroup version; SECOND is a limit only that version
+# has, LACKS one it does not have (and its option).
+KERNEL = {
+    1: {"limit": "memory.limit_in_bytes", "usage": "memory.usage_in_bytes",
+        "second": ("soft_limit", "memory.soft_limit_in_bytes"), "lacks": ("high", "--high")},
+    2: {"limit": "memory.max", "usage": "memory.current",
+        "second": ("high", "memory.high"), "lacks": ("soft_limit", "--soft")},
+}
+
+
+def group_tasks(version: int) -> list[dict]:
+    second = KERNEL[version]["second"][0]
+    return [
+        {"name": "web", "memcgctl.memcg.group": {"name": "web", "limit": "100M", second: "50M"}},
+        {"name": "job", "memcgctl.memcg.group": {"name": "batch/job1", "limit": "200MiB"}},
+    ]
 
 
 def test_first_run_changes_second_run_changes_nothing(kernel_root, tmp_path):
-    playbook = write_playbook(tmp_path, kernel_root.path, GROUP_TASKS)
+    files = KERNEL[kernel_root.version]
+    second, second_file = files["second"]
+    playbook = write_playbook(tmp_path, kernel_root.path, group_tasks(kernel_root.version))
     first = run_playbook(tmp_path, playbook, "--diff")
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     web, job = task_results(first)
     assert web["changed"] and job["changed"]
-    assert web["limits"]["limit"] == 100 * MIB and web["limits"]["soft_limit"] == 50 * MIB
+    assert web["limits"]["limit"] == 100 * MIB and web["limits"][second] == 50 * MIB
+    assert web["cgroup_version"] == kernel_root.version
     assert web["diff"]["before"] == {"state": "absent"} and web["diff"]["after"]["limit"] == 100 * MIB
-    assert kernel_root.read("web", "memory.limit_in_bytes") == str(100 * MIB)
-    assert kernel_root.read("web", "memory.soft_limit_in_bytes") == str(50 * MIB)
-    assert kernel_root.read("batch/job1", "memory.limit_in_bytes") == str(200 * MIB)
+    assert kernel_root.read("web", files["limit"]) == str(100 * MIB)
+    assert kernel_root.read("web", second_file) == str(50 * MIB)
+    assert kernel_root.read("batch/job1", files["limit"]) == str(200 * MIB)
 
-    second = run_playbook(tmp_path, playbook, "--diff")
-    assert second.returncode == 0, second.stdout[-3000:]
-    assert [result["changed"] for result in task_results(second)] == [False, False]
-    assert recap_changed(first) == 2 and recap_changed(second) == 0
-    assert kernel_root.read("web", "memory.limit_in_bytes") == str(100 * MIB)
+    second_run = run_playbook(tmp_path, playbook, "--diff")
+    assert second_run.returncode == 0, second_run.stdout[-3000:]
+    assert [result["changed"] for result in task_results(second_run)] == [False, False]
+    assert recap_changed(first) == 2 and recap_changed(second_run) == 0
+    assert kernel_root.read("web", files["limit"]) == str(100 * MIB)
 
 
 def test_check_mode_reports_the_change_and_makes_none(kernel_root, tmp_path):
+    limit_file = KERNEL[kernel_root.version]["limit"]
     kernel_root.path.joinpath("web").mkdir()
-    kernel_root.write("web", "memory.limit_in_bytes", str(300 * MIB))
-    playbook = write_playbook(tmp_path, kernel_root.path, GROUP_TASKS)
+    kernel_root.write("web", limit_file, str(300 * MIB))
+    playbook = write_playbook(tmp_path, kernel_root.path, group_tasks(kernel_root.version))
     completed = run_playbook(tmp_path, playbook, "--check", "--diff")
     assert completed.returncode == 0, completed.stdout[-3000:]
     web, job = task_results(completed)
     assert web["changed"] and job["changed"]
     assert web["diff"]["before"]["limit"] == 300 * MIB and web["diff"]["after"]["limit"] == 100 * MIB
-    assert kernel_root.read("web", "memory.limit_in_bytes") == str(300 * MIB)
+    assert kernel_root.read("web", limit_file) == str(300 * MIB)
     assert not (kernel_root.path / "batch").exists()
 
 
@@ -135,12 +150,13 @@ def test_a_bad_size_fails_the_task_with_memcgctls_message_and_creates_nothing(ke
 
 
 def test_a_limit_the_version_lacks_fails_and_leaves_no_group_behind(kernel_root, tmp_path):
+    lacks, option = KERNEL[kernel_root.version]["lacks"]
     playbook = write_playbook(tmp_path, kernel_root.path,
-                              [{"name": "v2 only", "memcgctl.memcg.group": {"name": "a/b", "high": "100M"}}])
+                              [{"name": "lacks", "memcgctl.memcg.group": {"name": "a/b", lacks: "100M"}}])
     completed = run_playbook(tmp_path, playbook)
     [result] = task_results(completed)
     assert result["status"] == "failed" and result["rc"] == 69
-    assert result["msg"].startswith("memcgctl: set --high: not available on cgroup v1")
+    assert result["msg"].startswith(f"memcgctl: set {option}: not available on cgroup v{kernel_root.version}")
     assert not (kernel_root.path / "a").exists()
 
 
@@ -154,22 +170,23 @@ def test_state_absent_removes_the_group_once(kernel_root, tmp_path):
 
 
 def test_shrink_reports_before_and_after_and_restores_the_limit(kernel_root, tmp_path):
+    files = KERNEL[kernel_root.version]
     kernel_root.path.joinpath("web").mkdir()
-    kernel_root.write("web", "memory.limit_in_bytes", str(512 * MIB))
+    kernel_root.write("web", files["limit"], str(512 * MIB))
     kernel_root.fill_page_cache("web", tmp_path / "cache-file", 64)
     playbook = write_playbook(tmp_path, kernel_root.path,
                               [{"name": "shrink", "memcgctl.memcg.shrink": {"name": "web", "target": "16M",
                                                                              "timeout": 30}}])
     checked = task_results(run_playbook(tmp_path, playbook, "--check"))[0]
     assert checked["changed"] is True and checked["after"] == checked["before"] >= 60 * MIB
-    assert int(kernel_root.read("web", "memory.usage_in_bytes")) >= 60 * MIB
+    assert int(kernel_root.read("web", files["usage"])) >= 60 * MIB
 
     shrunk = task_results(run_playbook(tmp_path, playbook))[0]
     assert shrunk["changed"] is True
     assert shrunk["before"] >= 60 * MIB and shrunk["after"] <= 16 * MIB
     assert shrunk["reclaimed"] == shrunk["before"] - shrunk["after"]
-    assert int(kernel_root.read("web", "memory.usage_in_bytes")) <= 16 * MIB
-    assert kernel_root.read("web", "memory.limit_in_bytes") == str(512 * MIB)
+    assert int(kernel_root.read("web", files["usage"])) <= 16 * MIB
+    assert kernel_root.read("web", files["limit"]) == str(512 * MIB)
     assert task_results(run_playbook(tmp_path, playbook))[0]["changed"] is False
 
 

@@ -316,3 +316,12 @@ def test_prometheus_scrapes_real_groups_and_reads_back_the_kernel_figures(kernel
         exporter_status = stop(exporter)
     assert exporter_status == 0
     assert prometheus_status == 0, prometheus.stderr.read()[-2000:]
+
+
+def test_a_full_standard_output_is_one_error_line(fake_v1):
+    assert run_cli(fake_v1, "create", "web").exit_code == 0
+    with open("/dev/full", "w") as full:
+        completed = subprocess.run([sys.executable, "-m", "memcgctl", "--root", str(fake_v1), "export"],
+                                   stdout=full, stderr=subprocess.PIPE, text=True, timeout=60)
+    assert completed.returncode == 74
+    assert completed.stderr == "memcgctl: write metrics: no space left on device (ENOSPC) (standard output)\n"

@@ -44,4 +44,18 @@ def export(settings, groups, recursive, listen, textfile):
     elif address:
         serve(collector, *address, on_ready=lambda host, port: settings.say(f"serving /metrics on {host}:{port}"))
     else:
-        click.echo(exposition(collector).decode(), nl=False)
+        _print(exposition(collector))
+
+
+def _print(data: bytes) -> None:
+    """DATA on standard output; a full disk or a closed file is one error line."""
+    from ..errors import error_from_oserror
+
+    stdout = click.get_binary_stream("stdout")
+    try:
+        stdout.write(data)
+        stdout.flush()
+    except BrokenPipeError:
+        raise  # a reader that stopped (| head): Python's usual quiet exit
+    except OSError as err:
+        raise error_from_oserror(err, "write metrics", "standard output") from err

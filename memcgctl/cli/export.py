@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import click
 
 from .options import complete_group, global_options
@@ -51,10 +53,9 @@ def _print(data: bytes) -> None:
     """DATA on standard output; a full disk or a closed file is one error line."""
     from ..errors import error_from_oserror
 
-    stdout = click.get_binary_stream("stdout")
     try:
-        stdout.write(data)
-        stdout.flush()
+        click.echo(data, nl=False)  # bytes go to the binary stream as they are
+        sys.stdout.flush()
     except BrokenPipeError:
         raise  # a reader that stopped (| head): Python's usual quiet exit
     except OSError as err:

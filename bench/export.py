@@ -58,6 +58,12 @@ def read_files(groups: list[Path]) -> float:
     return time.perf_counter() - started
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process PID so far (/proc/PID/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def scrape_duration(body: bytes) -> float:
     line = next(line for line in body.decode().splitlines() if line.startswith("memcgctl_scrape_duration_seconds "))
     return float(line.split()[1])
@@ -80,10 +86,12 @@ def bench_size(root: Path, n: int, runs: int) -> None:
                 if time.monotonic() > deadline or exporter.poll() is not None:
                     raise RuntimeError("the exporter did not start") from None
                 time.sleep(0.1)
-        scrapes, baselines, inside = [], [], []
+        scrapes, baselines, inside, cpu = [], [], [], []
         for _ in range(runs):
             baselines.append(read_files(groups))
+            cpu_before = cpu_seconds(exporter.pid)
             seconds, body = scrape(url)
+            cpu.append(cpu_seconds(exporter.pid) - cpu_before)
             scrapes.append(seconds)
             inside.append(scrape_duration(body))
     finally:
@@ -95,7 +103,8 @@ def bench_size(root: Path, n: int, runs: int) -> None:
              c.ms(statistics.median(baselines)), goal=GOAL_MS, goal_kind="max",
              note=f"baseline: os.read of the same files in-process; {samples} samples, {len(body) // 1024} KiB; "
                   f"reading inside the exporter {c.ms(statistics.median(inside)):.1f} ms; "
-                  f"min {c.ms(min(scrapes)):.1f}, max {c.ms(max(scrapes)):.1f} ms")
+                  f"exporter CPU per scrape {c.ms(statistics.mean(cpu)):.1f} ms; "
+                  f"min {c.ms(min(scrapes)):.1f}, max {c.ms(max(scrapes)):.1f} ms; load {os.getloadavg()[0]:.1f}")
 
 
 def main(argv=None) -> None:

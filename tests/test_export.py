@@ -87,7 +87,7 @@ def test_v1_figures_are_exported_in_base_units_with_one_group_label(fake_v1):
     assert run_cli(fake_v1, "create", "web").exit_code == 0
     (fake_v1 / "web" / "memory.usage_in_bytes").write_text("52428800\n")
     (fake_v1 / "web" / "memory.failcnt").write_text("7\n")
-    (fake_v1 / "web" / "memory.stat").write_text("cache 4096\nrss 8192\npgmajfault 3\ntotal_cache 4096\n")
+    (fake_v1 / "web" / "memory.stat").write_text("cache 4096\nrss 8192\npgmajfault 3\ntotal_cache 12288\n")
     result = run_cli(fake_v1, "export")
     assert result.exit_code == 0, result.stderr
     found = samples(result.stdout)
@@ -95,7 +95,8 @@ def test_v1_figures_are_exported_in_base_units_with_one_group_label(fake_v1):
     assert value(found, "memcgctl_memory_limit_bytes", group="batch/job1") == 1024 * MIB
     assert value(found, "memcgctl_memory_limit_bytes", group="web") is None  # unlimited: left out
     assert value(found, "memcgctl_memory_failcnt_total", group="web") == 7
-    assert value(found, "memcgctl_memory_stat_cache_bytes", group="web") == 4096
+    # v1: the hierarchical total_ figure where there is one, as usage_in_bytes and v2 count.
+    assert value(found, "memcgctl_memory_stat_cache_bytes", group="web") == 12288
     assert value(found, "memcgctl_memory_stat_rss_bytes", group="web") == 8192
     assert value(found, "memcgctl_memory_stat_pgmajfault_total", group="web") == 3
     assert value(found, "memcgctl_scrape_groups") == 3
@@ -103,7 +104,7 @@ def test_v1_figures_are_exported_in_base_units_with_one_group_label(fake_v1):
     assert 0 < value(found, "memcgctl_scrape_duration_seconds") < 10
     # One label, the group: no label per memory.stat key, nothing from total_* lines.
     assert {label for name, labels in found for label, _ in labels} == {"group"}
-    assert not any("total_cache" in name for name, _ in found)
+    assert not any("total" in name.removesuffix("_total") for name, _ in found)
 
 
 def test_v2_events_and_pressure_totals_in_seconds(fake_v2):
@@ -305,9 +306,9 @@ def test_prometheus_scrapes_real_groups_and_reads_back_the_kernel_figures(kernel
         assert limit[0]["metric"]["job"] == "memcgctl"
         assert int(float(limit[0]["value"][1])) == int(kernel_root.read("web", "memory.limit_in_bytes"))
         assert int(float(limit[0]["value"][1])) == 123 * MIB
-        cache = query_prometheus(prometheus_port, 'memcgctl_memory_stat_cache_bytes{group="batch/job1"}')
-        kernel_cache = next(int(line.split()[1]) for line in kernel_root.read("batch/job1", "memory.stat").splitlines()
-                            if line.startswith("cache "))
+        cache = query_prometheus(prometheus_port, 'memcgctl_memory_stat_cache_bytes{group="batch"}')
+        kernel_cache = next(int(line.split()[1]) for line in kernel_root.read("batch", "memory.stat").splitlines()
+                            if line.startswith("total_cache "))  # batch/job1's page cache, counted in batch
         assert int(float(cache[0]["value"][1])) == kernel_cache >= 4 * MIB
         up = query_prometheus(prometheus_port, 'up{job="memcgctl"}')
         assert up[0]["value"][1] == "1"

@@ -29,6 +29,7 @@ STAT_BYTES = ("cache", "rss", "mapped_file", "anon", "file", "kernel", "sock", "
               "dirty", "file_dirty", "swap")
 STAT_COUNTS = ("pgmajfault", "workingset_refault_anon", "workingset_refault_file")
 EXPORTED_STAT_KEYS = frozenset(STAT_BYTES + STAT_COUNTS)
+V1_STAT_KEYS = EXPORTED_STAT_KEYS | {f"total_{key}" for key in EXPORTED_STAT_KEYS}
 
 
 def read_figures(backend: Backend, group: Group) -> dict:
@@ -49,8 +50,16 @@ def _v1_figures(backend: Backend, group: Group) -> dict:
     # v1 limits memory+swap together; memcgctl speaks of swap alone, like v2.
     figures["swap_limit"] = None if memsw is None or figures["limit"] is None else memsw - figures["limit"]
     figures["failcnt"] = _number(texts[v1.FAILCNT], group, v1.FAILCNT)
-    figures["stat"] = parse_counters(texts[v1.STAT], EXPORTED_STAT_KEYS)
+    figures["stat"] = hierarchical_v1_stat(parse_counters(texts[v1.STAT], V1_STAT_KEYS))
     return figures
+
+
+def hierarchical_v1_stat(counters: dict) -> dict:
+    """v1 memory.stat counts a group alone in `cache`, `rss`, ... and with its
+    descendants in `total_cache`, `total_rss`, ...; usage_in_bytes and v2's
+    memory.stat count the descendants too, so the total_ figures are the
+    ones exported (the plain ones where a fake tree has no total_ lines)."""
+    return {key: counters.get(f"total_{key}", counters[key]) for key in EXPORTED_STAT_KEYS if key in counters}
 
 
 def _v2_figures(backend: Backend, group: Group) -> dict:

@@ -127,7 +127,8 @@ class GroupCollector:
                                 "Groups (or the daemon's counters) that could not be read in this scrape.",
                                 value=errors)
         yield GaugeMetricFamily(PREFIX + "scrape_duration_seconds",
-                                "Time this scrape took to read the groups.", value=time.perf_counter() - started)
+                                "Time this scrape took, from reading the first group to this sample (the "
+                                "exposition of the groups' metrics included).", value=time.perf_counter() - started)
 
     def _collect_groups(self, families: GroupFamilies) -> tuple[int, int]:
         """Add each group's figures; (groups read, groups that failed).  A

@@ -205,9 +205,10 @@ class CgroupFS:
     def read_group_files(self, directory: Path, names: tuple) -> dict:
         """{name: text, or None when absent} of the files NAMES of one group.
 
-        Each file is opened relative to the group's directory (openat), with
-        unbuffered reads: over a thousand groups (a Prometheus scrape) this
-        takes about half the time of read_optional_text() per file.
+        Each file is opened relative to the group's directory (openat) and
+        read without a buffered file object: a Prometheus scrape reads a
+        thousand groups this way, and the path lookups and file objects of
+        read_optional_text() were a good part of its time.
         """
         try:
             directory_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)

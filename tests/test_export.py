@@ -171,20 +171,21 @@ def test_textfile_in_a_missing_directory_is_one_line_and_nothing_written(fake_v1
 # --- the daemon's counters -------------------------------------------------------
 
 
-def write_daemon_counters(directory: Path, pid: int, rows: list | None = None) -> None:
+def write_daemon_counters(directory: Path, pid: int, rows: list | None = None, started: float = 0) -> None:
     rows = rows if rows is not None else [
         {"group": "web", "policy": "senpai", "reclaimed_bytes": 3 * MIB, "actions": 4, "backoffs": 1, "errors": 0},
         {"group": "batch", "policy": "limit-guard", "reclaimed_bytes": 0, "actions": 2, "backoffs": 0, "errors": 5},
     ]
-    counters = {"pid": pid, "started": 1_700_000_000, "root": "/sys/fs/cgroup/memory", "rows": rows}
+    counters = {"pid": pid, "started": started or time.time(), "root": "/sys/fs/cgroup/memory", "rows": rows}
     (directory / "daemon-counters.json").write_text(json.dumps(counters))
 
 
 def test_daemon_counters_of_a_running_daemon_are_exported(fake_v1, journal_directory):
-    write_daemon_counters(journal_directory, os.getpid())  # this process stands for the daemon
+    started = time.time()
+    write_daemon_counters(journal_directory, os.getpid(), started=started)  # this process stands for the daemon
     found = samples(run_cli(fake_v1, "export").stdout)
     assert value(found, "memcgctl_daemon_up") == 1
-    assert value(found, "memcgctl_daemon_start_time_seconds") == 1_700_000_000
+    assert value(found, "memcgctl_daemon_start_time_seconds") == started
     assert value(found, "memcgctl_daemon_reclaimed_bytes_total", group="web", policy="senpai") == 3 * MIB
     assert value(found, "memcgctl_daemon_actions_total", group="web", policy="senpai") == 4
     assert value(found, "memcgctl_daemon_backoffs_total", group="web", policy="senpai") == 1
@@ -198,6 +199,14 @@ def test_daemon_counters_of_a_dead_daemon_are_not_exported(fake_v1, journal_dire
     found = samples(run_cli(fake_v1, "export").stdout)
     assert value(found, "memcgctl_daemon_up") == 0
     assert not any(name.startswith("memcgctl_daemon_reclaimed") for name, _ in found)
+
+
+def test_daemon_counters_whose_pid_now_names_a_newer_process_are_not_exported(fake_v1, journal_directory):
+    # This process began after the "daemon" started an hour ago: its pid was reused.
+    write_daemon_counters(journal_directory, os.getpid(), started=time.time() - 3600)
+    found = samples(run_cli(fake_v1, "export").stdout)
+    assert value(found, "memcgctl_daemon_up") == 0
+    assert not any(name.startswith("memcgctl_daemon_actions") for name, _ in found)
 
 
 def test_unreadable_daemon_counters_count_as_a_scrape_error(fake_v1, journal_directory):

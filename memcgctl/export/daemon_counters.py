@@ -45,7 +45,7 @@ def read_daemon_counters(journal_directory: Path) -> DaemonCounters | None:
     except (OSError, UnicodeDecodeError) as err:
         raise UnreadableCounters(str(err)) from err
     counters = _parse(text)
-    return counters if _process_alive(counters.pid) else None
+    return counters if _writer_alive(counters) else None
 
 
 def _parse(text: str) -> DaemonCounters:
@@ -65,6 +65,32 @@ def _parse_row(row: dict) -> dict:
             raise ValueError(f"{key} of {parsed['group']} is not a count: {value!r}")
         parsed[key] = value
     return parsed
+
+
+# How much later than its "started" the daemon's process may have begun (its
+# clock is read after Python starts); a process that began later holds a
+# reused pid.
+START_SLACK_SECONDS = 5
+
+
+def _writer_alive(counters: DaemonCounters) -> bool:
+    """Whether the daemon that wrote COUNTERS still runs: its pid names a
+    process, and that process is not a newer one that was given the same pid."""
+    if not _process_alive(counters.pid):
+        return False
+    began = _process_start_time(counters.pid)
+    return began is None or began <= counters.started + START_SLACK_SECONDS
+
+
+def _process_start_time(pid: int) -> float | None:
+    """When process PID began (unix seconds), from /proc; None if unknown."""
+    try:
+        stat_fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        boot_line = next(line for line in Path("/proc/stat").read_text().splitlines() if line.startswith("btime "))
+    except (OSError, StopIteration):
+        return None
+    # Field 22 of /proc/PID/stat (the 20th after the command name): start time in clock ticks since boot.
+    return int(boot_line.split()[1]) + int(stat_fields[19]) / os.sysconf("SC_CLK_TCK")
 
 
 def _process_alive(pid: int) -> bool:

@@ -335,3 +335,32 @@ def test_a_full_standard_output_is_one_error_line(fake_v1):
                                    stdout=full, stderr=subprocess.PIPE, text=True, timeout=60)
     assert completed.returncode == 74
     assert completed.stderr == "memcgctl: write metrics: no space left on device (ENOSPC) (standard output)\n"
+
+
+def kernel_counters(kernel_root, group: str, name: str) -> dict:
+    return {line.split()[0]: int(line.split()[1]) for line in kernel_root.read(group, name).splitlines()}
+
+
+def test_real_group_figures_match_the_kernel_files(kernel_root, tmp_path):
+    """On the real kernel (v1 here, v2 in the VM): what export says is what
+    the kernel files hold."""
+    assert run_process(kernel_root.path, "create", "web", "--limit", "300M").returncode == 0
+    kernel_root.fill_page_cache("web", tmp_path / "cache-file", 8)
+    completed = run_process(kernel_root.path, "export", "web")
+    assert completed.returncode == 0, completed.stderr
+    found = samples(completed.stdout)
+    assert value(found, "memcgctl_memory_limit_bytes", group="web") == 300 * MIB
+    stat = kernel_counters(kernel_root, "web", "memory.stat")
+    if kernel_root.version == 1:
+        assert value(found, "memcgctl_memory_stat_cache_bytes", group="web") == stat["total_cache"] >= 4 * MIB
+        assert value(found, "memcgctl_memory_failcnt_total", group="web") == int(kernel_root.read("web",
+                                                                                                  "memory.failcnt"))
+        assert value(found, "memcgctl_memory_peak_bytes", group="web") >= 8 * MIB
+    else:
+        assert value(found, "memcgctl_memory_stat_file_bytes", group="web") == stat["file"] >= 4 * MIB
+        for key, count in kernel_counters(kernel_root, "web", "memory.events").items():
+            assert value(found, f"memcgctl_memory_events_{key}_total", group="web") == count, key
+        pressure = {line.split()[0]: int(line.rsplit("total=", 1)[1])
+                    for line in kernel_root.read("web", "memory.pressure").splitlines()}
+        assert value(found, "memcgctl_memory_pressure_some_seconds_total", group="web") == pressure["some"] / 1e6
+        assert value(found, "memcgctl_memory_pressure_full_seconds_total", group="web") == pressure["full"] / 1e6

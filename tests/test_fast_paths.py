@@ -90,3 +90,11 @@ def test_the_library_does_not_import_rich_or_humanfriendly(fake_v1):
                if line.startswith("import time:")}
     assert "memcgctl.operations.stats" in modules
     assert person_only(modules) == []
+
+
+@pytest.mark.parametrize("args", [["stat", "--json"], ["limit", "web", "400M"], ["stat"]], ids=" ".join)
+def test_only_export_imports_prometheus_client(root_with_web, args):
+    modules, _ = imported_modules("console script", ["--root", str(root_with_web), *args])
+    assert not any(name.split(".")[0] == "prometheus_client" for name in modules)
+    exported, stdout = imported_modules("console script", ["--root", str(root_with_web), "export"])
+    assert "prometheus_client" in exported and "memcgctl_memory_usage_bytes" in stdout

@@ -33,6 +33,7 @@ COMMANDS = {
     "recover": "admin:recover_command",
     "init-fake": "admin:init_fake",
     "completion": "admin:completion",
+    "export": "export:export",
 }
 
 

@@ -75,8 +75,7 @@ class View:
         if self.typing is not None:
             return f"filter by name: {self.typing}_   (Enter apply, Esc cancel)"
         sorts = " ".join(f"{key}={name}" for key, name in self.sort_keys.items())
-        shown = f"  [filter: {self.name_filter}]" if self.name_filter else ""
-        return f"q quit  t tree  / filter  space pause  sort: {sorts}{shown}"
+        return f"q quit  t tree  / filter  space pause  sort: {sorts}"
 
 
 def render(frame: Frame, view: View, interval: float, width: int, height: int) -> Text:
@@ -87,7 +86,8 @@ def render(frame: Frame, view: View, interval: float, width: int, height: int) -
     sorted_index = next(i for i, column in enumerate(columns(frame.cgroup_version)) if column.sort == view.sort)
     header[sorted_index] += "^" if view.reverse else "v"
     lines = aligned_lines(header, cells)
-    title = frame_title(frame, interval, len(ordered)) + ("  PAUSED" if view.paused else "")
+    title = frame_title(frame, interval, len(ordered))
+    title += (f" - filter: {view.name_filter}" if view.name_filter else "") + ("  PAUSED" if view.paused else "")
     text = Text(no_wrap=True, overflow="crop")
     text.append(title[:width] + "\n", style="bold")
     text.append(lines[0][:width] + "\n", style="reverse")
@@ -183,6 +183,10 @@ class LiveTop:
                 self.keyboard.restore()
 
     def _draw(self, live: Live, frame: Frame) -> None:
+        # The terminal's size now, not rich's guess: exported COLUMNS and
+        # LINES would pin it, and the window may have been resized.
+        with contextlib.suppress(OSError):
+            self.console.size = os.get_terminal_size(sys.stdout.fileno())
         width, height = self.console.size
         live.update(render(frame, self.view, self.interval, width, height), refresh=True)
 

@@ -204,17 +204,18 @@ class CgroupFS:
         except OSError as err:
             raise self._error(err, f"read {path.name}", path, PERMISSION_TO_READ) from err
 
-    def read_small_text(self, path: Path) -> str | None:
+    def read_small_text(self, path: str | Path) -> str | None:
         """The text of PATH read with bare system calls, or None when the file
         (or its group) is gone.  For `top`, which reads thousands of small
-        kernel files per frame: os.open/os.read cost half of open().read().
+        kernel files per frame: os.open/os.read cost half of open().read(),
+        and a str PATH saves building a Path per file.
         ENODEV: the group was removed while its file was open (cgroupfs)."""
         try:
             fd = os.open(path, os.O_RDONLY)
         except FileNotFoundError:
             return None
         except OSError as err:
-            raise self._error(err, f"read {path.name}", path, PERMISSION_TO_READ) from err
+            raise self._error(err, f"read {os.path.basename(path)}", Path(path), PERMISSION_TO_READ) from err
         try:
             chunks = []
             while True:
@@ -226,7 +227,7 @@ class CgroupFS:
         except OSError as err:
             if err.errno in (errno.ENODEV, errno.ENOENT):
                 return None
-            raise self._error(err, f"read {path.name}", path, PERMISSION_TO_READ) from err
+            raise self._error(err, f"read {os.path.basename(path)}", Path(path), PERMISSION_TO_READ) from err
         finally:
             os.close(fd)
         return b"".join(chunks).decode("utf-8", "replace")

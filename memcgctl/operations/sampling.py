@@ -194,13 +194,13 @@ def _number(text: str | None) -> int | None:
 
 
 def _read_v1_group(backend: Backend, group: Group) -> GroupSample | None:
-    read, path = backend.fs.read_small_text, group.path
-    usage = _number(read(path / v1.USAGE))
-    stat = read(path / v1.STAT)
-    oom_control = read(path / v1.OOM_CONTROL)
-    failcnt = _number(read(path / v1.FAILCNT))
-    limit = _number(read(path / v1.LIMIT))
-    procs = read(path / v1.PROCS)
+    read, path = backend.fs.read_small_text, f"{group.path}/"  # str: a Path per file costs 40% of a frame
+    usage = _number(read(path + v1.USAGE))
+    stat = read(path + v1.STAT)
+    oom_control = read(path + v1.OOM_CONTROL)
+    failcnt = _number(read(path + v1.FAILCNT))
+    limit = _number(read(path + v1.LIMIT))
+    procs = read(path + v1.PROCS)
     if None in (usage, stat, oom_control, failcnt, limit, procs):
         return None  # the group went away between two reads
     refault_counts = [value for value in (counter(stat, key) for key in V1_REFAULTS) if value is not None]
@@ -228,17 +228,17 @@ def _pressure_some_avg10(text: str | None) -> float | None:
 
 
 def _read_v2_group(backend: Backend, group: Group) -> GroupSample | None:
-    read, path = backend.fs.read_small_text, group.path
-    usage = _number(read(path / v2.CURRENT))
-    stat = read(path / v2.STAT)
-    events = read(path / v2.EVENTS)
-    procs = read(path / v2.PROCS)
+    read, path = backend.fs.read_small_text, f"{group.path}/"
+    usage = _number(read(path + v2.CURRENT))
+    stat = read(path + v2.STAT)
+    events = read(path + v2.EVENTS)
+    procs = read(path + v2.PROCS)
     if None in (usage, stat, events, procs):
         return None  # the group went away (memory.max etc. may be absent: not fatal)
     return GroupSample(
-        group=group.label, usage=usage, limit=_v2_limit(read(path / v2.MAX)),
-        high=_v2_limit(read(path / v2.HIGH)), anon=counter(stat, "anon"), file=counter(stat, "file"),
-        swap=_number(read(path / V2_SWAP_CURRENT)), pressure=_pressure_some_avg10(read(path / V2_PRESSURE)),
+        group=group.label, usage=usage, limit=_v2_limit(read(path + v2.MAX)),
+        high=_v2_limit(read(path + v2.HIGH)), anon=counter(stat, "anon"), file=counter(stat, "file"),
+        swap=_number(read(path + V2_SWAP_CURRENT)), pressure=_pressure_some_avg10(read(path + V2_PRESSURE)),
         refaults=None, events={name: counter(events, name) or 0 for name in V2_EVENTS},
         pids=procs.count("\n"),
     )

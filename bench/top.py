@@ -126,7 +126,7 @@ def watch_share(root: Path, seconds: float, live: bool) -> float:
         reader = master
     else:
         process = subprocess.Popen(argv, env=top_env(root), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                   cwd=c.NEUTRAL_CWD)
+                                   stderr=subprocess.DEVNULL, cwd=c.NEUTRAL_CWD)  # SIGTERM ends it, and says so
         reader = process.stdout.fileno()
     seen: list = []
     thread = threading.Thread(target=drain, args=(reader, seen), daemon=True)

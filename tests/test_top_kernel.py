@@ -7,6 +7,8 @@ kernel, and its figures match the kernel's files."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 
@@ -19,6 +21,17 @@ LOW_LIMIT = 16 * MIB
 def start_top(kernel_root, *args: str) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "memcgctl", "--root", str(kernel_root.path), "top", *args],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def fill_between_frames(kernel_root, top: subprocess.Popen, file) -> None:
+    """64 MiB of page cache through the 16 MiB limit of busy, with TOP
+    stopped meanwhile, so that its next frame comes after the fill however
+    slow the machine (the VM): a stopped top wakes up past its due time."""
+    os.kill(top.pid, signal.SIGSTOP)
+    try:
+        kernel_root.fill_page_cache("busy", file, 64)
+    finally:
+        os.kill(top.pid, signal.SIGCONT)
 
 
 def finish(top: subprocess.Popen) -> tuple[str, str]:
@@ -44,8 +57,7 @@ def test_json_frames_show_page_cache_events_and_pressure_from_the_kernel(kernel_
     busy_and_idle(kernel_root)
     top = start_top(kernel_root, "--json", "-n", "3", "-d", "1")
     first = json.loads(top.stdout.readline())
-    # While top sleeps: 64 MiB of page cache through a 16 MiB limit.
-    kernel_root.fill_page_cache("busy", tmp_path / "cache", 64)
+    fill_between_frames(kernel_root, top, tmp_path / "cache")
     rest, errors = finish(top)
     assert (top.returncode, errors) == (0, "")
     frames = [first] + [json.loads(line) for line in rest.splitlines()]
@@ -80,7 +92,7 @@ def test_batch_frames_on_the_kernel(kernel_root, tmp_path):
     busy_and_idle(kernel_root)
     top = start_top(kernel_root, "-b", "-n", "3", "-d", "1", "busy", "idle")
     first_line = top.stdout.readline()
-    kernel_root.fill_page_cache("busy", tmp_path / "cache", 64)
+    fill_between_frames(kernel_root, top, tmp_path / "cache")
     rest, errors = finish(top)
     assert (top.returncode, errors) == (0, "")
     frames = (first_line + rest).split("\n\n")

@@ -111,6 +111,7 @@ class Sampler:
         self._previous: dict[str, tuple[float, GroupSample]] = {}
         self._baselines: dict[str, dict] = {}
         self._frames = 0
+        self._frame_time = 0.0  # monotonic time of the previous frame
         self._read_group = _read_v1_group if backend.version == 1 else _read_v2_group
         # A GROUP named on the command line must exist at the start (exit 66).
         for name in self.names:

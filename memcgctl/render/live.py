@@ -163,7 +163,8 @@ class LiveTop:
         frame = self.sampler.next_frame()
         live = Live(console=self.console, screen=True, auto_refresh=False, redirect_stdout=False,
                     redirect_stderr=False)
-        with stop_signals_raise(), _wake_on((signal.SIGWINCH, signal.SIGTSTP)) as (wake, arrived):
+        wake_signals = (signal.SIGWINCH, signal.SIGTSTP, signal.SIGCONT)
+        with stop_signals_raise(), _wake_on(wake_signals) as (wake, arrived):
             try:
                 self._enter(live)
                 self._loop(live, frame, wake, arrived)
@@ -212,8 +213,10 @@ class LiveTop:
             os.read(wake, 64)
             if signal.SIGTSTP in arrived:
                 self._suspend(live)
+            elif signal.SIGCONT in arrived and self.keyboard:
+                self.keyboard.enter()  # stopped by SIGSTOP: the shell may have reset the terminal
             arrived.clear()
-            redraw = True  # resized, or back from a suspend
+            redraw = True  # resized, or back from a stop
         if self.keyboard and self.keyboard.fd in ready:
             keys = self.keyboard.read_keys()
             if keys is None:

@@ -189,6 +189,7 @@ def test_keys_of_the_live_view():
         view.press(key)
     assert view.name_filter == "web"  # Esc cancelled
     assert "n=group" in view.footer() and "P=pids" in view.footer()
+    assert view.footer(80).endswith("sort by column: n u l % c a f s p e P") and len(view.footer(80)) <= 80
     view.press("q")
     assert view.quit
 

@@ -30,7 +30,7 @@ MIB = 1024**2
 class Terminal:
     """A shell in a tmux pane of WIDTH x HEIGHT on a tmux server of its own."""
 
-    def __init__(self, directory, width: int = 120, height: int = 30):
+    def __init__(self, directory, width: int = 140, height: int = 30):
         self.socket = f"memcgctl-test-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self.directory = directory
         self.tmux("new-session", "-d", "-s", "top", "-x", str(width), "-y", str(height), "-c", str(PROJECT),
@@ -48,8 +48,9 @@ class Terminal:
     def press(self, *keys: str) -> None:
         self.tmux("send-keys", "-t", "top", *keys)
 
-    def screen(self) -> str:
-        return self.tmux("capture-pane", "-p", "-t", "top")
+    def screen(self, styles: bool = False) -> str:
+        """The text on the screen; with STYLES, with its colour and bold escapes."""
+        return self.tmux("capture-pane", "-p", *(["-e"] if styles else []), "-t", "top")
 
     def wait_for(self, condition, timeout: float = 20.0) -> str:
         deadline = time.monotonic() + timeout
@@ -161,6 +162,24 @@ def test_a_sort_key_reorders_the_rows(kernel_root, terminal, tmp_path):
     terminal.press("q")
     assert terminal.exit_status() == 0
     assert terminal.terminal_restored()
+
+
+def test_a_row_near_its_limit_stands_out(kernel_root, terminal, tmp_path):
+    create(kernel_root, "full", "calm")
+    assert run_process(kernel_root.path, "limit", "full", "20M").returncode == 0
+    kernel_root.fill_page_cache("full", tmp_path / "cache", 64)  # page cache stays just under the limit
+    kernel_root.fill_page_cache("calm", tmp_path / "calm", 8)
+    terminal.start_top(kernel_root.path, "-d", "5")
+    terminal.wait_for(lambda screen: row(screen, "full") is not None and row(screen, "calm") is not None)
+    lines = {re.sub(r"\x1b\[[0-9;]*m", "", line).split()[0]: line
+             for line in terminal.screen(styles=True).splitlines() if line.strip()}
+    percent = float(row(terminal.screen(), "full")[3])
+    usage = int(kernel_root.read("full", "memory.usage_in_bytes"))
+    assert percent >= 90 and usage >= 0.9 * 20 * MIB
+    assert lines["full"].startswith("\x1b[1m\x1b[31mfull ")  # bold red
+    assert lines["calm"].startswith("calm ") and "\x1b[" not in lines["calm"]
+    terminal.press("q")
+    assert terminal.exit_status() == 0
 
 
 def test_filter_tree_and_pause(kernel_root, terminal):

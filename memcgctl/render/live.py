@@ -71,11 +71,16 @@ class View:
         elif key.isprintable():
             self.typing += key
 
-    def footer(self) -> str:
+    def footer(self, width: int = 200) -> str:
+        """The keys; the sort keys by name, or if that does not fit in WIDTH
+        as letters in the order of the columns."""
         if self.typing is not None:
             return f"filter by name: {self.typing}_   (Enter apply, Esc cancel)"
-        sorts = " ".join(f"{key}={name}" for key, name in self.sort_keys.items())
-        return f"q quit  t tree  / filter  space pause  sort: {sorts}"
+        named = " ".join(f"{key}={name}" for key, name in self.sort_keys.items())
+        full = f"q quit  t tree  / filter  space pause  sort: {named}"
+        if len(full) <= width:
+            return full
+        return f"q quit  t tree  / filter  space pause  sort by column: {' '.join(self.sort_keys)}"
 
 
 def render(frame: Frame, view: View, interval: float, width: int, height: int) -> Text:
@@ -93,7 +98,7 @@ def render(frame: Frame, view: View, interval: float, width: int, height: int) -
     text.append(lines[0][:width] + "\n", style="reverse")
     for line, (_, row) in zip(lines[1:], visible, strict=True):
         text.append(line[:width] + "\n", style=ALERT_STYLE if row.stands_out else None)
-    text.append(view.footer()[:width], style="dim")
+    text.append(view.footer(width)[:width], style="dim")
     return text
 
 

@@ -267,3 +267,20 @@ def test_a_resized_window_is_redrawn_to_fit(kernel_root, terminal):
     assert terminal.exit_status() == 0
     assert terminal.terminal_restored(resized=True)
     assert "rows 10; columns 70;" in (terminal.directory / "stty-after").read_text()
+
+
+def test_a_closed_terminal_ends_top_with_129_and_one_line(kernel_root, terminal, tmp_path):
+    """The window closes under top (tmux kills the pane: SIGHUP, then a dead
+    terminal): top stops as for SIGHUP, no traceback.  The shell around it
+    ignores SIGHUP so that it can write down what top did."""
+    create(kernel_root, "web")
+    top = shlex.join([sys.executable, "-m", "memcgctl", "--root", str(kernel_root.path), "top", "-d", "0.5"])
+    terminal.type(f"bash -c 'trap \"\" HUP; {top} 2> {tmp_path}/stderr; echo $? > {tmp_path}/status'")
+    terminal.wait_for(lambda screen: row(screen, "web") is not None)
+    terminal.tmux("kill-pane", "-t", "top")
+    deadline = time.monotonic() + 20
+    while not (tmp_path / "status").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.1)
+    assert (tmp_path / "status").read_text().strip() == "129"
+    assert (tmp_path / "stderr").read_text() == "memcgctl: interrupted by SIGHUP\n"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import sys
 import time
@@ -102,7 +103,8 @@ def _guard_output(show) -> None:
         if not isinstance(error, BrokenPipeError):
             from ..errors import describe_errno
 
-            click.echo(f"memcgctl: write output: {describe_errno(error.errno)} (stdout)", err=True)
+            with contextlib.suppress(OSError):  # stderr may be the same closed terminal
+                click.echo(f"memcgctl: write output: {describe_errno(error.errno)} (stdout)", err=True)
         # Else Python would fail again when it flushes stdout at exit.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         raise SystemExit(74) from None

@@ -116,7 +116,9 @@ class Keyboard:
 
     def restore(self) -> None:
         if self.saved is not None:
-            termios.tcsetattr(self.fd, termios.TCSADRAIN, self.saved)
+            # A terminal that went away (window closed: SIGHUP) has nothing to restore.
+            with contextlib.suppress(termios.error, OSError):
+                termios.tcsetattr(self.fd, termios.TCSADRAIN, self.saved)
 
     def read_keys(self) -> list[str] | None:
         """The keys pressed; None at the end of input (no more keys to wait for)."""
@@ -183,7 +185,11 @@ class LiveTop:
 
     def _leave(self, live: Live) -> None:
         try:
-            live.stop()
+            # Leaving the alternate screen writes to the terminal: if it went
+            # away, there is no screen to give back, and the reason we stop
+            # (SIGHUP) must not turn into a write error.
+            with contextlib.suppress(OSError):
+                live.stop()
         finally:
             if self.keyboard:
                 self.keyboard.restore()

@@ -112,3 +112,19 @@ def test_batch_frames_on_the_kernel(kernel_root, tmp_path):
         high, maximum, kills = cells["HIGH/MAX/OOM"].split("/")
         assert int(high) > 0 and kills == "0"
         assert float(cells["PSI10"]) >= 0
+
+
+def test_the_quick_walk_finds_what_the_plain_walk_finds(kernel_root):
+    """top lists only groups whose link count says they have child groups."""
+    from memcgctl.kernel.discovery import open_hierarchy
+
+    for group in ("a", "a/b", "a/b/c", "a/d", "e", "e/f"):
+        assert run_process(kernel_root.path, "create", group).returncode == 0
+    backend = open_hierarchy(kernel_root.path)
+    root, fs = backend.group("", must_exist=False), backend.fs
+    assert fs.is_kernel
+    quick = [group.name for group in fs.descendants_quickly(root)]
+    assert quick == [group.name for group in fs.descendants(root)] == ["a", "a/b", "a/b/c", "a/d", "e", "e/f"]
+    (kernel_root.path / "e" / "f").rmdir()
+    assert [group.name for group in fs.descendants_quickly(backend.group("e"))] == []
+    assert [group.name for group in fs.descendants_quickly(backend.group("a"))] == ["a/b", "a/b/c", "a/d"]

@@ -183,6 +183,47 @@ class CgroupFS:
                 continue  # removed while we walked (containers come and go)
         return found
 
+    def descendants_quickly(self, group: Group) -> list[Group]:
+        """descendants(), in the same order, for less CPU on a kernel root: a
+        cgroupfs (kernfs) directory's link count is 2 plus its subdirectories,
+        so a group whose count is 2 has no child groups and is not listed.
+        For `top`, which walks the tree at every frame (a third of a frame's
+        CPU went to listing leaf groups).  Groups removed meanwhile are left out."""
+        if not self.is_kernel:
+            return self.descendants(group)
+        found = []
+        pending = [(group, None)]  # (group, its link count; None: list it)
+        while pending:
+            each, links = pending.pop()
+            if each is not group:
+                found.append(each)
+            if links is not None and links <= 2:
+                continue
+            try:
+                children = self._child_directories(each)
+            except NotFound:
+                if each is group:
+                    raise
+                continue
+            prefix = f"{each.name}/" if each.name else ""
+            pending += [(Group(prefix + name, each.path / name), count) for name, count in reversed(children)]
+        return found
+
+    def _child_directories(self, group: Group) -> list[tuple[str, int]]:
+        """(name, link count) of the directories in GROUP, sorted by name."""
+        children = []
+        try:
+            with os.scandir(group.path) as listing:
+                for entry in listing:
+                    if entry.is_dir(follow_symlinks=False):
+                        try:
+                            children.append((entry.name, entry.stat(follow_symlinks=False).st_nlink))
+                        except FileNotFoundError:
+                            continue  # removed since the listing
+        except OSError as err:
+            raise self._error(err, f"list groups under {group.label}", group.path) from err
+        return sorted(children)
+
     # --- reading --------------------------------------------------------------
 
     def read_text(self, path: Path) -> str:

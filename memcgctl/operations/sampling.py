@@ -118,15 +118,16 @@ class Sampler:
             backend.group(name)
 
     def watched_groups(self) -> list[Group]:
-        """The groups to read now; a named group removed since is left out."""
-        from .stats import select_groups
-
+        """The groups to read now (each named group and all below it); a named
+        group removed since is left out."""
+        fs = self.backend.fs
         if not self.names:
-            return select_groups(self.backend, [])
+            return fs.descendants_quickly(self.backend.group("", must_exist=False))
         groups = []
         for name in self.names:
             try:
-                groups += select_groups(self.backend, [name], recursive=True)
+                group = self.backend.group(name)
+                groups += [group, *fs.descendants_quickly(group)]
             except NotFound:
                 continue
         return groups

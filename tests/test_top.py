@@ -99,6 +99,15 @@ def test_events_count_from_the_first_sighting(fake_v2):
     assert not row.stands_out  # the kills were before top started
 
 
+def test_a_reset_failcnt_counts_again_from_zero(fake_v1):
+    make_groups(fake_v1, "web")
+    set_file(fake_v1, "web", "memory.failcnt", "50\n")
+    sampler = Sampler(open_hierarchy(fake_v1))
+    sampler.next_frame()
+    set_file(fake_v1, "web", "memory.failcnt", "3\n")  # someone wrote 0, then 3 failures
+    assert rows_by_name(sampler.next_frame())["web"].events_since_start == {"failcnt": 3, "oom_kill": 0}
+
+
 def test_v2_pressure_high_and_swap_come_from_their_files(fake_v2):
     make_groups(fake_v2, "web")
     set_file(fake_v2, "web", "memory.pressure", "some avg10=12.34 avg60=1.00 avg300=0.10 total=99\n"

@@ -153,7 +153,10 @@ class Sampler:
         return Frame(self._frames, time.time(), since, self.backend.version, rows, appeared, vanished)
 
     def _row(self, now: float, sample: GroupSample) -> GroupRow:
-        baseline = self._baselines.setdefault(sample.group, sample.events)
+        baseline = self._baselines.setdefault(sample.group, dict(sample.events))
+        for name, value in sample.events.items():
+            if value < baseline.get(name, 0):
+                baseline[name] = 0  # the counter was reset (v1: a write to memory.failcnt)
         since_start = {name: value - baseline.get(name, 0) for name, value in sample.events.items()}
         limit = effective_limit(sample)
         percent = None if not limit else round(100.0 * sample.usage / limit, 1)

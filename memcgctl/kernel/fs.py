@@ -258,20 +258,18 @@ class CgroupFS:
         except OSError as err:
             raise self._error(err, f"read {os.path.basename(path)}", Path(path), PERMISSION_TO_READ) from err
         try:
-            chunks = []
-            while True:
-                # A kernel seq_file and a plain file both read short only at the end.
+            # A kernel seq_file and a plain file both read short only at the end.
+            data = chunk = os.read(fd, SMALL_READ_BYTES)
+            while len(chunk) == SMALL_READ_BYTES:
                 chunk = os.read(fd, SMALL_READ_BYTES)
-                chunks.append(chunk)
-                if len(chunk) < SMALL_READ_BYTES:
-                    break
+                data += chunk
         except OSError as err:
             if err.errno in (errno.ENODEV, errno.ENOENT):
                 return None
             raise self._error(err, f"read {os.path.basename(path)}", Path(path), PERMISSION_TO_READ) from err
         finally:
             os.close(fd)
-        return b"".join(chunks).decode("utf-8", "replace")
+        return data.decode("utf-8", "replace")
 
     # --- changing -------------------------------------------------------------
 

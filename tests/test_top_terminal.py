@@ -8,6 +8,7 @@ Each test uses a tmux server of its own (-L) and kills only that server.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shlex
@@ -36,6 +37,7 @@ class Terminal:
         self.tmux("new-session", "-d", "-s", "top", "-x", str(width), "-y", str(height), "-c", str(PROJECT),
                   "env PS1='$ ' bash --norc --noprofile")
         self.wait_for(lambda screen: screen.rstrip().endswith("$"))
+        self.socket_path = self.tmux("display-message", "-p", "#{socket_path}").strip()
 
     def tmux(self, *args: str) -> str:
         return subprocess.run(["tmux", "-L", self.socket, "-f", "/dev/null", *args], check=True,
@@ -95,6 +97,8 @@ class Terminal:
 
     def close(self) -> None:
         subprocess.run(["tmux", "-L", self.socket, "kill-server"], capture_output=True, timeout=30)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.socket_path)  # a killed server leaves its socket behind
 
 
 @pytest.fixture

@@ -30,6 +30,7 @@ COMMANDS = {
     "empty": "limits:empty",
     "stat": "show:stat",
     "tree": "show:tree",
+    "top": "top:top",
     "recover": "admin:recover_command",
     "init-fake": "admin:init_fake",
     "completion": "admin:completion",

@@ -25,6 +25,8 @@ from ..errors import (
 # NAME_MAX and PATH_MAX of Linux, cgroupfs included.
 MAX_NAME_BYTES = 255
 MAX_PATH_BYTES = 4095
+# One read of a small kernel file (memory.stat is about 2 KiB).
+SMALL_READ_BYTES = 65536
 
 
 # The small value classes of memcgctl are NamedTuples or plain classes, not
@@ -181,6 +183,47 @@ class CgroupFS:
                 continue  # removed while we walked (containers come and go)
         return found
 
+    def descendants_quickly(self, group: Group) -> list[Group]:
+        """descendants(), in the same order, for less CPU on a kernel root: a
+        cgroupfs (kernfs) directory's link count is 2 plus its subdirectories,
+        so a group whose count is 2 has no child groups and is not listed.
+        For `top`, which walks the tree at every frame (a third of a frame's
+        CPU went to listing leaf groups).  Groups removed meanwhile are left out."""
+        if not self.is_kernel:
+            return self.descendants(group)
+        found = []
+        pending = [(group, None)]  # (group, its link count; None: list it)
+        while pending:
+            each, links = pending.pop()
+            if each is not group:
+                found.append(each)
+            if links is not None and links <= 2:
+                continue
+            try:
+                children = self._child_directories(each)
+            except NotFound:
+                if each is group:
+                    raise
+                continue
+            prefix = f"{each.name}/" if each.name else ""
+            pending += [(Group(prefix + name, each.path / name), count) for name, count in reversed(children)]
+        return found
+
+    def _child_directories(self, group: Group) -> list[tuple[str, int]]:
+        """(name, link count) of the directories in GROUP, sorted by name."""
+        children = []
+        try:
+            with os.scandir(group.path) as listing:
+                for entry in listing:
+                    if entry.is_dir(follow_symlinks=False):
+                        try:
+                            children.append((entry.name, entry.stat(follow_symlinks=False).st_nlink))
+                        except FileNotFoundError:
+                            continue  # removed since the listing
+        except OSError as err:
+            raise self._error(err, f"list groups under {group.label}", group.path) from err
+        return sorted(children)
+
     # --- reading --------------------------------------------------------------
 
     def read_text(self, path: Path) -> str:
@@ -235,6 +278,32 @@ class CgroupFS:
             raise self._error(err, f"read {name}", directory / name, PERMISSION_TO_READ) from err
         finally:
             os.close(fd)
+
+    def read_small_text(self, path: str | Path) -> str | None:
+        """The text of PATH read with bare system calls, or None when the file
+        (or its group) is gone.  For `top`, which reads thousands of small
+        kernel files per frame: os.open/os.read cost half of open().read(),
+        and a str PATH saves building a Path per file.
+        ENODEV: the group was removed while its file was open (cgroupfs)."""
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            return None
+        except OSError as err:
+            raise self._error(err, f"read {os.path.basename(path)}", Path(path), PERMISSION_TO_READ) from err
+        try:
+            # A kernel seq_file and a plain file both read short only at the end.
+            data = chunk = os.read(fd, SMALL_READ_BYTES)
+            while len(chunk) == SMALL_READ_BYTES:
+                chunk = os.read(fd, SMALL_READ_BYTES)
+                data += chunk
+        except OSError as err:
+            if err.errno in (errno.ENODEV, errno.ENOENT):
+                return None
+            raise self._error(err, f"read {os.path.basename(path)}", Path(path), PERMISSION_TO_READ) from err
+        finally:
+            os.close(fd)
+        return data.decode("utf-8", "replace")
 
     # --- changing -------------------------------------------------------------
 

@@ -347,6 +347,19 @@ def test_a_closed_stdout_is_exit_74_and_one_line(root_with_web, args):
     assert completed.stderr == "memcgctl: write standard output: standard output is closed (EBADF)\n"
 
 
+# export writes bytes (to the binary stream under stdout) and top guards its own
+# frames: each says it in its own words, never a traceback.
+@pytest.mark.parametrize(("args", "line"), [
+    (["export", "web"], "memcgctl: write metrics: bad file descriptor (EBADF) (standard output)\n"),
+    (["top", "-b", "-n", "1"], "memcgctl: write output: standard output is closed (EBADF) (stdout)\n"),
+], ids=["export", "top"])
+def test_a_closed_stdout_is_exit_74_and_one_line_for_export_and_top(root_with_web, args, line):
+    completed = subprocess.run(["sh", "-c", 'exec "$@" >&-', "sh", *memcgctl_argv(root_with_web, *args)],
+                               stderr=subprocess.PIPE, text=True, timeout=60)
+    assert (completed.returncode, completed.stderr) == (74, line)
+    assert (root_with_web / "web" / limit_file(version_of(root_with_web))).read_text().strip() == str(GIB)
+
+
 @pytest.mark.parametrize("args", OUTPUT_COMMANDS, ids=" ".join)
 def test_a_reader_that_went_away_is_quiet_exit_141(root_with_web, args):
     read_end, write_end = os.pipe()

@@ -24,10 +24,12 @@ def init_fake(settings, directory):
 
     from ..kernel.discovery import build_fake_root, plan_fake_root
 
+    version = settings.cgroup_version or 2
+    plan = plan_fake_root(Path(directory), version)
     if settings.dry_run:
-        settings.carry_out(plan_fake_root(Path(directory), settings.cgroup_version or 2))
+        settings.show(plan)
         return
-    build_fake_root(Path(directory), settings.cgroup_version or 2)
+    build_fake_root(Path(directory), version, plan)
     settings.say(f"fake cgroup v{settings.cgroup_version or 2} root in {directory}")
 
 

@@ -59,6 +59,15 @@ class CheckedOutput:
         except OSError as err:
             self._fail(err.errno)
 
+    @property
+    def buffer(self):
+        """The binary stream under the text one (click.echo writes bytes there,
+        as `export` does), which reports its own OSError; with fd 1 closed at
+        start, one whose writes fail with EBADF, as a closed fd's would."""
+        if self._stream is None:
+            return _ClosedBinaryOutput()
+        return self._stream.buffer
+
     def isatty(self) -> bool:
         return self._stream is not None and self._stream.isatty()
 
@@ -87,6 +96,18 @@ class CheckedOutput:
             return
         os.dup2(null, fd)
         os.close(null)
+
+
+class _ClosedBinaryOutput:
+    """CheckedOutput.buffer when standard output was closed at start."""
+
+    def write(self, data) -> int:
+        if not data:  # click probes a binary stream with b""
+            return 0
+        raise OSError(errno.EBADF, "standard output is closed")
+
+    def flush(self) -> None:
+        pass
 
 
 def say_error(line: str) -> None:

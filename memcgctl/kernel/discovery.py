@@ -8,7 +8,7 @@ from typing import NamedTuple
 
 from ..errors import NotAvailable, NotFound, UsageError
 from .backend import Backend
-from .fs import Action, CgroupFS, MakeDir, Write
+from .fs import Action, CgroupFS, MakeDir, MakeFakeFile, is_empty_directory
 from .v1 import LIMIT as V1_MARKER
 from .v1 import V1Backend
 from .v2 import CONTROLLERS, V2Backend
@@ -121,15 +121,22 @@ def open_hierarchy(root: str | os.PathLike | None = None, version: int | None = 
     return BACKENDS[version](CgroupFS(root_path, is_kernel=is_kernel), journal)
 
 
-def build_fake_root(directory: Path, version: int) -> Backend:
-    """Lay out an empty fake hierarchy of VERSION in DIRECTORY (plain files)."""
-    backend = BACKENDS[version](CgroupFS(directory, is_kernel=False))
-    backend.fs.lay_out_fake_root(backend.fake_root_files())
-    return backend
-
-
 def plan_fake_root(directory: Path, version: int) -> list[Action]:
-    """What build_fake_root() does, as actions to print for a dry run."""
+    """The plan that lays out an empty fake hierarchy of VERSION in DIRECTORY
+    (new, or an empty directory): build_fake_root() carries it out, a dry run
+    prints it.  UsageError (2) for a directory that is not empty."""
     backend = BACKENDS[version](CgroupFS(directory, is_kernel=False))
+    empty = is_empty_directory(backend.fs)
+    if empty is False:
+        raise UsageError("build fake root", "the directory is not empty", str(backend.fs.root))
     files = backend.fake_root_files()
-    return [MakeDir(backend.fs.root)] + [Write(backend.fs.root / name, text) for name, text in files.items()]
+    make_root = [MakeDir(backend.fs.root)] if empty is None else []
+    return make_root + [MakeFakeFile(backend.fs.root / name, text) for name, text in files.items()]
+
+
+def build_fake_root(directory: Path, version: int, plan: list[Action] | None = None) -> Backend:
+    """Lay out an empty fake hierarchy of VERSION in DIRECTORY (plain files):
+    carry out PLAN, the plan_fake_root() of the same arguments (None: make it)."""
+    backend = BACKENDS[version](CgroupFS(directory, is_kernel=False))
+    backend.carry_out(plan_fake_root(directory, version) if plan is None else plan)
+    return backend

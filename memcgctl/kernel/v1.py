@@ -7,8 +7,8 @@ import errno
 from ..errors import Busy, MemcgError, NoProgress, NotAvailable, UsageError
 from ..safety.deadline import NEVER, Deadline
 from ..sizes import MAX_BYTES
-from .backend import Backend, GroupStat
-from .fs import Group, Write, to_int
+from .backend import Backend, GroupStat, Reclaim
+from .fs import Action, Group, Write, to_int
 
 LIMIT = "memory.limit_in_bytes"
 MEMSW_LIMIT = "memory.memsw.limit_in_bytes"
@@ -21,6 +21,8 @@ FORCE_EMPTY = "memory.force_empty"
 STAT = "memory.stat"
 PROCS = "cgroup.procs"
 TASKS = "tasks"
+# Files in whose write the kernel reclaims before it answers (see apply_within).
+RECLAIMING_WRITES = frozenset({LIMIT, MEMSW_LIMIT, FORCE_EMPTY})
 
 # v1 reads back "unlimited" as PAGE_COUNTER_MAX pages: LONG_MAX rounded down
 # to a page (9223372036854771712 with 4 KiB pages).  Anything within the
@@ -126,8 +128,10 @@ class V1Backend(Backend):
     def _memsw_for(limit: int | None, swap: int | None, swap_given: bool) -> int | None:
         if swap is None or limit is None:
             if swap_given and swap is not None:
-                raise UsageError("set swap limit", "on cgroup v1 --swap needs a memory limit: "
-                                 "the kernel limits memory+swap together")
+                error = UsageError("set swap_limit", "on cgroup v1 a swap limit needs a memory limit: "
+                                   "the kernel limits memory+swap together")
+                error.limit_name = "swap_limit"
+                raise error
             return None
         if limit + swap > MAX_BYTES:
             raise UsageError("set swap limit", "memory limit plus swap is larger than 2^63 - 1 bytes")
@@ -167,6 +171,21 @@ class V1Backend(Backend):
         finally:
             run_despite_signals(lambda: self._finish_shrink(group, restore if limit_may_be_lowered else None))
 
+    def apply_within(self, actions: list[Action], deadline: Deadline = NEVER) -> None:
+        # A write to memory.limit_in_bytes (or memsw) below usage, or to
+        # memory.force_empty, reclaims synchronously inside the write for as
+        # long as the kernel makes progress (a writer dirtying page cache keeps
+        # it going for minutes); only a signal ends it (EINTR, the file left as
+        # it was).  So those writes run under an alarm at DEADLINE.
+        if not any(isinstance(action, Write) and action.path.name in RECLAIMING_WRITES for action in actions):
+            super().apply_within(actions, deadline)
+            return
+        from ..safety.signals import alarm_at
+
+        with alarm_at(deadline):
+            for action in actions:
+                self.fs.apply(action)
+
     def _finish_shrink(self, group: Group, restore: Write | None) -> None:
         if restore is not None:
             self.fs.apply(restore)
@@ -178,17 +197,16 @@ class V1Backend(Backend):
         return [Write(group.path / LIMIT, str(target), SHRINK_REASONS),
                 Write(group.path / LIMIT, _to_kernel(previous), LIMIT_REASONS)]
 
-    def empty(self, group: Group, deadline: Deadline = NEVER) -> int:
-        # Since 3.16 force_empty works with tasks attached; it returns 0 even
-        # when usage did not reach 0.  Like a lowered limit, it reclaims inside
-        # the write, which only a signal cuts short (DeadlinePassed).
-        from ..safety.signals import alarm_at
-
-        with alarm_at(deadline):
-            self.fs.apply(self.plan_empty(group)[0])
-        return self.read_usage(group)
+    def shrink_step(self, group: Group, target: int, best_effort: bool = False) -> Reclaim:
+        return Reclaim(group, target, tuple(self.plan_shrink(group, target)), {0: (
+            f"the kernel reclaims inside that write; if it cannot get under {target} bytes it refuses it "
+            "(EBUSY) and there is nothing to restore; otherwise (done, interrupted, timed out) restore:")},
+            best_effort)
 
     def plan_empty(self, group: Group) -> list[Write]:
+        # Since 3.16 force_empty works with tasks attached; it returns 0 even
+        # when usage did not reach 0.  Like a lowered limit, it reclaims inside
+        # the write, which only a signal cuts short (apply_within).
         return [Write(group.path / FORCE_EMPTY, "0", {errno.EINVAL: "the root group cannot be emptied"})]
 
     # --- figures --------------------------------------------------------------

@@ -12,8 +12,9 @@ from .options import global_options
 @global_options
 @click.pass_obj
 def init_fake(settings, directory):
-    """Build an empty fake hierarchy of plain files in DIRECTORY (cgroup v2
-    unless --cgroup-version 1), to rehearse scripts without root.
+    """Build an empty fake hierarchy of plain files in a NEW directory
+    DIRECTORY (cgroup v2 unless --cgroup-version 1), to rehearse scripts
+    without root.  An existing DIRECTORY is refused.
 
     \b
     Example:
@@ -25,9 +26,9 @@ def init_fake(settings, directory):
     from ..kernel.discovery import build_fake_root, plan_fake_root
 
     if settings.dry_run:
-        settings.carry_out(plan_fake_root(Path(directory), settings.cgroup_version or 2))
+        settings.carry_out(plan_fake_root(Path(directory), settings.cgroup_version or 2, settings.trust_root))
         return
-    build_fake_root(Path(directory), settings.cgroup_version or 2)
+    build_fake_root(Path(directory), settings.cgroup_version or 2, settings.trust_root)
     settings.say(f"fake cgroup v{settings.cgroup_version or 2} root in {directory}")
 
 

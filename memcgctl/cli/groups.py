@@ -116,9 +116,15 @@ def run(settings, group, command, create):
     if create:
         settings.carry_out(plan_create(backend, group, parents=True, exist_ok=True))
     target = backend.group(group, must_exist=not (create and settings.dry_run))
-    settings.carry_out([backend.attach_action(target, os.getpid())])
+    from ..kernel.fs import WriteOwnPid
+
+    # The process that carries the plan out moves itself: a dry run prints
+    # `echo $$`, the shell's own PID, never the PID of the dry run.
+    settings.carry_out([WriteOwnPid(backend.attach_action(target, os.getpid()).path)])
     if settings.dry_run:
-        click.echo("exec " + " ".join(command))
+        from ..render.escape import shell_join
+
+        click.echo("exec " + shell_join(command))
         return
     sys.stdout.flush()
     try:

@@ -8,6 +8,7 @@ files; the difference is confined to this module.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 from pathlib import Path
@@ -17,6 +18,7 @@ from ..errors import (
     MemcgError,
     NotAvailable,
     NotFound,
+    PermissionDenied,
     UsageError,
     describe_errno,
     error_from_oserror,
@@ -49,9 +51,9 @@ class Group(NamedTuple):
 
 
 def _quote(text: str) -> str:
-    import shlex  # only dry runs print shell lines
+    from ..render.escape import shell_quote  # only dry runs print shell lines
 
-    return shlex.quote(text)
+    return shell_quote(text)
 
 
 class Write:
@@ -81,6 +83,19 @@ class Write:
     def shell(self) -> str:
         # echo supplies the final newline itself
         return f"echo {_quote(self.value.removesuffix(chr(10)))} > {_quote(str(self.path))}"
+
+
+class WriteOwnPid(Write):
+    """Write the PID of the process that carries it out (`run` moving itself);
+    a dry run prints `$$`, the shell's own, never the PID of the dry run."""
+
+    __slots__ = ()
+
+    def __init__(self, path: Path, reasons: dict | None = None):
+        super().__init__(path, str(os.getpid()), reasons)
+
+    def shell(self) -> str:
+        return f"echo $$ > {_quote(str(self.path))}"
 
 
 class MakeDir:
@@ -116,7 +131,7 @@ class RemoveDir(NamedTuple):
         return f"rmdir {_quote(str(self.path))}"
 
 
-Action = Write | MakeDir | RemoveDir
+Action = Write | MakeDir | RemoveDir  # WriteOwnPid is a Write
 
 # What the user lacks when the kernel says EACCES or EPERM.
 PERMISSION_TO_READ = dict.fromkeys(
@@ -127,14 +142,86 @@ PERMISSION_TO_WRITE = dict.fromkeys(
 PERMISSION_TO_CHANGE_PARENT = dict.fromkeys(
     (errno.EACCES, errno.EPERM),
     "permission denied: creating or removing a group needs write permission on its parent directory")
+PERMISSION_TO_ENTER = dict.fromkeys(
+    (errno.EACCES, errno.EPERM), "permission denied: this directory cannot be searched or listed")
+# O_NOFOLLOW on the last component answers ELOOP for a symlink; O_DIRECTORY
+# answers ENOTDIR for anything else where a group directory should be.
+REFUSED_LINKS = {
+    errno.ELOOP: "refused: a symbolic link where memcgctl expects a group or a file (it never follows one)",
+    errno.ENOTDIR: "refused: not a directory where memcgctl expects a group",
+}
+
+# Every directory is opened relative to the one above it (openat), never by a
+# path that someone could change between a check and its use.
+DIRECTORY_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+# O_NONBLOCK: opening a FIFO planted in place of a file must not wait for a
+# writer (it would hang a restore); the file is checked before any read or write.
+FILE_FLAGS = os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY
+
+
+class DirectoryStatus(NamedTuple):
+    """One directory on the way to a root or journal: its path and os.stat_result."""
+
+    path: Path
+    status: os.stat_result
+
+
+def open_directory_chain(path: Path, what: str, check=None, create_mode: int | None = None) -> int:
+    """An O_DIRECTORY fd of PATH, opened one component at a time from '/',
+    each with O_NOFOLLOW.  CHECK(DirectoryStatus, is_last) may raise to refuse
+    a directory (ownership); CREATE_MODE makes missing components.  The caller
+    closes the fd.  Symlinks in PATH itself are resolved first: the walk then
+    refuses any that someone swaps in meanwhile."""
+    path = Path(os.path.realpath(path))
+    fd = os.open("/", DIRECTORY_FLAGS)
+    current = Path("/")
+    try:
+        if check is not None:
+            check(DirectoryStatus(current, os.fstat(fd)), not path.parts[1:])
+        for index, part in enumerate(path.parts[1:], start=2):
+            current = current / part
+            try:
+                child = os.open(part, DIRECTORY_FLAGS, dir_fd=fd)
+            except FileNotFoundError:
+                if create_mode is None:
+                    raise
+                try:
+                    os.mkdir(part, create_mode, dir_fd=fd)
+                except FileExistsError:
+                    pass  # made meanwhile: it is checked like any other
+                child = os.open(part, DIRECTORY_FLAGS, dir_fd=fd)
+            os.close(fd)
+            fd = child
+            if check is not None:
+                check(DirectoryStatus(current, os.fstat(fd)), index == len(path.parts))
+        return fd
+    except OSError as err:
+        os.close(fd)
+        raise _error(err, what, current, {**PERMISSION_TO_ENTER, **REFUSED_LINKS}) from err
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 class CgroupFS:
-    """Files under one cgroup ROOT.  IS_KERNEL is False for a fake tree."""
+    """Files under one cgroup ROOT.  IS_KERNEL is False for a fake tree.
 
-    def __init__(self, root: Path, is_kernel: bool):
+    Every access starts from an fd of the root (or of a pinned group) and
+    walks down with openat and O_NOFOLLOW, so that paths of any length work
+    (no ENAMETOOLONG in deep trees) and nothing is followed out of the root.
+    A file is refused unless it is a regular file (fake root) or a file of the
+    root's own cgroupfs mount (kernel).  CHECK_DIRECTORY(DirectoryStatus,
+    is_last) is called for the root and each of its ancestors when the root
+    is first opened (see discovery.refuse_untrusted)."""
+
+    def __init__(self, root: Path, is_kernel: bool, check_directory=None):
         self.root = Path(os.path.realpath(root))
         self.is_kernel = is_kernel
+        self.check_directory = check_directory
+        self._root_fd = None
+        self._root_status = None
+        # group parts -> fd, for groups held with pinned()
+        self._pinned = {}
 
     # --- names ----------------------------------------------------------------
 
@@ -147,39 +234,138 @@ class CgroupFS:
         path = self.root.joinpath(*parts)
         if len(os.fsencode(path)) > MAX_PATH_BYTES:
             raise UsageError(f"group {name[:40]!r}...", f"the path would be longer than {MAX_PATH_BYTES} bytes")
-        resolved = os.path.realpath(path)
-        if resolved != str(self.root) and not resolved.startswith(str(self.root) + os.sep):
+        if self._leads_through_a_link(parts):
             raise UsageError(f"group {name!r}", "leads outside the cgroup root", str(self.root))
         return Group("/".join(parts), path)
 
+    def _leads_through_a_link(self, parts: list[str]) -> bool:
+        """Whether an existing component of PARTS is a symlink or not a directory."""
+        if not parts:
+            return False
+        try:
+            fd = self._open_directory(tuple(parts[:-1]))
+        except UsageError:
+            return True
+        except MemcgError:
+            return False  # missing (a group to create) or unreadable: said where it is used
+        try:
+            status = os.stat(parts[-1], dir_fd=fd, follow_symlinks=False)
+        except OSError:
+            return False
+        finally:
+            os.close(fd)
+        import stat
+
+        return stat.S_ISLNK(status.st_mode)
+
     def require_group(self, group: Group, marker: str) -> None:
         """Raise NotFound unless GROUP exists (a directory holding MARKER)."""
-        if not (group.path / marker).is_file():
-            if group.path.exists() and not group.path.is_dir():
+        if not self.is_file(group.path / marker):
+            if self.exists(group.path) and not self.is_dir(group.path):
                 raise UsageError(f"group {group.label}", "names a file, not a group", str(group.path))
             raise NotFound(f"group {group.label}", "no such group", str(group.path))
 
     def children(self, group: Group) -> list[Group]:
         """The groups directly under GROUP, sorted by name."""
+        fd = self._open_directory(self._parts(group.path), f"list groups under {group.label}")
         try:
-            entries = sorted(e.name for e in os.scandir(group.path) if e.is_dir(follow_symlinks=False))
+            return self._children_at(fd, group)
+        finally:
+            os.close(fd)
+
+    def _children_at(self, fd: int, group: Group) -> list[Group]:
+        try:
+            with os.scandir(fd) as entries:
+                names = sorted(entry.name for entry in entries if entry.is_dir(follow_symlinks=False))
         except OSError as err:
-            raise self._error(err, f"list groups under {group.label}", group.path) from err
+            raise self._error(err, f"list groups under {group.label}", group.path, PERMISSION_TO_ENTER) from err
         prefix = f"{group.name}/" if group.name else ""
-        return [Group(prefix + name, group.path / name) for name in entries]
+        return [Group(prefix + name, group.path / name) for name in names]
 
     def descendants(self, group: Group) -> list[Group]:
-        """Every group below GROUP, parents before children."""
+        """Every group below GROUP, parents before children.
+
+        The walk holds an fd of each directory on the way down and opens the
+        next relative to it: a tree deeper than PATH_MAX reads like any other."""
         found = []
-        pending = list(reversed(self.children(group)))
-        while pending:
-            each = pending.pop()
-            found.append(each)
-            try:
-                pending.extend(reversed(self.children(each)))
-            except NotFound:
-                continue  # removed while we walked (containers come and go)
+        top = self._open_directory(self._parts(group.path), f"list groups under {group.label}")
+        # (fd, children still to visit, reversed) per level
+        stack = [(top, list(reversed(self._children_at(top, group))))]
+        try:
+            while stack:
+                fd, pending = stack[-1]
+                if not pending:
+                    os.close(stack.pop()[0])
+                    continue
+                child = pending.pop()
+                found.append(child)
+                try:
+                    child_fd = os.open(child.path.name, DIRECTORY_FLAGS, dir_fd=fd)
+                except (FileNotFoundError, NotADirectoryError):
+                    continue  # removed while we walked (containers come and go)
+                except OSError as err:
+                    raise self._error(err, f"list groups under {child.label}", child.path,
+                                      {**PERMISSION_TO_ENTER, **REFUSED_LINKS}) from err
+                try:
+                    grandchildren = self._children_at(child_fd, child)
+                except NotFound:
+                    grandchildren = []
+                stack.append((child_fd, list(reversed(grandchildren))))
+        finally:
+            for fd, _ in stack:
+                os.close(fd)
         return found
+
+    # --- probes (pathlib's is_file/exists/is_dir, inside the error boundary) ---
+
+    def kind(self, path: Path) -> str | None:
+        """'file', 'directory', 'link' or 'other' for PATH under the root; None
+        if it does not exist.  Never follows a symlink; PermissionDenied (77)
+        naming the directory that cannot be searched."""
+        import stat
+
+        parts = self._parts(path)
+        if not parts:
+            return "directory"
+        try:
+            fd = self._open_directory(parts[:-1], f"look for {path.name}")
+        except NotFound:
+            return None
+        except UsageError:
+            return "other"  # a link or a file on the way: PATH is not what it seems
+        try:
+            status = os.stat(parts[-1], dir_fd=fd, follow_symlinks=False)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        except OSError as err:
+            raise self._error(err, f"look for {path.name}", path, PERMISSION_TO_ENTER) from err
+        finally:
+            os.close(fd)
+        if stat.S_ISLNK(status.st_mode):
+            return "link"
+        if stat.S_ISDIR(status.st_mode):
+            return "directory"
+        return "file" if stat.S_ISREG(status.st_mode) else "other"
+
+    def is_file(self, path: Path) -> bool:
+        return self.kind(path) == "file"
+
+    def is_dir(self, path: Path) -> bool:
+        return self.kind(path) == "directory"
+
+    def exists(self, path: Path) -> bool:
+        return self.kind(path) is not None
+
+    @staticmethod
+    def process_exists(pid: int) -> bool:
+        """Whether process PID exists (/proc/PID)."""
+        try:
+            os.stat(f"/proc/{pid}")
+        except (FileNotFoundError, NotADirectoryError):
+            return False
+        except OSError as err:
+            raise _error(err, f"look for process {pid}", Path(f"/proc/{pid}")) from err
+        return True
 
     # --- reading --------------------------------------------------------------
 
@@ -194,13 +380,19 @@ class CgroupFS:
 
     def read_optional_text(self, path: Path) -> str | None:
         """The text of PATH, or None when the file does not exist."""
-        try:
-            with open(path, "rb") as file:
-                return file.read().decode("utf-8", "replace")
-        except FileNotFoundError:
+        what = f"read {path.name}"
+        fd = self._open_file(path, os.O_RDONLY, what, PERMISSION_TO_READ)
+        if fd is None:
             return None
+        try:
+            chunks = []
+            while chunk := os.read(fd, 65536):
+                chunks.append(chunk)
         except OSError as err:
-            raise self._error(err, f"read {path.name}", path, PERMISSION_TO_READ) from err
+            raise self._error(err, what, path, PERMISSION_TO_READ) from err
+        finally:
+            os.close(fd)
+        return b"".join(chunks).decode("utf-8", "replace")
 
     # --- changing -------------------------------------------------------------
 
@@ -216,35 +408,55 @@ class CgroupFS:
     def _write(self, action: Write) -> None:
         # os.open + os.write so that the errno comes from the write itself: a
         # buffered write would only fail at close.  Kernel files must not be
-        # truncated; plain files of a fake tree must.
-        flags = os.O_WRONLY if self.is_kernel else os.O_WRONLY | os.O_TRUNC
+        # truncated; plain files of a fake tree must, but only once checked
+        # (O_TRUNC at open would truncate whatever was planted there).
         what = f"write {action.value} to {action.path.name}"
+        reasons = {**PERMISSION_TO_WRITE, **action.reasons}
+        fd = self._open_file(action.path, os.O_WRONLY, what, reasons)
+        if fd is None:
+            raise self._missing(what, action.path)
         try:
-            fd = os.open(action.path, flags)
-        except FileNotFoundError:
-            raise self._missing(what, action.path) from None
-        except OSError as err:
-            raise self._error(err, what, action.path, {**PERMISSION_TO_WRITE, **action.reasons}) from err
-        try:
+            if not self.is_kernel:
+                os.ftruncate(fd, 0)
             os.write(fd, action.value.encode())
         except OSError as err:
-            raise self._error(err, what, action.path, {**PERMISSION_TO_WRITE, **action.reasons}) from err
+            raise self._error(err, what, action.path, reasons) from err
         finally:
             os.close(fd)
 
     def _make_dir(self, action: MakeDir) -> None:
+        reasons = {
+            **PERMISSION_TO_CHANGE_PARENT,
+            errno.EEXIST: "the group exists",
+            errno.ENOENT: "the parent group does not exist",
+            errno.EAGAIN: "too deep or too many groups (cgroup.max.depth, cgroup.max.descendants)",
+        }
+        parts = self._parts(action.path)
         try:
-            os.mkdir(action.path)
+            parent = self._open_directory(parts[:-1], "create group")
+        except NotFound as error:
+            raise NotFound("create group", "the parent group does not exist", error.path) from None
+        try:
+            os.mkdir(parts[-1], 0o755, dir_fd=parent)
             if not self.is_kernel:
-                for name, content in action.fake_files.items():
-                    (action.path / name).write_text(content)
+                self._lay_out_files(parent, parts[-1], action.fake_files)
         except OSError as err:
-            raise self._error(err, "create group", action.path, {
-                **PERMISSION_TO_CHANGE_PARENT,
-                errno.EEXIST: "the group exists",
-                errno.ENOENT: "the parent group does not exist",
-                errno.EAGAIN: "too deep or too many groups (cgroup.max.depth, cgroup.max.descendants)",
-            }) from err
+            raise self._error(err, "create group", action.path, reasons) from err
+        finally:
+            os.close(parent)
+
+    @staticmethod
+    def _lay_out_files(parent: int, name: str, files: dict) -> None:
+        directory = os.open(name, DIRECTORY_FLAGS, dir_fd=parent)
+        try:
+            for file_name, content in files.items():
+                fd = os.open(file_name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | FILE_FLAGS, 0o644, dir_fd=directory)
+                try:
+                    os.write(fd, content.encode())
+                finally:
+                    os.close(fd)
+        finally:
+            os.close(directory)
 
     def _remove_dir(self, action: RemoveDir) -> None:
         reasons = {
@@ -252,52 +464,249 @@ class CgroupFS:
             errno.EBUSY: "the group still has processes or child groups",
             errno.ENOTEMPTY: "the group still has child groups",
         }
+        parts = self._parts(action.path)
+        parent = self._open_directory(parts[:-1], "delete group")
         try:
             if not self.is_kernel:
-                self._remove_fake_files(action.path)
-            os.rmdir(action.path)
+                self._remove_fake_files(parent, parts[-1])
+            os.rmdir(parts[-1], dir_fd=parent)
         except OSError as err:
-            raise self._error(err, "delete group", action.path, reasons) from err
+            raise self._error(err, "delete group", action.path, {**reasons, **REFUSED_LINKS}) from err
+        finally:
+            os.close(parent)
+
+    @staticmethod
+    def _remove_fake_files(parent: int, name: str) -> None:
+        """Empty a fake group of its plain files, unless it has child groups."""
+        directory = os.open(name, DIRECTORY_FLAGS, dir_fd=parent)
+        try:
+            with os.scandir(directory) as scan:
+                entries = list(scan)
+            if any(entry.is_dir(follow_symlinks=False) for entry in entries):
+                raise OSError(errno.ENOTEMPTY, "has child groups")
+            for entry in entries:
+                os.unlink(entry.name, dir_fd=directory)
+        finally:
+            os.close(directory)
 
     def read_extended_attribute(self, path: Path, name: str) -> bytes | None:
-        """The extended attribute NAME of PATH, or None if it has none."""
+        """The extended attribute NAME of the directory PATH, or None if it has none."""
         try:
-            return os.getxattr(path, name)
+            fd = self._open_directory(self._parts(path), "read extended attribute")
+        except MemcgError:
+            return None
+        try:
+            return os.getxattr(fd, name)
         except OSError:
             return None
+        finally:
+            os.close(fd)
 
     def lay_out_fake_root(self, files: dict) -> None:
-        """Make the root a fake hierarchy holding FILES; it must be new or empty."""
+        """Make the root a NEW directory (its missing parents too) holding
+        FILES.  An existing directory is refused: someone else may have made it
+        to plant links in it before it is used."""
+        parent = open_directory_chain(self.root.parent, "build fake root", self._check_ancestor, create_mode=0o755)
         try:
-            self.root.mkdir(parents=True, exist_ok=True)
-            if any(self.root.iterdir()):
-                raise UsageError("build fake root", "the directory is not empty", str(self.root))
-            for name, content in files.items():
-                (self.root / name).write_text(content)
+            os.mkdir(self.root.name, 0o755, dir_fd=parent)
+            self._lay_out_files(parent, self.root.name, files)
+        except FileExistsError:
+            raise self._root_exists() from None
         except OSError as err:
             raise self._error(err, "build fake root", self.root) from err
+        finally:
+            os.close(parent)
 
-    @staticmethod
-    def _remove_fake_files(path: Path) -> None:
-        """Empty a fake group of its plain files, unless it has child groups."""
-        entries = list(os.scandir(path))
-        if any(entry.is_dir(follow_symlinks=False) for entry in entries):
-            raise OSError(errno.ENOTEMPTY, "has child groups")
-        for entry in entries:
-            os.unlink(entry.path)
+    def check_new_root(self) -> None:
+        """UsageError unless lay_out_fake_root() can make the root (a dry run)."""
+        try:
+            parent = open_directory_chain(self.root.parent, "build fake root", self._check_ancestor)
+        except NotFound:
+            return  # the missing parents would be made
+        try:
+            os.stat(self.root.name, dir_fd=parent, follow_symlinks=False)
+        except FileNotFoundError:
+            return
+        except OSError as err:
+            raise self._error(err, "build fake root", self.root) from err
+        finally:
+            os.close(parent)
+        raise self._root_exists()
 
-    @staticmethod
-    def _missing(what: str, path: Path) -> MemcgError:
+    def _root_exists(self) -> UsageError:
+        return UsageError("build fake root", "the directory exists: init-fake makes a new one "
+                          "(someone else may have made this one)", str(self.root))
+
+    def _check_ancestor(self, entry: DirectoryStatus, is_last: bool) -> None:
+        # The parent of a new fake root may be /tmp: sticky, others cannot
+        # rename or replace what we make in it.
+        if self.check_directory is not None:
+            self.check_directory(entry, False)
+
+    # --- pinned groups: one directory for the whole of a change ---------------
+
+    @contextlib.contextmanager
+    def pinned(self, group: Group):
+        """Within the block, every file of GROUP is reached through one fd of
+        its directory, opened now: a group renamed away meanwhile (and another
+        renamed into its place) does not divert the rest of the change."""
+        parts = self._parts(group.path)
+        if parts in self._pinned:
+            yield
+            return
+        fd = self._open_directory(parts, f"open group {group.label}")
+        self._pinned[parts] = fd
+        try:
+            yield
+        finally:
+            del self._pinned[parts]
+            os.close(fd)
+
+    def identity(self, group: Group) -> dict:
+        """What names GROUP beyond its path: this root and the device and inode
+        of the root's and the group's directories (a journal record keeps them)."""
+        root_status = self._root_directory_status()
+        fd = self._open_directory(self._parts(group.path), f"open group {group.label}")
+        try:
+            status = os.fstat(fd)
+        finally:
+            os.close(fd)
+        return {"root": str(self.root), "root_device": root_status.st_dev, "root_inode": root_status.st_ino,
+                "group": group.name, "device": status.st_dev, "inode": status.st_ino}
+
+    def directory_identity(self, group: Group) -> tuple[int, int] | None:
+        """(device, inode) of GROUP's directory, or None if it does not exist."""
+        try:
+            fd = self._open_directory(self._parts(group.path), f"open group {group.label}")
+        except NotFound:
+            return None
+        try:
+            status = os.fstat(fd)
+        finally:
+            os.close(fd)
+        return status.st_dev, status.st_ino
+
+    def root_identity(self) -> tuple[int, int]:
+        status = self._root_directory_status()
+        return status.st_dev, status.st_ino
+
+    # --- opening, relative to the root -----------------------------------------
+
+    def _root_directory(self) -> int:
+        if self._root_fd is None:
+            fd = open_directory_chain(self.root, "use root", self.check_directory)
+            self._root_status = os.fstat(fd)
+            self._root_fd = fd
+        return self._root_fd
+
+    def _root_directory_status(self) -> os.stat_result:
+        self._root_directory()
+        return self._root_status
+
+    def close(self) -> None:
+        if self._root_fd is not None:
+            os.close(self._root_fd)
+            self._root_fd = None
+
+    def _parts(self, path: Path) -> tuple:
+        try:
+            return Path(path).relative_to(self.root).parts
+        except ValueError:
+            raise UsageError(f"use {path}", "not under the cgroup root", str(self.root)) from None
+
+    def _open_directory(self, parts: tuple, what: str = "open group") -> int:
+        """A new fd of the directory PARTS below the root (the caller closes it).
+        NotFound if missing, UsageError for a link or file on the way."""
+        start = len(parts)
+        while start > 0 and tuple(parts[:start]) not in self._pinned:
+            start -= 1
+        base = self._pinned[tuple(parts[:start])] if start else self._root_directory()
+        fd = os.dup(base)
+        path = self.root.joinpath(*parts[:start])
+        try:
+            for part in parts[start:]:
+                path = path / part
+                child = os.open(part, DIRECTORY_FLAGS, dir_fd=fd)
+                os.close(fd)
+                fd = child
+        except OSError as err:
+            os.close(fd)
+            if err.errno in (errno.ELOOP, errno.ENOTDIR):
+                raise UsageError(what, "leads outside the cgroup root: "
+                                 f"{'a symbolic link' if err.errno == errno.ELOOP else 'not a directory'} "
+                                 "on the way", str(path)) from None
+            if err.errno == errno.ENOENT:
+                raise NotFound(what, "no such group", str(path)) from None
+            raise self._error(err, what, path, PERMISSION_TO_ENTER) from err
+        return fd
+
+    def _open_file(self, path: Path, flags: int, what: str, reasons: dict) -> int | None:
+        """An fd of the file PATH, checked to be what this root holds: a regular
+        file of a fake tree, or a file of the root's own cgroupfs mount.  None
+        if it (or its directory) does not exist."""
+        parts = self._parts(path)
+        try:
+            parent = self._open_directory(parts[:-1], what)
+        except NotFound:
+            return None
+        except UsageError as error:
+            raise PermissionDenied(what, f"refused: {error.why}", error.path) from None
+        try:
+            fd = os.open(parts[-1], flags | FILE_FLAGS, dir_fd=parent)
+        except FileNotFoundError:
+            return None
+        except OSError as err:
+            if err.errno == errno.ENXIO:  # O_NONBLOCK write-open of a FIFO without a reader
+                raise PermissionDenied(what, "refused: not a regular file (a FIFO)", str(path)) from None
+            raise self._error(err, what, path, {**reasons, **REFUSED_LINKS}) from err
+        finally:
+            os.close(parent)
+        try:
+            self._check_file(fd, what, path)
+            os.set_blocking(fd, True)
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
+    def _check_file(self, fd: int, what: str, path: Path) -> None:
+        import stat
+
+        status = os.fstat(fd)
+        if self.is_kernel:
+            if status.st_dev != self._root_directory_status().st_dev:
+                raise PermissionDenied(what, "refused: not a file of this cgroup filesystem", str(path))
+        elif not stat.S_ISREG(status.st_mode):
+            raise PermissionDenied(what, "refused: not a regular file (a fake root holds only plain files)",
+                                   str(path))
+        elif status.st_nlink != 1:
+            raise PermissionDenied(what, "refused: the file has other names (a hard link), so it may be "
+                                   "a file outside the root", str(path))
+
+    def _missing(self, what: str, path: Path) -> MemcgError:
         # A missing file means the group is gone only if its directory is;
         # otherwise this kernel (or this fake tree) lacks the feature.
-        if not path.parent.is_dir():
+        if not self.is_dir(path.parent):
             return NotFound(what, "no such group", str(path.parent))
         return NotAvailable(what, "not available on this kernel or root", str(path))
 
     @staticmethod
     def _error(err: OSError, what: str, path: Path, reasons: dict | None = None) -> MemcgError:
-        why = (reasons or {}).get(err.errno) or describe_errno(err.errno)
-        return error_from_oserror(err, what, str(path), why)
+        return _error(err, what, path, reasons)
+
+
+def read_system_text(path: Path, what: str) -> str:
+    """The text of a file of the system (/proc), not of a cgroup root."""
+    try:
+        with open(path, "rb") as file:
+            return file.read().decode("utf-8", "replace")
+    except OSError as err:
+        raise _error(err, what, path, PERMISSION_TO_READ) from err
+
+
+def _error(err: OSError, what: str, path: Path, reasons: dict | None = None) -> MemcgError:
+    why = (reasons or {}).get(err.errno) or describe_errno(err.errno)
+    return error_from_oserror(err, what, str(path), why)
 
 
 def to_int(text: str, path: Path) -> int:
@@ -323,4 +732,3 @@ def clean_group_name(name: str) -> list[str]:
         if len(part.encode("utf-8", "surrogateescape")) > MAX_NAME_BYTES:
             raise UsageError(f"group {name!r}", f"a name component is longer than {MAX_NAME_BYTES} bytes")
     return parts
-

@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from ..kernel.backend import GroupStat
 from ..operations.shrink import ShrinkResult, StopReason
 from ..sizes import format_size
+from .escape import printable
 
 # (column, memory.stat keys on v2 then v1)
 COUNTER_COLUMNS = (("ANON", ("anon", "rss")), ("FILE", ("file", "cache")), ("SHMEM", ("shmem",)))
@@ -36,7 +37,7 @@ def stat_rows(stats: Iterable[GroupStat], version: int) -> tuple[list[str], list
     for stat in stats:
         trouble = stat.failcnt if version == 1 else (stat.events or {}).get("oom_kill", 0)
         rows.append([
-            stat.group,
+            printable(stat.group),
             format_size(stat.usage),
             _size_cell(stat.limit),
             _size_cell(stat.peak, "-"),
@@ -89,7 +90,7 @@ def tree_lines(stats: list[GroupStat]) -> list[str]:
     for stat in stats:
         depth = stat.group.count("/")
         name = stat.group.rsplit("/", 1)[-1]
-        lines.append(f"{'    ' * depth}{name}  {format_size(stat.usage)} / {_size_cell(stat.limit)}"
+        lines.append(f"{'    ' * depth}{printable(name)}  {format_size(stat.usage)} / {_size_cell(stat.limit)}"
                      f"  ({stat.pids} pids)")
     return lines
 

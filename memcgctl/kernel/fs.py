@@ -260,7 +260,11 @@ class CgroupFS:
 
     def require_group(self, group: Group, marker: str) -> None:
         """Raise NotFound unless GROUP exists (a directory holding MARKER)."""
-        if not self.is_file(group.path / marker):
+        kind = self.kind(group.path / marker)
+        if kind in ("link", "other") and self.is_dir(group.path):
+            raise PermissionDenied(f"group {group.label}", f"refused: its {marker} is not a regular file",
+                                   str(group.path / marker))
+        if kind != "file":
             if self.exists(group.path) and not self.is_dir(group.path):
                 raise UsageError(f"group {group.label}", "names a file, not a group", str(group.path))
             raise NotFound(f"group {group.label}", "no such group", str(group.path))
@@ -658,6 +662,8 @@ class CgroupFS:
         except OSError as err:
             if err.errno == errno.ENXIO:  # O_NONBLOCK write-open of a FIFO without a reader
                 raise PermissionDenied(what, "refused: not a regular file (a FIFO)", str(path)) from None
+            if err.errno == errno.ELOOP:
+                raise PermissionDenied(what, REFUSED_LINKS[errno.ELOOP], str(path)) from None
             raise self._error(err, what, path, {**reasons, **REFUSED_LINKS}) from err
         finally:
             os.close(parent)

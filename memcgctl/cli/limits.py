@@ -50,14 +50,18 @@ def limit(ctx, group, size, soft, high, low, min_, swap, force, timeout):
         return
     warning = backend.owner_warning(target)
     if warning:
-        click.echo(f"memcgctl: warning: {warning}", err=True)
+        from ..render.escape import printable
+
+        click.echo(f"memcgctl: warning: {printable(warning)}", err=True)
     if settings.dry_run:
         settings.carry_out(plan_set_limits(backend, target, changes))
     else:
         with stop_signals_raise():
             outcome = set_limits(backend, target, changes, force, Deadline(timeout))
         if outcome.oom_kills:
-            click.echo(f"memcgctl: limit {target.label}: the kernel OOM-killed {outcome.oom_kills} "
+            from ..render.escape import printable
+
+            click.echo(f"memcgctl: limit {printable(target.label)}: the kernel OOM-killed {outcome.oom_kills} "
                        "process(es) to get under the new limit", err=True)
         if settings.verbose:
             from ..render.text import print_limits

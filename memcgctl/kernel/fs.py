@@ -608,9 +608,15 @@ class CgroupFS:
         return self._root_status
 
     def close(self) -> None:
+        """Close the fd of the root (opened again when next needed)."""
         if self._root_fd is not None:
             os.close(self._root_fd)
             self._root_fd = None
+
+    def __del__(self):
+        # A program that opens many roots (tests, a daemon re-reading its
+        # configuration) must not run out of file descriptors.
+        self.close()
 
     def _parts(self, path: Path) -> tuple:
         try:

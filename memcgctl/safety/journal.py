@@ -147,9 +147,13 @@ class Journal:
                                    "swap the journal directory (--journal-dir to use another)", str(self.directory))
 
     def close(self) -> None:
+        """Close the directory's fd (opened and checked again when next needed)."""
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+
+    def __del__(self):
+        self.close()
 
     # --- the lock -------------------------------------------------------------
 

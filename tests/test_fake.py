@@ -22,6 +22,11 @@ def set_usage(root: Path, group: str, value: int) -> None:
     (root / group / name).write_text(f"{value}\n")
 
 
+def writes(dry_run_output: str) -> list[str]:
+    """The shell lines of a dry run, without its comments (what the kernel decides)."""
+    return [line for line in dry_run_output.splitlines() if not line.startswith("#")]
+
+
 def test_fake_shrink_reports_honestly_that_nothing_was_reclaimed(fake_root):
     run_cli(fake_root, "create", "web", "--limit", "1G")
     set_usage(fake_root, "web", 300 * MIB)
@@ -38,14 +43,14 @@ def test_v1_shrink_dry_run_shows_lowering_and_restoring(fake_v1):
     set_usage(fake_v1, "web", 300 * MIB)
     result = run_cli(fake_v1, "-n", "shrink", "web", "100M")
     path = fake_v1 / "web" / "memory.limit_in_bytes"
-    assert result.stdout == f"echo 104857600 > {path}\necho 1073741824 > {path}\n"
+    assert writes(result.stdout) == [f"echo 104857600 > {path}", f"echo 1073741824 > {path}"]
 
 
 def test_v2_shrink_dry_run_shows_the_reclaim_write(fake_v2):
     run_cli(fake_v2, "create", "web")
     set_usage(fake_v2, "web", 300 * MIB)
     result = run_cli(fake_v2, "-n", "shrink", "web", "80%")
-    assert result.stdout == f"echo {60 * MIB} > {fake_v2 / 'web' / 'memory.reclaim'}\n"
+    assert writes(result.stdout) == [f"echo {60 * MIB} > {fake_v2 / 'web' / 'memory.reclaim'}"]
 
 
 def test_v2_create_enables_memory_in_each_new_parent(fake_v2):
@@ -75,7 +80,7 @@ def test_v2_limit_dry_run_shows_the_shrink_first(fake_v2):
     run_cli(fake_v2, "create", "web")
     set_usage(fake_v2, "web", 300 * MIB)
     result = run_cli(fake_v2, "-n", "limit", "web", "100M")
-    assert result.stdout.splitlines() == [
+    assert writes(result.stdout) == [
         f"echo {200 * MIB} > {fake_v2 / 'web' / 'memory.reclaim'}",
         f"echo {100 * MIB} > {fake_v2 / 'web' / 'memory.max'}",
     ]
@@ -85,7 +90,7 @@ def test_v1_swap_needs_a_memory_limit(fake_v1):
     run_cli(fake_v1, "create", "web")
     result = run_cli(fake_v1, "limit", "web", "--swap", "1G")
     assert result.exit_code == 2
-    assert "--swap needs a memory limit" in result.stderr
+    assert result.stderr.startswith("memcgctl: set --swap: on cgroup v1 a swap limit needs a memory limit")
 
 
 def test_attach_threads_writes_the_thread_file(fake_root):

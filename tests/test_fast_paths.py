@@ -54,6 +54,7 @@ def root_with_web(fake_root):
     ["stat", "--json", "web"],
     ["stat", "--json"],
     ["-n", "limit", "web", "1G"],
+    ["top", "--json", "-n", "1"],
 ], ids=lambda args: " ".join(args) if isinstance(args, list) else args)
 def test_machine_readable_commands_do_not_import_rich_or_humanfriendly(root_with_web, entry, args):
     modules, _ = imported_modules(entry, ["--root", str(root_with_web), *args])
@@ -90,3 +91,25 @@ def test_the_library_does_not_import_rich_or_humanfriendly(fake_v1):
                if line.startswith("import time:")}
     assert "memcgctl.operations.stats" in modules
     assert person_only(modules) == []
+
+
+@pytest.mark.parametrize("args", [["stat", "--json"], ["limit", "web", "400M"], ["stat"]], ids=" ".join)
+def test_only_export_imports_prometheus_client(root_with_web, args):
+    modules, _ = imported_modules("console script", ["--root", str(root_with_web), *args])
+    assert not any(name.split(".")[0] == "prometheus_client" for name in modules)
+    exported, stdout = imported_modules("console script", ["--root", str(root_with_web), "export"])
+    assert "prometheus_client" in exported and "memcgctl_memory_usage_bytes" in stdout
+
+@pytest.mark.parametrize("args", [["stat", "web"], ["stat", "--json"], ["limit", "web", "400M"], ["limit", "web"]],
+                         ids=" ".join)
+def test_stat_and_limit_do_not_import_top(root_with_web, args):
+    modules, _ = imported_modules("console script", ["--root", str(root_with_web), *args])
+    assert "memcgctl.kernel.v1" in modules or "memcgctl.kernel.v2" in modules  # it did read the group
+    assert {"memcgctl.render.live", "rich.live", "memcgctl.operations.sampling", "memcgctl.cli.top"} & modules == set()
+
+
+def test_top_in_batch_mode_does_not_import_the_live_display(root_with_web):
+    modules, stdout = imported_modules("console script", ["--root", str(root_with_web), "top", "-b", "-n", "1"])
+    assert "\nweb " in stdout
+    assert "memcgctl.operations.sampling" in modules
+    assert {"memcgctl.render.live", "rich.live", "rich"} & modules == set()

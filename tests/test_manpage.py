@@ -139,6 +139,12 @@ def commands() -> dict[str, tuple[click.Command, click.Context]]:
             for name, command in all_commands().items() if not command.hidden}
 
 
+def is_global(option: str, param: click.Parameter, globals_: dict) -> bool:
+    """OPTION is a global option, not a command's own that reuses its name
+    (`top -n COUNT` beside the global `-n`, --dry-run, before the name)."""
+    return option in globals_ and param.name == globals_[option].name
+
+
 def takes_value(param: click.Parameter) -> bool:
     return not (getattr(param, "is_flag", False) or getattr(param, "count", False))
 
@@ -197,7 +203,7 @@ def test_global_options_are_documented_under_options():
 def test_command_options_are_documented_in_its_subsection(name):
     command, ctx = commands()[name]
     globals_ = global_options()
-    own = {opt: param for opt, param in param_options(command, ctx).items() if opt not in globals_}
+    own = {opt: param for opt, param in param_options(command, ctx).items() if not is_global(opt, param, globals_)}
     documented = documented_options(command_sections()[name])
     assert sorted(documented) == sorted(own), f"options of `memcgctl {name}` and its subsection differ"
     for option, param in own.items():
@@ -213,7 +219,7 @@ def test_option_values_are_shown_as_taken():
 @pytest.mark.parametrize("name", sorted(commands()))
 def test_global_options_after_the_command_name_as_documented(name):
     command, ctx = commands()[name]
-    after_name = {opt for opt in param_options(command, ctx) if opt in global_options()}
+    after_name = {opt for opt, param in param_options(command, ctx).items() if is_global(opt, param, global_options())}
     settable = {opt for opt, param in global_options().items() if not param.is_eager}
     assert after_name & settable in (set(), settable), f"{name} takes only some global options"
     says_before_only = GLOBALS_BEFORE_NAME_ONLY in " ".join(plain(line) for line in command_sections()[name])

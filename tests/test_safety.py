@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import memcgctl.kernel.fs
@@ -290,7 +290,7 @@ UNIT_POWERS = {"": 0, "k": 1, "m": 2, "g": 3, "t": 4, "p": 5, "e": 6}
 def reference_size(text: str) -> int | None:
     """An independent reading of the grammar (README, "Sizes"): None if invalid."""
     text = text.strip()
-    number = re.match(r"\d+(\.\d+)?", text)
+    number = re.match(r"[0-9]+(\.[0-9]+)?", text)  # ASCII only: the kernel reads no other digits
     if not number:
         return None
     rest = text[number.end():]
@@ -321,6 +321,7 @@ SIZE_LIKE = st.builds(
 
 @settings(max_examples=500, deadline=None)
 @given(SIZE_LIKE | st.text(max_size=15))
+@example("\U0001e2f0")  # a decimal digit of another script: int() reads it, the grammar does not
 def test_parser_agrees_with_a_reference_model_of_the_grammar(text):
     expected = reference_size(text)
     try:

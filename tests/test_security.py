@@ -557,3 +557,104 @@ def test_the_python_that_runs_as_nobody_is_this_code(code):
     completed = as_nobody([SYSTEM_PYTHON, "-c", "import memcgctl; print(memcgctl.__file__)"],
                           env={"PYTHONPATH": str(code)}, cwd="/")
     assert completed.stdout.strip() == str(code / "memcgctl" / "__init__.py")
+
+
+# --- the fast readers and walkers of top, export and init-fake take the same path ----------
+
+
+def test_top_and_export_reads_refuse_a_planted_link_fifo_or_hard_link(fake_v1, tmp_path):
+    run_cli(fake_v1, "create", "web")
+    backend = open_hierarchy(fake_v1)
+    web = backend.group("web")
+    victim = victim_file(tmp_path)
+    names = ("memory.usage_in_bytes", "memory.stat", "memory.failcnt")
+    (fake_v1 / "web" / "memory.usage_in_bytes").unlink()
+    (fake_v1 / "web" / "memory.usage_in_bytes").symlink_to(victim)
+    with pytest.raises(PermissionDenied, match="symbolic link"):
+        backend.fs.read_group_files(web.path, names)
+    (fake_v1 / "web" / "memory.usage_in_bytes").unlink()
+    os.mkfifo(fake_v1 / "web" / "memory.usage_in_bytes")
+    started = time.monotonic()
+    with pytest.raises(PermissionDenied, match="not a regular file"):
+        backend.fs.read_group_files(web.path, names)
+    assert time.monotonic() - started < 5  # refused, never waiting for a writer
+    (fake_v1 / "web" / "memory.usage_in_bytes").unlink()
+    os.link(victim, fake_v1 / "web" / "memory.usage_in_bytes")
+    with pytest.raises(PermissionDenied, match="hard link"):
+        backend.fs.read_group_files(web.path, names)
+    # What the user of top sees: one line naming the file, exit 77, no traceback.
+    result = run_cli(fake_v1, "top", "-b", "-n", "1")
+    assert result.exit_code == 77, result.stderr
+    assert result.stderr.startswith("memcgctl: ") and "hard link" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert victim.read_text() == "precious"
+
+
+def test_fast_reads_of_a_linked_group_directory_are_refused(fake_v1, tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "memory.usage_in_bytes").write_text("123\n")
+    (fake_v1 / "out").symlink_to(outside)
+    backend = open_hierarchy(fake_v1)
+    with pytest.raises(PermissionDenied, match="refused"):
+        backend.fs.read_group_files(fake_v1 / "out", ("memory.usage_in_bytes",))
+
+
+def test_the_quick_walk_never_follows_a_linked_directory(fake_v1, tmp_path):
+    run_cli(fake_v1, "create", "-p", "web/a")
+    outside = tmp_path / "outside"
+    (outside / "deep").mkdir(parents=True)
+    (fake_v1 / "web" / "out").symlink_to(outside)
+    backend = open_hierarchy(fake_v1)
+    root = backend.group("", must_exist=False)
+    names = [group.name for group in backend.fs.descendants_quickly(root)]
+    assert names == [group.name for group in backend.fs.descendants(root)] == ["web", "web/a"]
+    result = run_cli(fake_v1, "top", "-b", "-n", "1")
+    assert result.exit_code == 0, result.stderr
+    assert "out" not in result.stdout and "deep" not in result.stdout
+
+
+def test_a_group_that_is_the_root_directory_is_known_by_its_inode(fake_v1):
+    from memcgctl.kernel.fs import resolves_to_root
+
+    run_cli(fake_v1, "create", "web")
+    backend = open_hierarchy(fake_v1)
+    assert resolves_to_root(backend.fs, Group("self", backend.fs.root))  # however it is named
+    assert not resolves_to_root(backend.fs, backend.group("web"))
+    assert not resolves_to_root(backend.fs, backend.group("gone", must_exist=False))
+
+
+def test_a_fake_file_of_init_fake_never_follows_a_planted_link(tmp_path):
+    from memcgctl.errors import MemcgError
+    from memcgctl.kernel.discovery import plan_fake_root
+    from memcgctl.kernel.fs import CgroupFS
+
+    victim = victim_file(tmp_path)
+    root = tmp_path / "cg"
+    plan = plan_fake_root(root, 1)
+    fs = CgroupFS(root, is_kernel=False)
+    fs.apply(plan[0])  # MakeDir of the root: made new
+    (root / plan[1].path.name).symlink_to(victim)  # planted between two steps
+    with pytest.raises(MemcgError) as raised:
+        fs.apply(plan[1])
+    assert str(root / plan[1].path.name) in str(raised.value)
+    assert victim.read_text() == "precious"
+    assert (root / plan[1].path.name).is_symlink()
+
+
+def test_the_exporter_never_follows_or_waits_on_a_planted_daemon_counters_file(tmp_path):
+    from memcgctl.export.daemon_counters import FILE_NAME, UnreadableCounters, read_daemon_counters
+
+    victim = victim_file(tmp_path)
+    (tmp_path / FILE_NAME).symlink_to(victim)
+    with pytest.raises(UnreadableCounters):
+        read_daemon_counters(tmp_path)
+    (tmp_path / FILE_NAME).unlink()
+    os.mkfifo(tmp_path / FILE_NAME)
+    started = time.monotonic()
+    with pytest.raises(UnreadableCounters, match="not a regular file"):
+        read_daemon_counters(tmp_path)
+    assert time.monotonic() - started < 5
+    (tmp_path / FILE_NAME).unlink()
+    assert read_daemon_counters(tmp_path) is None  # no file: no daemon
+    assert victim.read_text() == "precious"

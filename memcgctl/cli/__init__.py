@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import sys
 
 import click
 
@@ -29,9 +30,11 @@ COMMANDS = {
     "empty": "limits:empty",
     "stat": "show:stat",
     "tree": "show:tree",
+    "top": "top:top",
     "recover": "admin:recover_command",
     "init-fake": "admin:init_fake",
     "completion": "admin:completion",
+    "export": "export:export",
 }
 
 
@@ -46,7 +49,30 @@ class MemcgctlGroup(click.Group):
         if name not in COMMANDS:
             return None
         module, function = COMMANDS[name].split(":")
-        return getattr(importlib.import_module(f"{__name__}.{module}"), function)
+        command = getattr(importlib.import_module(f"{__name__}.{module}"), function)
+        command.epilog = command.epilog or EXIT_STATUS_HELP  # every -h ends with the exit status table
+        return command
+
+    def main(self, *args, standalone_mode: bool = True, **kwargs):
+        """click's main, but a usage error is one line on stderr, as every
+        other error: `memcgctl: <command>: <what is wrong> (see 'memcgctl <command> -h')`."""
+        if not standalone_mode:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        try:
+            result = super().main(*args, standalone_mode=False, **kwargs)
+        except click.exceptions.NoArgsIsHelpError as error:  # `memcgctl` alone: the help, as click gives it
+            error.show()
+            sys.exit(error.exit_code)
+        except click.UsageError as error:
+            click.echo(f"memcgctl: {one_line_usage_error(error)}", err=True)
+            sys.exit(error.exit_code)
+        except click.ClickException as error:
+            click.echo(f"memcgctl: {error.format_message()}", err=True)
+            sys.exit(error.exit_code)
+        except click.Abort:
+            click.echo("memcgctl: aborted", err=True)
+            sys.exit(1)
+        sys.exit(result if isinstance(result, int) else 0)
 
     def invoke(self, ctx: click.Context):
         settings = ctx.ensure_object(Settings)
@@ -77,6 +103,15 @@ def cli():
       memcgctl shrink web 400M
       memcgctl stat --json
     """
+
+
+def one_line_usage_error(error: click.UsageError) -> str:
+    """'shrink: missing argument 'TARGET' (see 'memcgctl shrink -h')'"""
+    message = " ".join(error.format_message().split()).rstrip(".")
+    message = message[:1].lower() + message[1:]
+    path = error.ctx.command_path if error.ctx is not None else "memcgctl"
+    command = path.partition(" ")[2]
+    return f"{command + ': ' if command else ''}{message} (see '{path} -h')"
 
 
 def main():

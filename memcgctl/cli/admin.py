@@ -25,10 +25,12 @@ def init_fake(settings, directory):
 
     from ..kernel.discovery import build_fake_root, plan_fake_root
 
+    version = settings.cgroup_version or 2
+    plan = plan_fake_root(Path(directory), version, settings.trust_root)
     if settings.dry_run:
-        settings.carry_out(plan_fake_root(Path(directory), settings.cgroup_version or 2, settings.trust_root))
+        settings.show(plan)
         return
-    build_fake_root(Path(directory), settings.cgroup_version or 2, settings.trust_root)
+    build_fake_root(Path(directory), version, plan, settings.trust_root)
     settings.say(f"fake cgroup v{settings.cgroup_version or 2} root in {directory}")
 
 

@@ -16,23 +16,36 @@ from .options import GROUP, GROUPS, SizeType, complete_pid, given, global_option
 @click.option("-p", "--parents", is_flag=True, help="Create missing parent groups too.")
 @click.option("--exist-ok", is_flag=True, help="An existing group is not an error.")
 @click.option("--limit", type=SizeType(), metavar="SIZE", help="Memory limit of the new group.")
+@click.option("--force", is_flag=True, help="Set a --limit below one page all the same (the kernel makes it 0).")
 @global_options
 @click.pass_context
-def create(ctx, groups, parents, exist_ok, limit):
+def create(ctx, groups, parents, exist_ok, limit, force):
     """Create memory groups.  On cgroup v2, +memory is enabled in each parent.
+    Each GROUP is tried; the exit status is the highest of the failures.
 
     \b
     Example:
       memcgctl create -p batch/job1 --limit 2G
     """
-    from ..operations.groups import plan_create
+    from ..errors import MemcgError
+    from ..operations.groups import plan_create, refuse_root_name
 
     settings = ctx.obj
+    limit_to_set = limit if given(ctx, "limit") else False
+    failures, planned = [], set()
     for name in groups:
-        limit_to_set = limit if given(ctx, "limit") else False
-        actions = plan_create(settings.backend(), name, parents, exist_ok, limit_to_set)
-        settings.carry_out(actions)
-        settings.say(f"created {name}" if actions else f"{name} exists")
+        try:
+            refuse_root_name(name, "create")
+            actions = plan_create(settings.backend(), name, parents, exist_ok, limit_to_set, force,
+                                  frozenset(planned))
+            settings.carry_out(actions)
+            planned.update(actions)
+        except MemcgError as error:
+            failures.append(worded(error))
+            continue
+        if not actions and not settings.dry_run:
+            settings.say(f"{name} exists")
+    settings.exit_with_failures(failures)
 
 
 @click.command()
@@ -42,17 +55,41 @@ def create(ctx, groups, parents, exist_ok, limit):
 @click.pass_obj
 def delete(settings, groups, recursive):
     """Remove memory groups.  Never kills or moves a process: a group that has
-    any is left as it is (exit 75).
+    any is left as it is (exit 75).  Each GROUP is tried; the exit status is
+    the highest of the failures.
 
     \b
     Example:
       memcgctl delete -r batch
     """
-    from ..operations.groups import plan_delete
+    from ..errors import MemcgError
+    from ..operations.groups import plan_delete, refuse_root_name
 
+    failures, removed = [], set()
     for name in groups:
-        settings.carry_out(plan_delete(settings.backend(), name, recursive))
-        settings.say(f"deleted {name}")
+        try:
+            refuse_root_name(name, "delete")
+            actions = plan_delete(settings.backend(), name, recursive, frozenset(removed))
+            settings.carry_out(actions)
+            removed.update(action.path for action in actions)
+        except MemcgError as error:
+            failures.append(worded(error))
+    settings.exit_with_failures(failures)
+
+
+def worded(error):
+    """ERROR, with the option that would have avoided it named (the library
+    does not speak in options)."""
+    from ..operations.groups import HasChildren, MissingParent
+    from ..operations.limits import ForceRequired
+
+    if isinstance(error, MissingParent):
+        error.why += " (use -p)"
+    elif isinstance(error, HasChildren):
+        error.why += " (use -r)"
+    elif isinstance(error, ForceRequired):
+        error.why += "; --force sets it all the same"
+    return error
 
 
 @click.command()
@@ -70,19 +107,16 @@ def attach(settings, group, pids, threads):
       memcgctl attach web 1234 1240
     """
     from ..operations.groups import attach as attach_processes
-    from ..operations.groups import parse_pid
+    from ..operations.groups import parse_pid, refuse_root_name, target_group
 
-    backend = settings.backend()
+    refuse_root_name(group, "attach")
     pid_numbers = [parse_pid(pid) for pid in pids]
-    target = backend.group(group)
+    backend = settings.backend()
+    target = target_group(backend, group, "attach")
     failures = attach_processes(backend, target, pid_numbers, threads,
                                 apply=lambda action: settings.carry_out([action]))
-    for error in failures:
-        click.echo(f"memcgctl: {error}", err=True)
     settings.say(f"moved {len(pid_numbers) - len(failures)} of {len(pid_numbers)} to {target.label}")
-    if failures:
-        ctx = click.get_current_context()
-        ctx.exit(max(error.exit_code for error in failures))
+    settings.exit_with_failures(failures)
 
 
 @click.command(context_settings={"allow_interspersed_args": False})
@@ -101,8 +135,9 @@ def run(settings, group, command, create):
     """
     import shutil
 
-    from ..operations.groups import plan_create
+    from ..operations.groups import plan_create, refuse_root_name, target_group
 
+    refuse_root_name(group, "run")
     backend = settings.backend()
     if command[0] == "--":  # options stop at GROUP, so a "--" after it is kept
         command = command[1:]
@@ -114,13 +149,17 @@ def run(settings, group, command, create):
             raise CommandNotExecutable(f"run {command[0]}", "permission denied: not an executable file")
         raise CommandNotFound(f"run {command[0]}", "command not found")
     if create:
-        settings.carry_out(plan_create(backend, group, parents=True, exist_ok=True))
-    target = backend.group(group, must_exist=not (create and settings.dry_run))
+        # -v reports go to stderr: stdout is the command's.
+        creation = plan_create(backend, group, parents=True, exist_ok=True)
+        if creation:
+            settings.carry_out(creation, report_to_stderr=True)
+    target = target_group(backend, group, "run", must_exist=not (create and settings.dry_run))
     from ..kernel.fs import WriteOwnPid
 
     # The process that carries the plan out moves itself: a dry run prints
     # `echo $$`, the shell's own PID, never the PID of the dry run.
-    settings.carry_out([WriteOwnPid(backend.attach_action(target, os.getpid()).path)])
+    attach = backend.attach_action(target, os.getpid())
+    settings.carry_out([WriteOwnPid(attach.path, attach.reasons)])
     if settings.dry_run:
         from ..render.escape import shell_join
 

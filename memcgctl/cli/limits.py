@@ -4,13 +4,65 @@ from __future__ import annotations
 
 import click
 
-from ..errors import Busy
+from ..errors import Busy, MemcgError, UsageError
 from ..safety.deadline import Deadline
-from .options import GROUP, TIMEOUT, SizeArgumentCommand, SizeType, TargetType, given, global_options
+from .options import GROUP, TIMEOUT, SizeArgumentCommand, SizeType, given, global_options
 
 # limit name (as in stat --json) -> the parameter of `limit` that sets it
 LIMIT_PARAMETERS = {"limit": "size", "soft_limit": "soft", "high": "high", "low": "low", "min": "min_",
                     "swap_limit": "swap"}
+# How each limit is named on the command line.
+OPTION_BY_LIMIT = {"limit": "SIZE", "soft_limit": "--soft", "high": "--high", "low": "--low", "min": "--min",
+                   "swap_limit": "--swap"}
+HINT_BY_VERSION = {1: "cgroup v1 has SIZE, --soft and --swap", 2: "cgroup v2 has SIZE, --high, --low, --min and --swap"}
+
+
+def worded(error: MemcgError) -> MemcgError:
+    """ERROR, in the words of the command line: the library names limits as
+    `stat --json` does and never speaks of options."""
+    from ..operations.limits import ForceRequired, LimitWouldKill, UnsupportedLimit
+
+    limit_name = getattr(error, "limit_name", None)
+    if isinstance(error, UnsupportedLimit):
+        error.what = f"set {OPTION_BY_LIMIT[limit_name]}"
+        error.why = f"not available on cgroup v{error.version} ({HINT_BY_VERSION[error.version]})"
+    elif isinstance(error, LimitWouldKill):
+        from ..sizes import format_size
+
+        error.why = (f"usage {format_size(error.shrink.after)} could not be brought under "
+                     f"{format_size(error.shrink.target)}; the limit was left as it was, as writing it would make "
+                     "the kernel OOM-kill processes (--force to do it anyway)")
+    elif isinstance(error, ForceRequired):
+        error.why += "; --force sets it all the same"
+    elif limit_name and error.what == f"set {limit_name}":
+        error.what = f"set {OPTION_BY_LIMIT[limit_name]}"
+    return error
+
+
+def warn(text: str) -> None:
+    from ..render.escape import printable  # a warning may name a group, whose name may hold anything
+
+    click.echo(f"memcgctl: warning: {printable(text)}", err=True)
+
+
+def warn_about_meaningless_values(backend, group, changes: dict, force: bool) -> None:
+    """Warnings for what will be done but means little: a soft limit or high
+    above the hard limit, --force where it changes nothing."""
+    from ..operations.limits import limits_above_the_hard_limit
+    from ..sizes import format_size
+
+    for name, value, hard in limits_above_the_hard_limit(backend, group, changes):
+        warn(f"{OPTION_BY_LIMIT[name]} {format_size(value)} is above the hard limit {format_size(hard)}: "
+             "set, but it has no effect while the hard limit is lower")
+    if force and backend.version == 1 and not _below_one_page(changes.get("limit")):
+        warn("--force does nothing here: on cgroup v1 the kernel never OOM-kills to get under a new limit "
+             "(it refuses it); --force only lets a limit below one page through")
+
+
+def _below_one_page(value) -> bool:
+    from ..operations.limits import page_size
+
+    return value is not None and value < page_size()
 
 
 @click.command(cls=SizeArgumentCommand)
@@ -21,7 +73,8 @@ LIMIT_PARAMETERS = {"limit": "size", "soft_limit": "soft", "high": "high", "low"
 @click.option("--low", type=SizeType(), metavar="SIZE", help="v2 best-effort protection (memory.low).")
 @click.option("--min", "min_", type=SizeType(), metavar="SIZE", help="v2 hard protection (memory.min).")
 @click.option("--swap", type=SizeType(), metavar="SIZE", help="Swap allowed, alone (v1: memsw = limit + swap).")
-@click.option("--force", is_flag=True, help="v2: write memory.max below usage even if the kernel must OOM-kill.")
+@click.option("--force", is_flag=True, help="v2: write memory.max below usage even if the kernel must OOM-kill; "
+              "both: allow a hard limit below one page.")
 @TIMEOUT
 @global_options
 @click.pass_context
@@ -31,84 +84,104 @@ def limit(ctx, group, size, soft, high, low, min_, swap, force, timeout):
 
     On cgroup v2 a hard limit below usage is reached by shrinking first;
     if that fails the limit is left as it was (exit 75) unless --force.
+    A hard limit below one page (the kernel would make it 0) is refused
+    (exit 2) unless --force.
 
-    \b
+    \\b
     Example:
       memcgctl limit web 400M --swap 0
     """
-    from ..operations.limits import plan_set_limits, set_limits
-    from ..safety.signals import stop_signals_raise
-
     settings = ctx.obj
-    backend = settings.backend()
-    target = backend.group(group)
     changes = {name: ctx.params[param] for name, param in LIMIT_PARAMETERS.items() if given(ctx, param)}
     if not changes:
         from ..render.text import print_limits
 
-        print_limits(backend.read_limits(target))
+        backend = settings.backend()
+        print_limits(backend.read_limits(backend.group(group)))
         return
+    try:
+        _set(settings, group, changes, force, timeout)
+    except MemcgError as error:
+        raise worded(error) from None
+
+
+def _set(settings, group: str, changes: dict, force: bool, timeout: float | None) -> None:
+    from ..operations.groups import refuse_root_name, target_group
+    from ..operations.limits import check_hard_limit, check_supported, plan_set_limits, set_limits
+    from ..safety.signals import stop_signals_raise
+
+    refuse_root_name(group, "limit")
+    check_hard_limit(changes.get("limit"), force)
+    backend = settings.backend()
+    target = target_group(backend, group, "limit")
+    check_supported(backend, changes)
     warning = backend.owner_warning(target)
     if warning:
+        warn(warning)
+    warn_about_meaningless_values(backend, target, changes, force)
+    if settings.dry_run:
+        settings.show(plan_set_limits(backend, target, changes, force))
+        return
+    with stop_signals_raise():
+        outcome = set_limits(backend, target, changes, force, Deadline(timeout))
+    if outcome.oom_kills:
         from ..render.escape import printable
 
-        click.echo(f"memcgctl: warning: {printable(warning)}", err=True)
-    if settings.dry_run:
-        settings.carry_out(plan_set_limits(backend, target, changes))
-    else:
-        with stop_signals_raise():
-            outcome = set_limits(backend, target, changes, force, Deadline(timeout))
-        if outcome.oom_kills:
-            from ..render.escape import printable
+        click.echo(f"memcgctl: limit {printable(target.label)}: the kernel OOM-killed {outcome.oom_kills} "
+                   "process(es) to get under the new limit", err=True)
+    if settings.verbose:
+        from ..render.text import print_limits
 
-            click.echo(f"memcgctl: limit {printable(target.label)}: the kernel OOM-killed {outcome.oom_kills} "
-                       "process(es) to get under the new limit", err=True)
-        if settings.verbose:
-            from ..render.text import print_limits
-
-            print_limits(outcome.limits)
+        print_limits(outcome.limits)
 
 
 @click.command()
 @GROUP
-@click.argument("target", type=TargetType())
+@click.argument("target_words", nargs=-1, required=True, metavar="TARGET")
 @TIMEOUT
 @global_options
 @click.pass_obj
-def shrink(settings, group, target, timeout):
+def shrink(settings, group, target_words, timeout):
     """Bring a group's memory usage to TARGET or below: a size, or a percentage
-    of current usage (80%).  Exit 75 if it cannot.
+    of current usage (80%).  Exit 75 if it cannot.  One group per shrink.
 
     v1 lowers memory.limit_in_bytes for the kernel to reclaim and always
     restores it (also on Ctrl-C, SIGTERM, SIGHUP); v2 writes memory.reclaim
     and never touches memory.max.
 
-    \b
+    \\b
     Example:
       memcgctl shrink web 400M
       */5 * * * *  memcgctl shrink batch 80% || logger "batch: shrink failed"
     """
+    from ..operations.groups import refuse_root_name, target_group
+    from ..operations.shrink import plan_shrink
     from ..operations.shrink import shrink as shrink_group
     from ..safety.signals import stop_signals_raise
+    from ..sizes import parse_target
 
+    if len(target_words) > 1:
+        raise UsageError(f"shrink {group} {' '.join(target_words[:-1])}",
+                         "one GROUP and one TARGET: shrink one group per command (run one shrink per group)")
+    target = parse_target(target_words[0])
+    refuse_root_name(group, "shrink")
     backend = settings.backend()
-    target_group = backend.group(group)
+    group_to_shrink = target_group(backend, group, "shrink")
     if settings.dry_run:
-        target_bytes = target.resolve(backend.read_usage(target_group))
-        settings.carry_out(backend.plan_shrink(target_group, target_bytes))
+        settings.show(plan_shrink(backend, group_to_shrink, target).steps)
         return
     with stop_signals_raise():
-        result = shrink_group(backend, target_group, target, Deadline(timeout))
+        result = shrink_group(backend, group_to_shrink, target, Deadline(timeout))
     if not result.reached:
         from ..render.text import shrink_progress, stop_reason_text
 
-        raise Busy(f"shrink {target_group.label}",
+        raise Busy(f"shrink {group_to_shrink.label}",
                    f"target not reached: {shrink_progress(result)}: {stop_reason_text(result, timeout)}",
-                   str(target_group.path))
+                   str(group_to_shrink.path))
     if settings.verbose:  # formatting sizes imports humanfriendly
         from ..render.text import shrink_progress
 
-        settings.say(f"{target_group.label}: {shrink_progress(result)}")
+        settings.say(f"{group_to_shrink.label}: {shrink_progress(result)}")
 
 
 @click.command()
@@ -119,14 +192,17 @@ def empty(settings, group):
     """Reclaim all the memory a group can give up, never killing (v1
     memory.force_empty, v2 memory.reclaim).
 
-    \b
+    \\b
     Example:
       memcgctl empty -v batch/job1
     """
+    from ..operations.groups import refuse_root_name, target_group
+
+    refuse_root_name(group, "empty")
     backend = settings.backend()
-    target = backend.group(group)
+    target = target_group(backend, group, "empty")
     if settings.dry_run:
-        settings.carry_out(backend.plan_empty(target))
+        settings.show(backend.plan_empty(target))
         return
     from ..operations.shrink import empty as empty_group
     from ..safety.signals import stop_signals_raise
@@ -137,5 +213,3 @@ def empty(settings, group):
         from ..sizes import format_size
 
         settings.say(f"{target.label}: {format_size(left)} left")
-
-

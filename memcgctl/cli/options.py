@@ -8,7 +8,7 @@ import click
 from click.core import ParameterSource
 
 from ..errors import EXIT_CODES
-from ..kernel.fs import Action
+from ..kernel.fs import Action, MakeDir, RemoveDir
 from ..sizes import parse_size, parse_target
 
 # Start-up time is most of what a command costs: modules that only some
@@ -54,13 +54,31 @@ class Settings:
             click.echo(f"memcgctl: dropped a journal record that would restore {pending.value} to "
                        f"{printable(str(pending.path))} (pid {pending.pid}): {why}; nothing was written", err=True)
 
-    def carry_out(self, actions: list[Action]) -> None:
-        """Apply ACTIONS, or with --dry-run print each as the shell line that does it."""
+    def carry_out(self, actions: list[Action], report_to_stderr: bool = False) -> None:
+        """Apply ACTIONS (a plan), or with --dry-run print it: each action as the
+        shell line that does it.  With -v, say which groups were made or removed."""
+        if self.dry_run:
+            self.show(actions)
+            return
         for action in actions:
-            if self.dry_run:
-                click.echo(action.shell())
-            else:
-                self.backend().fs.apply(action)
+            self.backend().carry_out([action])
+            self._report(action, report_to_stderr)
+
+    def show(self, plan: list) -> None:
+        """Print PLAN for --dry-run: shell lines, and `#` comments for what the
+        kernel decides; a plan with no step says so."""
+        if not plan:
+            click.echo("# nothing to do")
+        for step in plan:
+            click.echo(step.shell())
+
+    def _report(self, action: Action, to_stderr: bool) -> None:
+        verb = "created" if isinstance(action, MakeDir) else "deleted" if isinstance(action, RemoveDir) else None
+        if verb and self.verbose:
+            from ..render.escape import printable  # group names may hold control characters
+
+            root = self.backend().fs.root
+            click.echo(f"{verb} {printable(str(action.path.relative_to(root)))}", err=to_stderr)
 
     def say(self, text: str) -> None:
         """Report what was done, only with -v: cron mails any output."""
@@ -68,6 +86,15 @@ class Settings:
             from ..render.escape import printable  # group names may hold control characters
 
             click.echo(printable(text))
+
+    def exit_with_failures(self, failures: list) -> None:
+        """Print each of FAILURES (MemcgErrors, one line each) and exit with the
+        highest of their codes: a command given several groups or processes
+        tries every one."""
+        for error in failures:
+            click.echo(f"memcgctl: {error}", err=True)
+        if failures:
+            click.get_current_context().exit(max(error.exit_code for error in failures))
 
 
 def _store_setting(ctx: click.Context, param: click.Parameter, value):

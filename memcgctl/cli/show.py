@@ -11,9 +11,12 @@ from .options import complete_group, global_options
 @click.argument("groups", nargs=-1, metavar="[GROUP]...", shell_complete=complete_group)
 @click.option("-r", "--recursive", is_flag=True, help="Include the groups below each GROUP.")
 @click.option("--json", "as_json", is_flag=True, help="JSON: a list of objects with stable keys, sizes in bytes.")
+@click.option("--detail", is_flag=True, help="Every counter of one GROUP, grouped, with what each means.")
+@click.option("--fields", metavar="FIELD,...", help="Only these figures (usage, limit, stat.anon, events.max, ...).")
+@click.option("--csv", "as_csv", is_flag=True, help="CSV with a header line, sizes in bytes, empty for unlimited.")
 @global_options
 @click.pass_obj
-def stat(settings, groups, recursive, as_json):
+def stat(settings, groups, recursive, as_json, detail=False, fields=None, as_csv=False):
     """Show usage, limits, peak and the main counters of groups; with no GROUP,
     every group under the root.
 
@@ -29,6 +32,11 @@ def stat(settings, groups, recursive, as_json):
     from ..operations.stats import iter_stats, select_groups
 
     backend = settings.backend()
+    if detail or fields is not None or as_csv:
+        from .stat_fields import show_detail_or_fields
+
+        show_detail_or_fields(backend, groups, recursive, as_json, detail, fields, as_csv)
+        return
     # Each group is turned into text as soon as it is read, so that only the
     # text is kept, not every group's figures.  Nothing is printed before all
     # are read: an error leaves stdout empty.

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import NamedTuple
 
+from ..errors import NoProgress
 from ..safety.deadline import NEVER, Deadline
 from .fs import Action, CgroupFS, Group, MakeDir, Write
 
@@ -45,6 +46,33 @@ class GroupStat(NamedTuple):
         if self.events is not None:
             figures["events"] = dict(self.events)
         return figures
+
+
+class Reclaim(NamedTuple):
+    """A step of a plan whose outcome the kernel decides: bring GROUP's usage to
+    TARGET bytes or as near as the kernel can (Backend.shrink_to carries it out).
+
+    WRITES are the writes it makes, as the backend's plan_shrink() computes them
+    (shrink_to computes them again, from the same files: on v1 under the same
+    lock, so that the limit it restores is the one shown here);
+    COMMENTS ({index: text}) say, after the write of that index, what depends
+    on the kernel's answer.  A dry run prints both; BEST_EFFORT: the kernel
+    reclaiming less is not a failure (empty).
+    """
+
+    group: Group
+    target: int
+    writes: tuple
+    comments: dict
+    best_effort: bool = False
+
+    def shell(self) -> str:
+        lines = []
+        for index, write in enumerate(self.writes):
+            lines.append(write.shell())
+            if index in self.comments:
+                lines.append(f"# {self.comments[index]}")
+        return "\n".join(lines)
 
 
 class Backend:
@@ -126,15 +154,34 @@ class Backend:
         raise NotImplementedError
 
     def plan_shrink(self, group: Group, target: int) -> list[Write]:
-        """The writes a shrink to TARGET bytes starts with (for a dry run)."""
+        """The writes of a shrink to TARGET bytes, as shrink_to() makes them."""
         raise NotImplementedError
 
-    def empty(self, group: Group) -> int:
-        """Reclaim all the group can give up, never killing; return usage left."""
+    def shrink_step(self, group: Group, target: int, best_effort: bool = False) -> Reclaim:
+        """The plan step that shrinks GROUP to TARGET bytes (see Reclaim)."""
         raise NotImplementedError
 
-    def plan_empty(self, group: Group) -> list[Write]:
+    def plan_empty(self, group: Group) -> list:
+        """The steps that reclaim all GROUP can give up, never killing."""
         raise NotImplementedError
+
+    def empty(self, group: Group, deadline: Deadline = NEVER) -> int:
+        """Carry out plan_empty(); return the usage left, in bytes."""
+        self.carry_out(self.plan_empty(group), deadline)
+        return self.read_usage(group)
+
+    def carry_out(self, steps: list, deadline: Deadline = NEVER) -> None:
+        """Carry out a plan: actions through the filesystem, Reclaim steps
+        through shrink_to (NoProgress raised unless the step is best effort)."""
+        for step in steps:
+            if isinstance(step, Reclaim):
+                try:
+                    self.shrink_to(step.group, step.target, deadline)
+                except NoProgress:
+                    if not step.best_effort:
+                        raise
+            else:
+                self.fs.apply(step)
 
     # --- figures --------------------------------------------------------------
 

@@ -8,7 +8,7 @@ from typing import NamedTuple
 
 from ..errors import MemcgError, NotAvailable, PermissionDenied, UsageError
 from .backend import Backend
-from .fs import Action, CgroupFS, DirectoryStatus, MakeDir, Write, read_system_text
+from .fs import Action, CgroupFS, DirectoryStatus, MakeDir, MakeFakeFile, read_system_text
 from .v1 import LIMIT as V1_MARKER
 from .v1 import V1Backend
 from .v2 import CONTROLLERS, V2Backend
@@ -140,18 +140,28 @@ def open_hierarchy(root: str | os.PathLike | None = None, version: int | None = 
     return BACKENDS[version](fs, journal)
 
 
-def build_fake_root(directory: Path, version: int, trust_root: bool = False) -> Backend:
-    """Lay out an empty fake hierarchy of VERSION in DIRECTORY (plain files),
-    a new directory: an existing one is refused (UsageError)."""
-    backend = BACKENDS[version](CgroupFS(directory, is_kernel=False, check_directory=_root_check(trust_root)))
-    backend.fs.lay_out_fake_root(backend.fake_root_files())
+def plan_fake_root(directory: Path, version: int, trust_root: bool = False) -> list[Action]:
+    """The plan that lays out an empty fake hierarchy of VERSION in DIRECTORY,
+    a NEW directory (its missing parents are made too): build_fake_root()
+    carries it out, a dry run prints it.  UsageError (2) for a directory that
+    exists, even an empty one: someone else may have made it to plant links
+    in it before it is used."""
+    backend = _fake_backend(directory, version, trust_root)
+    backend.fs.check_new_root()
+    files = backend.fake_root_files()
+    return [MakeDir(backend.fs.root)] + [MakeFakeFile(backend.fs.root / name, text) for name, text in files.items()]
+
+
+def build_fake_root(directory: Path, version: int, plan: list[Action] | None = None,
+                    trust_root: bool = False) -> Backend:
+    """Lay out an empty fake hierarchy of VERSION in DIRECTORY (plain files):
+    carry out PLAN, the plan_fake_root() of the same arguments (None: make it).
+    The root is made by the plan's first step, so an existing DIRECTORY is
+    refused (UsageError) even if it appeared after the plan was made."""
+    backend = _fake_backend(directory, version, trust_root)
+    backend.carry_out(plan_fake_root(directory, version, trust_root) if plan is None else plan)
     return backend
 
 
-def plan_fake_root(directory: Path, version: int, trust_root: bool = False) -> list[Action]:
-    """What build_fake_root() does, as actions to print for a dry run; refused
-    as build_fake_root() would be."""
-    backend = BACKENDS[version](CgroupFS(directory, is_kernel=False, check_directory=_root_check(trust_root)))
-    backend.fs.check_new_root()
-    files = backend.fake_root_files()
-    return [MakeDir(backend.fs.root)] + [Write(backend.fs.root / name, text) for name, text in files.items()]
+def _fake_backend(directory: Path, version: int, trust_root: bool) -> Backend:
+    return BACKENDS[version](CgroupFS(directory, is_kernel=False, check_directory=_root_check(trust_root)))

@@ -7,7 +7,7 @@ import errno
 from ..errors import Busy, MemcgError, NoProgress, NotAvailable, UsageError
 from ..safety.deadline import NEVER, Deadline
 from ..sizes import MAX_BYTES
-from .backend import Backend, GroupStat
+from .backend import Backend, GroupStat, Reclaim
 from .fs import Group, Write, to_int
 
 LIMIT = "memory.limit_in_bytes"
@@ -125,8 +125,10 @@ class V1Backend(Backend):
     def _memsw_for(limit: int | None, swap: int | None, swap_given: bool) -> int | None:
         if swap is None or limit is None:
             if swap_given and swap is not None:
-                raise UsageError("set swap limit", "on cgroup v1 --swap needs a memory limit: "
-                                 "the kernel limits memory+swap together")
+                error = UsageError("set swap_limit", "on cgroup v1 a swap limit needs a memory limit: "
+                                   "the kernel limits memory+swap together")
+                error.limit_name = "swap_limit"
+                raise error
             return None
         if limit + swap > MAX_BYTES:
             raise UsageError("set swap limit", "memory limit plus swap is larger than 2^63 - 1 bytes")
@@ -187,13 +189,15 @@ class V1Backend(Backend):
         return [Write(group.path / LIMIT, str(target), SHRINK_REASONS),
                 Write(group.path / LIMIT, _to_kernel(previous), LIMIT_REASONS)]
 
-    def empty(self, group: Group) -> int:
-        # Since 3.16 force_empty works with tasks attached; it returns 0 even
-        # when usage did not reach 0.
-        self.fs.apply(self.plan_empty(group)[0])
-        return self.read_usage(group)
+    def shrink_step(self, group: Group, target: int, best_effort: bool = False) -> Reclaim:
+        return Reclaim(group, target, tuple(self.plan_shrink(group, target)), {0: (
+            f"the kernel reclaims inside that write; if it cannot get under {target} bytes it refuses it "
+            "(EBUSY) and there is nothing to restore; otherwise (done, interrupted, timed out) restore:")},
+            best_effort)
 
     def plan_empty(self, group: Group) -> list[Write]:
+        # Since 3.16 force_empty works with tasks attached; it returns 0 even
+        # when usage did not reach 0.
         return [Write(group.path / FORCE_EMPTY, "0", {errno.EINVAL: "the root group cannot be emptied"})]
 
     # --- figures --------------------------------------------------------------

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ..errors import Busy, DeadlinePassed, NoProgress
 from ..safety.deadline import NEVER, Deadline
-from .backend import Backend, GroupStat
+from .backend import Backend, GroupStat, Reclaim
 from .fs import Action, Group, MakeDir, Write, to_int
 
 CURRENT = "memory.current"
@@ -134,14 +134,13 @@ class V2Backend(Backend):
         usage = self.read_usage(group)
         return [self._reclaim_write(group, usage - target)] if usage > target else []
 
-    def empty(self, group: Group) -> int:
-        try:
-            return self.shrink_to(group, 0)
-        except NoProgress:
-            return self.read_usage(group)
+    def shrink_step(self, group: Group, target: int, best_effort: bool = False) -> Reclaim:
+        return Reclaim(group, target, tuple(self.plan_shrink(group, target)), {0: (
+            f"repeated with what is left while memory.current is above {target} bytes, until "
+            f"{NO_PROGRESS_ROUNDS} writes in a row free nothing; memory.max is not touched")}, best_effort)
 
-    def plan_empty(self, group: Group) -> list[Write]:
-        return self.plan_shrink(group, 0)
+    def plan_empty(self, group: Group) -> list:
+        return [self.shrink_step(group, 0, best_effort=True)] if self.read_usage(group) > 0 else []
 
     # --- figures --------------------------------------------------------------
 

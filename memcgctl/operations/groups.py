@@ -5,40 +5,73 @@ from __future__ import annotations
 
 from ..errors import AlreadyExists, Busy, MemcgError, NotFound, UsageError
 from ..kernel.backend import Backend
-from ..kernel.fs import Action, Group, RemoveDir, Write
+from ..kernel.fs import Action, Group, MakeDir, RemoveDir, Write, clean_group_name, resolves_to_root
+from .limits import check_hard_limit
 
 
-def _not_root(group: Group, verb: str) -> None:
-    if not group.name:
-        raise UsageError(f"{verb} group /", "the root of the hierarchy is not a group memcgctl manages")
+class MissingParent(NotFound):
+    """create: the parent group does not exist, and parents were not asked for."""
+
+
+class HasChildren(Busy):
+    """delete: the group has child groups, and recursive was not asked for."""
+
+
+ROOT_IS_NOT_A_TARGET = "the root of the hierarchy is not a target (is GROUP empty or unset?)"
+
+
+def refuse_root_name(name: str, verb: str) -> None:
+    """UsageError (2) if NAME spells the root ('', '/', '//'...): checked from
+    the name alone, before the hierarchy is even opened.  A command that
+    changes something never acts on the root: `limit "$GROUP" 10M` with GROUP
+    unset in a cron line must not limit every group of the host."""
+    if not clean_group_name(name):
+        raise UsageError(f"{verb} {name!r}", ROOT_IS_NOT_A_TARGET)
+
+
+def target_group(backend: Backend, name: str, verb: str, must_exist: bool = True) -> Group:
+    """The group NAME that command VERB is to change: never the root, also
+    not through a symbolic link to it.  UsageError (2), NotFound (66)."""
+    refuse_root_name(name, verb)
+    group = backend.group(name, must_exist=False)
+    if resolves_to_root(backend.fs, group):
+        raise UsageError(f"{verb} {name!r}", ROOT_IS_NOT_A_TARGET, str(group.path))
+    if must_exist:
+        backend.fs.require_group(group, backend.marker)
+    return group
 
 
 def plan_create(backend: Backend, name: str, parents: bool = False, exist_ok: bool = False,
-                limit: int | None | bool = False) -> list[Action]:
+                limit: int | None | bool = False, force: bool = False,
+                planned: frozenset = frozenset()) -> list[Action]:
     """Actions that create group NAME (and with PARENTS its missing ancestors).
 
     LIMIT: a memory limit to set on the new group (bytes, None for unlimited,
-    False for none).  AlreadyExists (73) unless EXIST_OK; NotFound (66) for a
-    missing parent without PARENTS.
+    False for none); one under a page is refused unless FORCE.  AlreadyExists
+    (73) unless EXIST_OK; NotFound (66) for a missing parent without PARENTS.
+    PLANNED: the actions of earlier plans of the same command, so that a dry
+    run of `create -p a/b a/c` plans what the real run does (a, and on v2 its
+    +memory, once).
     """
-    group = backend.group(name, must_exist=False)
-    _not_root(group, "create")
-    if backend.is_group(group):
+    group = target_group(backend, name, "create", must_exist=False)
+    if limit is not False:
+        check_hard_limit(limit, force)
+    if backend.is_group(group) or MakeDir(group.path) in planned:
         if exist_ok:
             return []
         raise AlreadyExists(f"create group {group.label}", "the group exists", str(group.path))
     if backend.fs.is_file(group.path):
         raise UsageError(f"create group {group.label}", "names a file, not a group", str(group.path))
-    missing = _missing_ancestors(backend, group)
+    missing = [each for each in _missing_ancestors(backend, group) if MakeDir(each.path) not in planned]
     if missing and not parents:
-        raise NotFound(f"create group {group.label}", "the parent group does not exist (use -p)",
+        raise MissingParent(f"create group {group.label}", "the parent group does not exist",
                        str(missing[0].path))
     actions: list[Action] = []
     for each in [*missing, group]:
         actions += backend.plan_create(each)
     if limit is not False:
         actions += backend.plan_limits(group, {"limit": limit}, current=backend.unlimited_limits())
-    return actions
+    return [action for action in actions if action not in planned]
 
 
 def _missing_ancestors(backend: Backend, group: Group) -> list[Group]:
@@ -55,17 +88,20 @@ def _missing_ancestors(backend: Backend, group: Group) -> list[Group]:
     return missing
 
 
-def plan_delete(backend: Backend, name: str, recursive: bool = False) -> list[Action]:
+def plan_delete(backend: Backend, name: str, recursive: bool = False,
+                removed: frozenset = frozenset()) -> list[Action]:
     """Actions that remove group NAME (with RECURSIVE its children first).
 
     Busy (75) if any group to remove has processes, or children without
-    RECURSIVE; then nothing is removed.
+    RECURSIVE; then nothing is removed.  REMOVED: the group paths earlier
+    plans of the same command remove (see plan_create's PLANNED).
     """
-    group = backend.group(name)
-    _not_root(group, "delete")
-    descendants = backend.fs.descendants(group)
+    group = target_group(backend, name, "delete")
+    if group.path in removed:
+        raise NotFound(f"delete group {group.label}", "no such group", str(group.path))
+    descendants = [each for each in backend.fs.descendants(group) if each.path not in removed]
     if descendants and not recursive:
-        raise Busy(f"delete group {group.label}", f"it has {len(descendants)} child group(s) (use -r)",
+        raise HasChildren(f"delete group {group.label}", f"it has {len(descendants)} child group(s)",
                    str(group.path))
     for each in [group, *descendants]:
         pids = backend.process_ids(each)

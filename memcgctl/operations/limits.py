@@ -1,28 +1,61 @@
 """Setting and showing limits, with the v2 safety rule: memory.max is only
-lowered below usage once a shrink got the group under it (or with force)."""
+lowered below usage once a shrink got the group under it (or with force).
+
+Errors name a limit as `stat --json` does (limit, soft_limit, high, ...), in
+their LIMIT_NAME attribute too: how the command line spells it is its own affair.
+"""
 
 from __future__ import annotations
 
+import os
 from typing import NamedTuple
 
-from ..errors import Busy, NotAvailable
-from ..kernel.backend import Backend
-from ..kernel.fs import Action, Group
+from ..errors import Busy, MemcgError, NotAvailable, UsageError
+from ..kernel.backend import Backend, Reclaim
+from ..kernel.fs import Group
 from ..safety.deadline import NEVER, Deadline
 from ..safety.journal import exclusive
-from ..sizes import ShrinkTarget, format_size
+from ..sizes import ShrinkTarget
 from .shrink import ShrinkResult, shrink_locked
 
-# How each limit is named on the command line.
-OPTION_BY_LIMIT = {
-    "limit": "SIZE",
-    "soft_limit": "--soft",
-    "high": "--high",
-    "low": "--low",
-    "min": "--min",
-    "swap_limit": "--swap",
-}
-HINT_BY_VERSION = {1: "cgroup v1 has SIZE, --soft and --swap", 2: "cgroup v2 has SIZE, --high, --low, --min and --swap"}
+
+class UnsupportedLimit(NotAvailable):
+    """A limit this cgroup version does not have (69)."""
+
+    def __init__(self, limit_name: str, version: int, available: tuple):
+        super().__init__(f"set {limit_name}", f"not available on cgroup v{version} "
+                         f"(cgroup v{version} has {', '.join(available)})")
+        self.limit_name = limit_name
+        self.version = version
+
+
+class ForceRequired(MemcgError):
+    """A change refused because it would harm the group's processes; the
+    caller may insist (force=True).  LIMIT_NAME: the limit concerned."""
+
+    limit_name = "limit"
+
+
+class LimitBelowOnePage(ForceRequired, UsageError):
+    """A hard limit the kernel would round down to 0 pages (2)."""
+
+
+class LimitWouldKill(ForceRequired, Busy):
+    """A v2 hard limit below a usage that shrinking could not bring under it (75)."""
+
+
+def page_size() -> int:
+    return os.sysconf("SC_PAGESIZE")
+
+
+def check_hard_limit(value: int | None, force: bool) -> None:
+    """LimitBelowOnePage unless VALUE (bytes, None unlimited) holds at least one
+    page, or FORCE.  The kernel stores limits in pages, rounded down: a smaller
+    limit is 0, and the next process to touch memory in the group is OOM-killed."""
+    if value is None or force or value >= page_size():
+        return
+    raise LimitBelowOnePage("set limit", f"{value} bytes is less than one page (page size {page_size()} bytes): "
+                            "the kernel would round it down to 0 and OOM-kill the group's next process")
 
 
 class LimitOutcome(NamedTuple):
@@ -35,11 +68,10 @@ class LimitOutcome(NamedTuple):
 
 
 def check_supported(backend: Backend, changes: dict) -> None:
-    """NotAvailable (69) for a limit this cgroup version does not have."""
+    """UnsupportedLimit (69) for a limit this cgroup version does not have."""
     for name in changes:
         if name not in backend.limit_names:
-            raise NotAvailable(f"set {OPTION_BY_LIMIT[name]}",
-                               f"not available on cgroup v{backend.version} ({HINT_BY_VERSION[backend.version]})")
+            raise UnsupportedLimit(name, backend.version, backend.limit_names)
 
 
 def _shrink_target_first(backend: Backend, group: Group, changes: dict) -> int | None:
@@ -50,40 +82,65 @@ def _shrink_target_first(backend: Backend, group: Group, changes: dict) -> int |
     return new_limit if backend.read_usage(group) > new_limit else None
 
 
-def plan_set_limits(backend: Backend, group: Group, changes: dict) -> list[Action]:
-    """The writes set_limits() would make, the first shrink step included."""
+def plan_set_limits(backend: Backend, group: Group, changes: dict, force: bool = False) -> list:
+    """The plan of set_limits(): on v2, a hard limit below usage is preceded by
+    a shrink to it (a Reclaim step); then the writes, in the order the kernel
+    accepts.  Checks everything that can be checked without writing."""
     check_supported(backend, changes)
+    check_hard_limit(changes.get("limit"), force)
     target = _shrink_target_first(backend, group, changes)
-    shrink_steps = backend.plan_shrink(group, target) if target is not None else []
+    shrink_steps = [backend.shrink_step(group, target)] if target is not None else []
     return shrink_steps + backend.plan_limits(group, changes)
+
+
+def limits_above_the_hard_limit(backend: Backend, group: Group, changes: dict) -> list[tuple]:
+    """(name, bytes, hard limit) for each of the soft limit and high that will
+    be above the group's hard limit once CHANGES are made (a new value or the
+    one it has, when CHANGES set one of the three): the kernel accepts them,
+    but they mean nothing there."""
+    names = [name for name in ("soft_limit", "high") if name in backend.limit_names]
+    if not any(name in changes for name in ("limit", *names)):
+        return []
+    after = {**backend.read_limits(group), **changes}
+    hard = after["limit"]
+    return [(name, after[name], hard) for name in names
+            if hard is not None and after[name] is not None and after[name] > hard]
 
 
 def set_limits(backend: Backend, group: Group, changes: dict, force: bool = False,
                deadline: Deadline = NEVER) -> LimitOutcome:
     """Set CHANGES ({name: bytes or None}) on GROUP and read back what the kernel holds.
 
-    Busy (75), nothing written, when a v2 hard limit below usage could not be
-    reached by shrinking first, unless FORCE (then the kernel OOM-kills).
+    LimitWouldKill (75), nothing written, when a v2 hard limit below usage
+    could not be reached by shrinking first, unless FORCE (then the kernel
+    OOM-kills); LimitBelowOnePage (2) for a hard limit under one page, unless FORCE.
     """
     check_supported(backend, changes)
+    check_hard_limit(changes.get("limit"), force)
     with exclusive(backend, group.path, deadline):
-        return _set_limits_locked(backend, group, changes, force, deadline)
+        plan = plan_set_limits(backend, group, changes, force)
+        return _carry_out_locked(backend, group, plan, force, deadline)
 
 
-def _set_limits_locked(backend: Backend, group: Group, changes: dict, force: bool,
-                       deadline: Deadline) -> LimitOutcome:
-    writes = backend.plan_limits(group, changes)
-    target = _shrink_target_first(backend, group, changes)
+def _carry_out_locked(backend: Backend, group: Group, plan: list, force: bool, deadline: Deadline) -> LimitOutcome:
     shrink_result = None
-    if target is not None:
-        shrink_result = shrink_locked(backend, group, ShrinkTarget(bytes=target), deadline)
-        if not shrink_result.reached and not force:
-            raise Busy(f"set limit of {group.label}",
-                       f"usage {format_size(shrink_result.after)} could not be brought under "
-                       f"{format_size(target)}; the limit was left as it was, as writing it would make "
-                       "the kernel OOM-kill processes (--force to do it anyway)", str(group.path))
-    oom_kills_before = backend.read_oom_kills(group) if shrink_result else 0
-    for write in writes:
-        backend.fs.apply(write)
+    for step in plan:
+        if isinstance(step, Reclaim):
+            shrink_result = _shrink_first(backend, group, step.target, force, deadline)
+            oom_kills_before = backend.read_oom_kills(group)
+        else:
+            backend.fs.apply(step)
     oom_kills = backend.read_oom_kills(group) - oom_kills_before if shrink_result else 0
     return LimitOutcome(backend.read_limits(group), shrink_result, oom_kills)
+
+
+def _shrink_first(backend: Backend, group: Group, target: int, force: bool, deadline: Deadline) -> ShrinkResult:
+    result = shrink_locked(backend, group, ShrinkTarget(bytes=target), deadline)
+    if not result.reached and not force:
+        error = LimitWouldKill(f"set limit of {group.label}",
+                               f"usage {result.after} bytes could not be brought under {target} bytes; the limit "
+                               "was left as it was, as writing it would make the kernel OOM-kill processes",
+                               str(group.path))
+        error.shrink = result  # for the command line to word
+        raise error
+    return result

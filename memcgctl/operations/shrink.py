@@ -64,23 +64,38 @@ def shrink(backend: Backend, group: Group, target: ShrinkTarget, deadline: Deadl
                             StopReason.LOCKED, error.why)
 
 
+class ShrinkPlan(NamedTuple):
+    """What a shrink will do: usage BEFORE and the TARGET it resolves to (bytes),
+    and the STEPS: one Reclaim step, or none when usage is at or under target."""
+
+    before: int
+    target: int
+    steps: list
+
+
+def plan_shrink(backend: Backend, group: Group, target: ShrinkTarget) -> ShrinkPlan:
+    """The plan of a shrink of GROUP to TARGET, which shrink() carries out and a
+    dry run prints.  Reads usage (and on v1 the limit to restore), writes nothing."""
+    before = backend.read_usage(group)
+    target_bytes = target.resolve(before)
+    steps = [backend.shrink_step(group, target_bytes)] if before > target_bytes else []
+    return ShrinkPlan(before, target_bytes, steps)
+
+
 def shrink_locked(backend: Backend, group: Group, target: ShrinkTarget,
                   deadline: Deadline = NEVER) -> ShrinkResult:
     """shrink(), for a caller that already holds the group's lock."""
     started = time.monotonic()
-    before = backend.read_usage(group)
-    target_bytes = target.resolve(before)
-    after, stopped_because, detail = before, None, ""
-    if before > target_bytes:
-        try:
-            after = backend.shrink_to(group, target_bytes, deadline)
-        except NoProgress as error:
-            stopped_because, detail = StopReason.NO_PROGRESS, error.why
-        except DeadlinePassed:
-            stopped_because = StopReason.DEADLINE
-        if stopped_because:
-            after = backend.read_usage(group)
-    return ShrinkResult(group.label, before, after, target_bytes, time.monotonic() - started,
+    plan = plan_shrink(backend, group, target)
+    stopped_because, detail = None, ""
+    try:
+        backend.carry_out(plan.steps, deadline)
+    except NoProgress as error:
+        stopped_because, detail = StopReason.NO_PROGRESS, error.why
+    except DeadlinePassed:
+        stopped_because = StopReason.DEADLINE
+    after = backend.read_usage(group) if plan.steps else plan.before
+    return ShrinkResult(group.label, plan.before, after, plan.target, time.monotonic() - started,
                         stopped_because, detail)
 
 
@@ -88,4 +103,4 @@ def empty(backend: Backend, group: Group, deadline: Deadline = NEVER) -> int:
     """Reclaim all GROUP can give up, never killing; the bytes left.  Holds the
     group's lock (waiting until DEADLINE, then LockHeld)."""
     with exclusive(backend, group.path, deadline):
-        return backend.empty(group)
+        return backend.empty(group, deadline)

@@ -14,13 +14,14 @@ def select_groups(backend: Backend, names: tuple | list, recursive: bool = False
     group under the root."""
     if not names:
         return backend.fs.descendants(backend.group("", must_exist=False))
-    selected = []
+    selected = {}  # by name, in order: a group named twice, or also below another, is listed once
     for name in names:
         group = backend.group(name)
-        selected.append(group)
+        selected.setdefault(group.name, group)
         if recursive:
-            selected += backend.fs.descendants(group)
-    return selected
+            for each in backend.fs.descendants(group):
+                selected.setdefault(each.name, each)
+    return list(selected.values())
 
 
 def read_stats(backend: Backend, groups: list[Group], skip_vanished: bool = False) -> list[GroupStat]:

@@ -74,8 +74,10 @@ def print_table(header: list[str], rows: list[list[str]]) -> None:
 def print_limits(limits: dict) -> None:
     width = max(len(name) for name in limits)
     for name, value in limits.items():
-        exact = "" if value is None else f" ({value} bytes)"
-        print(f"{name.ljust(width)}  {_size_cell(value)}{exact}")
+        shown = _size_cell(value)
+        # The exact bytes, unless the size already says them ("0 bytes", "512 bytes").
+        exact = "" if value is None or shown == f"{value} bytes" else f" ({value} bytes)"
+        print(f"{name.ljust(width)}  {shown}{exact}")
 
 
 def shrink_progress(result: ShrinkResult) -> str:
@@ -87,11 +89,14 @@ def shrink_progress(result: ShrinkResult) -> str:
 def tree_lines(stats: list[GroupStat]) -> list[str]:
     """One line per group, indented under its parent: name, usage / limit."""
     lines = []
+    # Indented relative to the first group: `tree b/j` starts at the left.
+    top = min((stat.group.count("/") for stat in stats), default=0)
     for stat in stats:
-        depth = stat.group.count("/")
+        depth = stat.group.count("/") - top
         name = stat.group.rsplit("/", 1)[-1]
+        pids = f"{stat.pids} pid" if stat.pids == 1 else f"{stat.pids} pids"
         lines.append(f"{'    ' * depth}{printable(name)}  {format_size(stat.usage)} / {_size_cell(stat.limit)}"
-                     f"  ({stat.pids} pids)")
+                     f"  ({pids})")
     return lines
 
 

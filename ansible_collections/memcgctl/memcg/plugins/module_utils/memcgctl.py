@@ -1,0 +1,101 @@
+"""Running memcgctl on the managed host for the memcgctl.memcg modules.
+
+The modules do no cgroup work themselves: every read and change is a
+memcgctl command line (`stat --json`, `limit`, `create`, `shrink`, and with
+-n their dry runs), so they behave exactly as memcgctl does on that host.  A
+failing command fails the task with memcgctl's own message and exit code.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+
+# The modules' size options -> how `memcgctl limit` takes them (None: the
+# positional SIZE).  The names are those of `memcgctl stat --json`.
+LIMIT_OPTIONS = {"limit": None, "soft_limit": "--soft", "high": "--high", "low": "--low", "min": "--min",
+                 "swap_limit": "--swap"}
+
+# The kernel files a `memcgctl -n limit` plan writes, by limit name (v1, v2).
+LIMIT_BY_FILE = {
+    "memory.limit_in_bytes": "limit",
+    "memory.soft_limit_in_bytes": "soft_limit",
+    "memory.memsw.limit_in_bytes": "memsw",
+    "memory.max": "limit",
+    "memory.high": "high",
+    "memory.low": "low",
+    "memory.min": "min",
+    "memory.swap.max": "swap_limit",
+}
+UNLIMITED_TEXTS = ("-1", "max")
+
+COMMON_ARGUMENTS = {
+    "name": {"type": "str", "required": True},
+    "root": {"type": "path"},
+    "executable": {"type": "path"},
+}
+
+
+class Memcgctl:
+    """memcgctl on this host, for MODULE (an AnsibleModule)."""
+
+    def __init__(self, module):
+        self.module = module
+        self.executable = module.params.get("executable") or module.get_bin_path("memcgctl", required=True)
+        self.root = module.params.get("root")
+
+    def argv(self, args: list, dry_run: bool = False) -> list:
+        prefix = [self.executable]
+        if self.root:
+            prefix += ["--root", self.root]
+        if dry_run:
+            prefix.append("-n")
+        return prefix + [str(arg) for arg in args]
+
+    def run(self, args: list, dry_run: bool = False, allowed=(0,)) -> tuple:
+        """(rc, stdout, stderr) of memcgctl ARGS; any rc not in ALLOWED fails the task."""
+        argv = self.argv(args, dry_run)
+        rc, out, err = self.module.run_command(argv, environ_update={"LC_ALL": "C.UTF-8"})
+        if rc not in allowed:
+            self.fail(argv, rc, out, err)
+        return rc, out, err
+
+    def fail(self, argv: list, rc: int, out: str, err: str, **extra) -> None:
+        lines = [line for line in err.splitlines() if line.strip()]
+        message = lines[-1] if lines else f"memcgctl exited with status {rc}"
+        self.module.fail_json(msg=message, rc=rc, stdout=out, stderr=err, cmd=shlex.join(argv), **extra)
+
+    def stat(self, name: str) -> dict | None:
+        """The group's `stat --json` object, or None if there is no such group."""
+        rc, out, _ = self.run(["stat", "--json", "--", name], allowed=(0, 66))
+        if rc == 66:
+            return None
+        return json.loads(out)[0]
+
+
+def planned_writes(dry_run_output: str) -> list:
+    """[(file name, value)] of the `echo VALUE > PATH` lines a dry run prints."""
+    writes = []
+    for line in dry_run_output.splitlines():
+        words = shlex.split(line)
+        if len(words) == 4 and words[0] == "echo" and words[2] == ">":
+            writes.append((os.path.basename(words[3]), words[1]))
+    return writes
+
+
+def kernel_bytes(text: str) -> int | None:
+    """A planned limit as the kernel will hold it: None for unlimited, else
+    rounded down to whole pages, as the kernel stores limits."""
+    if text in UNLIMITED_TEXTS:
+        return None
+    page = os.sysconf("SC_PAGE_SIZE")
+    return int(text) // page * page
+
+
+def same_limit(planned: int | None, current: int | None) -> bool:
+    # A fake tree (--root of plain files) keeps a value unrounded.
+    if planned is None or current is None:
+        return planned is current
+    page = os.sysconf("SC_PAGE_SIZE")
+    return current // page * page == planned

@@ -1,0 +1,222 @@
+"""memcgctl top: the cost of a frame, of watching, and of the first frame.
+
+    1. one frame over 1,000 real v1 groups: < 100 ms of CPU
+       (Sampler.next_frame() in this process, time.process_time(); baseline:
+       bare os.open/os.read/os.close of the same files, nothing parsed)
+    2. `memcgctl top` live on a pty over 100 groups at the default interval
+       (1 s): < 1% of one core (utime+stime from /proc/PID/stat over 30 s,
+       after 3 s of warm-up); -b to a pipe alongside
+    3. the first frame on screen, from the command (start-up included), 100
+       groups: < 150 ms (pty; the footer of the first screen is read);
+       baseline `python3 -c "import click"`
+
+Real groups are made only under a uniquely named child of this process's own
+memory cgroup and removed afterwards.  Run as root on a cgroup v1 host:
+
+    python3 bench/top.py [--groups 1000] [--watch-groups 100] [--seconds 30] [--runs 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import fcntl
+import os
+import statistics
+import struct
+import subprocess
+import sys
+import termios
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import _common as c  # noqa: E402
+
+FRAME_GOAL_MS = 100
+WATCH_GOAL_PERCENT = 1.0
+FIRST_FRAME_GOAL_MS = 150
+V1_FILES = ("memory.usage_in_bytes", "memory.stat", "memory.oom_control", "memory.failcnt",
+            "memory.limit_in_bytes", "cgroup.procs")
+
+
+def cpu_ms(action, rounds: int) -> float:
+    """Median CPU milliseconds (this process, user + system) of ACTION."""
+    action()  # warm-up: first reads, imports
+    samples = []
+    for _ in range(rounds):
+        started = time.process_time()
+        action()
+        samples.append((time.process_time() - started) * 1000)
+    return statistics.median(samples)
+
+
+def bare_reads(root: Path) -> None:
+    for directory in os.scandir(root):
+        if directory.is_dir(follow_symlinks=False):
+            for name in V1_FILES:
+                fd = os.open(os.path.join(directory.path, name), os.O_RDONLY)
+                os.read(fd, 65536)
+                os.close(fd)
+
+
+def frame_figures(root: Path, groups: int, rounds: int) -> None:
+    from memcgctl.kernel.discovery import open_hierarchy
+    from memcgctl.operations.sampling import Sampler, order_rows
+    from memcgctl.render.frames import batch_text
+    from memcgctl.render.live import View, render
+
+    sampler = Sampler(open_hierarchy(root))
+    frame = sampler.next_frame()
+    assert len(frame.rows) == groups, len(frame.rows)
+    baseline = cpu_ms(lambda: bare_reads(root), rounds)
+    c.report(f"one frame, {groups} real v1 groups (CPU)", cpu_ms(sampler.next_frame, rounds), baseline,
+             goal=FRAME_GOAL_MS, goal_kind="max", note="baseline: bare os.read of the same files")
+    c.report(f"  + the -b text of that frame, {groups} groups (CPU)",
+             cpu_ms(lambda: batch_text(frame, order_rows(frame.rows), 1.0), rounds), None)
+    view = View(1)
+    c.report("  + one live screen of it, 120x50 (CPU)",
+             cpu_ms(lambda: render(frame, view, 1.0, 120, 50), rounds), None)
+
+
+def memcgctl_argv() -> list:
+    """The console script beside this interpreter (a venv's too), else _common's choice."""
+    script = Path(sys.executable).parent / "memcgctl"
+    return [str(script)] if script.exists() else c.memcgctl_argv()
+
+
+def process_cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def open_pty(rows: int = 50, columns: int = 120) -> tuple[int, int]:
+    master, slave = os.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
+    return master, slave
+
+
+def drain(fd: int, seen: list, until: bytes | None = None, event: threading.Event | None = None) -> None:
+    """Read FD until EOF; set EVENT once UNTIL has been read."""
+    while True:
+        try:
+            chunk = os.read(fd, 65536)
+        except OSError:
+            return
+        if not chunk:
+            return
+        seen.append(chunk)
+        if event is not None and until is not None and until in b"".join(seen[-3:]):
+            event.set()
+
+
+def top_env(root: Path) -> dict:
+    return c.child_env({"MEMCGCTL_ROOT": str(root), "TERM": "xterm-256color"})
+
+
+def watch_share(root: Path, seconds: float, live: bool) -> float:
+    """Percent of one core `memcgctl top` uses at the default interval."""
+    argv = [*memcgctl_argv(), "top"] + ([] if live else ["-b"])
+    if live:
+        master, slave = open_pty()
+        process = subprocess.Popen(argv, env=top_env(root), stdin=slave, stdout=slave, stderr=slave,
+                                   cwd=c.NEUTRAL_CWD, start_new_session=True)
+        os.close(slave)
+        reader = master
+    else:
+        process = subprocess.Popen(argv, env=top_env(root), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                   stderr=subprocess.DEVNULL, cwd=c.NEUTRAL_CWD)  # SIGTERM ends it, and says so
+        reader = process.stdout.fileno()
+    seen: list = []
+    thread = threading.Thread(target=drain, args=(reader, seen), daemon=True)
+    thread.start()
+    try:
+        time.sleep(3)
+        cpu_before, wall_before = process_cpu_seconds(process.pid), time.monotonic()
+        time.sleep(seconds)
+        cpu_after, wall_after = process_cpu_seconds(process.pid), time.monotonic()
+    finally:
+        if live:
+            os.write(master, b"q")
+        else:
+            process.terminate()
+        process.wait(timeout=30)
+        thread.join(timeout=5)
+        if live:
+            os.close(master)
+    assert live is False or process.returncode == 0, process.returncode
+    return 100 * (cpu_after - cpu_before) / (wall_after - wall_before)
+
+
+def first_frame_ms(root: Path) -> float:
+    """From the command to the footer of its first screen on a pty."""
+    master, slave = open_pty()
+    seen: list = []
+    shown = threading.Event()
+    started = time.perf_counter()
+    process = subprocess.Popen([*memcgctl_argv(), "top"], env=top_env(root), stdin=slave, stdout=slave,
+                               stderr=slave, cwd=c.NEUTRAL_CWD, start_new_session=True)
+    os.close(slave)
+    thread = threading.Thread(target=drain, args=(master, seen, b"q quit", shown), daemon=True)
+    thread.start()
+    if not shown.wait(timeout=30):
+        raise SystemExit(f"no first frame: {b''.join(seen)[-500:]!r}")
+    elapsed = time.perf_counter() - started
+    os.write(master, b"q")
+    process.wait(timeout=30)
+    thread.join(timeout=5)
+    os.close(master)
+    return elapsed * 1000
+
+
+def first_frame_against_click(root: Path, runs: int) -> tuple[float, float, float]:
+    """Medians of the first frame and of `python3 -c "import click"` (ms),
+    taken in alternation so that a noisy neighbour slows both, and the
+    median of the per-round ratios."""
+    click = c.Cmd("import click", [c.PYTHON, "-c", "import click"], c.child_env())
+    c.run_once(click)
+    first_frame_ms(root)  # warm-up: bytecode cache, dentries
+    frames, clicks = [], []
+    for _ in range(runs):
+        frames.append(first_frame_ms(root))
+        clicks.append(c.ms(c.run_once(click)[0]))
+    ratios = [frame / base for frame, base in zip(frames, clicks, strict=True)]
+    return statistics.median(frames), statistics.median(clicks), statistics.median(ratios)
+
+
+def run(opts) -> None:
+    if (reason := c.kernel_skip_reason()) is not None:
+        raise SystemExit(f"bench/top.py needs the real kernel: {reason}")
+    c.heading("memcgctl top")
+    with c.kernel_root("top-frame") as root:
+        c.grow_kernel_tree(root, 0, opts.groups)
+        frame_figures(root, opts.groups, opts.rounds)
+    with c.kernel_root("top-watch") as root:
+        c.grow_kernel_tree(root, 0, opts.watch_groups)
+        first, click, per_round = first_frame_against_click(root, opts.runs)
+        c.report(f"first frame on a pty, {opts.watch_groups} groups (wall)", first, click,
+                 goal=FIRST_FRAME_GOAL_MS, goal_kind="max",
+                 note=f"baseline: python3 -c 'import click', alternated; per-round ratio {per_round:.2f}")
+        for live in (True, False):
+            share = watch_share(root, opts.seconds, live)
+            c.report(f"{'live on a pty' if live else '-b to a pipe'}, {opts.watch_groups} groups, every 1 s "
+                     f"(% of a core)", share, None, unit="%", goal=WATCH_GOAL_PERCENT if live else None,
+                     goal_kind="max", note=f"over {opts.seconds:g} s")
+
+
+def main(argv=None) -> None:
+    options = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    options.add_argument("--groups", type=int, default=1000, help="groups of the frame figure")
+    options.add_argument("--watch-groups", type=int, default=100, help="groups of the watch and first-frame figures")
+    options.add_argument("--seconds", type=float, default=30, help="how long to watch (CPU share)")
+    options.add_argument("--rounds", type=int, default=10, help="frames timed (median)")
+    options.add_argument("--runs", type=int, default=10, help="first-frame runs (median)")
+    opts = options.parse_args(argv)
+    opts.bytecode = "cached"
+    c.configure(opts)
+    run(opts)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,62 @@
+"""The export command: the groups' figures as Prometheus metrics."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from .options import complete_group, global_options
+
+
+@click.command()
+@click.argument("groups", nargs=-1, metavar="[GROUP]...", shell_complete=complete_group)
+@click.option("-r", "--recursive", is_flag=True, help="Include the groups below each GROUP.")
+@click.option("--listen", metavar="ADDR:PORT",
+              help="Serve /metrics over HTTP on ADDR:PORT until SIGTERM (127.0.0.1:9101, [::1]:9101).")
+@click.option("--textfile", metavar="PATH", type=click.Path(dir_okay=False),
+              help="Write one scrape to PATH for node_exporter's textfile collector (atomically).")
+@global_options
+@click.pass_obj
+def export(settings, groups, recursive, listen, textfile):
+    """Export usage, limits, peak, memory.stat counters, memory.events (v2) or
+    failcnt (v1), pressure totals (v2) and the memcgctl daemon's counters as
+    Prometheus metrics; with no GROUP, of every group under the root.  Without
+    --listen or --textfile, print one scrape.
+
+    \b
+    Example:
+      memcgctl export --listen 127.0.0.1:9101
+      memcgctl export --textfile /var/lib/node_exporter/memcgctl.prom
+    """
+    from ..errors import UsageError
+    from ..export.collector import GroupCollector
+    from ..export.serve import exposition, parse_listen_address, serve, write_textfile
+
+    if listen and textfile:
+        raise UsageError("export", "--listen and --textfile cannot be used together")
+    address = parse_listen_address(listen) if listen else None
+    backend = settings.backend()
+    for name in groups:
+        backend.group(name)  # a misspelt group is an error now, not an empty scrape later
+    collector = GroupCollector(backend, groups, recursive, backend.journal.directory if backend.journal else None)
+    if textfile:
+        write_textfile(collector, textfile)
+        settings.say(f"wrote {textfile}")
+    elif address:
+        serve(collector, *address, on_ready=lambda host, port: settings.say(f"serving /metrics on {host}:{port}"))
+    else:
+        _print(exposition(collector))
+
+
+def _print(data: bytes) -> None:
+    """DATA on standard output; a full disk or a closed file is one error line."""
+    from ..errors import error_from_oserror
+
+    try:
+        click.echo(data, nl=False)  # bytes go to the binary stream as they are
+        sys.stdout.flush()
+    except BrokenPipeError:
+        raise  # a reader that stopped (| head): Python's usual quiet exit
+    except OSError as err:
+        raise error_from_oserror(err, "write metrics", "standard output") from err

@@ -1,0 +1,54 @@
+"""`stat --detail`, `stat --fields` and `stat --csv` (the body of those
+options of the stat command in show.py)."""
+
+from __future__ import annotations
+
+import click
+
+from ..errors import UsageError
+
+
+def show_detail_or_fields(backend, groups, recursive: bool, as_json: bool, detail: bool,
+                          fields: str | None, as_csv: bool) -> None:
+    """Check the combination of options, then print; nothing is printed
+    before every group is read and every field name checked."""
+    if detail:
+        if as_json or as_csv or fields is not None or recursive or len(groups) != 1:
+            raise UsageError("stat --detail", "give exactly one GROUP, without -r, --json, --csv or --fields")
+        _print_detail(backend, groups[0])
+        return
+    if as_json:
+        raise UsageError("stat --json", "--fields and --csv are for tables; --json has every field")
+    _print_fields(backend, groups, recursive, fields, as_csv)
+
+
+def _print_detail(backend, name: str) -> None:
+    from ..render.detail import detail_lines
+
+    group = backend.group(name)
+    stat = backend.read_stat(group)
+    events = stat.events if stat.events is not None else {
+        "failcnt": stat.failcnt, "oom_kill": backend.read_oom_kills(group)}
+    for line in detail_lines(stat, backend.limit_names, events):
+        click.echo(line)
+
+
+def _print_fields(backend, groups, recursive: bool, fields: str | None, as_csv: bool) -> None:
+    from ..operations.fields import default_fields, field_value, parse_fields
+    from ..operations.stats import read_stats, select_groups
+
+    stats = read_stats(backend, select_groups(backend, groups, recursive), skip_vanished=not groups)
+    names = parse_fields(fields, stats) if fields is not None else default_fields(backend.version,
+                                                                                  backend.limit_names)
+    rows = [[field_value(stat, name) for name in names] for stat in stats]
+    if as_csv:
+        import csv
+        import sys
+
+        writer = csv.writer(sys.stdout, lineterminator="\n")
+        writer.writerow(names)
+        writer.writerows([["" if value is None else value for value in row] for row in rows])
+        return
+    from ..render.text import print_table
+
+    print_table(names, [["-" if value is None else str(value) for value in row] for row in rows])

@@ -1,0 +1,110 @@
+"""memcgctl top: a live view of memory groups; -b plain frames, --json JSON lines."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import sys
+import time
+
+import click
+
+from .options import Settings, complete_group
+
+# A refresh more often than this only measures itself.
+SHORTEST_INTERVAL = 0.1
+LONGEST_INTERVAL = 86400.0
+
+
+class IntervalType(click.ParamType):
+    """Seconds between two frames: a finite number from 0.1 to 86400."""
+
+    name = "seconds"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, float):
+            return value
+        try:
+            seconds = float(value)
+        except ValueError:
+            self.fail(f"{value!r} is not a number of seconds", param, ctx)
+        if not math.isfinite(seconds) or not SHORTEST_INTERVAL <= seconds <= LONGEST_INTERVAL:
+            self.fail(f"{value!r}: give seconds from {SHORTEST_INTERVAL:g} to {LONGEST_INTERVAL:g}", param, ctx)
+        return seconds
+
+
+@click.command()
+@click.argument("groups", nargs=-1, metavar="[GROUP]...", shell_complete=complete_group)
+@click.option("-d", "--delay", "interval", type=IntervalType(), default=1.0, show_default=True,
+              metavar="SECONDS", help="Seconds between two frames (0.1 to 86400).")
+@click.option("-n", "--iterations", "count", type=click.IntRange(min=1), metavar="COUNT",
+              help="Stop after COUNT frames.")
+@click.option("-b", "--batch", is_flag=True, help="Plain frames one after another, for logs (like top -b).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per frame (JSON lines), sizes in bytes.")
+@click.pass_obj
+def top(settings: Settings, groups, interval, count, batch, as_json):
+    """Watch memory groups live: usage, limit, % of limit, change per second,
+    anonymous, file and swap memory, pressure, events since start, processes.
+    With no GROUP, every group under the root; a GROUP includes those below it.
+
+    Keys: q quit, t tree or flat, / filter by name, space pause, and the keys
+    shown in the footer sort (again: reverse).  Rows at 90% of their limit or
+    more, or with an OOM kill since start, stand out.  Without a terminal,
+    or with -b, plain frames are printed.
+
+    \b
+    Example:
+      memcgctl top -d 2 batch
+      memcgctl top -b -n 3 > memory.log
+    """
+    from ..operations.sampling import Sampler
+
+    sampler = Sampler(settings.backend(), groups)
+    if not (as_json or batch) and sys.stdout.isatty():
+        from ..render.live import LiveTop
+
+        _guard_output(LiveTop(sampler, interval, count).run)
+        return
+    _guard_output(lambda: _print_frames(sampler, interval, count, as_json))
+
+
+def _print_frames(sampler, interval: float, count: int | None, as_json: bool) -> None:
+    from ..operations.sampling import order_rows
+    from ..safety.signals import stop_signals_raise
+
+    if as_json:
+        import json
+    else:
+        from ..render.frames import batch_text
+    shown, due = 0, time.monotonic()
+    with stop_signals_raise():
+        while count is None or shown < count:
+            if shown:
+                time.sleep(max(0.0, due - time.monotonic()))
+            due += interval
+            frame = sampler.next_frame()
+            shown += 1
+            if as_json:
+                sys.stdout.write(json.dumps(frame.to_json(), separators=(",", ":")) + "\n")
+            else:
+                sys.stdout.write(batch_text(frame, order_rows(frame.rows), interval))
+            sys.stdout.flush()
+
+
+def _guard_output(show) -> None:
+    """Run SHOW; a reader that went away (`top -b | head`) ends top quietly
+    with 74, any other failure to write is one line and 74."""
+    import os
+
+    try:
+        show()
+        sys.stdout.flush()
+    except OSError as error:
+        if not isinstance(error, BrokenPipeError):
+            from ..errors import describe_errno
+
+            with contextlib.suppress(OSError):  # stderr may be the same closed terminal
+                click.echo(f"memcgctl: write output: {describe_errno(error.errno)} (stdout)", err=True)
+        # Else Python would fail again when it flushes stdout at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise SystemExit(74) from None

@@ -1,0 +1,171 @@
+"""A prometheus_client Collector over memory groups, read afresh at each scrape.
+
+Naming follows Prometheus conventions: base units (bytes, seconds), `_total`
+on counters, one `group` label (the group's name under the root), and one
+metric per memory.stat key exported rather than a label per key.  A figure a
+group does not have (an unlimited limit, a v2 file on v1) is left out, not
+written as +Inf or 0.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+from ..errors import MemcgError, NotFound
+from ..kernel.backend import Backend
+from ..operations.stats import select_groups
+from .daemon_counters import COUNTER_KEYS, UnreadableCounters, read_daemon_counters
+from .figures import STAT_BYTES, STAT_COUNTS, read_figures
+
+PREFIX = "memcgctl_"
+
+# figure -> (metric name, help).  Sizes in bytes; absent = unlimited.
+GROUP_GAUGES = {
+    "usage": ("memory_usage_bytes", "Memory charged to the group (v1 memory.usage_in_bytes, v2 memory.current)."),
+    "limit": ("memory_limit_bytes", "Hard limit (v1 memory.limit_in_bytes, v2 memory.max); absent if unlimited."),
+    "soft_limit": ("memory_soft_limit_bytes", "v1 soft limit (memory.soft_limit_in_bytes); absent if unlimited."),
+    "high": ("memory_high_bytes", "v2 throttle point (memory.high); absent if unlimited."),
+    "low": ("memory_low_bytes", "v2 best-effort protection (memory.low)."),
+    "min": ("memory_min_bytes", "v2 hard protection (memory.min)."),
+    "swap_limit": ("memory_swap_limit_bytes", "Swap allowed, alone (v1 memsw minus limit, v2 memory.swap.max); "
+                   "absent if unlimited."),
+    "peak": ("memory_peak_bytes", "High-water mark of usage (v1 memory.max_usage_in_bytes, v2 memory.peak)."),
+}
+
+# v2 memory.events keys (cgroup-v2.rst); v1 has only memory.failcnt.
+EVENT_HELP = {
+    "low": "Times the group was reclaimed below memory.low (v2 memory.events low).",
+    "high": "Times the group was throttled above memory.high (v2 memory.events high).",
+    "max": "Times usage was about to go over memory.max (v2 memory.events max).",
+    "oom": "Times the group hit its limit and allocations failed (v2 memory.events oom).",
+    "oom_kill": "Processes OOM-killed in the group (v2 memory.events oom_kill).",
+    "oom_group_kill": "Group OOM kills (v2 memory.events oom_group_kill).",
+}
+PRESSURE_HELP = {
+    "some": "Time some tasks of the group were stalled on memory (v2 memory.pressure some total).",
+    "full": "Time all tasks of the group were stalled on memory (v2 memory.pressure full total).",
+}
+
+DAEMON_HELP = {
+    "reclaimed_bytes": "Bytes the memcgctl daemon reclaimed from the group under the policy.",
+    "actions": "Changes the memcgctl daemon made to the group under the policy.",
+    "backoffs": "Times the memcgctl daemon backed off from the group under the policy.",
+    "errors": "Errors the memcgctl daemon met on the group under the policy.",
+}
+
+
+class GroupFamilies:
+    """The metric families of one scrape, filled one group at a time."""
+
+    def __init__(self):
+        self.families: dict[str, Metric] = {}
+
+    def _family(self, kind, name: str, documentation: str, labels=("group",)) -> Metric:
+        family = self.families.get(name)
+        if family is None:
+            family = self.families[name] = kind(PREFIX + name, documentation, labels=list(labels))
+        return family
+
+    def gauge(self, name: str, documentation: str, labels: list, value: float, label_names=("group",)) -> None:
+        self._family(GaugeMetricFamily, name, documentation, label_names).add_metric(labels, value)
+
+    def counter(self, name: str, documentation: str, labels: list, value: float, label_names=("group",)) -> None:
+        # prometheus_client appends _total to a counter's name.
+        self._family(CounterMetricFamily, name, documentation, label_names).add_metric(labels, value)
+
+    def add_group(self, group: str, figures: dict) -> None:
+        labels = [group]
+        for figure, (name, documentation) in GROUP_GAUGES.items():
+            value = figures.get(figure)
+            if value is not None:
+                self.gauge(name, documentation, labels, value)
+        if figures.get("failcnt") is not None:
+            self.counter("memory_failcnt", "Times usage hit the v1 limit (memory.failcnt; reset when written).",
+                         labels, figures["failcnt"])
+        for key, value in (figures.get("events") or {}).items():
+            if key in EVENT_HELP:
+                self.counter(f"memory_events_{key}", EVENT_HELP[key], labels, value)
+        for kind, seconds in (figures.get("pressure") or {}).items():
+            if kind in PRESSURE_HELP:
+                self.counter(f"memory_pressure_{kind}_seconds", PRESSURE_HELP[kind], labels, seconds)
+        stat = figures["stat"]
+        for key in STAT_BYTES:
+            if key in stat:
+                self.gauge(f"memory_stat_{key}_bytes", f"memory.stat {key}, in bytes.", labels, stat[key])
+        for key in STAT_COUNTS:
+            if key in stat:
+                self.counter(f"memory_stat_{key}", f"memory.stat {key}, a count of events.", labels, stat[key])
+
+
+class GroupCollector:
+    """Collects the figures of the groups NAMES (with RECURSIVE, and those
+    below), or of every group under the backend's root; and the counters of a
+    memcgctl daemon found in JOURNAL_DIRECTORY."""
+
+    def __init__(self, backend: Backend, names: tuple = (), recursive: bool = False,
+                 journal_directory: Path | None = None):
+        self.backend = backend
+        self.names = tuple(names)
+        self.recursive = recursive
+        self.journal_directory = journal_directory
+
+    def describe(self) -> list:
+        return []  # the metrics depend on the groups present at each scrape
+
+    def collect(self) -> Iterator[Metric]:
+        started = time.perf_counter()
+        families = GroupFamilies()
+        groups, errors = self._collect_groups(families)
+        errors += self._collect_daemon(families)
+        yield from families.families.values()
+        yield GaugeMetricFamily(PREFIX + "scrape_groups", "Groups read by this scrape.", value=groups)
+        yield GaugeMetricFamily(PREFIX + "scrape_errors",
+                                "Groups (or the daemon's counters) that could not be read in this scrape.",
+                                value=errors)
+        yield GaugeMetricFamily(PREFIX + "scrape_duration_seconds",
+                                "Time this scrape took, from reading the first group to this sample (the "
+                                "exposition of the groups' metrics included).", value=time.perf_counter() - started)
+
+    def _collect_groups(self, families: GroupFamilies) -> tuple[int, int]:
+        """Add each group's figures; (groups read, groups that failed).  A
+        group removed meanwhile is left out; one that fails otherwise (a
+        file it may not read) is counted, and the scrape goes on."""
+        try:
+            groups = select_groups(self.backend, self.names, self.recursive)
+        except MemcgError:
+            return 0, 1
+        read = errors = 0
+        for group in groups:
+            try:
+                families.add_group(group.label, read_figures(self.backend, group))
+                read += 1
+            except NotFound:
+                continue  # removed meanwhile (containers come and go)
+            except MemcgError:
+                errors += 1
+        return read, errors
+
+    def _collect_daemon(self, families: GroupFamilies) -> int:
+        """Add the daemon's counters, if a daemon runs; 1 if its file is unreadable."""
+        if self.journal_directory is None:
+            return 0
+        try:
+            counters = read_daemon_counters(self.journal_directory)
+        except UnreadableCounters:
+            families.gauge("daemon_up", "1 if a memcgctl daemon runs and its counters were read.", [], 0, ())
+            return 1
+        families.gauge("daemon_up", "1 if a memcgctl daemon runs and its counters were read.", [],
+                       0 if counters is None else 1, ())
+        if counters is None:
+            return 0
+        families.gauge("daemon_start_time_seconds", "When the memcgctl daemon started (unix time).", [],
+                       counters.started, ())
+        for row in counters.rows:
+            for key in COUNTER_KEYS:
+                families.counter(f"daemon_{key}", DAEMON_HELP[key], [row["group"], row["policy"]], row[key],
+                                 ("group", "policy"))
+        return 0

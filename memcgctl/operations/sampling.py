@@ -1,0 +1,326 @@
+"""Sampling groups for `memcgctl top`: one Frame per refresh, as data.
+
+A Sampler reads, for every group it watches, only the files top's columns
+need, each once per frame, and keeps what rates need from the previous
+frame: change of usage per second, v1 refaults per second, and the events
+counted since the group was first seen.  Groups appear and vanish between
+frames as they are made and removed; a group removed while it is read is
+left out of that frame, never an error.  Never prints.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import NamedTuple
+
+from ..errors import NotFound
+from ..kernel import v1, v2
+from ..kernel.backend import Backend
+from ..kernel.fs import Group
+
+# PSI of one group (per group since 5.2): "some avg10=0.12 avg60=... total=<us>".
+V2_PRESSURE = "memory.pressure"
+V2_SWAP_CURRENT = "memory.swap.current"
+# v1 memory.stat: the hierarchical twins (total_*), like usage_in_bytes.
+V1_ANON, V1_FILE, V1_SWAP = "total_rss", "total_cache", "total_swap"
+# workingset_refault_anon/_file since 5.9 (workingset_refault before).
+V1_REFAULTS = ("total_workingset_refault_anon", "total_workingset_refault_file", "total_workingset_refault")
+V2_EVENTS = ("high", "max", "oom_kill")
+V1_EVENTS = ("failcnt", "oom_kill")
+# A row stands out from this share of its limit on.
+ALERT_PERCENT = 90.0
+
+
+class GroupSample(NamedTuple):
+    """What one frame read of one group; bytes, None where not applicable
+    (unlimited, no swap accounting, not on this cgroup version)."""
+
+    group: str
+    usage: int
+    limit: int | None  # v1 memory.limit_in_bytes, v2 memory.max
+    high: int | None  # v2 memory.high
+    anon: int | None
+    file: int | None
+    swap: int | None
+    pressure: float | None  # v2: memory.pressure some avg10, in percent
+    refaults: int | None  # v1: workingset refaults so far (a count of pages)
+    events: dict  # v2 memory.events high/max/oom_kill, v1 failcnt/oom_kill
+    pids: int
+
+
+class GroupRow(NamedTuple):
+    """A sample with what needs the previous frame and the first sighting."""
+
+    sample: GroupSample
+    percent_of_limit: float | None
+    change_per_second: float | None  # bytes/s; None in a group's first frame
+    refaults_per_second: float | None  # v1 only
+    events_since_start: dict
+
+    @property
+    def group(self) -> str:
+        return self.sample.group
+
+    @property
+    def stands_out(self) -> bool:
+        """Over ALERT_PERCENT of its limit, or an OOM kill since start."""
+        over = self.percent_of_limit is not None and self.percent_of_limit >= ALERT_PERCENT
+        return over or self.events_since_start.get("oom_kill", 0) > 0
+
+    def to_json(self) -> dict:
+        figures = self.sample._asdict()
+        figures["events"] = dict(self.sample.events)
+        figures.update(percent_of_limit=self.percent_of_limit, change_per_second=self.change_per_second,
+                       refaults_per_second=self.refaults_per_second,
+                       events_since_start=dict(self.events_since_start), stands_out=self.stands_out)
+        return figures
+
+
+class Frame(NamedTuple):
+    """One refresh: every group watched, in the order they were found."""
+
+    number: int  # 1 for the first frame
+    time: float  # seconds since the epoch
+    seconds_since_previous: float | None
+    cgroup_version: int
+    rows: list
+    appeared: list  # group names new since the previous frame
+    vanished: list  # group names gone since the previous frame
+
+    def to_json(self) -> dict:
+        return {"frame": self.number, "time": round(self.time, 3),
+                "seconds_since_previous": self.seconds_since_previous,
+                "cgroup_version": self.cgroup_version, "groups": [row.to_json() for row in self.rows],
+                "appeared": list(self.appeared), "vanished": list(self.vanished)}
+
+
+def effective_limit(sample: GroupSample) -> int | None:
+    """The lower of the hard limit and (v2) memory.high: where trouble starts."""
+    limits = [value for value in (sample.limit, sample.high) if value is not None]
+    return min(limits) if limits else None
+
+
+class Sampler:
+    """Takes frames of the groups NAMES (and all below them) under BACKEND's
+    root; no names: every group under the root."""
+
+    def __init__(self, backend: Backend, names: tuple | list = (), clock=time.monotonic):
+        self.backend = backend
+        self.names = list(names)
+        self.clock = clock
+        self._previous: dict[str, tuple[float, GroupSample]] = {}
+        self._baselines: dict[str, dict] = {}
+        self._frames = 0
+        self._frame_time = 0.0  # monotonic time of the previous frame
+        self._read_group = _read_v1_group if backend.version == 1 else _read_v2_group
+        # A GROUP named on the command line must exist at the start (exit 66).
+        for name in self.names:
+            backend.group(name)
+
+    def watched_groups(self) -> list[Group]:
+        """The groups to read now (each named group and all below it); a named
+        group removed since is left out."""
+        fs = self.backend.fs
+        if not self.names:
+            return fs.descendants_quickly(self.backend.group("", must_exist=False))
+        groups = []
+        for name in self.names:
+            try:
+                group = self.backend.group(name)
+                groups += [group, *fs.descendants_quickly(group)]
+            except NotFound:
+                continue
+        return groups
+
+    def next_frame(self) -> Frame:
+        """Read every watched group once and compare with the previous frame."""
+        started = self.clock()
+        rows, current = [], {}
+        for group in self.watched_groups():
+            sample = self._read_group(self.backend, group)
+            if sample is None or sample.group in current:
+                continue  # removed while we read it, or named twice
+            current[sample.group] = (started, sample)
+            rows.append(self._row(started, sample))
+        previous_time = self._frame_time if self._frames else None
+        appeared = [name for name in current if name not in self._previous] if self._frames else []
+        vanished = [name for name in self._previous if name not in current]
+        for name in vanished:
+            self._baselines.pop(name, None)
+        self._previous, self._frame_time = current, started
+        self._frames += 1
+        since = None if previous_time is None else round(started - previous_time, 6)
+        return Frame(self._frames, time.time(), since, self.backend.version, rows, appeared, vanished)
+
+    def _row(self, now: float, sample: GroupSample) -> GroupRow:
+        baseline = self._baselines.setdefault(sample.group, dict(sample.events))
+        for name, value in sample.events.items():
+            if value < baseline.get(name, 0):
+                baseline[name] = 0  # the counter was reset (v1: a write to memory.failcnt)
+        since_start = {name: value - baseline.get(name, 0) for name, value in sample.events.items()}
+        limit = effective_limit(sample)
+        percent = None if not limit else round(100.0 * sample.usage / limit, 1)
+        change = refaults = None
+        if sample.group in self._previous:
+            then, before = self._previous[sample.group]
+            seconds = now - then
+            if seconds > 0:
+                change = (sample.usage - before.usage) / seconds
+                if sample.refaults is not None and before.refaults is not None:
+                    refaults = (sample.refaults - before.refaults) / seconds
+        return GroupRow(sample, percent, change, refaults, since_start)
+
+
+# --- reading one group (files through the filesystem layer, each once) ----------------
+
+
+def counter(text: str, key: str) -> int | None:
+    """The value of KEY in a flat-keyed file (memory.stat), without splitting
+    all of it: memory.stat has 40 to 90 lines and a frame reads thousands."""
+    start = -1
+    while True:
+        start = text.find(key + " ", start + 1)
+        if start <= 0 or text[start - 1] == "\n":
+            break
+    if start < 0:
+        return None
+    end = text.find("\n", start)
+    try:
+        return int(text[start + len(key) + 1:end if end >= 0 else None])
+    except ValueError:
+        return None
+
+
+def _number(text: str | None) -> int | None:
+    try:
+        return None if text is None else int(text)
+    except ValueError:
+        return None
+
+
+V1_FILES = (v1.USAGE, v1.STAT, v1.OOM_CONTROL, v1.FAILCNT, v1.LIMIT, v1.PROCS)
+V2_FILES = (v2.CURRENT, v2.STAT, v2.EVENTS, v2.PROCS, v2.MAX, v2.HIGH, V2_SWAP_CURRENT, V2_PRESSURE)
+
+
+def _read_files(backend: Backend, group: Group, names: tuple) -> dict | None:
+    """{name: text or None} of GROUP's files NAMES (one directory fd for all
+    of them: a frame reads thousands); None if the group is gone."""
+    try:
+        return backend.fs.read_group_files(group.path, names)
+    except NotFound:
+        return None
+
+
+def _read_v1_group(backend: Backend, group: Group) -> GroupSample | None:
+    texts = _read_files(backend, group, V1_FILES)
+    if texts is None:
+        return None
+    usage = _number(texts[v1.USAGE])
+    stat = texts[v1.STAT]
+    oom_control = texts[v1.OOM_CONTROL]
+    failcnt = _number(texts[v1.FAILCNT])
+    limit = _number(texts[v1.LIMIT])
+    procs = texts[v1.PROCS]
+    if None in (usage, stat, oom_control, failcnt, limit, procs):
+        return None  # the group went away between two reads
+    refault_counts = [value for value in (counter(stat, key) for key in V1_REFAULTS) if value is not None]
+    return GroupSample(
+        group=group.label, usage=usage, limit=None if limit >= v1.UNLIMITED_FROM else limit, high=None,
+        anon=counter(stat, V1_ANON), file=counter(stat, V1_FILE), swap=counter(stat, V1_SWAP),
+        pressure=None, refaults=sum(refault_counts) if refault_counts else None,
+        # memory.oom_control has an oom_kill line since 4.13.
+        events={"failcnt": failcnt, "oom_kill": counter(oom_control, "oom_kill") or 0},
+        pids=procs.count("\n"),
+    )
+
+
+def _v2_limit(text: str | None) -> int | None:
+    return None if text is None or text.strip() == v2.UNLIMITED_TEXT else _number(text)
+
+
+def _pressure_some_avg10(text: str | None) -> float | None:
+    if not text or not text.startswith("some avg10="):
+        return None
+    try:
+        return float(text[len("some avg10="):text.index(" ", len("some avg10="))])
+    except ValueError:
+        return None
+
+
+def _read_v2_group(backend: Backend, group: Group) -> GroupSample | None:
+    texts = _read_files(backend, group, V2_FILES)
+    if texts is None:
+        return None
+    usage = _number(texts[v2.CURRENT])
+    stat = texts[v2.STAT]
+    events = texts[v2.EVENTS]
+    procs = texts[v2.PROCS]
+    if None in (usage, stat, events, procs):
+        return None  # the group went away (memory.max etc. may be absent: not fatal)
+    return GroupSample(
+        group=group.label, usage=usage, limit=_v2_limit(texts[v2.MAX]),
+        high=_v2_limit(texts[v2.HIGH]), anon=counter(stat, "anon"), file=counter(stat, "file"),
+        swap=_number(texts[V2_SWAP_CURRENT]), pressure=_pressure_some_avg10(texts[V2_PRESSURE]),
+        refaults=None, events={name: counter(events, name) or 0 for name in V2_EVENTS},
+        pids=procs.count("\n"),
+    )
+
+
+# --- ordering rows for a view ------------------------------------------------------------
+
+
+# sort name -> (what to sort by, largest first by default)
+SORT_KEYS = {
+    "group": (lambda row: row.group, False),
+    "usage": (lambda row: row.sample.usage, True),
+    "limit": (lambda row: effective_limit(row.sample), True),
+    "percent": (lambda row: row.percent_of_limit, True),
+    "change": (lambda row: row.change_per_second, True),
+    "anon": (lambda row: row.sample.anon, True),
+    "file": (lambda row: row.sample.file, True),
+    "swap": (lambda row: row.sample.swap, True),
+    "pressure": (lambda row: _pressure_figure(row), True),
+    "events": (lambda row: sum(row.events_since_start.values()), True),
+    "pids": (lambda row: row.sample.pids, True),
+}
+
+
+def _pressure_figure(row: GroupRow) -> float | None:
+    return row.sample.pressure if row.sample.pressure is not None else row.refaults_per_second
+
+
+def _sort_rows(rows: list, sort: str, reverse: bool) -> list:
+    """Rows by SORT (largest first for figures; REVERSE flips), with None
+    (unlimited, not known yet) always last, ties by name."""
+    figure, largest_first = SORT_KEYS[sort]
+    descending = largest_first != reverse
+    known = [row for row in rows if figure(row) is not None]
+    unknown = sorted((row for row in rows if figure(row) is None), key=lambda row: row.group)
+    known.sort(key=lambda row: row.group)
+    known.sort(key=figure, reverse=descending)
+    return known + unknown
+
+
+def order_rows(rows: list, sort: str = "usage", reverse: bool = False, tree: bool = False,
+               name_filter: str = "") -> list[tuple[int, GroupRow]]:
+    """(depth, row) pairs to show: the rows whose name contains NAME_FILTER
+    (any case), sorted by SORT; in TREE order each group follows its parent
+    (depth counted from the shallowest shown), siblings sorted by SORT."""
+    needle = name_filter.lower()
+    shown = [row for row in rows if needle in row.group.lower()]
+    if not tree:
+        return [(0, row) for row in _sort_rows(shown, sort, reverse)]
+    names = {row.group for row in shown}
+    children: dict[str, list] = {}
+    for row in shown:
+        parent = row.group.rpartition("/")[0]
+        while parent and parent not in names:
+            parent = parent.rpartition("/")[0]  # a filtered-out parent: attach higher up
+        children.setdefault(parent, []).append(row)
+    ordered: list[tuple[int, GroupRow]] = []
+    pending = [(0, row) for row in reversed(_sort_rows(children.get("", []), sort, reverse))]
+    while pending:
+        depth, row = pending.pop()
+        ordered.append((depth, row))
+        pending += [(depth + 1, child) for child in reversed(_sort_rows(children.get(row.group, []), sort, reverse))]
+    return ordered

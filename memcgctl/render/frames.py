@@ -1,0 +1,126 @@
+"""`memcgctl top` frames as text: the cells of each column, the plain frames
+of batch mode (-b), and the keys that sort.  No rich here: batch mode and
+the live display (live.py) share these cells, and batch mode stays light.
+
+Sizes are compact ("1.5G", "210M") as in top and htop: a frame of a
+thousand groups formats thousands of them, and columns must stay narrow.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import NamedTuple
+
+from ..operations.sampling import Frame, GroupRow
+
+_UNITS = "KMGTPE"
+
+
+def compact_size(value: int | float | None, unlimited: str = "max") -> str:
+    """'512B', '4.0K', '1.5G', '210M' (powers of 1024); UNLIMITED for None."""
+    if value is None:
+        return unlimited
+    if abs(value) < 1024:
+        return f"{value:.0f}B"
+    for power, unit in enumerate(_UNITS, start=1):
+        scaled = value / 1024**power
+        if abs(scaled) < 1024 or unit == _UNITS[-1]:
+            return f"{scaled:.1f}{unit}" if abs(scaled) < 10 else f"{scaled:.0f}{unit}"
+    raise AssertionError("unreachable")
+
+
+def _change_cell(row: GroupRow) -> str:
+    change = row.change_per_second
+    if change is None:
+        return "-"
+    if abs(change) < 1:
+        return "0"
+    return ("+" if change > 0 else "") + compact_size(change)
+
+
+def _pressure_cell(row: GroupRow) -> str:
+    if row.sample.pressure is not None:
+        return f"{row.sample.pressure:.2f}"
+    if row.refaults_per_second is not None:
+        return f"{row.refaults_per_second:.0f}"
+    return "-"
+
+
+def _events_cell(row: GroupRow) -> str:
+    return "/".join(str(value) for value in row.events_since_start.values())
+
+
+def _percent_cell(row: GroupRow) -> str:
+    return "-" if row.percent_of_limit is None else f"{row.percent_of_limit:.1f}"
+
+
+class Column(NamedTuple):
+    header: str
+    sort: str  # a key of sampling.SORT_KEYS
+    key: str  # the key that sorts by it in the live view
+    cell: object  # GroupRow -> str
+
+
+def columns(version: int) -> list[Column]:
+    """The columns of top on cgroup VERSION, group name first."""
+    found = [
+        Column("GROUP", "group", "n", lambda row: row.group),
+        Column("USAGE", "usage", "u", lambda row: compact_size(row.sample.usage)),
+        Column("LIMIT", "limit", "l", lambda row: compact_size(row.sample.limit)),
+    ]
+    if version == 2:
+        found.append(Column("HIGH", "limit", "l", lambda row: compact_size(row.sample.high)))
+    found += [
+        Column("%LIM", "percent", "%", _percent_cell),
+        Column("CHANGE/s", "change", "c", _change_cell),
+        Column("ANON", "anon", "a", lambda row: compact_size(row.sample.anon, "-")),
+        Column("FILE", "file", "f", lambda row: compact_size(row.sample.file, "-")),
+        Column("SWAP", "swap", "s", lambda row: compact_size(row.sample.swap, "-")),
+        # v2: PSI some avg10 (% of time stalled); v1 has no per-group PSI: refaults/s.
+        Column("PSI10" if version == 2 else "REFLT/s", "pressure", "p", _pressure_cell),
+        Column("HIGH/MAX/OOM" if version == 2 else "FAIL/OOM", "events", "e", _events_cell),
+        Column("PIDS", "pids", "P", lambda row: str(row.sample.pids)),
+    ]
+    return found
+
+
+def sort_by_key(version: int) -> dict[str, str]:
+    """{key pressed: sort name} of the live view."""
+    return {column.key: column.sort for column in columns(version)}
+
+
+
+def frame_title(frame: Frame, interval: float, shown: int | None = None) -> str:
+    clock = time.strftime("%H:%M:%S", time.localtime(frame.time))
+    groups = f"{len(frame.rows)} groups" if shown is None else f"{shown} of {len(frame.rows)} groups"
+    return f"memcgctl top - {clock} - cgroup v{frame.cgroup_version} - {groups} - every {interval:g} s"
+
+
+def table_cells(frame: Frame, ordered: list) -> tuple[list[str], list[list[str]]]:
+    """The header and the cells of (depth, row) pairs, a tree indented."""
+    shown = columns(frame.cgroup_version)
+    header = [column.header for column in shown]
+    cells = []
+    for depth, row in ordered:
+        line = [column.cell(row) for column in shown]
+        if depth:
+            line[0] = "  " * depth + row.group.rsplit("/", 1)[-1]
+        cells.append(line)
+    return header, cells
+
+
+def aligned_lines(header: list[str], cells: list[list[str]]) -> list[str]:
+    """The group name to the left, figures to the right, two spaces between."""
+    widths = [max(len(cell) for cell in column) for column in zip(header, *cells, strict=True)]
+    lines = []
+    for line in [header, *cells]:
+        first, *others = line
+        text = [first.ljust(widths[0])] + [cell.rjust(width) for cell, width in zip(others, widths[1:], strict=True)]
+        lines.append("  ".join(text).rstrip())
+    return lines
+
+
+def batch_text(frame: Frame, ordered: list, interval: float) -> str:
+    """One frame of `top -b`: a title line, the table, an empty line."""
+    lines = [frame_title(frame, interval), *aligned_lines(*table_cells(frame, ordered))]
+    return "\n".join(lines) + "\n\n"

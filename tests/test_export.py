@@ -1,0 +1,366 @@
+"""memcgctl export: the groups' figures as Prometheus metrics, read back with
+prometheus_client's own parser, with promtool, and through a real Prometheus
+server scraping real v1 groups."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from conftest import run_cli, run_process
+
+PROMETHEUS = shutil.which("prometheus")
+PROMTOOL = shutil.which("promtool")
+NOT_INSTALLED = "{} is not installed (apt-get install prometheus)"
+needs_promtool = pytest.mark.skipif(PROMTOOL is None, reason=NOT_INSTALLED.format("promtool"))
+needs_prometheus = pytest.mark.skipif(PROMETHEUS is None, reason=NOT_INSTALLED.format("prometheus"))
+MIB = 1024**2
+
+
+def samples(text: str) -> dict[tuple, float]:
+    """{(sample name, frozenset of labels): value} of an exposition."""
+    found = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            found[(sample.name, frozenset(sample.labels.items()))] = sample.value
+    return found
+
+
+def value(found: dict, name: str, **labels) -> float | None:
+    return found.get((name, frozenset(labels.items())))
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def http_get(url: str, timeout: float = 5) -> str:
+    with urllib.request.urlopen(url, timeout=timeout) as response:
+        return response.read().decode()
+
+
+def wait_for(condition, seconds: float, what: str):
+    """CONDITION() until it returns something true, at most SECONDS."""
+    deadline = time.monotonic() + seconds
+    while True:
+        with contextlib.suppress(OSError):
+            result = condition()
+            if result:
+                return result
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {seconds} s waiting for {what}")
+        time.sleep(0.2)
+
+
+def stop(process: subprocess.Popen) -> int:
+    """SIGTERM to a process this test started (by its PID), then its exit status."""
+    if process.poll() is None:
+        os.kill(process.pid, signal.SIGTERM)
+    try:
+        return process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait()
+        raise
+
+
+# --- fake trees ------------------------------------------------------------------
+
+
+def test_v1_figures_are_exported_in_base_units_with_one_group_label(fake_v1):
+    assert run_cli(fake_v1, "create", "-p", "batch/job1", "--limit", "1G").exit_code == 0
+    assert run_cli(fake_v1, "create", "web").exit_code == 0
+    (fake_v1 / "web" / "memory.usage_in_bytes").write_text("52428800\n")
+    (fake_v1 / "web" / "memory.failcnt").write_text("7\n")
+    (fake_v1 / "web" / "memory.stat").write_text("cache 4096\nrss 8192\npgmajfault 3\ntotal_cache 12288\n")
+    result = run_cli(fake_v1, "export")
+    assert result.exit_code == 0, result.stderr
+    found = samples(result.stdout)
+    assert value(found, "memcgctl_memory_usage_bytes", group="web") == 50 * MIB
+    assert value(found, "memcgctl_memory_limit_bytes", group="batch/job1") == 1024 * MIB
+    assert value(found, "memcgctl_memory_limit_bytes", group="web") is None  # unlimited: left out
+    assert value(found, "memcgctl_memory_failcnt_total", group="web") == 7
+    # v1: the hierarchical total_ figure where there is one, as usage_in_bytes and v2 count.
+    assert value(found, "memcgctl_memory_stat_cache_bytes", group="web") == 12288
+    assert value(found, "memcgctl_memory_stat_rss_bytes", group="web") == 8192
+    assert value(found, "memcgctl_memory_stat_pgmajfault_total", group="web") == 3
+    assert value(found, "memcgctl_scrape_groups") == 3
+    assert value(found, "memcgctl_scrape_errors") == 0
+    assert 0 < value(found, "memcgctl_scrape_duration_seconds") < 10
+    # One label, the group: no label per memory.stat key, nothing from total_* lines.
+    assert {label for name, labels in found for label, _ in labels} == {"group"}
+    assert not any("total" in name.removesuffix("_total") for name, _ in found)
+
+
+def test_v2_events_and_pressure_totals_in_seconds(fake_v2):
+    assert run_cli(fake_v2, "create", "web").exit_code == 0
+    assert run_cli(fake_v2, "limit", "web", "400M", "--high", "300M").exit_code == 0
+    (fake_v2 / "web" / "memory.events").write_text("low 0\nhigh 12\nmax 2\noom 1\noom_kill 1\noom_group_kill 0\n")
+    (fake_v2 / "web" / "memory.pressure").write_text(
+        "some avg10=0.00 avg60=0.00 avg300=0.00 total=1500000\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=250\n")
+    result = run_cli(fake_v2, "export", "web")
+    assert result.exit_code == 0, result.stderr
+    found = samples(result.stdout)
+    assert value(found, "memcgctl_memory_limit_bytes", group="web") == 400 * MIB
+    assert value(found, "memcgctl_memory_high_bytes", group="web") == 300 * MIB
+    assert value(found, "memcgctl_memory_events_high_total", group="web") == 12
+    assert value(found, "memcgctl_memory_events_oom_kill_total", group="web") == 1
+    assert value(found, "memcgctl_memory_pressure_some_seconds_total", group="web") == 1.5
+    assert value(found, "memcgctl_memory_pressure_full_seconds_total", group="web") == 0.00025
+    assert value(found, "memcgctl_memory_failcnt_total", group="web") is None  # v1 only
+
+
+def test_a_group_that_does_not_exist_is_an_error(fake_root):
+    result = run_cli(fake_root, "export", "nosuch")
+    assert result.exit_code == 66
+    assert result.stderr.startswith("memcgctl: group nosuch: no such group (")
+    assert result.stdout == ""
+
+
+@needs_promtool
+def test_promtool_accepts_the_exposition(fake_v1, journal_directory):
+    assert run_cli(fake_v1, "create", "web", "batch", "--limit", "1G").exit_code == 0
+    write_daemon_counters(journal_directory, os.getpid())
+    exposition = run_process(fake_v1, "export").stdout
+    assert "memcgctl_daemon_reclaimed_bytes_total" in exposition
+    completed = subprocess.run([PROMTOOL, "check", "metrics"], input=exposition, capture_output=True, text=True,
+                               timeout=60)
+    assert (completed.returncode, completed.stdout + completed.stderr) == (0, "")
+
+
+# --- the textfile ----------------------------------------------------------------
+
+
+def test_textfile_is_replaced_atomically_and_leaves_no_temporary_file(fake_v1, tmp_path):
+    assert run_cli(fake_v1, "create", "web", "--limit", "100M").exit_code == 0
+    target = tmp_path / "textfile" / "memcgctl.prom"
+    target.parent.mkdir()
+    target.write_text("old content\n")
+    before = target.stat().st_ino
+    result = run_cli(fake_v1, "export", "--textfile", str(target))
+    assert (result.exit_code, result.stdout, result.stderr) == (0, "", "")
+    assert value(samples(target.read_text()), "memcgctl_memory_limit_bytes", group="web") == 100 * MIB
+    assert target.stat().st_ino != before  # a new file renamed over the old one, not rewritten in place
+    assert [path.name for path in target.parent.iterdir()] == ["memcgctl.prom"]
+
+
+def test_textfile_in_a_missing_directory_is_one_line_and_nothing_written(fake_v1, tmp_path):
+    target = tmp_path / "missing" / "memcgctl.prom"
+    result = run_process(fake_v1, "export", "--textfile", str(target))
+    assert result.returncode == 66
+    assert result.stderr.startswith("memcgctl: write metrics: no such file or directory (ENOENT) (")
+    assert "Traceback" not in result.stderr and len(result.stderr.splitlines()) == 1
+    assert not target.parent.exists()
+
+
+# --- the daemon's counters -------------------------------------------------------
+
+
+def write_daemon_counters(directory: Path, pid: int, rows: list | None = None, started: float = 0) -> None:
+    rows = rows if rows is not None else [
+        {"group": "web", "policy": "senpai", "reclaimed_bytes": 3 * MIB, "actions": 4, "backoffs": 1, "errors": 0},
+        {"group": "batch", "policy": "limit-guard", "reclaimed_bytes": 0, "actions": 2, "backoffs": 0, "errors": 5},
+    ]
+    counters = {"pid": pid, "started": started or time.time(), "root": "/sys/fs/cgroup/memory", "rows": rows}
+    (directory / "daemon-counters.json").write_text(json.dumps(counters))
+
+
+def test_daemon_counters_of_a_running_daemon_are_exported(fake_v1, journal_directory):
+    started = time.time()
+    write_daemon_counters(journal_directory, os.getpid(), started=started)  # this process stands for the daemon
+    found = samples(run_cli(fake_v1, "export").stdout)
+    assert value(found, "memcgctl_daemon_up") == 1
+    assert value(found, "memcgctl_daemon_start_time_seconds") == started
+    assert value(found, "memcgctl_daemon_reclaimed_bytes_total", group="web", policy="senpai") == 3 * MIB
+    assert value(found, "memcgctl_daemon_actions_total", group="web", policy="senpai") == 4
+    assert value(found, "memcgctl_daemon_backoffs_total", group="web", policy="senpai") == 1
+    assert value(found, "memcgctl_daemon_errors_total", group="batch", policy="limit-guard") == 5
+
+
+def test_daemon_counters_of_a_dead_daemon_are_not_exported(fake_v1, journal_directory):
+    finished = subprocess.Popen([sys.executable, "-c", "pass"])
+    finished.wait()  # reaped: its pid names no process now
+    write_daemon_counters(journal_directory, finished.pid)
+    found = samples(run_cli(fake_v1, "export").stdout)
+    assert value(found, "memcgctl_daemon_up") == 0
+    assert not any(name.startswith("memcgctl_daemon_reclaimed") for name, _ in found)
+
+
+def test_daemon_counters_whose_pid_now_names_a_newer_process_are_not_exported(fake_v1, journal_directory):
+    # This process began after the "daemon" started an hour ago: its pid was reused.
+    write_daemon_counters(journal_directory, os.getpid(), started=time.time() - 3600)
+    found = samples(run_cli(fake_v1, "export").stdout)
+    assert value(found, "memcgctl_daemon_up") == 0
+    assert not any(name.startswith("memcgctl_daemon_actions") for name, _ in found)
+
+
+def test_unreadable_daemon_counters_count_as_a_scrape_error(fake_v1, journal_directory):
+    (journal_directory / "daemon-counters.json").write_text('{"pid": "x"')
+    result = run_cli(fake_v1, "export")
+    assert result.exit_code == 0, result.stderr
+    found = samples(result.stdout)
+    assert value(found, "memcgctl_daemon_up") == 0
+    assert value(found, "memcgctl_scrape_errors") == 1
+
+
+# --- serving ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("address", ["9101", "127.0.0.1:", "127.0.0.1:99999", ":9101", "localhost:http"])
+def test_a_bad_listen_address_is_a_usage_error(fake_v1, address):
+    result = run_cli(fake_v1, "export", "--listen", address)
+    assert result.exit_code == 2
+    assert result.stderr.startswith(f"memcgctl: listen address {address!r}: ")
+
+
+def test_listen_and_textfile_together_is_a_usage_error(fake_v1, tmp_path):
+    result = run_cli(fake_v1, "export", "--listen", "127.0.0.1:9101", "--textfile", str(tmp_path / "m.prom"))
+    assert result.exit_code == 2
+    assert "--listen and --textfile cannot be used together" in result.stderr
+
+
+def start_exporter(root: Path, port: int, *args: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "memcgctl", "--root", str(root), "export", *args,
+                             "--listen", f"127.0.0.1:{port}"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+
+
+def test_a_port_in_use_is_one_line_on_stderr(fake_v1):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        exporter = start_exporter(fake_v1, taken.getsockname()[1])
+        _, stderr = exporter.communicate(timeout=60)
+    assert exporter.returncode == 74
+    assert stderr.startswith("memcgctl: listen for scrapes: address already in use (EADDRINUSE) (127.0.0.1:")
+    assert len(stderr.splitlines()) == 1
+
+
+def test_served_metrics_follow_the_groups_and_sigterm_stops_cleanly(fake_v1):
+    assert run_cli(fake_v1, "create", "web", "--limit", "100M").exit_code == 0
+    port = free_port()
+    exporter = start_exporter(fake_v1, port)
+    try:
+        text = wait_for(lambda: http_get(f"http://127.0.0.1:{port}/metrics"), 30, "the exporter")
+        assert value(samples(text), "memcgctl_memory_limit_bytes", group="web") == 100 * MIB
+        assert run_cli(fake_v1, "limit", "web", "200M").exit_code == 0
+        assert run_cli(fake_v1, "create", "batch").exit_code == 0
+        found = samples(http_get(f"http://127.0.0.1:{port}/metrics"))  # each scrape reads afresh
+        assert value(found, "memcgctl_memory_limit_bytes", group="web") == 200 * MIB
+        assert value(found, "memcgctl_memory_usage_bytes", group="batch") == 0
+    finally:
+        status = stop(exporter)
+    assert status == 0
+    assert exporter.stderr.read() == ""
+
+
+# --- the real kernel, scraped by a real Prometheus ---------------------------------
+
+
+PROMETHEUS_CONFIG = """\
+global:
+  scrape_interval: 1s
+  scrape_timeout: 1s
+scrape_configs:
+  - job_name: memcgctl
+    static_configs:
+      - targets: ["127.0.0.1:{exporter_port}"]
+"""
+
+
+def query_prometheus(port: int, expression: str) -> list:
+    url = f"http://127.0.0.1:{port}/api/v1/query?" + urllib.parse.urlencode({"query": expression})
+    answer = json.loads(http_get(url))
+    assert answer["status"] == "success", answer
+    return answer["data"]["result"]
+
+
+@needs_prometheus
+@needs_promtool
+def test_prometheus_scrapes_real_groups_and_reads_back_the_kernel_figures(kernel_root, tmp_path):
+    assert kernel_root.version == 1, "this host test is for cgroup v1"
+    assert run_process(kernel_root.path, "create", "-p", "web", "batch/job1", "--limit", "300M").returncode == 0
+    assert run_process(kernel_root.path, "limit", "web", "123M").returncode == 0
+    kernel_root.fill_page_cache("batch/job1", tmp_path / "cache-file", 8)
+    exporter_port, prometheus_port = free_port(), free_port()
+    (tmp_path / "prometheus.yml").write_text(PROMETHEUS_CONFIG.format(exporter_port=exporter_port))
+    exporter = start_exporter(kernel_root.path, exporter_port)
+    prometheus = subprocess.Popen(
+        [PROMETHEUS, f"--config.file={tmp_path / 'prometheus.yml'}", f"--storage.tsdb.path={tmp_path / 'data'}",
+         f"--web.listen-address=127.0.0.1:{prometheus_port}", "--log.level=warn"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        exposition = wait_for(lambda: http_get(f"http://127.0.0.1:{exporter_port}/metrics"), 30, "the exporter")
+        checked = subprocess.run([PROMTOOL, "check", "metrics"], input=exposition, capture_output=True, text=True,
+                                 timeout=60)
+        assert (checked.returncode, checked.stdout + checked.stderr) == (0, "")
+
+        limit = wait_for(lambda: query_prometheus(prometheus_port, 'memcgctl_memory_limit_bytes{group="web"}'),
+                         60, "Prometheus to scrape the exporter")
+        assert limit[0]["metric"]["job"] == "memcgctl"
+        assert int(float(limit[0]["value"][1])) == int(kernel_root.read("web", "memory.limit_in_bytes"))
+        assert int(float(limit[0]["value"][1])) == 123 * MIB
+        cache = query_prometheus(prometheus_port, 'memcgctl_memory_stat_cache_bytes{group="batch"}')
+        kernel_cache = next(int(line.split()[1]) for line in kernel_root.read("batch", "memory.stat").splitlines()
+                            if line.startswith("total_cache "))  # batch/job1's page cache, counted in batch
+        assert int(float(cache[0]["value"][1])) == kernel_cache >= 4 * MIB
+        up = query_prometheus(prometheus_port, 'up{job="memcgctl"}')
+        assert up[0]["value"][1] == "1"
+    finally:
+        prometheus_status = stop(prometheus)
+        exporter_status = stop(exporter)
+    assert exporter_status == 0
+    assert prometheus_status == 0, prometheus.stderr.read()[-2000:]
+
+
+def test_a_full_standard_output_is_one_error_line(fake_v1):
+    assert run_cli(fake_v1, "create", "web").exit_code == 0
+    with open("/dev/full", "w") as full:
+        completed = subprocess.run([sys.executable, "-m", "memcgctl", "--root", str(fake_v1), "export"],
+                                   stdout=full, stderr=subprocess.PIPE, text=True, timeout=60)
+    assert completed.returncode == 74
+    assert completed.stderr == "memcgctl: write metrics: no space left on device (ENOSPC) (standard output)\n"
+
+
+def kernel_counters(kernel_root, group: str, name: str) -> dict:
+    return {line.split()[0]: int(line.split()[1]) for line in kernel_root.read(group, name).splitlines()}
+
+
+def test_real_group_figures_match_the_kernel_files(kernel_root, tmp_path):
+    """On the real kernel (v1 here, v2 in the VM): what export says is what
+    the kernel files hold."""
+    assert run_process(kernel_root.path, "create", "web", "--limit", "300M").returncode == 0
+    kernel_root.fill_page_cache("web", tmp_path / "cache-file", 8)
+    completed = run_process(kernel_root.path, "export", "web")
+    assert completed.returncode == 0, completed.stderr
+    found = samples(completed.stdout)
+    assert value(found, "memcgctl_memory_limit_bytes", group="web") == 300 * MIB
+    stat = kernel_counters(kernel_root, "web", "memory.stat")
+    if kernel_root.version == 1:
+        assert value(found, "memcgctl_memory_stat_cache_bytes", group="web") == stat["total_cache"] >= 4 * MIB
+        assert value(found, "memcgctl_memory_failcnt_total", group="web") == int(kernel_root.read("web",
+                                                                                                  "memory.failcnt"))
+        assert value(found, "memcgctl_memory_peak_bytes", group="web") >= 8 * MIB
+    else:
+        assert value(found, "memcgctl_memory_stat_file_bytes", group="web") == stat["file"] >= 4 * MIB
+        for key, count in kernel_counters(kernel_root, "web", "memory.events").items():
+            assert value(found, f"memcgctl_memory_events_{key}_total", group="web") == count, key
+        pressure = {line.split()[0]: int(line.rsplit("total=", 1)[1])
+                    for line in kernel_root.read("web", "memory.pressure").splitlines()}
+        assert value(found, "memcgctl_memory_pressure_some_seconds_total", group="web") == pressure["some"] / 1e6
+        assert value(found, "memcgctl_memory_pressure_full_seconds_total", group="web") == pressure["full"] / 1e6

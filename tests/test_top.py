@@ -1,0 +1,298 @@
+"""memcgctl top on fake trees: frames as data (rates, events since start,
+groups appearing and vanishing), the order of rows, the keys of the live
+view, batch and JSON output, and bad options.  The real kernel and a real
+terminal: test_top_kernel.py and test_top_terminal.py."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from memcgctl.kernel.discovery import open_hierarchy
+from memcgctl.operations.sampling import Sampler, counter, order_rows
+from memcgctl.render.frames import compact_size
+
+from conftest import run_cli
+
+MIB = 1024**2
+
+
+class FakeClock:
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def make_groups(root, *names):
+    for name in names:
+        assert run_cli(root, "create", "-p", name).exit_code == 0
+
+
+def set_file(root, group, name, text):
+    (root / group / name).write_text(text)
+
+
+def set_usage(root, version, group, usage, anon=0, file=0):
+    if version == 1:
+        set_file(root, group, "memory.usage_in_bytes", f"{usage}\n")
+        set_file(root, group, "memory.stat", f"cache {file}\nrss {anon}\ntotal_cache {file}\ntotal_rss {anon}\n"
+                                             f"total_swap 0\ntotal_workingset_refault_anon 0\n"
+                                             f"total_workingset_refault_file 0\n")
+    else:
+        set_file(root, group, "memory.current", f"{usage}\n")
+        set_file(root, group, "memory.stat", f"anon {anon}\nfile {file}\nkernel 0\n")
+
+
+def rows_by_name(frame):
+    return {row.group: row for row in frame.rows}
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_a_frame_has_rates_percent_and_events_since_start(tmp_path, version):
+    root = tmp_path / "cg"
+    from memcgctl.kernel.discovery import build_fake_root
+
+    build_fake_root(root, version)
+    make_groups(root, "web")
+    assert run_cli(root, "limit", "web", "100M").exit_code == 0
+    set_usage(root, version, "web", 50 * MIB, anon=10 * MIB, file=40 * MIB)
+    clock = FakeClock()
+    sampler = Sampler(open_hierarchy(root), clock=clock)
+    first = rows_by_name(sampler.next_frame())["web"]
+    assert (first.sample.usage, first.sample.anon, first.sample.file) == (50 * MIB, 10 * MIB, 40 * MIB)
+    assert first.percent_of_limit == 50.0
+    assert first.change_per_second is None  # nothing to compare with yet
+    assert not first.stands_out
+
+    # 2 seconds later: 46 MiB more, and an OOM kill.
+    clock.now += 2
+    set_usage(root, version, "web", 96 * MIB, anon=10 * MIB, file=86 * MIB)
+    if version == 1:
+        set_file(root, "web", "memory.failcnt", "7\n")
+        set_file(root, "web", "memory.oom_control", "oom_kill_disable 0\nunder_oom 0\noom_kill 1\n")
+    else:
+        set_file(root, "web", "memory.events", "low 0\nhigh 3\nmax 5\noom 1\noom_kill 1\noom_group_kill 0\n")
+    frame = sampler.next_frame()
+    second = rows_by_name(frame)["web"]
+    assert frame.seconds_since_previous == 2
+    assert second.change_per_second == 23 * MIB
+    assert second.percent_of_limit == 96.0
+    expected = {"failcnt": 7, "oom_kill": 1} if version == 1 else {"high": 3, "max": 5, "oom_kill": 1}
+    assert second.events_since_start == expected
+    assert second.stands_out
+
+
+def test_events_count_from_the_first_sighting(fake_v2):
+    make_groups(fake_v2, "web")
+    set_file(fake_v2, "web", "memory.events", "low 0\nhigh 40\nmax 2\noom 0\noom_kill 9\noom_group_kill 0\n")
+    sampler = Sampler(open_hierarchy(fake_v2), clock=FakeClock())
+    assert rows_by_name(sampler.next_frame())["web"].events_since_start == {"high": 0, "max": 0, "oom_kill": 0}
+    set_file(fake_v2, "web", "memory.events", "low 0\nhigh 41\nmax 2\noom 0\noom_kill 9\noom_group_kill 0\n")
+    row = rows_by_name(sampler.next_frame())["web"]
+    assert row.events_since_start == {"high": 1, "max": 0, "oom_kill": 0}
+    assert row.sample.events == {"high": 41, "max": 2, "oom_kill": 9}
+    assert not row.stands_out  # the kills were before top started
+
+
+def test_a_reset_failcnt_counts_again_from_zero(fake_v1):
+    make_groups(fake_v1, "web")
+    set_file(fake_v1, "web", "memory.failcnt", "50\n")
+    sampler = Sampler(open_hierarchy(fake_v1))
+    sampler.next_frame()
+    set_file(fake_v1, "web", "memory.failcnt", "3\n")  # someone wrote 0, then 3 failures
+    assert rows_by_name(sampler.next_frame())["web"].events_since_start == {"failcnt": 3, "oom_kill": 0}
+
+
+def test_v2_pressure_high_and_swap_come_from_their_files(fake_v2):
+    make_groups(fake_v2, "web")
+    set_file(fake_v2, "web", "memory.pressure", "some avg10=12.34 avg60=1.00 avg300=0.10 total=99\n"
+                                                "full avg10=1.00 avg60=0.00 avg300=0.00 total=9\n")
+    set_file(fake_v2, "web", "memory.swap.current", "4096\n")
+    assert run_cli(fake_v2, "limit", "web", "--high", "64M").exit_code == 0
+    row = rows_by_name(Sampler(open_hierarchy(fake_v2)).next_frame())["web"]
+    assert (row.sample.pressure, row.sample.swap, row.sample.high, row.sample.limit) == (12.34, 4096, 64 * MIB, None)
+
+
+def test_v1_refaults_per_second(fake_v1):
+    make_groups(fake_v1, "web")
+    clock = FakeClock()
+    sampler = Sampler(open_hierarchy(fake_v1), clock=clock)
+    set_file(fake_v1, "web", "memory.stat", "total_workingset_refault_anon 5\ntotal_workingset_refault_file 10\n")
+    assert rows_by_name(sampler.next_frame())["web"].sample.refaults == 15
+    set_file(fake_v1, "web", "memory.stat", "total_workingset_refault_anon 5\ntotal_workingset_refault_file 410\n")
+    clock.now += 4
+    assert rows_by_name(sampler.next_frame())["web"].refaults_per_second == 100
+
+
+def test_groups_appear_and_vanish_between_frames(fake_root):
+    make_groups(fake_root, "old", "gone")
+    sampler = Sampler(open_hierarchy(fake_root))
+    first = sampler.next_frame()
+    assert [row.group for row in first.rows] == ["gone", "old"]
+    assert run_cli(fake_root, "delete", "gone").exit_code == 0
+    make_groups(fake_root, "new")
+    second = sampler.next_frame()
+    assert [row.group for row in second.rows] == ["new", "old"]
+    assert (second.appeared, second.vanished) == (["new"], ["gone"])
+
+
+def test_a_named_group_removed_later_is_left_out_without_error(fake_root):
+    make_groups(fake_root, "web/one", "db")
+    sampler = Sampler(open_hierarchy(fake_root), ["web", "db"])
+    assert [row.group for row in sampler.next_frame().rows] == ["web", "web/one", "db"]
+    assert run_cli(fake_root, "delete", "-r", "web").exit_code == 0
+    frame = sampler.next_frame()
+    assert [row.group for row in frame.rows] == ["db"]
+    assert sorted(frame.vanished) == ["web", "web/one"]
+
+
+def test_counter_reads_whole_keys_only():
+    text = "rss 1\ntotal_rss 2\nrss_huge 3\n"
+    assert (counter(text, "rss"), counter(text, "total_rss"), counter(text, "rss_huge")) == (1, 2, 3)
+    assert counter(text, "cache") is None
+    assert counter("x 1\nss 5", "ss") == 5
+
+
+def test_order_rows_sorts_reverses_filters_and_makes_a_tree(fake_v2):
+    make_groups(fake_v2, "a/small", "a/big", "b")
+    for group, usage in {"a": 30, "a/small": 1, "a/big": 29, "b": 50}.items():
+        set_usage(fake_v2, 2, group, usage * MIB)
+    rows = Sampler(open_hierarchy(fake_v2)).next_frame().rows
+    names = lambda ordered: [(depth, row.group) for depth, row in ordered]  # noqa: E731
+    assert names(order_rows(rows)) == [(0, "b"), (0, "a"), (0, "a/big"), (0, "a/small")]
+    assert names(order_rows(rows, reverse=True)) == [(0, "a/small"), (0, "a/big"), (0, "a"), (0, "b")]
+    assert names(order_rows(rows, "group")) == [(0, "a"), (0, "a/big"), (0, "a/small"), (0, "b")]
+    assert names(order_rows(rows, tree=True)) == [(0, "b"), (0, "a"), (1, "a/big"), (1, "a/small")]
+    assert names(order_rows(rows, name_filter="BIG")) == [(0, "a/big")]
+    assert names(order_rows(rows, tree=True, name_filter="a/")) == [(0, "a/big"), (0, "a/small")]
+    # unlimited sorts last by limit, whatever the direction
+    assert run_cli(fake_v2, "limit", "b", "1G").exit_code == 0
+    rows = Sampler(open_hierarchy(fake_v2)).next_frame().rows
+    assert names(order_rows(rows, "limit"))[0] == (0, "b")
+    assert names(order_rows(rows, "limit", reverse=True))[0] == (0, "b")
+
+
+def test_keys_of_the_live_view():
+    from memcgctl.render.live import View
+
+    view = View(version=1)
+    assert (view.sort, view.reverse) == ("usage", False)
+    view.press("c")
+    assert (view.sort, view.reverse) == ("change", False)
+    view.press("c")
+    assert (view.sort, view.reverse) == ("change", True)
+    view.press("n")
+    assert (view.sort, view.reverse) == ("group", False)
+    view.press("t")
+    view.press(" ")
+    assert view.tree and view.paused
+    for key in ["/", "w", "e", "x", "\x7f", "b", "\r"]:
+        view.press(key)
+    assert view.name_filter == "web" and view.typing is None
+    for key in ["/", "z", "\x1b"]:
+        view.press(key)
+    assert view.name_filter == "web"  # Esc cancelled
+    assert "n=group" in view.footer() and "P=pids" in view.footer()
+    assert view.footer(80).endswith("sort by column: n u l % c a f s p e P") and len(view.footer(80)) <= 80
+    view.press("q")
+    assert view.quit
+
+
+def test_compact_sizes():
+    assert [compact_size(v) for v in (0, 1023, 4096, 1536 * MIB, 210 * MIB, None)] == \
+        ["0B", "1023B", "4.0K", "1.5G", "210M", "max"]
+    assert compact_size(-3 * MIB) == "-3.0M"
+
+
+# --- the command -------------------------------------------------------------------
+
+
+def test_batch_frames_on_a_fake_tree(fake_v1):
+    make_groups(fake_v1, "web", "db")
+    assert run_cli(fake_v1, "limit", "web", "100M").exit_code == 0
+    set_usage(fake_v1, 1, "web", 95 * MIB, anon=5 * MIB, file=90 * MIB)
+    result = run_cli(fake_v1, "top", "-b", "-n", "2", "-d", "0.1")
+    assert result.exit_code == 0, result.stderr
+    frames = result.stdout.split("\n\n")
+    assert len(frames) == 3 and frames[2] == ""
+    for number, text in enumerate(frames[:2]):
+        title, header, first, second = text.splitlines()
+        assert title.startswith("memcgctl top - ") and "cgroup v1 - 2 groups - every 0.1 s" in title
+        assert header.split() == ["GROUP", "USAGE", "LIMIT", "%LIM", "CHANGE/s", "ANON", "FILE", "SWAP",
+                                  "REFLT/s", "FAIL/OOM", "PIDS"]
+        change = "-" if number == 0 else "0"
+        assert first.split() == ["web", "95M", "100M", "95.0", change, "5.0M", "90M", "0B", change, "0/0", "0"]
+        assert second.split()[:3] == ["db", "0B", "max"]
+
+
+def test_json_lines_on_a_fake_tree(fake_v2):
+    make_groups(fake_v2, "web")
+    set_usage(fake_v2, 2, "web", 3 * MIB, anon=MIB, file=2 * MIB)
+    result = run_cli(fake_v2, "top", "--json", "-n", "2", "-d", "0.1")
+    assert result.exit_code == 0, result.stderr
+    frames = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [frame["frame"] for frame in frames] == [1, 2]
+    assert frames[0]["seconds_since_previous"] is None and frames[1]["seconds_since_previous"] >= 0.09
+    web = frames[1]["groups"][0]
+    assert frames[1]["cgroup_version"] == 2
+    assert (web["group"], web["usage"], web["anon"], web["file"], web["limit"]) == ("web", 3 * MIB, MIB, 2 * MIB, None)
+    assert web["events_since_start"] == {"high": 0, "max": 0, "oom_kill": 0}
+    assert web["change_per_second"] == 0
+
+
+@pytest.mark.parametrize("value", ["abc", "0", "-1", "nan", "inf", "0.05", "1e9", ""])
+def test_nonsense_interval_is_a_usage_error(fake_v1, value):
+    result = run_cli(fake_v1, "top", "-b", "-d", value)
+    assert result.exit_code == 2
+    assert "-d" in result.stderr and "Traceback" not in result.stderr
+    assert result.stdout == ""
+
+
+@pytest.mark.parametrize("value", ["0", "-3", "x"])
+def test_nonsense_count_is_a_usage_error(fake_v1, value):
+    result = run_cli(fake_v1, "top", "-b", "-n", value)
+    assert (result.exit_code, result.stdout) == (2, "")
+
+
+def test_an_unknown_group_is_exit_66_before_any_frame(fake_v1):
+    result = run_cli(fake_v1, "top", "-b", "-n", "1", "nope")
+    assert result.exit_code == 66
+    assert result.stdout == ""
+    assert result.stderr.startswith("memcgctl: group nope: no such group (")
+
+
+@pytest.mark.parametrize("mode", [["-b"], ["--json"]])
+def test_a_closed_pipe_ends_top_quietly_with_74(fake_v1, mode):
+    make_groups(fake_v1, *(f"g{i}" for i in range(20)))
+    # head reads one line and exits; later frames meet a closed pipe.
+    completed = subprocess.run(
+        f"{sys.executable} -m memcgctl --root {fake_v1} top {' '.join(mode)} -d 0.1 -n 30 | head -1; "
+        "echo status=${PIPESTATUS[0]}", shell=True, executable="/bin/bash", capture_output=True, text=True,
+        timeout=60)
+    lines = completed.stdout.splitlines()
+    assert lines[-1] == "status=74"
+    assert len(lines) == 2
+    assert completed.stderr == ""
+
+
+def test_a_full_output_is_one_line_and_74(fake_v1):
+    make_groups(fake_v1, "web")
+    with open("/dev/full", "w") as full:
+        completed = subprocess.run([sys.executable, "-m", "memcgctl", "--root", str(fake_v1), "top", "-b", "-n", "1"],
+                                   stdout=full, stderr=subprocess.PIPE, text=True, timeout=60)
+    assert completed.returncode == 74
+    assert completed.stderr == "memcgctl: write output: no space left on device (ENOSPC) (stdout)\n"
+
+
+def test_without_a_terminal_top_prints_batch_frames(fake_v1):
+    make_groups(fake_v1, "web")
+    completed = subprocess.run([sys.executable, "-m", "memcgctl", "--root", str(fake_v1), "top", "-n", "1"],
+                               capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stdout.startswith("memcgctl top - ") and "\nweb " in completed.stdout
+    assert "\x1b[" not in completed.stdout

@@ -1,0 +1,130 @@
+"""memcgctl top -b and --json as plain processes on the real kernel: v1 on
+this host, v2 in the VM (.ci/run runs this file there too).  A group gets
+page cache through a low limit (v1 memory.limit_in_bytes, v2 memory.high)
+while top watches: its events since start and pressure come from the
+kernel, and its figures match the kernel's files."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+
+from conftest import run_process
+
+MIB = 1024**2
+LOW_LIMIT = 16 * MIB
+
+
+def start_top(kernel_root, *args: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "memcgctl", "--root", str(kernel_root.path), "top", *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def fill_between_frames(kernel_root, top: subprocess.Popen, file) -> None:
+    """64 MiB of page cache through the 16 MiB limit of busy, with TOP
+    stopped meanwhile, so that its next frame comes after the fill however
+    slow the machine (the VM): a stopped top wakes up past its due time."""
+    os.kill(top.pid, signal.SIGSTOP)
+    try:
+        kernel_root.fill_page_cache("busy", file, 64)
+    finally:
+        os.kill(top.pid, signal.SIGCONT)
+
+
+def finish(top: subprocess.Popen) -> tuple[str, str]:
+    """The rest of TOP's stdout and its stderr once it ended (not communicate():
+    it reads the pipe past what readline() already buffered)."""
+    rest, errors = top.stdout.read(), top.stderr.read()
+    top.wait(timeout=60)
+    return rest, errors
+
+
+def busy_and_idle(kernel_root) -> None:
+    for group in ("busy", "idle"):
+        assert run_process(kernel_root.path, "create", group).returncode == 0
+    limit = ["--high", "16M"] if kernel_root.version == 2 else ["16M"]
+    assert run_process(kernel_root.path, "limit", "busy", *limit).returncode == 0
+
+
+def usage_file(kernel_root) -> str:
+    return "memory.current" if kernel_root.version == 2 else "memory.usage_in_bytes"
+
+
+def test_json_frames_show_page_cache_events_and_pressure_from_the_kernel(kernel_root, tmp_path):
+    busy_and_idle(kernel_root)
+    top = start_top(kernel_root, "--json", "-n", "3", "-d", "1")
+    first = json.loads(top.stdout.readline())
+    fill_between_frames(kernel_root, top, tmp_path / "cache")
+    rest, errors = finish(top)
+    assert (top.returncode, errors) == (0, "")
+    frames = [first] + [json.loads(line) for line in rest.splitlines()]
+    assert [frame["frame"] for frame in frames] == [1, 2, 3]
+    assert all(frame["cgroup_version"] == kernel_root.version for frame in frames)
+    last = {row["group"]: row for row in frames[-1]["groups"]}
+    busy, idle = last["busy"], last["idle"]
+    assert sorted(last) == ["busy", "idle"]
+
+    # usage and page cache are the kernel's (page cache stays until reclaimed)
+    usage_now = int(kernel_root.read("busy", usage_file(kernel_root)))
+    assert abs(busy["usage"] - usage_now) < MIB
+    assert busy["file"] > 4 * MIB and busy["usage"] <= LOW_LIMIT + MIB
+    assert idle["usage"] < MIB and idle["events_since_start"] == dict.fromkeys(idle["events"], 0)
+
+    if kernel_root.version == 1:
+        assert busy["limit"] == LOW_LIMIT == int(kernel_root.read("busy", "memory.limit_in_bytes"))
+        failcnt = int(kernel_root.read("busy", "memory.failcnt"))
+        assert 0 < busy["events_since_start"]["failcnt"] == failcnt
+        assert busy["pressure"] is None and busy["refaults_per_second"] is not None
+    else:
+        assert (busy["high"], busy["limit"]) == (LOW_LIMIT, None)
+        events = dict(line.split() for line in kernel_root.read("busy", "memory.events").splitlines())
+        assert 0 < busy["events_since_start"]["high"] == int(events["high"])
+        pressure = kernel_root.read("busy", "memory.pressure").splitlines()[0]
+        assert pressure.startswith("some avg10=") and isinstance(busy["pressure"], float)
+    assert busy["percent_of_limit"] == round(100 * busy["usage"] / LOW_LIMIT, 1)
+    assert [frame["seconds_since_previous"] is None for frame in frames] == [True, False, False]
+
+
+def test_batch_frames_on_the_kernel(kernel_root, tmp_path):
+    busy_and_idle(kernel_root)
+    top = start_top(kernel_root, "-b", "-n", "3", "-d", "1", "busy", "idle")
+    first_line = top.stdout.readline()
+    fill_between_frames(kernel_root, top, tmp_path / "cache")
+    rest, errors = finish(top)
+    assert (top.returncode, errors) == (0, "")
+    frames = (first_line + rest).split("\n\n")
+    assert len(frames) == 4 and frames[3] == ""
+    for text in frames[:3]:
+        title, header, *rows = text.splitlines()
+        assert f"cgroup v{kernel_root.version} - 2 groups - every 1 s" in title
+        assert [row.split()[0] for row in rows] == ["busy", "idle"]  # by usage, largest first
+    header, busy = frames[2].splitlines()[1].split(), frames[2].splitlines()[2].split()
+    cells = dict(zip(header, busy, strict=True))
+    assert cells["LIMIT" if kernel_root.version == 1 else "HIGH"] == "16M"
+    if kernel_root.version == 1:
+        fails, kills = cells["FAIL/OOM"].split("/")
+        assert int(fails) > 0 and kills == "0"
+        assert cells["REFLT/s"].isdigit()
+    else:
+        high, maximum, kills = cells["HIGH/MAX/OOM"].split("/")
+        assert int(high) > 0 and kills == "0"
+        assert float(cells["PSI10"]) >= 0
+
+
+def test_the_quick_walk_finds_what_the_plain_walk_finds(kernel_root):
+    """top lists only groups whose link count says they have child groups."""
+    from memcgctl.kernel.discovery import open_hierarchy
+
+    for group in ("a", "a/b", "a/b/c", "a/d", "e", "e/f"):
+        assert run_process(kernel_root.path, "create", group).returncode == 0
+    backend = open_hierarchy(kernel_root.path)
+    root, fs = backend.group("", must_exist=False), backend.fs
+    assert fs.is_kernel
+    quick = [group.name for group in fs.descendants_quickly(root)]
+    assert quick == [group.name for group in fs.descendants(root)] == ["a", "a/b", "a/b/c", "a/d", "e", "e/f"]
+    (kernel_root.path / "e" / "f").rmdir()
+    assert [group.name for group in fs.descendants_quickly(backend.group("e"))] == []
+    assert [group.name for group in fs.descendants_quickly(backend.group("a"))] == ["a/b", "a/b/c", "a/d"]

@@ -1,12 +1,13 @@
 _memcgctl_completion() {
     local IFS=$'\n'
-    local response
+    local response line type value quoted
 
-    response=$(env COMP_WORDS="${COMP_WORDS[*]}" COMP_CWORD=$COMP_CWORD _MEMCGCTL_COMPLETE=bash_complete $1)
-
-    for completion in $response; do
-        IFS=',' read type value <<< "$completion"
-
+    response=$(env COMP_WORDS="${COMP_WORDS[*]}" COMP_CWORD=$COMP_CWORD _MEMCGCTL_COMPLETE=bash_complete "$1")
+    COMPREPLY=()
+    while IFS= read -r line; do
+        [[ -n $line ]] || continue
+        type=${line%%,*}
+        value=${line#*,}
         if [[ $type == 'dir' ]]; then
             COMPREPLY=()
             compopt -o dirnames
@@ -14,9 +15,10 @@ _memcgctl_completion() {
             COMPREPLY=()
             compopt -o default
         elif [[ $type == 'plain' ]]; then
-            COMPREPLY+=($value)
+            printf -v quoted '%q' "$value"
+            COMPREPLY+=("$quoted")
         fi
-    done
+    done <<< "$response"
 
     return 0
 }

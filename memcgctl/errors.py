@@ -27,8 +27,12 @@ class MemcgError(Exception):
         self.path = path
 
     def __str__(self) -> str:
-        text = f"{self.what}: {self.why}"
-        return f"{text} ({self.path})" if self.path else text
+        # Group names may hold control characters (the kernel allows CR and
+        # ESC): shown raw, they would rewrite the terminal line.
+        from .render.escape import printable
+
+        text = f"{printable(self.what)}: {printable(self.why)}"
+        return f"{text} ({printable(self.path)})" if self.path else text
 
 
 class Interrupted(BaseException):

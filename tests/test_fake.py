@@ -201,7 +201,11 @@ def test_init_fake_builds_a_usable_root_and_refuses_a_full_directory(tmp_path):
     assert (target / "web" / "memory.limit_in_bytes").read_text() == str(400 * MIB)
     result = run_cli(None, "init-fake", str(target))
     assert result.exit_code == 2
-    assert "not empty" in result.stderr
+    assert "the directory exists: init-fake makes a new one" in result.stderr
+    empty = tmp_path / "empty"
+    empty.mkdir()  # an empty directory too: someone else may have made it (issue 13, finding 1)
+    assert run_cli(None, "init-fake", str(empty)).exit_code == 2
+    assert list(empty.iterdir()) == []
 
 
 def test_init_fake_dry_run_writes_nothing(tmp_path):

@@ -96,7 +96,8 @@ def test_a_link_to_the_root_is_not_a_way_round(fake_root):
     for args in (["limit", "self", "10M"], ["empty", "self"], ["delete", "self"]):
         result = run_cli(fake_root, *args)
         assert result.exit_code == 2, (args, result.stderr)
-        assert "root of the hierarchy" in result.stderr
+        # A symbolic link is refused as a group name before the root check is reached.
+        assert "group 'self': leads outside the cgroup root" in result.stderr
     assert whole_state(fake_root) == before
 
 
@@ -266,8 +267,20 @@ def test_init_fake_dry_run_on_a_full_directory_exits_2_like_the_real_run(tmp_pat
     dry = run_cli(None, "-n", "init-fake", str(tmp_path / "full"))
     real = run_cli(None, "init-fake", str(tmp_path / "full"))
     assert dry.exit_code == real.exit_code == 2
-    assert "not empty" in dry.stderr and dry.stdout == ""
+    assert "the directory exists" in dry.stderr and dry.stdout == ""
+    assert dry.stderr == real.stderr
     assert sorted(p.name for p in (tmp_path / "full").iterdir()) == ["something"]
+
+
+def test_init_fake_on_an_empty_directory_exits_2_dry_and_real_alike(tmp_path):
+    # init-fake makes a NEW directory: an empty one may have been made by
+    # someone else, to plant links in it (see test_security.py).
+    (tmp_path / "empty").mkdir()
+    dry = run_cli(None, "-n", "init-fake", str(tmp_path / "empty"))
+    real = run_cli(None, "init-fake", str(tmp_path / "empty"))
+    assert dry.exit_code == real.exit_code == 2
+    assert "the directory exists" in dry.stderr and dry.stdout == "" and dry.stderr == real.stderr
+    assert list((tmp_path / "empty").iterdir()) == []
 
 
 def test_init_fake_carries_out_the_plan_it_prints(tmp_path):

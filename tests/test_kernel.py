@@ -284,12 +284,14 @@ def nobody_python() -> list[str]:
         shutil.copytree(package, site / package.name)
     for path in [site, *site.rglob("*")]:
         path.chmod(0o755 if path.is_dir() else 0o644)
-    # nobody's own journal: the default for a user without XDG_RUNTIME_DIR
-    journal = Path(f"/tmp/memcgctl-{pwd.getpwnam('nobody').pw_uid}")
+    # nobody's own journal: the default for a user without XDG_RUNTIME_DIR,
+    # ~/.cache/memcgctl (issue 13, finding 9), in a home of nobody's
+    home = Path(tempfile.mkdtemp(prefix="memcgctl-home-", dir="/tmp"))
+    os.chown(home, pwd.getpwnam("nobody").pw_uid, pwd.getpwnam("nobody").pw_gid)
     yield ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "env", "-u", "MEMCGCTL_JOURNAL_DIR",
-           "-u", "XDG_RUNTIME_DIR", f"PYTHONPATH={site}", str(system_python), "-m", "memcgctl"]
+           "-u", "XDG_RUNTIME_DIR", f"HOME={home}", f"PYTHONPATH={site}", str(system_python), "-m", "memcgctl"]
     shutil.rmtree(site)
-    shutil.rmtree(journal, ignore_errors=True)
+    shutil.rmtree(home, ignore_errors=True)
 
 
 def test_non_root_reads_but_writes_fail_with_77(kernel_root, nobody_python):

@@ -180,7 +180,7 @@ def test_rendered_lines_fit_80_columns():
 
 def test_sections_are_all_there_in_order():
     expected = ["NAME", "SYNOPSIS", "DESCRIPTION", "OPTIONS", "COMMANDS", "SIZES", "EXIT STATUS", "ENVIRONMENT",
-                "FILES", "NOTES", "EXAMPLES", "SEE ALSO"]
+                "FILES", "SECURITY", "NOTES", "EXAMPLES", "SEE ALSO"]
     assert list(sections()) == expected
 
 

@@ -69,9 +69,11 @@ def inject_write_faults(monkeypatch, root: Path, fault) -> FilesystemOsWithFault
 
 def leave_a_dead_shrink(root: Path, journal_directory: Path, lowered: int = 10 * MIB) -> Path:
     """What a v1 shrink killed between lowering and restoring leaves behind."""
-    group_path = root / "web"
-    limit_path = group_path / "memory.limit_in_bytes"
-    Journal(journal_directory).record(group_path, limit_path, limit_path.read_text().strip())
+    backend = open_hierarchy(root)
+    group = backend.group("web")
+    limit_path = group.path / "memory.limit_in_bytes"
+    Journal(journal_directory).record(group.path, limit_path, limit_path.read_text().strip(),
+                                      identity=backend.fs.identity(group))
     limit_path.write_text(str(lowered))
     return limit_path
 

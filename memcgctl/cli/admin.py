@@ -12,8 +12,9 @@ from .options import global_options
 @global_options
 @click.pass_obj
 def init_fake(settings, directory):
-    """Build an empty fake hierarchy of plain files in DIRECTORY (cgroup v2
-    unless --cgroup-version 1), to rehearse scripts without root.
+    """Build an empty fake hierarchy of plain files in a NEW directory
+    DIRECTORY (cgroup v2 unless --cgroup-version 1), to rehearse scripts
+    without root.  An existing DIRECTORY is refused.
 
     \b
     Example:
@@ -25,11 +26,11 @@ def init_fake(settings, directory):
     from ..kernel.discovery import build_fake_root, plan_fake_root
 
     version = settings.cgroup_version or 2
-    plan = plan_fake_root(Path(directory), version)
+    plan = plan_fake_root(Path(directory), version, settings.trust_root)
     if settings.dry_run:
         settings.show(plan)
         return
-    build_fake_root(Path(directory), version, plan)
+    build_fake_root(Path(directory), version, plan, settings.trust_root)
     settings.say(f"fake cgroup v{settings.cgroup_version or 2} root in {directory}")
 
 

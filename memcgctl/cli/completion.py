@@ -10,10 +10,55 @@ from ..errors import MemcgError
 COMPLETE_VARIABLE = "_MEMCGCTL_COMPLETE"
 
 
-def completion_script(command, shell: str) -> str:
-    """The script that SHELL sources to complete memcgctl (click's protocol)."""
-    from click.shell_completion import get_completion_class
+# click's bash script does `COMPREPLY+=($value)`: a group named `pwn;id>x`
+# (any user can make one in a subtree delegated to them) is word-split, globbed
+# and inserted unquoted, and root runs `id` when she presses Enter.  This one
+# reads each line with `read -r` (no backslash processing, no globbing) and
+# inserts `printf %q` of the value, quoted for the shell as one word.  Not
+# with `compopt -o filenames` as well: bash would quote the quoting again.
+BASH_SCRIPT = r"""%(complete_func)s() {
+    local IFS=$'\n'
+    local response line type value quoted
 
+    response=$(env COMP_WORDS="${COMP_WORDS[*]}" COMP_CWORD=$COMP_CWORD %(complete_var)s=bash_complete "$1")
+    COMPREPLY=()
+    while IFS= read -r line; do
+        [[ -n $line ]] || continue
+        type=${line%%%%,*}
+        value=${line#*,}
+        if [[ $type == 'dir' ]]; then
+            COMPREPLY=()
+            compopt -o dirnames
+        elif [[ $type == 'file' ]]; then
+            COMPREPLY=()
+            compopt -o default
+        elif [[ $type == 'plain' ]]; then
+            printf -v quoted '%%q' "$value"
+            COMPREPLY+=("$quoted")
+        fi
+    done <<< "$response"
+
+    return 0
+}
+
+%(complete_func)s_setup() {
+    complete -o nosort -F %(complete_func)s %(prog_name)s
+}
+
+%(complete_func)s_setup;
+"""
+
+
+def completion_script(command, shell: str) -> str:
+    """The script that SHELL sources to complete memcgctl (click's protocol;
+    for bash, a script of ours that quotes what it inserts)."""
+    from click.shell_completion import BashComplete, get_completion_class
+
+    if shell == "bash":
+        class QuotingBashComplete(BashComplete):
+            source_template = BASH_SCRIPT
+
+        return QuotingBashComplete(command, {}, "memcgctl", COMPLETE_VARIABLE).source()
     return get_completion_class(shell)(command, {}, "memcgctl", COMPLETE_VARIABLE).source()
 
 
@@ -24,12 +69,14 @@ def group_names(settings, incomplete: str) -> list[str]:
     parent, _, prefix = incomplete.rpartition("/")
     try:
         # Not settings.backend(): a TAB must never write (it would recover).
-        backend = open_hierarchy(settings.root, settings.cgroup_version)
+        backend = open_hierarchy(settings.root, settings.cgroup_version, trust_root=settings.trust_root)
         groups = backend.fs.children(backend.group(parent, must_exist=False))
     except (MemcgError, OSError):
         return []
     lead = "/" if incomplete.startswith("/") else ""
-    return [lead + group.name for group in groups if group.name.rpartition("/")[2].startswith(prefix)]
+    # A name with a newline cannot travel in the shells' line-based protocol.
+    return [lead + group.name for group in groups
+            if group.name.rpartition("/")[2].startswith(prefix) and "\n" not in group.name]
 
 
 def process_ids(incomplete: str) -> list:

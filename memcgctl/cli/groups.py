@@ -154,9 +154,16 @@ def run(settings, group, command, create):
         if creation:
             settings.carry_out(creation, report_to_stderr=True)
     target = target_group(backend, group, "run", must_exist=not (create and settings.dry_run))
-    settings.carry_out([backend.attach_action(target, os.getpid())])
+    from ..kernel.fs import WriteOwnPid
+
+    # The process that carries the plan out moves itself: a dry run prints
+    # `echo $$`, the shell's own PID, never the PID of the dry run.
+    attach = backend.attach_action(target, os.getpid())
+    settings.carry_out([WriteOwnPid(attach.path, attach.reasons)])
     if settings.dry_run:
-        click.echo("exec " + " ".join(command))
+        from ..render.escape import shell_join
+
+        click.echo("exec " + shell_join(command))
         return
     sys.stdout.flush()
     try:

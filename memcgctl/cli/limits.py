@@ -40,7 +40,9 @@ def worded(error: MemcgError) -> MemcgError:
 
 
 def warn(text: str) -> None:
-    click.echo(f"memcgctl: warning: {text}", err=True)
+    from ..render.escape import printable  # a warning may name a group, whose name may hold anything
+
+    click.echo(f"memcgctl: warning: {printable(text)}", err=True)
 
 
 def warn_about_meaningless_values(backend, group, changes: dict, force: bool) -> None:
@@ -124,7 +126,9 @@ def _set(settings, group: str, changes: dict, force: bool, deadline: Deadline) -
     with stop_signals_raise():
         outcome = set_limits(backend, target, changes, force, deadline)
     if outcome.oom_kills:
-        click.echo(f"memcgctl: limit {target.label}: the kernel OOM-killed {outcome.oom_kills} "
+        from ..render.escape import printable
+
+        click.echo(f"memcgctl: limit {printable(target.label)}: the kernel OOM-killed {outcome.oom_kills} "
                    "process(es) to get under the new limit", err=True)
     if settings.verbose:
         from ..render.text import print_limits

@@ -27,6 +27,7 @@ class Settings:
         self.cgroup_version = None
         self.dry_run = False
         self.verbose = 0
+        self.trust_root = False
         self._backend = None
 
     def backend(self):
@@ -36,15 +37,22 @@ class Settings:
             from ..kernel.discovery import open_hierarchy
             from ..safety.journal import Journal, recover
 
-            self._backend = open_hierarchy(self.root, self.cgroup_version, journal=Journal(self.journal_dir))
+            self._backend = open_hierarchy(self.root, self.cgroup_version, journal=Journal(self.journal_dir),
+                                           trust_root=self.trust_root)
             if not self.dry_run:
                 recover(self._backend, strict=False)
         return self._backend
 
     def report_recovered(self) -> None:
+        from ..render.escape import printable
+
         for pending in self._backend.recovered if self._backend else []:
-            click.echo(f"memcgctl: restored {pending.value} to {pending.path}, left behind by a memcgctl "
-                       f"(pid {pending.pid}) that died in the middle of a change", err=True)
+            click.echo(f"memcgctl: restored {pending.value} to {printable(str(pending.path))}, left behind by a "
+                       f"memcgctl (pid {pending.pid}) that died in the middle of a change", err=True)
+        journal = self._backend.journal if self._backend else None
+        for pending, why in journal.dropped if journal else []:
+            click.echo(f"memcgctl: dropped a journal record that would restore {pending.value} to "
+                       f"{printable(str(pending.path))} (pid {pending.pid}): {why}; nothing was written", err=True)
 
     def carry_out(self, actions: list[Action], report_to_stderr: bool = False) -> None:
         """Apply ACTIONS (a plan), or with --dry-run print it: each action as the
@@ -67,13 +75,17 @@ class Settings:
     def _report(self, action: Action, to_stderr: bool) -> None:
         verb = "created" if isinstance(action, MakeDir) else "deleted" if isinstance(action, RemoveDir) else None
         if verb and self.verbose:
+            from ..render.escape import printable  # group names may hold control characters
+
             root = self.backend().fs.root
-            click.echo(f"{verb} {action.path.relative_to(root)}", err=to_stderr)
+            click.echo(f"{verb} {printable(str(action.path.relative_to(root)))}", err=to_stderr)
 
     def say(self, text: str) -> None:
         """Report what was done, only with -v: cron mails any output."""
         if self.verbose:
-            click.echo(text)
+            from ..render.escape import printable  # group names may hold control characters
+
+            click.echo(printable(text))
 
     def exit_with_failures(self, failures: list) -> None:
         """Print each of FAILURES (MemcgErrors, one line each) and exit with the
@@ -109,6 +121,8 @@ def _global_option_decorators(read_environment: bool) -> tuple:
                      callback=_store_setting,
                      help="Where locks and undo records live (default /run/memcgctl; for a user "
                           "$XDG_RUNTIME_DIR/memcgctl) [env MEMCGCTL_JOURNAL_DIR]."),
+        click.option("--trust-root", is_flag=True, default=None, expose_value=False, callback=_store_setting,
+                     help="As root, use a --root that another user owns or can write (a delegated subtree)."),
         click.option("--cgroup-version", type=click.Choice(["1", "2"]), expose_value=False,
                      callback=lambda ctx, param, value: _store_setting(ctx, param, value and int(value)),
                      help="Treat the root as cgroup v1 or v2 instead of telling from its files."),

@@ -39,13 +39,38 @@ def read_daemon_counters(journal_directory: Path) -> DaemonCounters | None:
     file, or its writer is gone).  UnreadableCounters when the file is not in
     the daemon's shape."""
     try:
-        text = (Path(journal_directory) / FILE_NAME).read_text()
+        text = _read_regular_file(Path(journal_directory) / FILE_NAME)
     except FileNotFoundError:
         return None
     except (OSError, UnicodeDecodeError) as err:
         raise UnreadableCounters(str(err)) from err
     counters = _parse(text)
     return counters if _writer_alive(counters) else None
+
+
+# The file of a daemon watching thousands of groups stays well under this.
+MAX_FILE_BYTES = 16 * 1024 * 1024
+
+
+def _read_regular_file(path: Path) -> str:
+    """The text of PATH, a regular file: a symbolic link, or a FIFO planted
+    where the daemon's file should be, is refused (OSError) rather than
+    followed or waited on, and the read is bounded."""
+    import stat
+
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(f"not a regular file: {path}")
+        chunks, size = [], 0
+        while size <= MAX_FILE_BYTES and (chunk := os.read(fd, 65536)):
+            chunks.append(chunk)
+            size += len(chunk)
+        if size > MAX_FILE_BYTES:
+            raise OSError(f"larger than {MAX_FILE_BYTES} bytes: {path}")
+    finally:
+        os.close(fd)
+    return b"".join(chunks).decode("utf-8")
 
 
 def _parse(text: str) -> DaemonCounters:

@@ -102,7 +102,7 @@ class Backend:
         return group
 
     def is_group(self, group: Group) -> bool:
-        return (group.path / self.marker).is_file()
+        return self.fs.is_file(group.path / self.marker)
 
     def plan_create(self, group: Group) -> list[Action]:
         return [MakeDir(group.path, self.fake_group_files())]

@@ -6,9 +6,9 @@ import os
 from pathlib import Path
 from typing import NamedTuple
 
-from ..errors import NotAvailable, NotFound, UsageError
+from ..errors import MemcgError, NotAvailable, PermissionDenied, UsageError
 from .backend import Backend
-from .fs import Action, CgroupFS, MakeDir, MakeFakeFile, is_empty_directory
+from .fs import Action, CgroupFS, DirectoryStatus, MakeDir, MakeFakeFile, read_system_text
 from .v1 import LIMIT as V1_MARKER
 from .v1 import V1Backend
 from .v2 import CONTROLLERS, V2Backend
@@ -39,10 +39,9 @@ def _unescape(field: str) -> str:
 
 def read_cgroup_mounts(mountinfo: Path = MOUNTINFO) -> list[CgroupMount]:
     try:
-        text = mountinfo.read_text()
-    except OSError as err:
-        raise NotAvailable("find the memory controller", f"cannot read mountinfo ({err.strerror})",
-                           str(mountinfo)) from err
+        text = read_system_text(mountinfo, "find the memory controller")
+    except MemcgError as error:
+        raise NotAvailable(error.what, f"cannot read mountinfo ({error.why})", str(mountinfo)) from None
     mounts = []
     for line in text.splitlines():
         fields = line.split()
@@ -60,8 +59,8 @@ def read_cgroup_mounts(mountinfo: Path = MOUNTINFO) -> list[CgroupMount]:
 
 def _lists_memory(controllers_file: Path) -> bool:
     try:
-        return "memory" in controllers_file.read_text().split()
-    except OSError:
+        return "memory" in read_system_text(controllers_file, "read cgroup.controllers").split()
+    except MemcgError:
         return False
 
 
@@ -81,62 +80,88 @@ def find_memory_root(mounts: list[CgroupMount]) -> tuple[Path, int]:
     )
 
 
-def detect_version(root: Path, is_kernel: bool) -> int:
+def detect_version(fs: CgroupFS) -> int:
     """The version of a --root directory, from the files it holds."""
-    if (root / CONTROLLERS).is_file():
-        if is_kernel and not _lists_memory(root / CONTROLLERS):
+    if fs.is_file(fs.root / CONTROLLERS):
+        controllers = fs.read_optional_text(fs.root / CONTROLLERS) or ""
+        if fs.is_kernel and "memory" not in controllers.split():
             raise NotAvailable("use root", "the memory controller is not enabled here "
-                               "(cgroup.controllers lacks memory)", str(root))
+                               "(cgroup.controllers lacks memory)", str(fs.root))
         return 2
-    if (root / V1_MARKER).is_file():
+    if fs.is_file(fs.root / V1_MARKER):
         return 1
     raise NotAvailable("use root", "not a memory cgroup: neither cgroup.controllers nor "
-                       f"{V1_MARKER} is here (see `memcgctl init-fake`)", str(root))
+                       f"{V1_MARKER} is here (see `memcgctl init-fake`)", str(fs.root))
 
 
-def _device_of(path: Path) -> str:
-    device = os.stat(path).st_dev
-    return f"{os.major(device)}:{os.minor(device)}"
+def refuse_untrusted(entry: DirectoryStatus, is_last: bool) -> None:
+    """As root, refuse a root directory that another user could change under
+    us: one owned by someone else, or writable by group or others, and the
+    same for every ancestor (a sticky one such as /tmp is fine on the way:
+    others cannot rename what root owns in it).  A delegated subtree is owned
+    by its user: root uses it only with --trust-root."""
+    import stat
+
+    status = entry.status
+    if status.st_uid != 0:
+        raise PermissionDenied("use root", f"{entry.path} is owned by uid {status.st_uid}, who could swap "
+                               "files in it; as root memcgctl refuses it (--trust-root if that user is "
+                               "trusted)", str(entry.path))
+    if status.st_mode & 0o022 and (is_last or not status.st_mode & stat.S_ISVTX):
+        raise PermissionDenied("use root", f"{entry.path} can be written by group or others, who could swap "
+                               "files in it; as root memcgctl refuses it (--trust-root to use it anyway)",
+                               str(entry.path))
+
+
+def _root_check(trust_root: bool):
+    return None if trust_root or os.geteuid() != 0 else refuse_untrusted
 
 
 def open_hierarchy(root: str | os.PathLike | None = None, version: int | None = None,
-                   mountinfo: Path = MOUNTINFO, journal=None) -> Backend:
+                   mountinfo: Path = MOUNTINFO, journal=None, trust_root: bool = False) -> Backend:
     """The backend for ROOT (None: this host's memory hierarchy).
 
     VERSION (1 or 2) overrides what the files of ROOT suggest.  JOURNAL (a
     journal.Journal) makes temporary changes crash-safe and serialises them.
+    Run as root, a ROOT that another user owns or can write (or one of its
+    ancestors) is refused (PermissionDenied, 77) unless TRUST_ROOT.
     """
     mounts = read_cgroup_mounts(mountinfo)
     if root is None:
         root_path, found_version = find_memory_root(mounts)
         return BACKENDS[version or found_version](CgroupFS(root_path, is_kernel=True), journal)
-    root_path = Path(root)
-    if not root_path.is_dir():
-        raise NotFound("use root", "no such directory", str(root_path))
-    is_kernel = _device_of(root_path) in {mount.device for mount in mounts}
+    fs = CgroupFS(Path(root), is_kernel=False, check_directory=_root_check(trust_root))
+    device, _ = fs.root_identity()  # opens the root, checking it and its ancestors
+    fs.is_kernel = f"{os.major(device)}:{os.minor(device)}" in {mount.device for mount in mounts}
     if version is None:
-        version = detect_version(root_path, is_kernel)
+        version = detect_version(fs)
     if version not in BACKENDS:
         raise UsageError("use root", f"cgroup version must be 1 or 2, not {version}")
-    return BACKENDS[version](CgroupFS(root_path, is_kernel=is_kernel), journal)
+    return BACKENDS[version](fs, journal)
 
 
-def plan_fake_root(directory: Path, version: int) -> list[Action]:
-    """The plan that lays out an empty fake hierarchy of VERSION in DIRECTORY
-    (new, or an empty directory): build_fake_root() carries it out, a dry run
-    prints it.  UsageError (2) for a directory that is not empty."""
-    backend = BACKENDS[version](CgroupFS(directory, is_kernel=False))
-    empty = is_empty_directory(backend.fs)
-    if empty is False:
-        raise UsageError("build fake root", "the directory is not empty", str(backend.fs.root))
+def plan_fake_root(directory: Path, version: int, trust_root: bool = False) -> list[Action]:
+    """The plan that lays out an empty fake hierarchy of VERSION in DIRECTORY,
+    a NEW directory (its missing parents are made too): build_fake_root()
+    carries it out, a dry run prints it.  UsageError (2) for a directory that
+    exists, even an empty one: someone else may have made it to plant links
+    in it before it is used."""
+    backend = _fake_backend(directory, version, trust_root)
+    backend.fs.check_new_root()
     files = backend.fake_root_files()
-    make_root = [MakeDir(backend.fs.root)] if empty is None else []
-    return make_root + [MakeFakeFile(backend.fs.root / name, text) for name, text in files.items()]
+    return [MakeDir(backend.fs.root)] + [MakeFakeFile(backend.fs.root / name, text) for name, text in files.items()]
 
 
-def build_fake_root(directory: Path, version: int, plan: list[Action] | None = None) -> Backend:
+def build_fake_root(directory: Path, version: int, plan: list[Action] | None = None,
+                    trust_root: bool = False) -> Backend:
     """Lay out an empty fake hierarchy of VERSION in DIRECTORY (plain files):
-    carry out PLAN, the plan_fake_root() of the same arguments (None: make it)."""
-    backend = BACKENDS[version](CgroupFS(directory, is_kernel=False))
-    backend.carry_out(plan_fake_root(directory, version) if plan is None else plan)
+    carry out PLAN, the plan_fake_root() of the same arguments (None: make it).
+    The root is made by the plan's first step, so an existing DIRECTORY is
+    refused (UsageError) even if it appeared after the plan was made."""
+    backend = _fake_backend(directory, version, trust_root)
+    backend.carry_out(plan_fake_root(directory, version, trust_root) if plan is None else plan)
     return backend
+
+
+def _fake_backend(directory: Path, version: int, trust_root: bool) -> Backend:
+    return BACKENDS[version](CgroupFS(directory, is_kernel=False, check_directory=_root_check(trust_root)))

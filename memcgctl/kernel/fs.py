@@ -8,6 +8,7 @@ files; the difference is confined to this module.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 from pathlib import Path
@@ -17,6 +18,7 @@ from ..errors import (
     MemcgError,
     NotAvailable,
     NotFound,
+    PermissionDenied,
     UsageError,
     describe_errno,
     error_from_oserror,
@@ -25,7 +27,8 @@ from ..errors import (
 # NAME_MAX and PATH_MAX of Linux, cgroupfs included.
 MAX_NAME_BYTES = 255
 MAX_PATH_BYTES = 4095
-# One read of a small kernel file (memory.stat is about 2 KiB).
+# The size of one os.read of a group's file in read_group_files(): memory.stat
+# (about 2 KiB) is one read and the empty read of its end.
 SMALL_READ_BYTES = 65536
 
 
@@ -51,9 +54,9 @@ class Group(NamedTuple):
 
 
 def _quote(text: str) -> str:
-    import shlex  # only dry runs print shell lines
+    from ..render.escape import shell_quote  # only dry runs print shell lines
 
-    return shlex.quote(text)
+    return shell_quote(text)
 
 
 class Write:
@@ -83,6 +86,19 @@ class Write:
     def shell(self) -> str:
         # echo supplies the final newline itself
         return f"echo {_quote(self.value.removesuffix(chr(10)))} > {_quote(str(self.path))}"
+
+
+class WriteOwnPid(Write):
+    """Write the PID of the process that carries it out (`run` moving itself);
+    a dry run prints `$$`, the shell's own, never the PID of the dry run."""
+
+    __slots__ = ()
+
+    def __init__(self, path: Path, reasons: dict | None = None):
+        super().__init__(path, str(os.getpid()), reasons)
+
+    def shell(self) -> str:
+        return f"echo $$ > {_quote(str(self.path))}"
 
 
 class MakeDir:
@@ -118,7 +134,7 @@ class RemoveDir(NamedTuple):
         return f"rmdir {_quote(str(self.path))}"
 
 
-Action = Write | MakeDir | RemoveDir  # and MakeFakeFile, for init-fake (at the end of this module)
+Action = Write | MakeDir | RemoveDir  # WriteOwnPid is a Write; MakeFakeFile (init-fake) is at the end
 
 # What the user lacks when the kernel says EACCES or EPERM.
 PERMISSION_TO_READ = dict.fromkeys(
@@ -129,14 +145,86 @@ PERMISSION_TO_WRITE = dict.fromkeys(
 PERMISSION_TO_CHANGE_PARENT = dict.fromkeys(
     (errno.EACCES, errno.EPERM),
     "permission denied: creating or removing a group needs write permission on its parent directory")
+PERMISSION_TO_ENTER = dict.fromkeys(
+    (errno.EACCES, errno.EPERM), "permission denied: this directory cannot be searched or listed")
+# O_NOFOLLOW on the last component answers ELOOP for a symlink; O_DIRECTORY
+# answers ENOTDIR for anything else where a group directory should be.
+REFUSED_LINKS = {
+    errno.ELOOP: "refused: a symbolic link where memcgctl expects a group or a file (it never follows one)",
+    errno.ENOTDIR: "refused: not a directory where memcgctl expects a group",
+}
+
+# Every directory is opened relative to the one above it (openat), never by a
+# path that someone could change between a check and its use.
+DIRECTORY_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+# O_NONBLOCK: opening a FIFO planted in place of a file must not wait for a
+# writer (it would hang a restore); the file is checked before any read or write.
+FILE_FLAGS = os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY
+
+
+class DirectoryStatus(NamedTuple):
+    """One directory on the way to a root or journal: its path and os.stat_result."""
+
+    path: Path
+    status: os.stat_result
+
+
+def open_directory_chain(path: Path, what: str, check=None, create_mode: int | None = None) -> int:
+    """An O_DIRECTORY fd of PATH, opened one component at a time from '/',
+    each with O_NOFOLLOW.  CHECK(DirectoryStatus, is_last) may raise to refuse
+    a directory (ownership); CREATE_MODE makes missing components.  The caller
+    closes the fd.  Symlinks in PATH itself are resolved first: the walk then
+    refuses any that someone swaps in meanwhile."""
+    path = Path(os.path.realpath(path))
+    fd = os.open("/", DIRECTORY_FLAGS)
+    current = Path("/")
+    try:
+        if check is not None:
+            check(DirectoryStatus(current, os.fstat(fd)), not path.parts[1:])
+        for index, part in enumerate(path.parts[1:], start=2):
+            current = current / part
+            try:
+                child = os.open(part, DIRECTORY_FLAGS, dir_fd=fd)
+            except FileNotFoundError:
+                if create_mode is None:
+                    raise
+                try:
+                    os.mkdir(part, create_mode, dir_fd=fd)
+                except FileExistsError:
+                    pass  # made meanwhile: it is checked like any other
+                child = os.open(part, DIRECTORY_FLAGS, dir_fd=fd)
+            os.close(fd)
+            fd = child
+            if check is not None:
+                check(DirectoryStatus(current, os.fstat(fd)), index == len(path.parts))
+        return fd
+    except OSError as err:
+        os.close(fd)
+        raise _error(err, what, current, {**PERMISSION_TO_ENTER, **REFUSED_LINKS}) from err
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 class CgroupFS:
-    """Files under one cgroup ROOT.  IS_KERNEL is False for a fake tree."""
+    """Files under one cgroup ROOT.  IS_KERNEL is False for a fake tree.
 
-    def __init__(self, root: Path, is_kernel: bool):
+    Every access starts from an fd of the root (or of a pinned group) and
+    walks down with openat and O_NOFOLLOW, so that paths of any length work
+    (no ENAMETOOLONG in deep trees) and nothing is followed out of the root.
+    A file is refused unless it is a regular file (fake root) or a file of the
+    root's own cgroupfs mount (kernel).  CHECK_DIRECTORY(DirectoryStatus,
+    is_last) is called for the root and each of its ancestors when the root
+    is first opened (see discovery.refuse_untrusted)."""
+
+    def __init__(self, root: Path, is_kernel: bool, check_directory=None):
         self.root = Path(os.path.realpath(root))
         self.is_kernel = is_kernel
+        self.check_directory = check_directory
+        self._root_fd = None
+        self._root_status = None
+        # group parts -> fd, for groups held with pinned()
+        self._pinned = {}
 
     # --- names ----------------------------------------------------------------
 
@@ -149,80 +237,172 @@ class CgroupFS:
         path = self.root.joinpath(*parts)
         if len(os.fsencode(path)) > MAX_PATH_BYTES:
             raise UsageError(f"group {name[:40]!r}...", f"the path would be longer than {MAX_PATH_BYTES} bytes")
-        resolved = os.path.realpath(path)
-        if resolved != str(self.root) and not resolved.startswith(str(self.root) + os.sep):
+        if self._leads_through_a_link(parts):
             raise UsageError(f"group {name!r}", "leads outside the cgroup root", str(self.root))
         return Group("/".join(parts), path)
 
+    def _leads_through_a_link(self, parts: list[str]) -> bool:
+        """Whether an existing component of PARTS is a symlink or not a directory."""
+        if not parts:
+            return False
+        try:
+            fd = self._open_directory(tuple(parts[:-1]))
+        except UsageError:
+            return True
+        except MemcgError:
+            return False  # missing (a group to create) or unreadable: said where it is used
+        try:
+            status = os.stat(parts[-1], dir_fd=fd, follow_symlinks=False)
+        except OSError:
+            return False
+        finally:
+            os.close(fd)
+        import stat
+
+        return stat.S_ISLNK(status.st_mode)
+
     def require_group(self, group: Group, marker: str) -> None:
         """Raise NotFound unless GROUP exists (a directory holding MARKER)."""
-        if not (group.path / marker).is_file():
-            if group.path.exists() and not group.path.is_dir():
+        kind = self.kind(group.path / marker)
+        if kind in ("link", "other") and self.is_dir(group.path):
+            raise PermissionDenied(f"group {group.label}", f"refused: its {marker} is not a regular file",
+                                   str(group.path / marker))
+        if kind != "file":
+            if self.exists(group.path) and not self.is_dir(group.path):
                 raise UsageError(f"group {group.label}", "names a file, not a group", str(group.path))
             raise NotFound(f"group {group.label}", "no such group", str(group.path))
 
     def children(self, group: Group) -> list[Group]:
         """The groups directly under GROUP, sorted by name."""
+        fd = self._open_directory(self._parts(group.path), f"list groups under {group.label}")
         try:
-            entries = sorted(e.name for e in os.scandir(group.path) if e.is_dir(follow_symlinks=False))
+            return self._children_at(fd, group)
+        finally:
+            os.close(fd)
+
+    def _children_at(self, fd: int, group: Group) -> list[Group]:
+        return [child for child, _ in self._child_directories(fd, group, with_links=False)]
+
+    def _child_directories(self, fd: int, group: Group, with_links: bool) -> list[tuple[Group, int | None]]:
+        """(group, link count or None) of the directories in GROUP (its open
+        FD), sorted by name.  WITH_LINKS costs an fstatat per child, relative
+        to FD (never a path); a child removed since the listing is left out."""
+        children = []
+        try:
+            with os.scandir(fd) as entries:
+                for entry in entries:
+                    if not entry.is_dir(follow_symlinks=False):
+                        continue
+                    try:
+                        links = entry.stat(follow_symlinks=False).st_nlink if with_links else None
+                    except FileNotFoundError:
+                        continue
+                    children.append((entry.name, links))
         except OSError as err:
-            raise self._error(err, f"list groups under {group.label}", group.path) from err
+            raise self._error(err, f"list groups under {group.label}", group.path, PERMISSION_TO_ENTER) from err
         prefix = f"{group.name}/" if group.name else ""
-        return [Group(prefix + name, group.path / name) for name in entries]
+        return [(Group(prefix + name, group.path / name), links) for name, links in sorted(children)]
 
     def descendants(self, group: Group) -> list[Group]:
-        """Every group below GROUP, parents before children."""
-        found = []
-        pending = list(reversed(self.children(group)))
-        while pending:
-            each = pending.pop()
-            found.append(each)
-            try:
-                pending.extend(reversed(self.children(each)))
-            except NotFound:
-                continue  # removed while we walked (containers come and go)
-        return found
+        """Every group below GROUP, parents before children.
+
+        The walk holds an fd of each directory on the way down and opens the
+        next relative to it: a tree deeper than PATH_MAX reads like any other."""
+        return self._walk(group, skip_leaves=False)
 
     def descendants_quickly(self, group: Group) -> list[Group]:
         """descendants(), in the same order, for less CPU on a kernel root: a
         cgroupfs (kernfs) directory's link count is 2 plus its subdirectories,
-        so a group whose count is 2 has no child groups and is not listed.
-        For `top`, which walks the tree at every frame (a third of a frame's
-        CPU went to listing leaf groups).  Groups removed meanwhile are left out."""
-        if not self.is_kernel:
-            return self.descendants(group)
+        so a group whose count is 2 has no child groups and is not opened or
+        listed.  For `top`, which walks the tree at every frame (a third of a
+        frame's CPU went to listing leaf groups).  Groups removed meanwhile are
+        left out."""
+        return self._walk(group, skip_leaves=self.is_kernel)
+
+    def _walk(self, group: Group, skip_leaves: bool) -> list[Group]:
         found = []
-        pending = [(group, None)]  # (group, its link count; None: list it)
-        while pending:
-            each, links = pending.pop()
-            if each is not group:
-                found.append(each)
-            if links is not None and links <= 2:
-                continue
-            try:
-                children = self._child_directories(each)
-            except NotFound:
-                if each is group:
-                    raise
-                continue
-            prefix = f"{each.name}/" if each.name else ""
-            pending += [(Group(prefix + name, each.path / name), count) for name, count in reversed(children)]
+        top = self._open_directory(self._parts(group.path), f"list groups under {group.label}")
+        # (fd, (child, link count) still to visit, reversed) per level
+        stack = [(top, [])]
+        try:
+            stack[0] = (top, list(reversed(self._child_directories(top, group, skip_leaves))))
+            while stack:
+                fd, pending = stack[-1]
+                if not pending:
+                    os.close(stack.pop()[0])
+                    continue
+                child, links = pending.pop()
+                found.append(child)
+                if links is not None and links <= 2:
+                    continue  # kernfs: no subdirectory, so no child group
+                try:
+                    child_fd = os.open(child.path.name, DIRECTORY_FLAGS, dir_fd=fd)
+                except (FileNotFoundError, NotADirectoryError):
+                    continue  # removed while we walked (containers come and go)
+                except OSError as err:
+                    raise self._error(err, f"list groups under {child.label}", child.path,
+                                      {**PERMISSION_TO_ENTER, **REFUSED_LINKS}) from err
+                stack.append((child_fd, []))
+                try:
+                    grandchildren = self._child_directories(child_fd, child, skip_leaves)
+                except NotFound:
+                    grandchildren = []
+                stack[-1] = (child_fd, list(reversed(grandchildren)))
+        finally:
+            for fd, _ in stack:
+                os.close(fd)
         return found
 
-    def _child_directories(self, group: Group) -> list[tuple[str, int]]:
-        """(name, link count) of the directories in GROUP, sorted by name."""
-        children = []
+    # --- probes (pathlib's is_file/exists/is_dir, inside the error boundary) ---
+
+    def kind(self, path: Path) -> str | None:
+        """'file', 'directory', 'link' or 'other' for PATH under the root; None
+        if it does not exist.  Never follows a symlink; PermissionDenied (77)
+        naming the directory that cannot be searched."""
+        import stat
+
+        parts = self._parts(path)
+        if not parts:
+            return "directory"
         try:
-            with os.scandir(group.path) as listing:
-                for entry in listing:
-                    if entry.is_dir(follow_symlinks=False):
-                        try:
-                            children.append((entry.name, entry.stat(follow_symlinks=False).st_nlink))
-                        except FileNotFoundError:
-                            continue  # removed since the listing
+            fd = self._open_directory(parts[:-1], f"look for {path.name}")
+        except NotFound:
+            return None
+        except UsageError:
+            return "other"  # a link or a file on the way: PATH is not what it seems
+        try:
+            status = os.stat(parts[-1], dir_fd=fd, follow_symlinks=False)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
         except OSError as err:
-            raise self._error(err, f"list groups under {group.label}", group.path) from err
-        return sorted(children)
+            raise self._error(err, f"look for {path.name}", path, PERMISSION_TO_ENTER) from err
+        finally:
+            os.close(fd)
+        if stat.S_ISLNK(status.st_mode):
+            return "link"
+        if stat.S_ISDIR(status.st_mode):
+            return "directory"
+        return "file" if stat.S_ISREG(status.st_mode) else "other"
+
+    def is_file(self, path: Path) -> bool:
+        return self.kind(path) == "file"
+
+    def is_dir(self, path: Path) -> bool:
+        return self.kind(path) == "directory"
+
+    def exists(self, path: Path) -> bool:
+        return self.kind(path) is not None
+
+    @staticmethod
+    def process_exists(pid: int) -> bool:
+        """Whether process PID exists (/proc/PID)."""
+        try:
+            os.stat(f"/proc/{pid}")
+        except (FileNotFoundError, NotADirectoryError):
+            return False
+        except OSError as err:
+            raise _error(err, f"look for process {pid}", Path(f"/proc/{pid}")) from err
+        return True
 
     # --- reading --------------------------------------------------------------
 
@@ -237,73 +417,62 @@ class CgroupFS:
 
     def read_optional_text(self, path: Path) -> str | None:
         """The text of PATH, or None when the file does not exist."""
-        try:
-            with open(path, "rb") as file:
-                return file.read().decode("utf-8", "replace")
-        except FileNotFoundError:
+        what = f"read {path.name}"
+        fd = self._open_file(path, os.O_RDONLY, what, PERMISSION_TO_READ)
+        if fd is None:
             return None
+        try:
+            chunks = []
+            while chunk := os.read(fd, 65536):
+                chunks.append(chunk)
         except OSError as err:
-            raise self._error(err, f"read {path.name}", path, PERMISSION_TO_READ) from err
+            raise self._error(err, what, path, PERMISSION_TO_READ) from err
+        finally:
+            os.close(fd)
+        return b"".join(chunks).decode("utf-8", "replace")
 
     def read_group_files(self, directory: Path, names: tuple) -> dict:
         """{name: text, or None when absent} of the files NAMES of one group.
 
-        Each file is opened relative to the group's directory (openat) and
-        read without a buffered file object: a Prometheus scrape reads a
-        thousand groups this way, and the path lookups and file objects of
-        read_optional_text() were a good part of its time.
+        One fd of the group's directory, reached like any other (O_NOFOLLOW,
+        from the root or a pinned group); each file opened relative to it,
+        checked as every file is (_open_file_at) and read with bare os.read:
+        a Prometheus scrape reads a thousand groups this way and `top` every
+        group at each frame, and the path walks and file objects of
+        read_optional_text() were a good part of their time.  NotFound if the
+        group is gone; a file of a group removed while it is read (ENODEV,
+        cgroupfs) reads as absent.
         """
+        what = f"read group {directory.name}"
         try:
-            directory_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-        except OSError as err:
-            raise self._error(err, f"read group {directory.name}", directory, PERMISSION_TO_READ) from err
+            directory_fd = self._open_directory(self._parts(directory), what)
+        except UsageError as error:
+            raise PermissionDenied(what, f"refused: {error.why}", error.path) from None
         try:
             return {name: self._read_at(directory_fd, directory, name) for name in names}
         finally:
             os.close(directory_fd)
 
     def _read_at(self, directory_fd: int, directory: Path, name: str) -> str | None:
-        try:
-            fd = os.open(name, os.O_RDONLY, dir_fd=directory_fd)
-        except FileNotFoundError:
+        what = f"read {name}"
+        fd = self._open_file_at(directory_fd, directory, name, os.O_RDONLY, what, PERMISSION_TO_READ)
+        if fd is None:
             return None
-        except OSError as err:
-            raise self._error(err, f"read {name}", directory / name, PERMISSION_TO_READ) from err
+        # O_NONBLOCK is left on: it changes nothing for a regular file or a
+        # cgroupfs file, the only kinds _open_file_at lets through.
         try:
+            # Until EOF: a cgroupfs seq_file (cgroup.procs) may return less
+            # than asked for before its end.
             chunks = []
-            while chunk := os.read(fd, 65536):
+            while chunk := os.read(fd, SMALL_READ_BYTES):
                 chunks.append(chunk)
-            return b"".join(chunks).decode("utf-8", "replace")
-        except OSError as err:
-            raise self._error(err, f"read {name}", directory / name, PERMISSION_TO_READ) from err
-        finally:
-            os.close(fd)
-
-    def read_small_text(self, path: str | Path) -> str | None:
-        """The text of PATH read with bare system calls, or None when the file
-        (or its group) is gone.  For `top`, which reads thousands of small
-        kernel files per frame: os.open/os.read cost half of open().read(),
-        and a str PATH saves building a Path per file.
-        ENODEV: the group was removed while its file was open (cgroupfs)."""
-        try:
-            fd = os.open(path, os.O_RDONLY)
-        except FileNotFoundError:
-            return None
-        except OSError as err:
-            raise self._error(err, f"read {os.path.basename(path)}", Path(path), PERMISSION_TO_READ) from err
-        try:
-            # A kernel seq_file and a plain file both read short only at the end.
-            data = chunk = os.read(fd, SMALL_READ_BYTES)
-            while len(chunk) == SMALL_READ_BYTES:
-                chunk = os.read(fd, SMALL_READ_BYTES)
-                data += chunk
         except OSError as err:
             if err.errno in (errno.ENODEV, errno.ENOENT):
                 return None
-            raise self._error(err, f"read {os.path.basename(path)}", Path(path), PERMISSION_TO_READ) from err
+            raise self._error(err, what, directory / name, PERMISSION_TO_READ) from err
         finally:
             os.close(fd)
-        return data.decode("utf-8", "replace")
+        return b"".join(chunks).decode("utf-8", "replace")
 
     # --- changing -------------------------------------------------------------
 
@@ -324,35 +493,58 @@ class CgroupFS:
     def _write(self, action: Write) -> None:
         # os.open + os.write so that the errno comes from the write itself: a
         # buffered write would only fail at close.  Kernel files must not be
-        # truncated; plain files of a fake tree must.
-        flags = os.O_WRONLY if self.is_kernel else os.O_WRONLY | os.O_TRUNC
+        # truncated; plain files of a fake tree must, but only once checked
+        # (O_TRUNC at open would truncate whatever was planted there).
         what = f"write {action.value} to {action.path.name}"
+        reasons = {**PERMISSION_TO_WRITE, **action.reasons}
+        fd = self._open_file(action.path, os.O_WRONLY, what, reasons)
+        if fd is None:
+            raise self._missing(what, action.path)
         try:
-            fd = os.open(action.path, flags)
-        except FileNotFoundError:
-            raise self._missing(what, action.path) from None
-        except OSError as err:
-            raise self._error(err, what, action.path, {**PERMISSION_TO_WRITE, **action.reasons}) from err
-        try:
+            if not self.is_kernel:
+                os.ftruncate(fd, 0)
             os.write(fd, action.value.encode())
         except OSError as err:
-            raise self._error(err, what, action.path, {**PERMISSION_TO_WRITE, **action.reasons}) from err
+            raise self._error(err, what, action.path, reasons) from err
         finally:
             os.close(fd)
 
     def _make_dir(self, action: MakeDir) -> None:
+        reasons = {
+            **PERMISSION_TO_CHANGE_PARENT,
+            errno.EEXIST: "the group exists",
+            errno.ENOENT: "the parent group does not exist",
+            errno.EAGAIN: "too deep or too many groups (cgroup.max.depth, cgroup.max.descendants)",
+        }
+        parts = self._parts(action.path)
+        if not parts:
+            self._make_root()
+            return
         try:
-            os.mkdir(action.path)
+            parent = self._open_directory(parts[:-1], "create group")
+        except NotFound as error:
+            raise NotFound("create group", "the parent group does not exist", error.path) from None
+        try:
+            os.mkdir(parts[-1], 0o755, dir_fd=parent)
             if not self.is_kernel:
-                for name, content in action.fake_files.items():
-                    (action.path / name).write_text(content)
+                self._lay_out_files(parent, parts[-1], action.fake_files)
         except OSError as err:
-            raise self._error(err, "create group", action.path, {
-                **PERMISSION_TO_CHANGE_PARENT,
-                errno.EEXIST: "the group exists",
-                errno.ENOENT: "the parent group does not exist",
-                errno.EAGAIN: "too deep or too many groups (cgroup.max.depth, cgroup.max.descendants)",
-            }) from err
+            raise self._error(err, "create group", action.path, reasons) from err
+        finally:
+            os.close(parent)
+
+    @staticmethod
+    def _lay_out_files(parent: int, name: str, files: dict) -> None:
+        directory = os.open(name, DIRECTORY_FLAGS, dir_fd=parent)
+        try:
+            for file_name, content in files.items():
+                fd = os.open(file_name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | FILE_FLAGS, 0o644, dir_fd=directory)
+                try:
+                    os.write(fd, content.encode())
+                finally:
+                    os.close(fd)
+        finally:
+            os.close(directory)
 
     def _remove_dir(self, action: RemoveDir) -> None:
         reasons = {
@@ -360,52 +552,287 @@ class CgroupFS:
             errno.EBUSY: "the group still has processes or child groups",
             errno.ENOTEMPTY: "the group still has child groups",
         }
+        parts = self._parts(action.path)
+        parent = self._open_directory(parts[:-1], "delete group")
         try:
             if not self.is_kernel:
-                self._remove_fake_files(action.path)
-            os.rmdir(action.path)
+                self._remove_fake_files(parent, parts[-1])
+            os.rmdir(parts[-1], dir_fd=parent)
         except OSError as err:
-            raise self._error(err, "delete group", action.path, reasons) from err
+            raise self._error(err, "delete group", action.path, {**reasons, **REFUSED_LINKS}) from err
+        finally:
+            os.close(parent)
+
+    @staticmethod
+    def _remove_fake_files(parent: int, name: str) -> None:
+        """Empty a fake group of its plain files, unless it has child groups."""
+        directory = os.open(name, DIRECTORY_FLAGS, dir_fd=parent)
+        try:
+            with os.scandir(directory) as scan:
+                entries = list(scan)
+            if any(entry.is_dir(follow_symlinks=False) for entry in entries):
+                raise OSError(errno.ENOTEMPTY, "has child groups")
+            for entry in entries:
+                os.unlink(entry.name, dir_fd=directory)
+        finally:
+            os.close(directory)
 
     def read_extended_attribute(self, path: Path, name: str) -> bytes | None:
-        """The extended attribute NAME of PATH, or None if it has none."""
+        """The extended attribute NAME of the directory PATH, or None if it has none."""
         try:
-            return os.getxattr(path, name)
+            fd = self._open_directory(self._parts(path), "read extended attribute")
+        except MemcgError:
+            return None
+        try:
+            return os.getxattr(fd, name)
         except OSError:
             return None
+        finally:
+            os.close(fd)
 
-    def lay_out_fake_root(self, files: dict) -> None:
-        """Make the root a fake hierarchy holding FILES; it must be new or empty."""
+    def _make_root(self) -> None:
+        """Make the root of a fake tree, a NEW directory (its missing parents
+        too), and keep an fd of it for the rest of the plan.  An existing
+        directory is refused: someone else may have made it to plant links in
+        it before it is used."""
+        if self.is_kernel:
+            raise UsageError("build fake root", "the directory is on a cgroup filesystem", str(self.root))
+        parent = open_directory_chain(self.root.parent, "build fake root", self._check_ancestor, create_mode=0o755)
         try:
-            self.root.mkdir(parents=True, exist_ok=True)
-            if any(self.root.iterdir()):
-                raise UsageError("build fake root", "the directory is not empty", str(self.root))
-            for name, content in files.items():
-                (self.root / name).write_text(content)
+            os.mkdir(self.root.name, 0o755, dir_fd=parent)
+            fd = os.open(self.root.name, DIRECTORY_FLAGS, dir_fd=parent)
+        except FileExistsError:
+            raise self._root_exists() from None
+        except OSError as err:
+            raise self._error(err, "build fake root", self.root, {**PERMISSION_TO_CHANGE_PARENT, **REFUSED_LINKS}
+                              ) from err
+        finally:
+            os.close(parent)
+        try:
+            status = os.fstat(fd)
+            if self.check_directory is not None:
+                self.check_directory(DirectoryStatus(self.root, status), True)
+        except BaseException:
+            os.close(fd)
+            raise
+        self.close()
+        self._root_fd, self._root_status = fd, status
+
+    def check_new_root(self) -> None:
+        """UsageError unless MakeDir of the root can make it (init-fake's plan)."""
+        try:
+            parent = open_directory_chain(self.root.parent, "build fake root", self._check_ancestor)
+        except NotFound:
+            return  # the missing parents would be made
+        try:
+            os.stat(self.root.name, dir_fd=parent, follow_symlinks=False)
+        except FileNotFoundError:
+            return
         except OSError as err:
             raise self._error(err, "build fake root", self.root) from err
+        finally:
+            os.close(parent)
+        raise self._root_exists()
 
-    @staticmethod
-    def _remove_fake_files(path: Path) -> None:
-        """Empty a fake group of its plain files, unless it has child groups."""
-        entries = list(os.scandir(path))
-        if any(entry.is_dir(follow_symlinks=False) for entry in entries):
-            raise OSError(errno.ENOTEMPTY, "has child groups")
-        for entry in entries:
-            os.unlink(entry.path)
+    def _root_exists(self) -> UsageError:
+        return UsageError("build fake root", "the directory exists: init-fake makes a new one "
+                          "(someone else may have made this one)", str(self.root))
 
-    @staticmethod
-    def _missing(what: str, path: Path) -> MemcgError:
+    def _check_ancestor(self, entry: DirectoryStatus, is_last: bool) -> None:
+        # The parent of a new fake root may be /tmp: sticky, others cannot
+        # rename or replace what we make in it.
+        if self.check_directory is not None:
+            self.check_directory(entry, False)
+
+    # --- pinned groups: one directory for the whole of a change ---------------
+
+    @contextlib.contextmanager
+    def pinned(self, group: Group):
+        """Within the block, every file of GROUP is reached through one fd of
+        its directory, opened now: a group renamed away meanwhile (and another
+        renamed into its place) does not divert the rest of the change."""
+        parts = self._parts(group.path)
+        if parts in self._pinned:
+            yield
+            return
+        fd = self._open_directory(parts, f"open group {group.label}")
+        self._pinned[parts] = fd
+        try:
+            yield
+        finally:
+            del self._pinned[parts]
+            os.close(fd)
+
+    def identity(self, group: Group) -> dict:
+        """What names GROUP beyond its path: this root and the device and inode
+        of the root's and the group's directories (a journal record keeps them)."""
+        root_status = self._root_directory_status()
+        fd = self._open_directory(self._parts(group.path), f"open group {group.label}")
+        try:
+            status = os.fstat(fd)
+        finally:
+            os.close(fd)
+        return {"root": str(self.root), "root_device": root_status.st_dev, "root_inode": root_status.st_ino,
+                "group": group.name, "device": status.st_dev, "inode": status.st_ino}
+
+    def directory_identity(self, group: Group) -> tuple[int, int] | None:
+        """(device, inode) of GROUP's directory, or None if it does not exist."""
+        try:
+            fd = self._open_directory(self._parts(group.path), f"open group {group.label}")
+        except NotFound:
+            return None
+        try:
+            status = os.fstat(fd)
+        finally:
+            os.close(fd)
+        return status.st_dev, status.st_ino
+
+    def root_identity(self) -> tuple[int, int]:
+        status = self._root_directory_status()
+        return status.st_dev, status.st_ino
+
+    # --- opening, relative to the root -----------------------------------------
+
+    def _root_directory(self) -> int:
+        if self._root_fd is None:
+            fd = open_directory_chain(self.root, "use root", self.check_directory)
+            self._root_status = os.fstat(fd)
+            self._root_fd = fd
+        return self._root_fd
+
+    def _root_directory_status(self) -> os.stat_result:
+        self._root_directory()
+        return self._root_status
+
+    def close(self) -> None:
+        """Close the fd of the root (opened again when next needed)."""
+        if self._root_fd is not None:
+            os.close(self._root_fd)
+            self._root_fd = None
+
+    def __del__(self):
+        # A program that opens many roots (tests, a daemon re-reading its
+        # configuration) must not run out of file descriptors.
+        self.close()
+
+    def _parts(self, path: Path) -> tuple:
+        try:
+            return Path(path).relative_to(self.root).parts
+        except ValueError:
+            raise UsageError(f"use {path}", "not under the cgroup root", str(self.root)) from None
+
+    def _open_directory(self, parts: tuple, what: str = "open group") -> int:
+        """A new fd of the directory PARTS below the root (the caller closes it).
+        NotFound if missing, UsageError for a link or file on the way."""
+        start = len(parts)
+        while start > 0 and tuple(parts[:start]) not in self._pinned:
+            start -= 1
+        base = self._pinned[tuple(parts[:start])] if start else self._root_directory()
+        fd = os.dup(base)
+        path = self.root.joinpath(*parts[:start])
+        try:
+            for part in parts[start:]:
+                path = path / part
+                child = os.open(part, DIRECTORY_FLAGS, dir_fd=fd)
+                os.close(fd)
+                fd = child
+        except OSError as err:
+            os.close(fd)
+            if err.errno in (errno.ELOOP, errno.ENOTDIR):
+                raise UsageError(what, "leads outside the cgroup root: "
+                                 f"{'a symbolic link' if err.errno == errno.ELOOP else 'not a directory'} "
+                                 "on the way", str(path)) from None
+            if err.errno == errno.ENOENT:
+                raise NotFound(what, "no such group", str(path)) from None
+            raise self._error(err, what, path, PERMISSION_TO_ENTER) from err
+        return fd
+
+    def _open_file(self, path: Path, flags: int, what: str, reasons: dict) -> int | None:
+        """An fd of the file PATH, checked to be what this root holds: a regular
+        file of a fake tree, or a file of the root's own cgroupfs mount.  None
+        if it (or its directory) does not exist."""
+        parts = self._parts(path)
+        try:
+            parent = self._open_directory(parts[:-1], what)
+        except NotFound:
+            return None
+        except UsageError as error:
+            raise PermissionDenied(what, f"refused: {error.why}", error.path) from None
+        try:
+            fd = self._open_file_at(parent, path.parent, parts[-1], flags, what, reasons)
+        finally:
+            os.close(parent)
+        if fd is not None:
+            try:
+                os.set_blocking(fd, True)
+            except BaseException:
+                os.close(fd)
+                raise
+        return fd
+
+    def _open_file_at(self, directory_fd: int, directory: Path, name: str, flags: int, what: str,
+                      reasons: dict) -> int | None:
+        """An fd (O_NONBLOCK) of the file NAME in the open DIRECTORY, checked
+        as _open_file() says; None if it does not exist.  DIRECTORY (its path)
+        only names it in errors."""
+        try:
+            fd = os.open(name, flags | FILE_FLAGS, dir_fd=directory_fd)
+        except FileNotFoundError:
+            return None
+        except OSError as err:
+            path = directory / name
+            if err.errno == errno.ENXIO:  # O_NONBLOCK write-open of a FIFO without a reader
+                raise PermissionDenied(what, "refused: not a regular file (a FIFO)", str(path)) from None
+            if err.errno == errno.ELOOP:
+                raise PermissionDenied(what, REFUSED_LINKS[errno.ELOOP], str(path)) from None
+            raise self._error(err, what, path, {**reasons, **REFUSED_LINKS}) from err
+        try:
+            refusal = self._file_refusal(os.fstat(fd))
+        except BaseException:
+            os.close(fd)
+            raise
+        if refusal:
+            os.close(fd)
+            raise PermissionDenied(what, refusal, str(directory / name))
+        return fd
+
+    def _file_refusal(self, status: os.stat_result) -> str | None:
+        """Why a file with STATUS is not one this root holds; None if it is."""
+        import stat
+
+        if self.is_kernel:
+            if status.st_dev != self._root_directory_status().st_dev:
+                return "refused: not a file of this cgroup filesystem"
+        elif not stat.S_ISREG(status.st_mode):
+            return "refused: not a regular file (a fake root holds only plain files)"
+        elif status.st_nlink != 1:
+            return "refused: the file has other names (a hard link), so it may be a file outside the root"
+        return None
+
+    def _missing(self, what: str, path: Path) -> MemcgError:
         # A missing file means the group is gone only if its directory is;
         # otherwise this kernel (or this fake tree) lacks the feature.
-        if not path.parent.is_dir():
+        if not self.is_dir(path.parent):
             return NotFound(what, "no such group", str(path.parent))
         return NotAvailable(what, "not available on this kernel or root", str(path))
 
     @staticmethod
     def _error(err: OSError, what: str, path: Path, reasons: dict | None = None) -> MemcgError:
-        why = (reasons or {}).get(err.errno) or describe_errno(err.errno)
-        return error_from_oserror(err, what, str(path), why)
+        return _error(err, what, path, reasons)
+
+
+def read_system_text(path: Path, what: str) -> str:
+    """The text of a file of the system (/proc), not of a cgroup root."""
+    try:
+        with open(path, "rb") as file:
+            return file.read().decode("utf-8", "replace")
+    except OSError as err:
+        raise _error(err, what, path, PERMISSION_TO_READ) from err
+
+
+def _error(err: OSError, what: str, path: Path, reasons: dict | None = None) -> MemcgError:
+    why = (reasons or {}).get(err.errno) or describe_errno(err.errno)
+    return error_from_oserror(err, what, str(path), why)
 
 
 def to_int(text: str, path: Path) -> int:
@@ -434,7 +861,6 @@ def clean_group_name(name: str) -> list[str]:
         if len(part.encode("utf-8", "surrogateescape")) > MAX_NAME_BYTES:
             raise UsageError(f"group {name!r}", f"a name component is longer than {MAX_NAME_BYTES} bytes")
     return parts
-
 
 
 # --- names the kernel gives to the files of a cgroup --------------------------------
@@ -472,30 +898,30 @@ class MakeFakeFile(NamedTuple):
 
 
 def make_fake_file(fs: CgroupFS, action: MakeFakeFile) -> None:
-    """Carry out a MakeFakeFile: only ever a new plain file, never on the kernel's tree."""
+    """Carry out a MakeFakeFile: only ever a new plain file (O_CREAT|O_EXCL,
+    O_NOFOLLOW), opened relative to its directory's fd, never on the kernel's tree."""
+    what = "build fake root"
     if fs.is_kernel:
-        raise UsageError("build fake root", "the directory is on a cgroup filesystem", str(action.path))
+        raise UsageError(what, "the directory is on a cgroup filesystem", str(action.path))
+    parts = fs._parts(action.path)
     try:
-        fd = os.open(action.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+        directory = fs._open_directory(parts[:-1], what)
+    except UsageError as error:
+        raise PermissionDenied(what, f"refused: {error.why}", error.path) from None
+    try:
+        fd = os.open(parts[-1], os.O_WRONLY | os.O_CREAT | os.O_EXCL | FILE_FLAGS, 0o644, dir_fd=directory)
         try:
             os.write(fd, action.content.encode())
         finally:
             os.close(fd)
     except OSError as err:
-        raise CgroupFS._error(err, "build fake root", action.path) from err
-
-
-def is_empty_directory(fs: CgroupFS) -> bool | None:
-    """Whether the root is an empty directory; None when it does not exist."""
-    try:
-        with os.scandir(fs.root) as entries:
-            return next(entries, None) is None
-    except FileNotFoundError:
-        return None
-    except OSError as err:
-        raise CgroupFS._error(err, "read directory", fs.root) from err
+        raise _error(err, what, action.path, {**PERMISSION_TO_WRITE, **REFUSED_LINKS}) from err
+    finally:
+        os.close(directory)
 
 
 def resolves_to_root(fs: CgroupFS, group: Group) -> bool:
-    """Whether GROUP is the root itself, also through a symbolic link (fake trees)."""
-    return os.path.realpath(group.path) == str(fs.root)
+    """Whether GROUP is the root itself: the same directory (device and inode),
+    however it was named.  No path is resolved: fs.group() has already refused
+    a symbolic link on the way."""
+    return not group.name or fs.directory_identity(group) == fs.root_identity()

@@ -82,7 +82,7 @@ class V1Backend(Backend):
     @property
     def has_swap_accounting(self) -> bool:
         # memory.memsw.* exist only with CONFIG_MEMCG_SWAP and swapaccount=1.
-        return (self.fs.root / MEMSW_LIMIT).is_file()
+        return self.fs.is_file(self.fs.root / MEMSW_LIMIT)
 
     def read_limits(self, group: Group) -> dict:
         limit = self._read_limit(group, LIMIT)
@@ -151,11 +151,21 @@ class V1Backend(Backend):
         # held so that a second Ctrl-C cannot cut the restore short.  Only
         # when the kernel refused the lowering write (EBUSY, EINVAL) is there
         # nothing to restore: the limit is as it was.
+        #
+        # The whole shrink goes through one fd of the group's directory: in a
+        # delegated subtree its user may rename the group away and another
+        # into its place while the limit is low; the restore still reaches
+        # the group that was lowered, and the journal record names that
+        # directory's inode.
+        with self.fs.pinned(group):
+            return self._shrink_pinned(group, target, deadline)
+
+    def _shrink_pinned(self, group: Group, target: int, deadline: Deadline) -> int:
         from ..safety.signals import alarm_at, run_despite_signals
 
         lower, restore = self.plan_shrink(group, target)
         if self.journal is not None:
-            self.journal.record(group.path, restore.path, restore.value)
+            self.journal.record(group.path, restore.path, restore.value, identity=self.fs.identity(group))
         limit_may_be_lowered = True
         try:
             try:

@@ -3,8 +3,6 @@ that the user did not name."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from ..errors import AlreadyExists, Busy, MemcgError, NotFound, UsageError
 from ..kernel.backend import Backend
 from ..kernel.fs import Action, Group, MakeDir, RemoveDir, Write, clean_group_name, resolves_to_root
@@ -62,7 +60,7 @@ def plan_create(backend: Backend, name: str, parents: bool = False, exist_ok: bo
         if exist_ok:
             return []
         raise AlreadyExists(f"create group {group.label}", "the group exists", str(group.path))
-    if group.path.is_file():
+    if backend.fs.is_file(group.path):
         raise UsageError(f"create group {group.label}", "names a file, not a group", str(group.path))
     missing = [each for each in _missing_ancestors(backend, group) if MakeDir(each.path) not in planned]
     if missing and not parents:
@@ -82,10 +80,10 @@ def _missing_ancestors(backend: Backend, group: Group) -> list[Group]:
     parts = group.name.split("/")
     for depth in range(1, len(parts)):
         ancestor = backend.group("/".join(parts[:depth]), must_exist=False)
-        if ancestor.path.is_file():
+        if backend.fs.is_file(ancestor.path):
             raise UsageError(f"create group {group.label}", f"{ancestor.label} names a file, not a group",
                              str(ancestor.path))
-        if not ancestor.path.is_dir():
+        if not backend.fs.is_dir(ancestor.path):
             missing.append(ancestor)
     return missing
 
@@ -121,7 +119,7 @@ def parse_pid(text: str) -> int:
 
 def plan_attach(backend: Backend, group: Group, pid: int, threads: bool = False) -> Write:
     """The write that moves process (or with THREADS, thread) PID into GROUP."""
-    if not Path(f"/proc/{pid}").exists():
+    if not backend.fs.process_exists(pid):
         raise NotFound(f"attach {pid} to {group.label}", "no such process", f"/proc/{pid}")
     return backend.attach_action(group, pid, threads)
 

@@ -13,6 +13,7 @@ from ..kernel.backend import GroupStat
 from ..operations.shrink import ShrinkResult, StopReason
 from ..operations.stats import usage_breakdown
 from ..sizes import format_size
+from .escape import printable
 
 # (column, part of usage as stats.usage_breakdown names it).  Hierarchical on
 # both versions, like USAGE: USAGE = ANON + FILE + KERNEL; SHMEM is the part of
@@ -33,7 +34,7 @@ def stat_rows(stats: Iterable[GroupStat], version: int) -> tuple[list[str], list
         trouble = stat.failcnt if version == 1 else (stat.events or {}).get("oom_kill", 0)
         parts = usage_breakdown(stat)
         rows.append([
-            stat.group,
+            printable(stat.group),
             format_size(stat.usage),
             _size_cell(stat.limit),
             _size_cell(stat.peak, "-"),
@@ -91,7 +92,8 @@ def tree_lines(stats: list[GroupStat]) -> list[str]:
         depth = stat.group.count("/") - top
         name = stat.group.rsplit("/", 1)[-1]
         pids = f"{stat.pids} pid" if stat.pids == 1 else f"{stat.pids} pids"
-        lines.append(f"{'    ' * depth}{name}  {format_size(stat.usage)} / {_size_cell(stat.limit)}  ({pids})")
+        lines.append(f"{'    ' * depth}{printable(name)}  {format_size(stat.usage)} / {_size_cell(stat.limit)}"
+                     f"  ({pids})")
     return lines
 
 

@@ -64,7 +64,11 @@ def run_despite_signals(action) -> None:
 
     A signal that slips in just before they are held raises there, before
     ACTION ran: run it again, and raise that signal's exception afterwards.
-    ACTION must be safe to run twice.
+    ACTION must be safe to run twice, and must never block: with stop signals
+    held only SIGKILL could end it.  The restore it runs opens files through
+    kernel.fs, which opens with O_NONBLOCK and checks the file before writing,
+    so a FIFO planted in place of memory.limit_in_bytes is refused at once
+    instead of waiting for a reader (issue 13, finding 1).
     """
     interrupted = None
     while True:

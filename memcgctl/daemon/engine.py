@@ -55,6 +55,14 @@ WATCH_KINDS = {
 }
 
 
+def describe_spec(spec: tuple) -> str:
+    if spec[0] == "usage":
+        from ..sizes import format_size
+
+        return f"usage crossing {format_size(spec[1])} (eventfd)"
+    return " ".join(str(part) for part in spec)
+
+
 class RuleRun:
     """A rule of the configuration at work: its policy instance and settings."""
 
@@ -256,6 +264,7 @@ class Engine:
             watched.watches[spec] = watch
             self.by_fd[watch.fileno()] = reading.name
             self.poller.register(watch.fileno(), watch.poll_events)
+            self.log.detail(f"{reading.name}: watching {describe_spec(spec)}")
             # A crossing between our reading and the registration would be
             # missed: read once more, right away.
             watched.recheck_at = now

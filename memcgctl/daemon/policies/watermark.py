@@ -37,6 +37,8 @@ class WatermarkPolicy(Policy):
     def plan(self, reading: Reading, state: dict) -> Step | None:
         high = self.rule["high"].resolve(reading.limit)
         low = self.rule["low"].resolve(reading.limit)
-        if high is None or low is None or reading.usage <= high:
+        # At `high` counts as crossed: the kernel signals a v1 threshold when
+        # usage reaches it, and reading right then can give exactly `high`.
+        if high is None or low is None or reading.usage < high:
             return None
-        return Step(low, f"usage {format_size(reading.usage)} > high {format_size(high)}")
+        return Step(low, f"usage {format_size(reading.usage)} >= high {format_size(high)}")

@@ -62,6 +62,8 @@ def describe_spec(spec: tuple) -> str:
         from ..sizes import format_size
 
         return f"usage crossing {format_size(spec[1])} (eventfd)"
+    if spec[0] == "events":
+        return "memory.events (POLLPRI)"
     return " ".join(str(part) for part in spec)
 
 

@@ -5,12 +5,14 @@ behaviour is in tests/test_daemon.py (v1) and tests/test_daemon_v2.py (VM)."""
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
 
 from memcgctl.daemon.policies import PoolPolicy, Reading
 from memcgctl.daemon.policies.pool import water_level
+from memcgctl.safety.journal import Journal
 
 from conftest import PROJECT, run_cli
 
@@ -103,6 +105,26 @@ def test_once_counts_what_it_did_in_the_counters_file(fake_v1, tmp_path, journal
         {"group": "idle", "policy": "watermark", "reclaimed_bytes": 0, "actions": 0, "backoffs": 0, "errors": 0},
         {"group": "web", "policy": "watermark", "reclaimed_bytes": 0, "actions": 1, "backoffs": 0, "errors": 0},
     ]
+
+
+def test_a_group_another_memcgctl_holds_is_skipped_not_waited_for(fake_v1, tmp_path, journal_directory):
+    run_cli(fake_v1, "create", "web", "--limit", "1G")
+    (fake_v1 / "web" / "memory.usage_in_bytes").write_text(str(950 * MIB))
+    config = write(tmp_path, WATERMARK)
+    with Journal(journal_directory).locked(fake_v1 / "web"):  # as a `memcgctl shrink web` holds it
+        started = time.monotonic()
+        result = run_cli(fake_v1, "-v", "daemon", "--config", str(config), "--once")
+        took = time.monotonic() - started
+    assert result.exit_code == 0
+    assert "web: watermark: another memcgctl holds the group; skipped this pass" in result.stderr
+    assert took < 2, "the daemon must not wait for the lock"
+    assert (fake_v1 / "web" / "memory.limit_in_bytes").read_text() == str(1024 * MIB)
+    assert counters(journal_directory)[("web", "watermark")]["actions"] == 0
+
+
+def counters(journal_directory: Path) -> dict:
+    document = json.loads((journal_directory / "daemon-counters.json").read_text())
+    return {(row["group"], row["policy"]): row for row in document["rows"]}
 
 
 # --- the pool's arithmetic ---------------------------------------------------------

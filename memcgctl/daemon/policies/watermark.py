@@ -37,8 +37,18 @@ class WatermarkPolicy(Policy):
     def plan(self, reading: Reading, state: dict) -> Step | None:
         high = self.rule["high"].resolve(reading.limit)
         low = self.rule["low"].resolve(reading.limit)
+        if high is None or low is None or reading.usage <= low:
+            state.pop("since_usage", None)
+            return None
         # At `high` counts as crossed: the kernel signals a v1 threshold when
         # usage reaches it, and reading right then can give exactly `high`.
-        if high is None or low is None or reading.usage < high:
+        if reading.usage >= high:
+            state["since_usage"] = reading.usage
+        elif "since_usage" not in state:
             return None
-        return Step(low, f"usage {format_size(reading.usage)} >= high {format_size(high)}")
+        # Once crossed, go on down to `low` even when steps held back by the
+        # rate cap (or cut short) leave the group between the two.
+        crossed = state["since_usage"]
+        return Step(low, f"usage {format_size(reading.usage)} (crossed high {format_size(high)} at "
+                         f"{format_size(crossed)})" if reading.usage < high else
+                    f"usage {format_size(reading.usage)} >= high {format_size(high)}")

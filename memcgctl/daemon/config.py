@@ -1,7 +1,7 @@
 """The daemon's configuration: a TOML file (tomllib, Python 3.11+).
 
     interval = 1.0            # seconds between passes of the polling rules
-    rescan_interval = 10.0    # seconds between looks for new groups (globs)
+    rescan_interval = 10.0    # seconds between full looks for groups (inotify sees most)
     max_cpu_percent = 10      # of one core, the daemon's own and its reclaim
 
     [[group]]                 # a rule: one policy over the groups MATCH names

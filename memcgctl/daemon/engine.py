@@ -505,7 +505,8 @@ class Engine:
         next_rescan = now + self.config.rescan_interval
         while True:
             cpu_before = time.process_time()
-            interval_pass = once or now >= next_interval
+            # Idle groups whose rules the kernel wakes are not even looked at.
+            interval_pass = once or (now >= next_interval and self._anything_polled())
             version = self.backend.version
             due = {name for name, watched in self.watched.items()
                    if once or watched.due or watched.recheck_at <= now

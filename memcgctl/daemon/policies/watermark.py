@@ -25,8 +25,10 @@ class WatermarkPolicy(Policy):
     def polls(self, version: int) -> bool:
         # cgroup v1 has usage thresholds: the kernel wakes us at the crossing,
         # and an idle group costs nothing.  v2 has none: poll, and also wake
-        # on memory.events.
-        return version != 1
+        # on memory.events.  A percentage of the hard limit polls on v1 too,
+        # to follow a change of the limit (the threshold moves with it).
+        uses_percent = self.rule["high"].percent is not None or self.rule["low"].percent is not None
+        return version != 1 or uses_percent
 
     def watch_specs(self, reading: Reading, version: int) -> tuple:
         if version == 1:

@@ -126,8 +126,6 @@ class Watched:
         self.states: dict = {}  # rule key -> the policy's dict
         self.backoffs: dict = {}  # rule key -> Backoff
         self.buckets: dict = {}  # rule key -> TokenBucket
-        self.due = True  # read at the next pass (new, woken)
-        self.recheck_at = math.inf
         self.unwatchable = False  # the kernel or root cannot notify: poll it
         self.read_error: str | None = None  # the last failure to read it, said once
 
@@ -151,10 +149,15 @@ class Engine:
         self.poller = select.poll()
         self.pending_signals: list[int] = []
         self.step_in_flight = False
+        self.stopping = False  # SIGTERM or SIGINT came: end the pass early
         self.pool_state: dict = {}
         self.pool_members: dict = {}
         self._wake_read = -1
-        self._polled_at_discovery: bool | None = None
+        # What the next pass must read, kept as names so that a wake-up costs
+        # what it wakes, not a walk over every group.
+        self.due: set = set()  # new groups, groups whose watches fired
+        self.recheck_at: dict = {}  # name -> monotonic seconds (backoffs, rate cap, registration)
+        self._polled_names: list | None = None  # read at every interval (None: work out again)
         # inotify on the directories the globs list: new groups are found at
         # once, and idle rescans are not needed to find them.
         self.directory_watch = None
@@ -209,7 +212,7 @@ class Engine:
                     groups[group.name] = group
                     members.add(group.name)
         in_pools = set().union(*self.pool_members.values())
-        self._polled_at_discovery = None  # worked out again when next asked
+        self._polled_names = None  # worked out again when next asked
         for name in set(self.watched) - set(groups):
             self._gone(name)
         for name, group in groups.items():
@@ -217,6 +220,7 @@ class Engine:
             watched = self.watched.get(name)
             if watched is None:
                 watched = self.watched[name] = Watched(group)
+                self.due.add(name)
                 self.log.detail(f"{name}: watched by {', '.join(rule.label for rule in rules) or 'a pool'}")
                 for rule in rules:
                     self.counters.add(name, rule.policy.name)
@@ -275,8 +279,11 @@ class Engine:
 
     def _drop(self, name: str) -> None:
         watched = self.watched.pop(name, None)
+        self.due.discard(name)
+        self.recheck_at.pop(name, None)
         if watched is None:
             return
+        self._polled_names = None
         for watch in watched.watches.values():
             self._unwatch(watch)
         watched.watches.clear()
@@ -302,7 +309,7 @@ class Engine:
             except MemcgError as error:
                 self.log.note(f"{reading.name}: cannot watch ({error}); reading it at every interval instead")
                 watched.unwatchable = True
-                self._polled_at_discovery = True
+                self._polled_names = None
                 continue
             watched.watches[spec] = watch
             self.by_fd[watch.fileno()] = reading.name
@@ -310,7 +317,7 @@ class Engine:
             self.log.detail(f"{reading.name}: watching {describe_spec(spec)}")
             # A crossing between our reading and the registration would be
             # missed: read once more, right away.
-            watched.recheck_at = now
+            self._recheck(reading.name, now)
 
     def _unwatch(self, watch) -> None:
         fd = watch.fileno()
@@ -339,8 +346,8 @@ class Engine:
             watched = self.watched.get(name)
             if watched is None:
                 continue
-            watched.due = False
-            watched.recheck_at = math.inf
+            self.due.discard(name)
+            self.recheck_at.pop(name, None)
             try:
                 snapshot[name] = self.read(watched, now)
                 watched.read_error = None
@@ -353,6 +360,8 @@ class Engine:
                 watched.read_error = str(error)
         self.log.detail(f"pass: read {len(snapshot)} group(s)" + (" and the pools" if with_pools else ""))
         for name in list(snapshot):
+            if self.stopping:
+                return  # registering 1,000 thresholds takes seconds: stop now
             self._run_rules(name, snapshot, now)
         if with_pools:
             for pool in self.pools:
@@ -388,7 +397,7 @@ class Engine:
         name, policy = reading.name, rule.policy.name
         backoff = watched.backoffs.get(rule.key)
         if backoff is not None and now < backoff.until:
-            self._recheck(watched, backoff.until)
+            self._recheck(watched.group.name, backoff.until)
             self.log.detail(f"{name}: {policy}: backing off for {backoff.until - now:.1f} s more")
             return
         wanted = max(step.target, rule.settings["min"], reading.protected)  # the floors
@@ -397,7 +406,7 @@ class Engine:
         if target > wanted:
             # The rate cap holds the step back: come again when the bucket
             # holds the rest, or a full second's worth.
-            self._recheck(watched, now + bucket.seconds_until(min(target - wanted, bucket.rate)))
+            self._recheck(watched.group.name, now + bucket.seconds_until(min(target - wanted, bucket.rate)))
         if reading.usage - target < MIN_STEP_BYTES:
             self.log.detail(f"{name}: {policy}: {step.why}: nothing to do within the floor and the rate cap")
             return
@@ -409,7 +418,7 @@ class Engine:
             result = self._shrink(watched.group, target, rule.settings["step_seconds"])
         except LockHeld:
             self.log.detail(f"{name}: {policy}: another memcgctl holds the group; skipped this pass")
-            self._recheck(watched, now + self.config.interval)
+            self._recheck(watched.group.name, now + self.config.interval)
             return
         except NotFound:
             self._gone(name)
@@ -422,9 +431,9 @@ class Engine:
         self._count_and_log(watched, rule, step, result, now)
         snapshot[name] = reading._replace(usage=result.after)
         if target > wanted:
-            self._recheck(watched, now + bucket.seconds_until(min(result.after - wanted, bucket.rate)))
+            self._recheck(watched.group.name, now + bucket.seconds_until(min(result.after - wanted, bucket.rate)))
         elif not result.reached:
-            self._recheck(watched, now + self.config.interval)
+            self._recheck(watched.group.name, now + self.config.interval)
 
     @staticmethod
     def _bucket(watched: Watched, rule: RuleRun, now: float) -> TokenBucket:
@@ -440,6 +449,7 @@ class Engine:
                 return shrink_locked(self.backend, group, ShrinkTarget(bytes=target), Deadline(step_seconds))
             finally:
                 self.step_in_flight = False
+        self.stopping = False  # SIGTERM or SIGINT came: end the pass early
 
     def _count_and_log(self, watched: Watched, rule: RuleRun, step: Step, result, now: float) -> None:
         name, policy = result.group, rule.policy.name
@@ -467,16 +477,16 @@ class Engine:
         delay = min(FIRST_BACKOFF_SECONDS * 2 ** (backoff.failures - 1), rule.settings["backoff_max"])
         backoff.until = now + delay
         self.counters.add(name, rule.policy.name, backoffs=1)
-        self._recheck(watched, backoff.until)
+        self._recheck(watched.group.name, backoff.until)
         if backoff.failures == 1:
             self.log.note(f"{name}: {rule.policy.name}: backing off: {why}; trying again in {delay:g} s, "
                           f"then doubling up to {rule.settings['backoff_max']:g} s")
         else:
             self.log.detail(f"{name}: {rule.policy.name}: still no progress; next try in {delay:g} s")
 
-    @staticmethod
-    def _recheck(watched: Watched, at: float) -> None:
-        watched.recheck_at = min(watched.recheck_at, at)
+    def _recheck(self, name: str, at: float) -> None:
+        """Read group NAME again at AT (monotonic seconds), or earlier."""
+        self.recheck_at[name] = min(self.recheck_at.get(name, math.inf), at)
 
     # --- the loop ----------------------------------------------------------------
 
@@ -507,10 +517,7 @@ class Engine:
             cpu_before = time.process_time()
             # Idle groups whose rules the kernel wakes are not even looked at.
             interval_pass = once or (now >= next_interval and self._anything_polled())
-            version = self.backend.version
-            due = {name for name, watched in self.watched.items()
-                   if once or watched.due or watched.recheck_at <= now
-                   or (interval_pass and watched.polled(version, self.watching))}
+            due = set(self.watched) if once else self._due(now, interval_pass)
             if due or interval_pass:
                 self.run_pass(due, interval_pass and bool(self.pools), now)
             if interval_pass:
@@ -519,14 +526,11 @@ class Engine:
             if once:
                 return
             self._keep_within_cpu_budget(cpu_before)
-            wake_at = min([next_rescan, self.counters.written_at + MAX_WRITE_INTERVAL,
-                           *(watched.recheck_at for watched in self.watched.values())]
+            wake_at = min([next_rescan, self.counters.written_at + MAX_WRITE_INTERVAL, *self.recheck_at.values()]
                           + ([next_interval] if self._anything_polled() else []))
             woken = self._wait(wake_at - time.monotonic())
             now = time.monotonic()
-            for name in woken:
-                if name in self.watched:
-                    self.watched[name].due = True
+            self.due.update(name for name in woken if name in self.watched)
             if self._handle_signals():
                 return
             if self._rescan_needed or now >= next_rescan:
@@ -553,12 +557,23 @@ class Engine:
         except MemcgError as error:
             self.log.note(f"cannot look for groups: {error}; keeping the {len(self.watched)} known")
 
-    def _anything_polled(self) -> bool:
-        if self._polled_at_discovery is None:
+    def _due(self, now: float, interval_pass: bool) -> set:
+        """The groups the next pass reads: new and woken ones, those whose
+        recheck time came, and at an interval those whose rules poll."""
+        due = self.due | {name for name, at in self.recheck_at.items() if at <= now}
+        if interval_pass:
+            due.update(self._polled())
+        return due
+
+    def _polled(self) -> list:
+        if self._polled_names is None:
             version = self.backend.version
-            self._polled_at_discovery = any(watched.polled(version, self.watching)
-                                            for watched in self.watched.values())
-        return self._polled_at_discovery
+            self._polled_names = [name for name, watched in self.watched.items()
+                                  if watched.polled(version, self.watching)]
+        return self._polled_names
+
+    def _anything_polled(self) -> bool:
+        return bool(self._polled())
 
     def _wait(self, seconds: float) -> set[str]:
         """Sleep in poll(2) until a watch fires, a signal comes, or SECONDS pass;
@@ -610,8 +625,10 @@ class Engine:
 
         def handler(signum, _frame):
             self.pending_signals.append(signum)
-            if signum != signal.SIGHUP and self.step_in_flight:
-                raise Interrupted(signum)
+            if signum != signal.SIGHUP:
+                self.stopping = True
+                if self.step_in_flight:
+                    raise Interrupted(signum)
 
         previous_fd = signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)
         previous = {signum: signal.signal(signum, handler) for signum in WAKE_SIGNALS}

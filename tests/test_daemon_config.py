@@ -76,6 +76,17 @@ def test_the_example_configuration_checks(fake_root):
     ]
 
 
+def test_names_are_cleaned_and_globs_match_one_level_each(fake_v2, tmp_path):
+    for name in ("batch/a", "batch/b/deeper", "batchy", "web"):
+        assert run_cli(fake_v2, "create", "-p", name).exit_code == 0
+    config = write(tmp_path, WATERMARK.replace('match = "web"', 'match = "/batch//*/"') + WATERMARK.replace(
+        'match = "web"', 'match = "b*"'))
+    result = run_cli(fake_v2, "daemon", "--config", str(config), "--check")
+    assert (result.exit_code, result.stderr) == (0, "")
+    assert result.stdout.splitlines() == ["[[group]] 1 (line 1): watermark: batch/a batch/b",
+                                          "[[group]] 2 (line 6): watermark: batch batchy"]
+
+
 def test_dry_run_logs_the_writes_it_would_make_and_writes_nothing(fake_v1, tmp_path, journal_directory):
     run_cli(fake_v1, "create", "web", "--limit", "1G")
     (fake_v1 / "web" / "memory.usage_in_bytes").write_text(str(950 * MIB))

@@ -42,6 +42,7 @@ import _common as c  # noqa: E402
 ACTIVE_RATE = 10  # groups a second charged by the reader
 IDLE_GOAL_PERCENT = 0.1
 REACTION_GOAL_MS = 20.0
+V1_UNLIMITED = "9223372036854771712"
 
 # The engine in a process of its own; MODE "eventfd" (as `memcgctl daemon`
 # runs it) or "interval" (the same, polling: no kernel watches).
@@ -223,6 +224,7 @@ def reaction_times(mode: str, trials: int, scratch: Path) -> list[float]:
     with c.kernel_root(f"reaction-{mode}") as root:
         os.mkdir(root / "web")
         usage_path = root / "web" / "memory.usage_in_bytes"
+        limit_path = root / "web" / "memory.limit_in_bytes"
         config = write_config(scratch, f'interval = 1.0\n\n[[group]]\nmatch = "web"\npolicy = "watermark"\n'
                                        f'high = "{high}M"\nlow = "{low}M"\n')
         try:
@@ -246,6 +248,9 @@ def reaction_times(mode: str, trials: int, scratch: Path) -> list[float]:
                 ask(f"{crossing} {data}")
                 assert wait_until(lambda: int(usage_path.read_text()) <= (low + crossing) * c.MIB, 10)
                 times.append(time.monotonic() - started)
+                # Usage passes the mark while the kernel still reclaims: let
+                # the step end (the limit restored) before the next trial.
+                assert wait_until(lambda: limit_path.read_text().strip() == V1_UNLIMITED, 10, every=0.002)
         finally:
             processes.stop_all()
             import shutil

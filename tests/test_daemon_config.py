@@ -4,12 +4,15 @@ behaviour is in tests/test_daemon.py (v1) and tests/test_daemon_v2.py (VM)."""
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import time
 from pathlib import Path
 
 import pytest
 
+import memcgctl.kernel.fs
 from memcgctl.daemon.policies import PoolPolicy, Reading
 from memcgctl.daemon.policies.pool import water_level
 from memcgctl.safety.journal import Journal
@@ -133,9 +136,50 @@ def test_a_group_another_memcgctl_holds_is_skipped_not_waited_for(fake_v1, tmp_p
     assert counters(journal_directory)[("web", "watermark")]["actions"] == 0
 
 
+@pytest.mark.parametrize(("usage_after", "backs_off"), [(700, False), (900, True)], ids=["got-there", "did-not"])
+def test_ebusy_backs_off_only_when_usage_stayed_above_the_target(fake_v1, tmp_path, journal_directory,
+                                                                  monkeypatch, usage_after, backs_off):
+    run_cli(fake_v1, "create", "web", "--limit", "1G")
+    usage = fake_v1 / "web" / "memory.usage_in_bytes"
+    usage.write_text(str(950 * MIB))
+    real_write = os.write
+
+    def busy_lowering(fd, data):
+        if data == str(800 * MIB).encode():  # the lowered limit: the kernel says EBUSY
+            usage.write_text(str(usage_after * MIB))  # what the group holds meanwhile
+            raise OSError(errno.EBUSY, os.strerror(errno.EBUSY))
+        return real_write(fd, data)
+
+    monkeypatch.setattr(memcgctl.kernel.fs.os, "write", busy_lowering)
+    result = run_cli(fake_v1, "daemon", "--config", str(write(tmp_path, WATERMARK)), "--once")
+    assert result.exit_code == 0
+    assert f"web: watermark: usage 950 MiB >= high 900 MiB: 950 MiB -> {usage_after} MiB in " in result.stderr
+    assert ("backing off: the kernel could reclaim no more" in result.stderr) == backs_off
+    assert counters(journal_directory)[("web", "watermark")]["backoffs"] == int(backs_off)
+    assert list(journal_directory.glob("*.restore")) == []  # EBUSY: the kernel kept the limit, nothing to undo
+
+
 def counters(journal_directory: Path) -> dict:
     document = json.loads((journal_directory / "daemon-counters.json").read_text())
     return {(row["group"], row["policy"]): row for row in document["rows"]}
+
+
+def test_watermark_goes_on_to_low_after_a_crossing_until_a_step_gets_there():
+    from memcgctl.daemon.policies import WatermarkPolicy
+    from memcgctl.daemon.values import size_or_percent
+
+    policy = WatermarkPolicy({"high": size_or_percent("100M"), "low": size_or_percent("50%")})
+    state: dict = {}
+    limited = reading("web", 80)._replace(limit=100 * MIB)  # high 100M, low 50M
+    assert policy.plan(limited, state) is None  # between the two, never crossed
+    step = policy.plan(limited._replace(usage=100 * MIB), state)
+    assert step.target == 50 * MIB and step.why == "usage 100 MiB >= high 100 MiB"
+    policy.stepped(limited._replace(usage=70 * MIB), state)  # held back by the rate cap: not there yet
+    assert policy.plan(limited._replace(usage=70 * MIB), state).why == (
+        "usage 70 MiB (crossed high 100 MiB at 100 MiB)")
+    policy.stepped(limited._replace(usage=50 * MIB), state)
+    assert policy.plan(limited._replace(usage=90 * MIB), state) is None  # refilled, not crossed again
+    assert policy.plan(limited._replace(limit=None, usage=900 * MIB), state) is None  # 50% of unlimited
 
 
 # --- the pool's arithmetic ---------------------------------------------------------

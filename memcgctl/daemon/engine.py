@@ -430,6 +430,8 @@ class Engine:
         bucket.spend(max(0, result.before - result.after))
         self._count_and_log(watched, rule, step, result, now)
         snapshot[name] = reading._replace(usage=result.after)
+        state = self.pool_state[rule.key] if isinstance(rule.policy, PoolPolicy) else watched.states[rule.key]
+        rule.policy.stepped(snapshot[name], state)
         if target > wanted:
             self._recheck(watched.group.name, now + bucket.seconds_until(min(result.after - wanted, bucket.rate)))
         elif not result.reached:
@@ -456,12 +458,14 @@ class Engine:
         reclaimed = max(0, result.before - result.after)
         self.counters.add(name, policy, actions=1, reclaimed_bytes=reclaimed)
         outcome = ""
-        if result.stopped_because is StopReason.NO_PROGRESS:
+        if result.stopped_because is StopReason.NO_PROGRESS and not result.reached:
             outcome = f"stopped short: {result.detail}"
         elif result.stopped_because is StopReason.DEADLINE:
             outcome = f"stopped short: step_seconds ({rule.settings['step_seconds']:g} s) ran out"
         self.log.action(name, policy, step.why, result.before, result.after, result.seconds, outcome)
-        if result.stopped_because is StopReason.NO_PROGRESS:
+        # v1 can answer EBUSY while usage did get under the target (the
+        # group freed memory of its own meanwhile): that is no failure.
+        if result.stopped_because is StopReason.NO_PROGRESS and not result.reached:
             self._back_off(watched, rule, name, result.detail, now)
             return
         backoff = watched.backoffs.pop(rule.key, None)

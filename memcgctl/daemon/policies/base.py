@@ -66,3 +66,7 @@ class Policy:
         """The step to take now, or None.  STATE is a dict of this rule's own
         for this group; the engine drops it when the group vanishes."""
         raise NotImplementedError
+
+    def stepped(self, after: Reading, state: dict) -> None:
+        """The engine carried out this rule's step: AFTER is the reading with
+        the usage the step reached.  For policies that keep state across steps."""

@@ -28,6 +28,9 @@ class PoolPolicy:
     def check(cls, rule: dict) -> tuple[str, str] | None:
         return None
 
+    def stepped(self, after: Reading, state: dict) -> None:
+        """The pool keeps nothing across steps."""
+
     def weight(self, name: str) -> float:
         """The share weight of group NAME: the first `share` entry whose name
         or glob matches it, else 1."""

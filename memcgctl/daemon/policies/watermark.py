@@ -54,3 +54,8 @@ class WatermarkPolicy(Policy):
         return Step(low, f"usage {format_size(reading.usage)} (crossed high {format_size(high)} at "
                          f"{format_size(crossed)})" if reading.usage < high else
                     f"usage {format_size(reading.usage)} >= high {format_size(high)}")
+
+    def stepped(self, after: Reading, state: dict) -> None:
+        low = self.rule["low"].resolve(after.limit)
+        if low is None or after.usage <= low:
+            state.pop("since_usage", None)  # done: the next step waits for the next crossing

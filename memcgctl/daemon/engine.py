@@ -158,6 +158,7 @@ class Engine:
         self.due: set = set()  # new groups, groups whose watches fired
         self.recheck_at: dict = {}  # name -> monotonic seconds (backoffs, rate cap, registration)
         self._polled_names: list | None = None  # read at every interval (None: work out again)
+        self._last_signature: list | None = None  # the names each rule matched at the last discover()
         # inotify on the directories the globs list: new groups are found at
         # once, and idle rescans are not needed to find them.
         self.directory_watch = None
@@ -172,6 +173,7 @@ class Engine:
 
     def _use(self, config: Config) -> None:
         self.config = config
+        self._last_signature = None
         self.rules = [RuleRun(f"group {rule.index}", rule.label, rule.policy(rule.settings), rule.settings)
                       for rule in config.rules]
         self.pools = [RuleRun(f"pool {pool.index}", pool.label, PoolPolicy(pool.settings), pool.settings)
@@ -197,20 +199,24 @@ class Engine:
     def discover(self, now: float) -> None:
         """Find the groups the rules and pools name now: new ones are read at
         the next pass, vanished ones are dropped."""
+        self._listed_directories = set()
+        matched = [(rule, self.expand(rule.settings["match"])) for rule in self.rules]
+        pooled = [(pool, [group for pattern in pool.settings["groups"] for group in self.expand(pattern)])
+                  for pool in self.pools]
+        signature = [[group.name for group in found] for _, found in matched + pooled]
+        if signature == self._last_signature:
+            return  # nothing came or went: the usual rescan of 1,000 idle groups ends here
+        self._last_signature = signature
         groups: dict[str, Group] = {}
         rules_of: dict[str, list] = {}
-        self.pool_members = {}
-        self._listed_directories = set()
-        for rule in self.rules:
-            for group in self.expand(rule.settings["match"]):
+        for rule, found in matched:
+            for group in found:
                 groups[group.name] = group
                 rules_of.setdefault(group.name, []).append(rule)
-        for pool in self.pools:
-            members = self.pool_members[pool.key] = set()
-            for pattern in pool.settings["groups"]:
-                for group in self.expand(pattern):
-                    groups[group.name] = group
-                    members.add(group.name)
+        self.pool_members = {}
+        for pool, found in pooled:
+            self.pool_members[pool.key] = {group.name for group in found}
+            groups.update((group.name, group) for group in found)
         in_pools = set().union(*self.pool_members.values())
         self._polled_names = None  # worked out again when next asked
         for name in set(self.watched) - set(groups):
@@ -278,6 +284,7 @@ class Engine:
         return children
 
     def _drop(self, name: str) -> None:
+        self._last_signature = None  # a group of that name may come back
         watched = self.watched.pop(name, None)
         self.due.discard(name)
         self.recheck_at.pop(name, None)

@@ -35,6 +35,7 @@ COMMANDS = {
     "init-fake": "admin:init_fake",
     "completion": "admin:completion",
     "export": "export:export",
+    "daemon": "daemon:daemon",
 }
 
 

@@ -155,22 +155,54 @@ class Journal:
     def __del__(self):
         self.close()
 
+    # --- files beside the records: locks, the daemon's counters ----------------
+
+    def open_file(self, name: str, what: str) -> int:
+        """A read-write fd of the regular file NAME in the journal directory,
+        made if missing (0600), never through a link: for locks, the group
+        locks here and the daemon's."""
+        try:
+            fd = os.open(name, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o600,
+                         dir_fd=self._directory_fd())
+        except OSError as err:
+            raise error_from_oserror(err, what, str(self.directory / name)) from err
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise PermissionDenied(what, "not a regular file", str(self.directory / name))
+        return fd
+
+    def replace_file(self, name: str, data: bytes, what: str, mode: int = 0o600, durable: bool = True) -> None:
+        """Replace NAME in the journal directory with DATA, atomically: a new
+        temporary file (O_EXCL, never a link) renamed over it.  DURABLE
+        fsyncs the file and the directory (undo records must survive a crash;
+        the daemon's counters, rewritten every few seconds, need not)."""
+        directory = self._directory_fd()
+        temporary = f"{name}.tmp{os.getpid()}"
+        try:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temporary, dir_fd=directory)  # left by a dead process of the same pid
+            fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode,
+                         dir_fd=directory)
+            try:
+                os.write(fd, data)
+                if durable:
+                    os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(temporary, name, src_dir_fd=directory, dst_dir_fd=directory)
+            if durable:
+                self._sync_directory()
+        except OSError as err:
+            raise error_from_oserror(err, what, str(self.directory / name)) from err
+
     # --- the lock -------------------------------------------------------------
 
     @contextlib.contextmanager
     def locked(self, group_path: Path, deadline: Deadline = NEVER):
         """Hold GROUP_PATH's lock for the block; wait until DEADLINE, then
         LockHeld (75).  A passed deadline still makes one attempt."""
-        directory = self._directory_fd()
-        name = f"{self._key(group_path)}.lock"
+        fd = self.open_file(f"{self._key(group_path)}.lock", "open lock file")
         try:
-            fd = os.open(name, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o600,
-                         dir_fd=directory)
-        except OSError as err:
-            raise error_from_oserror(err, "open lock file", str(self.directory / name)) from err
-        try:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
-                raise PermissionDenied("open lock file", "not a regular file", str(self.directory / name))
             self._acquire(fd, deadline, group_path)
             yield
         finally:
@@ -198,28 +230,12 @@ class Journal:
         """Durably note that VALUE must go back into RESTORE_PATH.  IDENTITY
         (CgroupFS.identity()) binds the record to its root and to the group's
         directory: without it, the record is never replayed."""
-        directory = self._directory_fd()
         import json
 
-        name = self._record_name(group_path)
-        temporary = f"{name}.tmp{os.getpid()}"
         record = {"path": str(restore_path), "value": value, "pid": os.getpid(), "started": time.time()}
         if identity is not None:
             record.update(identity, file=restore_path.name, boot=current_boot())
-        try:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(temporary, dir_fd=directory)  # left by a dead process of the same pid
-            fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
-                         dir_fd=directory)
-            try:
-                os.write(fd, json.dumps(record).encode())
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.replace(temporary, name, src_dir_fd=directory, dst_dir_fd=directory)
-            self._sync_directory()
-        except OSError as err:
-            raise error_from_oserror(err, "write journal", str(self.directory / name)) from err
+        self.replace_file(self._record_name(group_path), json.dumps(record).encode(), "write journal")
 
     def clear(self, group_path: Path) -> None:
         """The restore is done: forget it."""

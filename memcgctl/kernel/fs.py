@@ -503,16 +503,19 @@ class CgroupFS:
         # os.open + os.write so that the errno comes from the write itself: a
         # buffered write would only fail at close.  Kernel files must not be
         # truncated; plain files of a fake tree must, but only once checked
-        # (O_TRUNC at open would truncate whatever was planted there).
+        # (O_TRUNC at open would truncate whatever was planted there) and only
+        # after the write went through, so that a failed write leaves the old
+        # value, as a kernel file keeps it.
         what = f"write {action.value} to {action.path.name}"
         reasons = {**PERMISSION_TO_WRITE, **action.reasons}
         fd = self._open_file(action.path, os.O_WRONLY, what, reasons)
         if fd is None:
             raise self._missing(what, action.path)
         try:
+            data = action.value.encode()
+            os.write(fd, data)
             if not self.is_kernel:
-                os.ftruncate(fd, 0)
-            os.write(fd, action.value.encode())
+                os.ftruncate(fd, len(data))
         except OSError as err:
             raise self._error(err, what, action.path, reasons) from err
         finally:

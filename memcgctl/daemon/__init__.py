@@ -1,0 +1,1 @@
+"""The memcgctl daemon: background reclaim by policies (placeholder until the engine lands)."""

@@ -104,6 +104,12 @@ class PermissionDenied(MemcgError):
     exit_code = 77
 
 
+class ConfigError(MemcgError):
+    """The daemon's configuration file is invalid (EX_CONFIG of sysexits.h)."""
+
+    exit_code = 78
+
+
 class CommandNotExecutable(MemcgError):
     """`run`: the command exists but cannot be executed, as the shell says 126."""
 
@@ -127,6 +133,7 @@ EXIT_CODES = {
     74: "other I/O error",
     75: "busy, try later (EBUSY, EAGAIN, target not reached, group not empty)",
     77: "permission denied (EACCES, EPERM)",
+    78: "daemon: invalid configuration file (EX_CONFIG)",
     126: "run: the command cannot be executed",
     127: "run: the command was not found",
     130: "interrupted by a signal (128 + its number: 129 SIGHUP, 130 SIGINT, 143 SIGTERM)",

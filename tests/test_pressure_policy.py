@@ -7,14 +7,29 @@ machine's v1) and tests/test_daemon_pressure_vm.py (PSI on v2, in the VM).
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
+from memcgctl.daemon.config import parse_config
 from memcgctl.daemon.policies import POLICIES, Reading, Step
 from memcgctl.daemon.policies.pressure import PAGE_SIZE, PressurePolicy
-from memcgctl.errors import UsageError
+from memcgctl.errors import ConfigError
 from memcgctl.kernel.psi import MemoryPressure, StallFigures
 
 MIB = 1 << 20
+
+
+def toml_value(value) -> str:
+    return f'"{value}"' if isinstance(value, str) else str(value).lower()
+
+
+def pressure_policy(rule: dict | None = None) -> PressurePolicy:
+    """The policy of a [[group]] written with the keys of RULE, parsed as the daemon does."""
+    lines = ['[[group]]', 'match = "web"', 'policy = "pressure"',
+             *(f"{key} = {toml_value(value)}" for key, value in (rule or {}).items())]
+    config = parse_config("\n".join(lines) + "\n", Path("daemon.toml"))
+    return config.rules[0].policy(config.rules[0].settings)
 
 
 def group_pressure(total_us: int, avg10: float = 0.0) -> MemoryPressure:
@@ -42,17 +57,17 @@ def run_passes(policy, usages_and_stalls, state=None):
 
 def test_registered_under_its_name():
     assert POLICIES["pressure"] is PressurePolicy
-    assert PressurePolicy({}).name == "pressure"
+    assert pressure_policy({}).name == "pressure"
 
 
 def test_first_pass_only_samples():
     state = {}
-    assert PressurePolicy({}).plan(reading(0.0, 800 * MIB, group_pressure(0)), state) is None
+    assert pressure_policy({}).plan(reading(0.0, 800 * MIB, group_pressure(0)), state) is None
     assert "first pass" in state["idle_why"] and state["sample"][0] == 0.0
 
 
 def test_calm_group_gets_growing_steps_up_to_max_step():
-    policy = PressurePolicy({"target": 0.1, "max_step": "4%"})
+    policy = pressure_policy({"target": 0.1, "max_step": "4%"})
     usage = 1000 * MIB
     steps, state = run_passes(policy, [(usage, 0)] * 6)
     assert steps[0] is None
@@ -60,12 +75,12 @@ def test_calm_group_gets_growing_steps_up_to_max_step():
     largest = int(usage * 0.04)
     # 1/8 of max_step doubled: 1/4, 1/2, then max_step from there on.
     assert taken == [largest // 4, largest // 2, largest, largest, largest]
-    assert "pressure 0.000% over 1.0 s (target 0.1%): reclaim 40.0 MiB" == steps[-1].why
+    assert "pressure 0.000% over 1.0 s (target 0.1%): reclaim 40 MiB" == steps[-1].why
     assert state["step"] == largest
 
 
 def test_step_shrinks_as_pressure_approaches_target():
-    policy = PressurePolicy({"target": 1.0, "max_step": "100M"})
+    policy = pressure_policy({"target": 1.0, "max_step": "100M"})
     # Calm until the step is 100M, then 5 ms (0.5%) stalled: half the room left.
     steps, state = run_passes(policy, [(1000 * MIB, 0)] * 5 + [(1000 * MIB, 5000)])
     assert 1000 * MIB - steps[-2].target == 100 * MIB
@@ -74,7 +89,7 @@ def test_step_shrinks_as_pressure_approaches_target():
 
 
 def test_pressure_at_target_backs_off_and_holds():
-    policy = PressurePolicy({"target": 0.1, "max_step": "100M", "hold": 5})
+    policy = pressure_policy({"target": 0.1, "max_step": "100M", "hold": 5})
     usage = 1000 * MIB
     # Four calm passes, then 2 ms stalled in one second (0.2% > 0.1%), then calm again.
     steps, state = run_passes(policy, [(usage, 0)] * 4 + [(usage, 2000)] + [(usage, 0)] * 7)
@@ -89,7 +104,7 @@ def test_pressure_at_target_backs_off_and_holds():
 def test_reads_the_total_not_avg10():
     # avg10 still says 5% long after a stall: the totals say nothing stalled
     # this pass, so reclaim goes on.
-    policy = PressurePolicy({})
+    policy = pressure_policy({})
     state = {}
     policy.plan(reading(0.0, 500 * MIB, group_pressure(10_000_000, avg10=5.0)), state)
     step = policy.plan(reading(1.0, 500 * MIB, group_pressure(10_000_000, avg10=5.0)), state)
@@ -100,7 +115,7 @@ def test_reads_the_total_not_avg10():
                                                               (0, "700M", 700 * MIB),
                                                               (600 * MIB, "650M", 650 * MIB)])
 def test_never_below_protection_or_min(protected, minimum, floor):
-    policy = PressurePolicy({"min": minimum, "max_step": "100%"})
+    policy = pressure_policy({"min": minimum, "max_step": "100%"})
     state = {}
     policy.plan(reading(0.0, 1000 * MIB, group_pressure(0), protected=protected), state)
     targets = []
@@ -111,11 +126,11 @@ def test_never_below_protection_or_min(protected, minimum, floor):
             break
         targets.append(step.target)
     assert targets and min(targets) == floor
-    assert f"at the floor ({floor / MIB:.1f} MiB)" == state["idle_why"]
+    assert f"at the floor ({floor // MIB} MiB)" == state["idle_why"]
 
 
 def test_v1_refaults_relative_to_size_drive_it():
-    policy = PressurePolicy({"refault_target": 0.1, "max_step": "10%"})
+    policy = pressure_policy({"refault_target": 0.1, "max_step": "10%"})
     usage = 400 * MIB
     state = {}
     assert policy.plan(reading(0.0, usage, host_pressure(0), refaults=1000), state) is None
@@ -128,7 +143,7 @@ def test_v1_refaults_relative_to_size_drive_it():
 
 
 def test_v1_hierarchical_counters_win():
-    policy = PressurePolicy({"refault_target": 0.1})
+    policy = pressure_policy({"refault_target": 0.1})
     state = {}
     stat = {"workingset_refault_file": 0, "total_workingset_refault_file": 0}
     policy.plan(Reading("web", 0.0, 400 * MIB, None, 0, stat, None, None), state)
@@ -139,7 +154,7 @@ def test_v1_hierarchical_counters_win():
 
 
 def test_v1_host_pressure_guards():
-    policy = PressurePolicy({"host_target": 1.0})
+    policy = pressure_policy({"host_target": 1.0})
     state = {}
     policy.plan(reading(0.0, 400 * MIB, host_pressure(0)), state)
     # 20 ms of host-wide stall in one second: 2%, twice the guard.
@@ -147,25 +162,57 @@ def test_v1_host_pressure_guards():
     assert "host pressure 2.000% (guard 1%)" in state["idle_why"] and "backing off" in state["idle_why"]
 
 
-@pytest.mark.parametrize(("rule", "message"), [
-    ({"target": 0}, "key 'target': expected a percentage above 0"),
-    ({"target": "0.1"}, "key 'target'"),
-    ({"target": True}, "key 'target'"),
-    ({"min": "lots"}, "bad size 'lots'"),
-    ({"min": -5}, "key 'min'"),
-    ({"max_step": "0%"}, "key 'max_step'"),
-    ({"max_step": "150%"}, "key 'max_step'"),
-    ({"max_step": "4K"}, "key 'max_step': expected at least 1M"),
-    ({"hold": -1}, "key 'hold'"),
-    ({"refault_target": 100}, "key 'refault_target'"),
+@pytest.mark.parametrize(("rule", "line", "message"), [
+    ({"target": 0}, 4, "key 'target': expected a percentage above 0 and below 100 (0.1 means 0.1%), not 0"),
+    ({"target": "0.1"}, 4, "key 'target': expected a number, not '0.1'"),
+    ({"target": True}, 4, "key 'target': expected a number, not True"),
+    ({"min": "lots"}, 4, "key 'min': bad size 'lots'"),
+    ({"max_step": "0%"}, 4, "key 'max_step': expected a size or a percentage of usage above 0%"),
+    ({"max_step": "150%"}, 4, "key 'max_step'"),
+    ({"max_step": "4K"}, 4, "key 'max_step': expected at least 1M, not '4K'"),
+    ({"target": 0.5, "hold": -1}, 5, "key 'hold': expected seconds from 0 to 3600, not -1"),
+    ({"refault_target": 100}, 4, "key 'refault_target'"),
+    ({"host_target": "x"}, 4, "key 'host_target'"),
+    ({"tagret": 0.1}, 4, "key 'tagret': unknown key in [[group]] with policy 'pressure'"),
 ])
-def test_bad_rules_name_the_key(rule, message):
-    with pytest.raises(UsageError) as caught:
-        PressurePolicy(rule)
-    assert message in str(caught.value)
+def test_bad_rules_name_the_line_and_key(rule, line, message):
+    with pytest.raises(ConfigError) as caught:
+        pressure_policy(rule)
+    assert caught.value.exit_code == 78
+    assert f"configuration line {line}, {message}" in str(caught.value)
+
+
+def test_defaults():
+    policy = pressure_policy()
+    assert (policy.target, policy.max_step_percent, policy.hold, policy.refault_target, policy.host_target,
+            policy.minimum) == (0.1, 5.0, 10.0, 0.1, 1.0, 0)
+
+
+def test_trigger_wakes_the_engine_on_v2_only():
+    policy = pressure_policy({"target": 0.5})
+    # 0.5% of a 2 s window: 10 ms stalled.
+    assert policy.watch_specs(reading(0.0, MIB, group_pressure(0)), 2) == (("pressure", 10_000, 2_000_000),)
+    assert policy.watch_specs(reading(0.0, MIB, host_pressure(0)), 1) == ()
+    assert policy.watch_specs(reading(0.0, MIB, None), 2) == ()
+
+
+def test_pressure_again_soon_after_a_hold_holds_twice_as_long():
+    policy = pressure_policy({"target": 0.1, "max_step": "100M", "hold": 5})
+    state, total = {}, 0
+    usage = 1000 * MIB
+    holds = []
+    # Pressure at 3 s; back at 9 s, one pass after the first hold ended (8 s);
+    # again right after that hold (40 s); then 10 s after it ended.
+    for second in range(60):
+        stalled = 2000 if second in (3, 9, 20, 50) else 0
+        total += stalled
+        policy.plan(reading(float(second), usage, group_pressure(total)), state)
+        if stalled:
+            holds.append(state["hold_until"] - second)
+    assert holds == [5, 10, 20, 5]
 
 
 def test_steps_are_data():
     state = {"sample": (0.0, group_pressure(0), 0)}
-    step = PressurePolicy({"max_step": "8M"}).plan(reading(1.0, 100 * MIB, group_pressure(0)), state)
-    assert isinstance(step, Step) and step.target == 98 * MIB and step.why.endswith("reclaim 2.0 MiB")
+    step = pressure_policy({"max_step": "8M"}).plan(reading(1.0, 100 * MIB, group_pressure(0)), state)
+    assert isinstance(step, Step) and step.target == 98 * MIB and step.why.endswith("reclaim 2 MiB")

@@ -32,6 +32,7 @@ COMMANDS = {
     "recover": "admin:recover_command",
     "init-fake": "admin:init_fake",
     "completion": "admin:completion",
+    "daemon": "daemon:daemon",
 }
 
 

@@ -1,1 +1,2 @@
-"""The memcgctl daemon: background reclaim by policies (placeholder until the engine lands)."""
+"""memcgctl daemon: background reclaim driven by kernel notifiers, the
+configuration (config), the policies (policies/), the loop (engine)."""

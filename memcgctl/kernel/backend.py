@@ -95,6 +95,16 @@ class Backend:
         """{name: bytes or None} for each of self.limit_names."""
         raise NotImplementedError
 
+    def read_hard_limit(self, group: Group) -> int | None:
+        """The hard limit in bytes (v1 memory.limit_in_bytes, v2 memory.max),
+        None for unlimited: one file, for readers that need nothing else."""
+        return self.read_limits(group)["limit"]
+
+    def read_protection(self, group: Group) -> int:
+        """Bytes the kernel protects from reclaim: v2 max(memory.min,
+        memory.low); v1 has no protection (0)."""
+        return 0
+
     def plan_limits(self, group: Group, changes: dict, current: dict | None = None) -> list[Write]:
         """The writes that set CHANGES ({name: bytes or None}).
 

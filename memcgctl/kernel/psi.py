@@ -149,6 +149,8 @@ class PressureTrigger:
     raises NotFound.  Close it (or use it as a context manager).
     """
 
+    poll_events = select.POLLPRI | select.POLLERR
+
     def __init__(self, path: Path, stall_us: int, window_us: int, kind: str = "some"):
         check_trigger(stall_us, window_us, kind)
         self.path = Path(path)
@@ -191,6 +193,9 @@ class PressureTrigger:
         if events & (select.POLLERR | select.POLLNVAL):
             raise NotFound("wait for memory pressure", "the group was removed", str(self.path.parent))
         return bool(events & select.POLLPRI)
+
+    def consume(self) -> None:
+        """Nothing to clear: the kernel reports each event to one poll only."""
 
     def wait(self, timeout_seconds: float | None) -> bool:
         """Block until the trigger fires (True) or TIMEOUT_SECONDS pass (False)."""

@@ -81,6 +81,9 @@ class V1Backend(Backend):
         # memory.memsw.* exist only with CONFIG_MEMCG_SWAP and swapaccount=1.
         return (self.fs.root / MEMSW_LIMIT).is_file()
 
+    def read_hard_limit(self, group: Group) -> int | None:
+        return self._read_limit(group, LIMIT)
+
     def read_limits(self, group: Group) -> dict:
         limit = self._read_limit(group, LIMIT)
         memsw = self._read_memsw_limit(group)

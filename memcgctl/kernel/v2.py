@@ -86,6 +86,12 @@ class V2Backend(Backend):
         text = self.fs.read_optional_text(group.path / name)
         return None if text is None else _from_kernel(text, group.path / name)
 
+    def read_hard_limit(self, group: Group) -> int | None:
+        return self._read_optional_limit(group, MAX)
+
+    def read_protection(self, group: Group) -> int:
+        return max(self._read_optional_limit(group, MIN) or 0, self._read_optional_limit(group, LOW) or 0)
+
     def read_limits(self, group: Group) -> dict:
         return {name: self._read_optional_limit(group, file) for name, file in FILE_BY_LIMIT.items()}
 

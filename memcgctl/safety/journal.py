@@ -86,6 +86,13 @@ class Journal:
             raise PermissionDenied("use journal directory", "it must be a directory of yours that no one else "
                                    "can write (someone may have planted it)", str(self.directory))
 
+    def trusted_directory(self) -> Path:
+        """The journal directory, created if need be and checked to be ours
+        alone: for other files memcgctl keeps beside the records (the
+        daemon's lock and counters)."""
+        self._ensure_directory()
+        return self.directory
+
     def _trusted(self) -> bool:
         """Whether the directory is ours alone: records in it say what to write
         where, so a directory others can write (say /tmp/memcgctl-UID made by

@@ -1,44 +1,16 @@
-"""Policies of the daemon: each turns one Reading of a group into a Step or nothing.
-
-Placeholder of the interface the engine keeps (see the daemon branch): the
-engine's own version of this file replaces it.
-"""
+"""The daemon's policies: one class per `policy = "..."` of a [[group]] rule
+(see base.Policy), and the pool of [[pool]] (pool.PoolPolicy)."""
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from .base import Policy, Reading, Step
+from .pool import PoolPolicy
+from .pressure import PressurePolicy
+from .watermark import WatermarkPolicy
 
+POLICIES = {
+    "watermark": WatermarkPolicy,
+    "pressure": PressurePolicy,
+}
 
-class Reading(NamedTuple):
-    """One group, read once per pass by the engine."""
-
-    name: str
-    time: float  # monotonic seconds
-    usage: int
-    limit: int | None
-    protected: int  # v2 max(memory.min, memory.low), v1 0
-    stat: dict  # memory.stat counters
-    events: dict | None  # v2 memory.events, None on v1
-    pressure: object | None = None  # kernel.psi.read_pressure()
-
-
-class Step(NamedTuple):
-    """Shrink the group to TARGET bytes, because WHY."""
-
-    target: int
-    why: str
-
-
-class Policy:
-    name: str
-
-    def __init__(self, rule: dict) -> None:
-        self.rule = rule
-
-    def plan(self, reading: Reading, state: dict) -> Step | None:
-        raise NotImplementedError
-
-
-from .pressure import PressurePolicy  # noqa: E402 (after the interface it builds on)
-
-POLICIES = {"pressure": PressurePolicy}
+__all__ = ["POLICIES", "Policy", "PoolPolicy", "PressurePolicy", "Reading", "Step", "WatermarkPolicy"]

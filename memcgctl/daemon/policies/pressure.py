@@ -13,7 +13,8 @@ as they start to.  What it does differently:
 - The step grows while pressure stays about zero (doubling each pass up to
   `max_step`) and shrinks in proportion to the room left below `target`
   (the TMO paper's reclaim = size x ratio x (1 - pressure / target)).
-- Past `target` it stops, quarters its step and holds off for `hold` seconds.
+- Past `target` it stops, quarters its step and holds off for `hold` seconds
+  (twice as long each time it hits pressure again soon after a hold).
 - It never goes below a floor: the group's protection (memory.min/low) or
   `min`, whichever is larger.
 - It only plans: the engine shrinks (memory.reclaim on v2, the journaled
@@ -31,28 +32,60 @@ that was served from a fast device.
 
 from __future__ import annotations
 
+import math
 import os
 from typing import NamedTuple
 
-from ...errors import UsageError
-from ...kernel.psi import stalled_percent
-from ...sizes import parse_size
-from . import Policy, Reading, Step
+from ...kernel.psi import DEFAULT_WINDOW_US, stalled_percent
+from ...sizes import format_size
+from .. import values
+from .base import Policy, Reading, Step
 
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 MIB = 1 << 20
 
 # Below this share of the target the workload does not feel reclaim: grow the step.
 CALM_LOAD = 0.1
-# The smallest step worth a write (and a v1 limit dip).
+# The smallest step worth a write (the engine skips smaller ones).
 MIN_STEP = 1 * MIB
 # The first step is this fraction of max_step; it doubles from there while calm.
 FIRST_STEP_FRACTION = 1 / 8
-
-DEFAULTS = {"target": 0.1, "min": 0, "max_step": "5%", "hold": 10.0,
-            "refault_target": 0.1, "host_target": 1.0}
+# Each back-off soon after the previous one holds twice as long, up to this many times `hold`.
+MAX_HOLD_FACTOR = 8
 
 REFAULT_KEYS = ("workingset_refault_anon", "workingset_refault_file")
+
+
+def percent_of_time(value) -> float:
+    """A percentage above 0 and below 100, written as a number: 0.1 is 0.1%."""
+    number = values.number_value(value)
+    if not 0 < number < 100:
+        raise ValueError(f"expected a percentage above 0 and below 100 (0.1 means 0.1%), not {value!r}")
+    return number
+
+
+def step_size(value) -> tuple[int | None, float | None]:
+    """A size ("64M"), or a percentage of the group's CURRENT usage ("5%"):
+    (bytes, None) or (None, percent)."""
+    if isinstance(value, str) and value.strip().endswith("%"):
+        try:
+            percent = float(value.strip()[:-1])
+        except ValueError:
+            percent = -1.0
+        if not 0 < percent <= 100:
+            raise ValueError(f"expected a size or a percentage of usage above 0% and up to 100%, not {value!r}")
+        return None, percent
+    size = values.size(value)
+    if size < MIN_STEP:
+        raise ValueError(f"expected at least 1M, not {value!r}")
+    return size, None
+
+
+def hold_seconds(value) -> float:
+    number = values.number_value(value)
+    if not 0 <= number <= 3600:
+        raise ValueError(f"expected seconds from 0 to 3600, not {value!r}")
+    return number
 
 
 class Signal(NamedTuple):
@@ -67,16 +100,36 @@ class PressurePolicy(Policy):
     """Reclaim small steps while memory pressure stays under `target`."""
 
     name = "pressure"
+    keys = {
+        "target": percent_of_time,  # v2: percent of wall time stalled (PSI some)
+        "max_step": step_size,  # the largest step: a size, or a percentage of usage
+        "hold": hold_seconds,  # seconds without reclaim after pressure passed target
+        "refault_target": percent_of_time,  # v1: percent of the group refaulted per second
+        "host_target": percent_of_time,  # v1: percent of wall time the host stalled
+    }
+    defaults = {"target": 0.1, "max_step": "5%", "hold": 10.0, "refault_target": 0.1, "host_target": 1.0}
+    reads = frozenset({"stat", "pressure"})
 
     def __init__(self, rule: dict) -> None:
         self.rule = rule
-        settings = {**DEFAULTS, **rule}
-        self.target = _percent(settings, "target")
-        self.refault_target = _percent(settings, "refault_target")
-        self.host_target = _percent(settings, "host_target")
-        self.hold = _seconds(settings, "hold")
-        self.minimum = _size(settings, "min")
-        self.max_step_bytes, self.max_step_percent = _step_size(settings["max_step"])
+        settings = {key: parser(self.defaults[key]) for key, parser in self.keys.items()}
+        settings.update((key, rule[key]) for key in self.keys if rule.get(key) is not None)
+        self.target = settings["target"]
+        self.refault_target = settings["refault_target"]
+        self.host_target = settings["host_target"]
+        self.hold = settings["hold"]
+        self.max_step_bytes, self.max_step_percent = settings["max_step"]
+        self.minimum = rule.get("min") or 0
+
+    def watch_specs(self, reading: Reading, version: int) -> tuple:
+        # A PSI trigger wakes the engine as soon as the group stalls for
+        # `target` percent of a 2 s window (a window any writer may use,
+        # 6.4+), without waiting for the interval.  v1 has no per-group PSI.
+        pressure = reading.pressure
+        if pressure is None or getattr(pressure, "scope", None) != "group":
+            return ()
+        stall_us = max(1, int(DEFAULT_WINDOW_US * self.target / 100))
+        return (("pressure", stall_us, DEFAULT_WINDOW_US),)
 
     # --- one pass -------------------------------------------------------------
 
@@ -91,7 +144,7 @@ class PressurePolicy(Policy):
         floor = max(reading.protected, self.minimum)
         if reading.usage <= floor:
             state["step"] = 0
-            return self._idle(state, f"at the floor ({_mib(floor)})")
+            return self._idle(state, f"at the floor ({format_size(floor)})")
         if signal.load >= 1:
             return self._back_off(reading, state, signal)
         if reading.time < state.get("hold_until", 0.0):
@@ -99,12 +152,20 @@ class PressurePolicy(Policy):
         step = self._next_step(reading.usage, state.get("step", 0), signal.load)
         state["step"] = step
         target = max(floor, reading.usage - step)
-        return Step(target, f"{signal.what}: reclaim {_mib(reading.usage - target)}")
+        return Step(target, f"{signal.what}: reclaim {format_size(reading.usage - target)}")
 
     def _back_off(self, reading: Reading, state: dict, signal: Signal) -> None:
-        state["step"] = state.get("step", 0) // 4
-        state["hold_until"] = reading.time + self.hold
-        return self._idle(state, f"{signal.what}: backing off for {self.hold:g} s")
+        """Stop, quarter the step, hold off.  A back-off soon after the last
+        hold ended (the group is at the edge of its working set) holds twice
+        as long as the last; pressure during a hold only extends it."""
+        now, held_until = reading.time, state.get("hold_until", -math.inf)
+        factor = state.get("hold_factor", 1)
+        if now >= held_until:
+            state["step"] = state.get("step", 0) // 4
+            factor = min(factor * 2, MAX_HOLD_FACTOR) if now - held_until < self.hold else 1
+        state["hold_factor"] = factor
+        state["hold_until"] = max(held_until, now + self.hold * factor)
+        return self._idle(state, f"{signal.what}: backing off for {state['hold_until'] - now:g} s")
 
     @staticmethod
     def _idle(state: dict, why: str) -> None:
@@ -171,50 +232,3 @@ def _refaults(stat: dict) -> int:
     return total
 
 
-def _mib(size: int) -> str:
-    # Not sizes.format_size: that imports humanfriendly, too heavy for a daemon pass.
-    return f"{size / MIB:.1f} MiB"
-
-
-# --- the rule's keys ---------------------------------------------------------------
-
-
-def _percent(settings: dict, key: str) -> float:
-    value = settings[key]
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 100:
-        raise UsageError(f"key {key!r}", f"expected a percentage above 0 and below 100 (0.1 is 0.1%), "
-                         f"not {value!r}")
-    return float(value)
-
-
-def _seconds(settings: dict, key: str) -> float:
-    value = settings[key]
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 86400:
-        raise UsageError(f"key {key!r}", f"expected seconds from 0 to 86400, not {value!r}")
-    return float(value)
-
-
-def _size(settings: dict, key: str) -> int:
-    value = settings[key]
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-        return value
-    if isinstance(value, str):
-        return parse_size(value)
-    raise UsageError(f"key {key!r}", f"expected a size such as \"400M\", not {value!r}")
-
-
-def _step_size(value) -> tuple[int | None, float | None]:
-    """max_step: (bytes, None) for a size, (None, percent) for "5%" of usage."""
-    if isinstance(value, str) and value.strip().endswith("%"):
-        try:
-            percent = float(value.strip()[:-1])
-        except ValueError:
-            percent = -1.0
-        if not 0 < percent <= 100:
-            raise UsageError("key 'max_step'", f"expected a size or a percentage of usage up to 100%, "
-                             f"not {value!r}")
-        return None, percent
-    step = _size({"max_step": value}, "max_step")
-    if step < MIN_STEP:
-        raise UsageError("key 'max_step'", f"expected at least 1M, not {value!r}")
-    return step, None

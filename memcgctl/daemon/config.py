@@ -1,0 +1,224 @@
+"""The daemon's configuration: a TOML file (tomllib, Python 3.11+).
+
+    interval = 1.0            # seconds between passes of the polling rules
+    rescan_interval = 10.0    # seconds between looks for new groups (globs)
+
+    [[group]]                 # a rule: one policy over the groups MATCH names
+    match = "batch/*"
+    policy = "watermark"
+    high = "900M"             # a size, or a percentage of the hard limit
+    low = "800M"
+
+    [[pool]]                  # user-space soft limits over several groups
+    groups = ["a", "b", "c"]
+    budget = "8G"
+    share = { a = 2 }         # weights; 1 for a group not named
+
+Both kinds of table also take the keys of COMMON_KEYS.  Every error names
+the line and key at fault (ConfigError, exit 78), so that `--check` and a
+SIGHUP reload can say what is wrong.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import NamedTuple
+
+from ..errors import ConfigError
+from . import values
+
+DEFAULT_INTERVAL = 1.0
+DEFAULT_RESCAN_INTERVAL = 10.0
+
+TOP_LEVEL_KEYS = {"interval": values.seconds, "rescan_interval": values.seconds}
+# Keys every [[group]] and [[pool]] takes, with their defaults (as written in
+# the file).
+COMMON_KEYS = {
+    # Reclaim at most this many bytes per second from one group, in bursts of
+    # at most one second's worth: writeback storms hurt more than the memory saved.
+    "max_bytes_per_second": (values.size, "1G"),
+    # Never shrink a group below this (v2 memory.min/low are a floor anyway).
+    "min": (values.size, 0),
+    # The most one step may take (the v1 limit dip is restored at the latest then).
+    "step_seconds": (values.seconds, 5.0),
+    # The longest pause after steps that make no progress (doubling from 1 s).
+    "backoff_max": (values.seconds, 300.0),
+}
+
+
+class Rule(NamedTuple):
+    """One [[group]] table: its POLICY class over the groups MATCH names."""
+
+    index: int  # 1 for the first [[group]]
+    line: int
+    match: str
+    policy: type
+    settings: dict  # every key's parsed value, defaults filled in
+
+    @property
+    def label(self) -> str:
+        return f"[[group]] {self.index} (line {self.line})"
+
+
+class PoolRule(NamedTuple):
+    index: int
+    line: int
+    groups: tuple
+    settings: dict
+
+    @property
+    def label(self) -> str:
+        return f"[[pool]] {self.index} (line {self.line})"
+
+
+class Config(NamedTuple):
+    path: Path
+    interval: float
+    rescan_interval: float
+    rules: tuple
+    pools: tuple
+
+
+def load_config(path: Path | str) -> Config:
+    """The configuration in PATH, or ConfigError saying where it is wrong."""
+    path = Path(path)
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        why = err.strerror.lower() if isinstance(err, OSError) and err.strerror else str(err)
+        raise ConfigError("read configuration", why, str(path)) from None
+    return parse_config(text, path)
+
+
+def parse_config(text: str, path: Path) -> Config:
+    import tomllib
+
+    try:
+        document = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError("configuration", f"not valid TOML: {err}", str(path)) from None
+    locator = KeyLocator(text)
+    unknown = set(document) - set(TOP_LEVEL_KEYS) - {"group", "pool"}
+    if unknown:
+        key = sorted(unknown)[0]
+        raise _error(path, locator.line(None, 0, key), key,
+                     f"unknown key (known: {', '.join([*TOP_LEVEL_KEYS, '[[group]]', '[[pool]]'])})")
+    top = {key: _parse(path, locator.line(None, 0, key), key, parser, document[key])
+           for key, parser in TOP_LEVEL_KEYS.items() if key in document}
+    rules = tuple(_rule(path, locator, index, table)
+                  for index, table in enumerate(_tables(path, locator, document, "group"), start=1))
+    pools = tuple(_pool(path, locator, index, table)
+                  for index, table in enumerate(_tables(path, locator, document, "pool"), start=1))
+    return Config(path, top.get("interval", DEFAULT_INTERVAL), top.get("rescan_interval", DEFAULT_RESCAN_INTERVAL),
+                  rules, pools)
+
+
+def _tables(path: Path, locator: KeyLocator, document: dict, name: str) -> list:
+    tables = document.get(name, [])
+    if not isinstance(tables, list) or not all(isinstance(table, dict) for table in tables):
+        raise _error(path, locator.line(None, 0, name), name, f"write each one as a [[{name}]] table")
+    return tables
+
+
+def _rule(path: Path, locator: KeyLocator, index: int, table: dict) -> Rule:
+    from .policies import POLICIES
+
+    line = locator.header("group", index)
+    policy_name = _required(path, locator, "group", index, table, "policy")
+    if policy_name not in POLICIES:
+        raise _error(path, locator.line("group", index, "policy"), "policy",
+                     f"unknown policy {policy_name!r} (known: {', '.join(sorted(POLICIES))})")
+    policy = POLICIES[policy_name]
+    match = _parse(path, locator.line("group", index, "match"), "match", values.group_pattern,
+                   _required(path, locator, "group", index, table, "match"))
+    own_keys = {"match": None, "policy": None, **{key: (parser, None) for key, parser in policy.keys.items()}}
+    settings = _settings(path, locator, "group", index, table, own_keys, policy)
+    return Rule(index, line, match, policy, settings)
+
+
+def _pool(path: Path, locator: KeyLocator, index: int, table: dict) -> PoolRule:
+    from .policies import PoolPolicy
+
+    own_keys = {key: (parser, None) for key, parser in PoolPolicy.keys.items()}
+    settings = _settings(path, locator, "pool", index, table, own_keys, PoolPolicy)
+    return PoolRule(index, locator.header("pool", index), settings["groups"], settings)
+
+
+def _settings(path: Path, locator: KeyLocator, kind: str, index: int, table: dict, own_keys: dict,
+              policy) -> dict:
+    """The parsed values of TABLE: its policy's keys and COMMON_KEYS, defaults filled in."""
+    known = {**own_keys, **COMMON_KEYS}
+    for key in table:
+        if key not in known:
+            raise _error(path, locator.line(kind, index, key), key,
+                         f"unknown key in [[{kind}]] with policy {policy.name!r} (known: {', '.join(known)})")
+    for key in policy.required:
+        _required(path, locator, kind, index, table, key)
+    settings = {}
+    for key, spec in known.items():
+        if spec is None:
+            settings[key] = table.get(key)
+            continue
+        parser, default = spec
+        if key in table:
+            settings[key] = _parse(path, locator.line(kind, index, key), key, parser, table[key])
+        elif default is not None:
+            settings[key] = parser(default)
+    problem = policy.check(settings)
+    if problem:
+        key, why = problem
+        raise _error(path, locator.line(kind, index, key), key, why)
+    return settings
+
+
+def _required(path: Path, locator: KeyLocator, kind: str, index: int, table: dict, key: str):
+    if key not in table:
+        raise _error(path, locator.header(kind, index), key, f"[[{kind}]] {index} needs {key!r}")
+    return table[key]
+
+
+def _parse(path: Path, line: int, key: str, parser, value):
+    try:
+        return parser(value)
+    except ValueError as err:
+        raise _error(path, line, key, str(err)) from None
+
+
+def _error(path: Path, line: int, key: str, why: str) -> ConfigError:
+    return ConfigError(f"configuration line {line}, key {key!r}", why, str(path))
+
+
+class KeyLocator:
+    """Line numbers of keys in the TOML text, for error messages (tomllib
+    gives values, not where they were)."""
+
+    HEADER = re.compile(r"\s*\[\[\s*([A-Za-z0-9_-]+)\s*\]\]")
+    TABLE = re.compile(r"\s*\[")
+
+    def __init__(self, text: str):
+        self.lines = text.splitlines()
+
+    def header(self, kind: str, index: int) -> int:
+        """The line of the INDEX-th [[KIND]] (1-based)."""
+        seen = 0
+        for number, line in enumerate(self.lines, start=1):
+            match = self.HEADER.match(line)
+            if match and match.group(1) == kind:
+                seen += 1
+                if seen == index:
+                    return number
+        return 1
+
+    def line(self, kind: str | None, index: int, key: str) -> int:
+        """The line where KEY is set in the INDEX-th [[KIND]] (KIND None: the
+        top level); the table's own line if not found."""
+        start = self.header(kind, index) if kind else 0
+        key_pattern = re.compile(rf"\s*[\"']?{re.escape(key)}[\"']?\s*=")
+        for number in range(start + 1, len(self.lines) + 1):
+            line = self.lines[number - 1]
+            if self.TABLE.match(line):
+                break  # the next table begins
+            if key_pattern.match(line):
+                return number
+        return start or 1

@@ -1,0 +1,64 @@
+"""What the daemon did, per (group, policy), for `memcgctl export`.
+
+Written atomically (a temporary file renamed over the old one) into the
+journal directory as daemon-counters.json:
+
+    {"pid": 1234, "started": 1764150000.0, "root": "/sys/fs/cgroup/memory",
+     "rows": [{"group": "batch/a", "policy": "watermark", "reclaimed_bytes": 0,
+               "actions": 0, "backoffs": 0, "errors": 0}]}
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+COUNTERS_FILE = "daemon-counters.json"
+COUNTER_NAMES = ("reclaimed_bytes", "actions", "backoffs", "errors")
+# Written after each pass that changed a counter, and at least this often.
+MAX_WRITE_INTERVAL = 10.0
+
+
+class Counters:
+    """Counts since the daemon started; rows stay when their group goes (the
+    counts are monotonic, as Prometheus expects)."""
+
+    def __init__(self, root: Path):
+        self.root = str(root)
+        self.started = time.time()
+        self.rows: dict[tuple[str, str], dict] = {}
+        self.changed = True
+        self.written_at = float("-inf")  # monotonic
+
+    def add(self, group: str, policy: str, **amounts: int) -> None:
+        row = self.rows.setdefault((group, policy), dict.fromkeys(COUNTER_NAMES, 0))
+        for name, amount in amounts.items():
+            row[name] += amount
+        self.changed = True
+
+    def get(self, group: str, policy: str) -> dict:
+        return dict(self.rows.get((group, policy), dict.fromkeys(COUNTER_NAMES, 0)))
+
+    def due(self, now: float) -> bool:
+        return self.changed or now - self.written_at >= MAX_WRITE_INTERVAL
+
+    def document(self) -> dict:
+        rows = [{"group": group, "policy": policy, **row} for (group, policy), row in sorted(self.rows.items())]
+        return {"pid": os.getpid(), "started": self.started, "root": self.root, "rows": rows}
+
+    def write(self, directory: Path, now: float) -> None:
+        """Replace DIRECTORY/daemon-counters.json (DIRECTORY: the journal's
+        trusted directory).  Not fsynced: it is rewritten every few seconds,
+        and /run does not outlive a reboot anyway."""
+        target = directory / COUNTERS_FILE
+        temporary = directory / f".{COUNTERS_FILE}.tmp{os.getpid()}"
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+        try:
+            os.write(fd, json.dumps(self.document()).encode())
+        finally:
+            os.close(fd)
+        os.replace(temporary, target)
+        self.changed = False
+        self.written_at = now

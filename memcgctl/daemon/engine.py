@@ -1,0 +1,560 @@
+"""The daemon's loop: wake, read each group that needs it ONCE, let every
+rule plan on that snapshot, carry out the steps, count, log, sleep.
+
+It sleeps in poll(2) in the main thread, on:
+- kernel watches (kernel/watches.py): v1 usage thresholds registered at a
+  watermark's `high` (an idle group then costs nothing), v2 memory.events;
+- a self-pipe that signal.set_wakeup_fd writes to (SIGHUP reloads the
+  configuration, SIGTERM/SIGINT stop);
+- the next moment something is due: the interval of the polling rules, a
+  retry after a backoff, the look for new groups, the counters file.
+
+A step is the CLI's own shrink (operations.shrink.shrink_locked) under the
+group's lock taken without waiting: a group a `memcgctl shrink/limit` holds
+is skipped this pass.  v1 dips the limit (journaled, always restored); v2
+writes memory.reclaim; memory.high and memory.max are never left changed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import select
+import signal
+import time
+from fnmatch import fnmatchcase
+from pathlib import Path
+
+from ..errors import ConfigError, Interrupted, LockHeld, MemcgError, NotFound
+from ..kernel.backend import Backend
+from ..kernel.fs import Group
+from ..kernel.psi import PressureTrigger, read_pressure
+from ..kernel.watches import EventsFileWatch, UsageThreshold
+from ..operations.shrink import StopReason, shrink_locked
+from ..safety.deadline import Deadline
+from ..safety.journal import exclusive
+from ..sizes import ShrinkTarget
+from .config import Config, load_config
+from .counters import MAX_WRITE_INTERVAL, Counters
+from .log import DaemonLog
+from .policies import PoolPolicy, Reading, Step
+
+STAT_FILE = "memory.stat"
+EVENTS_FILE = "memory.events"
+# Steps smaller than this are not worth a kernel call (a v1 limit dip costs
+# two writes and a journal record).
+MIN_STEP_BYTES = 1024**2
+# The first pause after a step that made no progress; it doubles each time.
+FIRST_BACKOFF_SECONDS = 1.0
+WAKE_SIGNALS = (signal.SIGHUP, signal.SIGTERM, signal.SIGINT)
+
+# Policy.watch_specs() kind -> how to make the kernel watch.
+WATCH_KINDS = {
+    "usage": lambda group, threshold: UsageThreshold(group, threshold),
+    "events": lambda group: EventsFileWatch(group),
+    "pressure": lambda group, stall_us, window_us: PressureTrigger.for_group(group.path, stall_us, window_us),
+}
+
+
+def describe_spec(spec: tuple) -> str:
+    if spec[0] == "usage":
+        from ..sizes import format_size
+
+        return f"usage crossing {format_size(spec[1])} (eventfd)"
+    return " ".join(str(part) for part in spec)
+
+
+class RuleRun:
+    """A rule of the configuration at work: its policy instance and settings."""
+
+    def __init__(self, key: str, label: str, policy, settings: dict):
+        self.key = key  # "group 1", "pool 2": unique within a configuration
+        self.label = label
+        self.policy = policy
+        self.settings = settings
+
+
+class Backoff:
+    __slots__ = ("failures", "until")
+
+    def __init__(self):
+        self.failures = 0
+        self.until = 0.0
+
+
+class TokenBucket:
+    """At most RATE bytes per second, in bursts of at most one second's worth."""
+
+    __slots__ = ("rate", "tokens", "at")
+
+    def __init__(self, rate: int, now: float):
+        self.rate = rate
+        self.tokens = float(rate)
+        self.at = now
+
+    def available(self, now: float) -> int:
+        self.tokens = min(float(self.rate), self.tokens + (now - self.at) * self.rate)
+        self.at = now
+        return int(self.tokens)
+
+    def spend(self, amount: int) -> None:
+        self.tokens -= amount
+
+    def seconds_until(self, amount: int) -> float:
+        return max(0.0, (amount - self.tokens) / self.rate) if self.rate else math.inf
+
+
+class Watched:
+    """A group the daemon watches, with what it keeps for it: the rules on it,
+    its kernel watches, and per rule its policy state, backoff and rate cap."""
+
+    def __init__(self, group: Group):
+        self.group = group
+        self.rules: list[RuleRun] = []
+        self.in_pools = False
+        self.reads: frozenset = frozenset()
+        self.watches: dict = {}  # spec -> watch
+        self.states: dict = {}  # rule key -> the policy's dict
+        self.backoffs: dict = {}  # rule key -> Backoff
+        self.buckets: dict = {}  # rule key -> TokenBucket
+        self.due = True  # read at the next pass (new, woken)
+        self.recheck_at = math.inf
+        self.unwatchable = False  # the kernel or root cannot notify: poll it
+
+    def polled(self, version: int, watching: bool) -> bool:
+        return (self.in_pools or self.unwatchable or not watching
+                or any(rule.policy.polls(version) for rule in self.rules))
+
+
+class Engine:
+    """The daemon over one root.  The caller holds the daemon lock of the root."""
+
+    def __init__(self, backend: Backend, config: Config, log: DaemonLog, dry_run: bool = False,
+                 counters_directory: Path | None = None):
+        self.backend = backend
+        self.log = log
+        self.dry_run = dry_run
+        self.counters = Counters(backend.fs.root)
+        self.counters_directory = counters_directory
+        self.watched: dict[str, Watched] = {}
+        self.by_fd: dict[int, str] = {}
+        self.poller = select.poll()
+        self.pending_signals: list[int] = []
+        self.step_in_flight = False
+        self.pool_state: dict = {}
+        self.pool_members: dict = {}
+        self._wake_read = -1
+        # Kernel watches are not used in a dry run, which writes nothing (a
+        # registration is a write to cgroup.event_control), nor for one pass.
+        self.watching = not dry_run
+        self._use(config)
+
+    # --- configuration -----------------------------------------------------------
+
+    def _use(self, config: Config) -> None:
+        self.config = config
+        self.rules = [RuleRun(f"group {rule.index}", rule.label, rule.policy(rule.settings), rule.settings)
+                      for rule in config.rules]
+        self.pools = [RuleRun(f"pool {pool.index}", pool.label, PoolPolicy(pool.settings), pool.settings)
+                      for pool in config.pools]
+        self.pool_state = {pool.key: {} for pool in self.pools}
+
+    def reload(self) -> None:
+        """SIGHUP: read the file again; if it is invalid keep the rules in use."""
+        try:
+            config = load_config(self.config.path)
+        except ConfigError as error:
+            self.log.note(f"reload failed, keeping the previous configuration: {error}")
+            return
+        for name in list(self.watched):
+            self._drop(name)
+        self._use(config)
+        self.discover(time.monotonic())
+        self.log.note(f"reloaded {config.path}: {len(config.rules)} rule(s), {len(config.pools)} pool(s), "
+                      f"{len(self.watched)} group(s)")
+
+    # --- the groups --------------------------------------------------------------
+
+    def discover(self, now: float) -> None:
+        """Find the groups the rules and pools name now: new ones are read at
+        the next pass, vanished ones are dropped."""
+        groups: dict[str, Group] = {}
+        rules_of: dict[str, list] = {}
+        self.pool_members = {}
+        for rule in self.rules:
+            for group in self.expand(rule.settings["match"]):
+                groups[group.name] = group
+                rules_of.setdefault(group.name, []).append(rule)
+        for pool in self.pools:
+            members = self.pool_members[pool.key] = set()
+            for pattern in pool.settings["groups"]:
+                for group in self.expand(pattern):
+                    groups[group.name] = group
+                    members.add(group.name)
+        in_pools = set().union(*self.pool_members.values())
+        for name in set(self.watched) - set(groups):
+            self._drop(name)
+        for name, group in groups.items():
+            rules = rules_of.get(name, [])
+            watched = self.watched.get(name)
+            if watched is None:
+                watched = self.watched[name] = Watched(group)
+                self.log.detail(f"{name}: watched by {', '.join(rule.label for rule in rules) or 'a pool'}")
+                for rule in rules:
+                    self.counters.add(name, rule.policy.name)
+            watched.rules = rules
+            watched.in_pools = name in in_pools
+            watched.reads = frozenset().union(*(rule.policy.reads for rule in rules))
+
+    def matches(self) -> list[tuple[str, str, list[str]]]:
+        """(rule label, policy, names of the groups it matches now), for --check."""
+        found = [(rule.label, rule.policy.name, [group.name for group in self.expand(rule.settings["match"])])
+                 for rule in self.rules]
+        for pool in self.pools:
+            names = sorted({group.name for pattern in pool.settings["groups"] for group in self.expand(pattern)})
+            found.append((pool.label, pool.policy.name, names))
+        return found
+
+    def expand(self, pattern: str) -> list[Group]:
+        """The groups PATTERN names: a name, or a glob whose components
+        match one level each ("batch/*")."""
+        groups = [self.backend.group("", must_exist=False)]
+        for part in pattern.split("/"):
+            groups = [child for group in groups for child in self._children_matching(group, part)]
+        return [group for group in groups if group.name in self.watched or self.backend.is_group(group)]
+
+    def _children_matching(self, group: Group, part: str) -> list[Group]:
+        if not any(character in part for character in "*?["):
+            child = self.backend.fs.group(f"{group.name}/{part}" if group.name else part)
+            return [child] if child.path.is_dir() else []
+        try:
+            return [child for child in self.backend.fs.children(group) if fnmatchcase(child.path.name, part)]
+        except NotFound:
+            return []  # removed while we looked
+
+    def _drop(self, name: str) -> None:
+        watched = self.watched.pop(name, None)
+        if watched is None:
+            return
+        for watch in watched.watches.values():
+            self._unwatch(watch)
+        watched.watches.clear()
+
+    def _gone(self, name: str) -> None:
+        self.log.detail(f"{name}: the group is gone; no longer watched")
+        self._drop(name)
+
+    # --- kernel watches ----------------------------------------------------------
+
+    def _update_watches(self, watched: Watched, reading: Reading, now: float) -> None:
+        wanted = set()
+        for rule in watched.rules:
+            wanted.update(rule.policy.watch_specs(reading, self.backend.version))
+        for spec in set(watched.watches) - wanted:
+            self._unwatch(watched.watches.pop(spec))
+        for spec in wanted - set(watched.watches):
+            kind, *arguments = spec
+            try:
+                watch = WATCH_KINDS[kind](watched.group, *arguments)
+            except NotFound:
+                raise
+            except MemcgError as error:
+                self.log.note(f"{reading.name}: cannot watch ({error}); reading it at every interval instead")
+                watched.unwatchable = True
+                continue
+            watched.watches[spec] = watch
+            self.by_fd[watch.fileno()] = reading.name
+            self.poller.register(watch.fileno(), watch.poll_events)
+            self.log.detail(f"{reading.name}: watching {describe_spec(spec)}")
+            # A crossing between our reading and the registration would be
+            # missed: read once more, right away.
+            watched.recheck_at = now
+
+    def _unwatch(self, watch) -> None:
+        fd = watch.fileno()
+        if fd >= 0:
+            self.by_fd.pop(fd, None)
+            with contextlib.suppress(KeyError, ValueError):
+                self.poller.unregister(fd)
+        watch.close()
+
+    # --- one pass ----------------------------------------------------------------
+
+    def read(self, watched: Watched, now: float) -> Reading:
+        """One snapshot of the group: only what its rules need."""
+        backend, group = self.backend, watched.group
+        stat = backend.read_counters(group.path / STAT_FILE) if "stat" in watched.reads else {}
+        events = None
+        if backend.version == 2 and "events" in watched.reads:
+            events = backend.read_counters(group.path / EVENTS_FILE)
+        # A fake tree's files are not the kernel's: no PSI there (and no trigger written to them).
+        pressure = read_pressure(group.path) if "pressure" in watched.reads and backend.fs.is_kernel else None
+        return Reading(group.name, now, backend.read_usage(group), backend.read_hard_limit(group),
+                       backend.read_protection(group), stat, events, pressure)
+
+    def run_pass(self, names: set[str], with_pools: bool, now: float) -> None:
+        snapshot = {}
+        for name in sorted(names):
+            watched = self.watched.get(name)
+            if watched is None:
+                continue
+            watched.due = False
+            watched.recheck_at = math.inf
+            try:
+                snapshot[name] = self.read(watched, now)
+            except NotFound:
+                self._gone(name)
+        self.log.detail(f"pass: read {len(snapshot)} group(s)" + (" and the pools" if with_pools else ""))
+        for name in list(snapshot):
+            self._run_rules(name, snapshot, now)
+        if with_pools:
+            for pool in self.pools:
+                self._run_pool(pool, snapshot, now)
+
+    def _run_rules(self, name: str, snapshot: dict, now: float) -> None:
+        watched = self.watched.get(name)
+        try:
+            if self.watching:
+                self._update_watches(watched, snapshot[name], now)
+        except NotFound:
+            self._gone(name)
+            return
+        for rule in watched.rules:
+            reading = snapshot.get(name)
+            if reading is None or name not in self.watched:
+                return
+            state = watched.states.setdefault(rule.key, {})
+            step = rule.policy.plan(reading, state)
+            if step is not None:
+                self._carry_out(watched, rule, reading, step, snapshot, now)
+            elif state.get("idle_why"):  # a policy may say why it took nothing (pressure does)
+                self.log.detail(f"{name}: {rule.policy.name}: {state['idle_why']}")
+
+    def _run_pool(self, pool: RuleRun, snapshot: dict, now: float) -> None:
+        readings = [snapshot[name] for name in sorted(self.pool_members.get(pool.key, ())) if name in snapshot]
+        for name, step in pool.policy.plan(readings, self.pool_state[pool.key]):
+            watched = self.watched.get(name)
+            if watched is not None and name in snapshot:
+                self._carry_out(watched, pool, snapshot[name], step, snapshot, now)
+
+    # --- one step ----------------------------------------------------------------
+
+    def _carry_out(self, watched: Watched, rule: RuleRun, reading: Reading, step: Step, snapshot: dict,
+                   now: float) -> None:
+        name, policy = reading.name, rule.policy.name
+        backoff = watched.backoffs.get(rule.key)
+        if backoff is not None and now < backoff.until:
+            self._recheck(watched, backoff.until)
+            self.log.detail(f"{name}: {policy}: backing off for {backoff.until - now:.1f} s more")
+            return
+        target = self._bounded_target(watched, rule, reading, step, now)
+        if reading.usage - target < MIN_STEP_BYTES:
+            self.log.detail(f"{name}: {policy}: {step.why}: nothing to do within the floor and the rate cap")
+            return
+        if self.dry_run:
+            lines = [write.shell() for write in self.backend.plan_shrink(watched.group, target)]
+            self.log.would(name, policy, step.why, lines)
+            return
+        try:
+            result = self._shrink(watched.group, target, rule.settings["step_seconds"])
+        except LockHeld:
+            self.log.detail(f"{name}: {policy}: another memcgctl holds the group; skipped this pass")
+            self._recheck(watched, now + self.config.interval)
+            return
+        except NotFound:
+            self._gone(name)
+            return
+        except MemcgError as error:
+            self.counters.add(name, policy, errors=1)
+            self._back_off(watched, rule, name, str(error), now)
+            return
+        self._count_and_log(watched, rule, step, result, now)
+        snapshot[name] = reading._replace(usage=result.after)
+        if not result.reached:
+            self._recheck(watched, now + self.config.interval)
+
+    def _bounded_target(self, watched: Watched, rule: RuleRun, reading: Reading, step: Step, now: float) -> int:
+        """The step's target raised to the floors (the rule's `min`, v2
+        protection) and to what the rate cap allows this second."""
+        floor = max(rule.settings["min"], reading.protected)
+        bucket = watched.buckets.get(rule.key)
+        if bucket is None:
+            bucket = watched.buckets[rule.key] = TokenBucket(rule.settings["max_bytes_per_second"], now)
+        allowed = bucket.available(now)
+        target = max(step.target, floor, reading.usage - allowed)
+        if target > step.target and reading.usage - allowed > max(step.target, floor):
+            # Capped by the rate: come back when the bucket has refilled.
+            self._recheck(watched, now + min(1.0, bucket.seconds_until(MIN_STEP_BYTES)))
+        return target
+
+    def _shrink(self, group: Group, target: int, step_seconds: float):
+        with exclusive(self.backend, group.path, Deadline(0)):
+            self.step_in_flight = True  # SIGTERM/SIGINT now undo the step and stop
+            try:
+                return shrink_locked(self.backend, group, ShrinkTarget(bytes=target), Deadline(step_seconds))
+            finally:
+                self.step_in_flight = False
+
+    def _count_and_log(self, watched: Watched, rule: RuleRun, step: Step, result, now: float) -> None:
+        name, policy = result.group, rule.policy.name
+        reclaimed = max(0, result.before - result.after)
+        watched.buckets[rule.key].spend(reclaimed)
+        self.counters.add(name, policy, actions=1, reclaimed_bytes=reclaimed)
+        outcome = ""
+        if result.stopped_because is StopReason.NO_PROGRESS:
+            outcome = f"stopped short: {result.detail}"
+        elif result.stopped_because is StopReason.DEADLINE:
+            outcome = f"stopped short: step_seconds ({rule.settings['step_seconds']:g} s) ran out"
+        self.log.action(name, policy, step.why, result.before, result.after, result.seconds, outcome)
+        if result.stopped_because is StopReason.NO_PROGRESS:
+            self._back_off(watched, rule, name, result.detail, now)
+            return
+        backoff = watched.backoffs.pop(rule.key, None)
+        if backoff is not None:
+            self.log.note(f"{name}: {policy}: reclaiming again after {backoff.failures} step(s) without progress")
+
+    def _back_off(self, watched: Watched, rule: RuleRun, name: str, why: str, now: float) -> None:
+        """Pause the rule on this group, twice as long each time (up to
+        backoff_max), and say so once: a group full of anonymous memory
+        without swap would otherwise fail at every pass."""
+        backoff = watched.backoffs.setdefault(rule.key, Backoff())
+        backoff.failures += 1
+        delay = min(FIRST_BACKOFF_SECONDS * 2 ** (backoff.failures - 1), rule.settings["backoff_max"])
+        backoff.until = now + delay
+        self.counters.add(name, rule.policy.name, backoffs=1)
+        self._recheck(watched, backoff.until)
+        if backoff.failures == 1:
+            self.log.note(f"{name}: {rule.policy.name}: backing off: {why}; trying again in {delay:g} s, "
+                          f"then doubling up to {rule.settings['backoff_max']:g} s")
+        else:
+            self.log.detail(f"{name}: {rule.policy.name}: still no progress; next try in {delay:g} s")
+
+    @staticmethod
+    def _recheck(watched: Watched, at: float) -> None:
+        watched.recheck_at = min(watched.recheck_at, at)
+
+    # --- the loop ----------------------------------------------------------------
+
+    def run(self, once: bool = False) -> None:
+        """Run until SIGTERM or SIGINT (after one pass with ONCE).  A stop
+        signal during a step undoes the step first (the v1 limit is restored)."""
+        if once:
+            self.watching = False
+        try:
+            with self._signals_wake_us():
+                self._loop(once)
+        except Interrupted as interrupt:
+            self.log.note(f"{interrupt.name}: stopping; the step in flight was undone")
+        finally:
+            self._write_counters(time.monotonic(), force=True)
+            for name in list(self.watched):
+                self._drop(name)
+
+    def _loop(self, once: bool) -> None:
+        now = time.monotonic()
+        self.discover(now)
+        next_interval = now
+        next_rescan = now + self.config.rescan_interval
+        while True:
+            interval_pass = once or now >= next_interval
+            version = self.backend.version
+            due = {name for name, watched in self.watched.items()
+                   if once or watched.due or watched.recheck_at <= now
+                   or (interval_pass and watched.polled(version, self.watching))}
+            if due or interval_pass:
+                self.run_pass(due, interval_pass and bool(self.pools), now)
+            if interval_pass:
+                next_interval = now + self.config.interval
+            self._write_counters(now)
+            if once:
+                return
+            wake_at = min([next_rescan, self.counters.written_at + MAX_WRITE_INTERVAL,
+                           *(watched.recheck_at for watched in self.watched.values())]
+                          + ([next_interval] if self._anything_polled() else []))
+            woken = self._wait(wake_at - time.monotonic())
+            now = time.monotonic()
+            for name in woken:
+                if name in self.watched:
+                    self.watched[name].due = True
+            if self._handle_signals():
+                return
+            if now >= next_rescan:
+                self.discover(now)
+                next_rescan = now + self.config.rescan_interval
+
+    def _anything_polled(self) -> bool:
+        version = self.backend.version
+        return any(watched.polled(version, self.watching) for watched in self.watched.values())
+
+    def _wait(self, seconds: float) -> set[str]:
+        """Sleep in poll(2) until a watch fires, a signal comes, or SECONDS pass;
+        the names of the groups whose watches fired."""
+        timeout_ms = max(0, math.ceil(seconds * 1000)) if math.isfinite(seconds) else None
+        woken = set()
+        for fd, _ in self.poller.poll(timeout_ms):
+            if fd == self._wake_read:
+                with contextlib.suppress(BlockingIOError):
+                    while os.read(fd, 512):
+                        pass
+                continue
+            name = self.by_fd.get(fd)
+            if name is None:
+                continue
+            for watch in self.watched[name].watches.values():
+                if watch.fileno() == fd:
+                    watch.consume()
+            woken.add(name)
+        if woken:
+            self.log.detail(f"woken by the kernel for {', '.join(sorted(woken))}")
+        return woken
+
+    def _handle_signals(self) -> bool:
+        """Act on the signals that came; True to stop."""
+        signals, self.pending_signals = self.pending_signals, []
+        for signum in signals:
+            if signum == signal.SIGHUP:
+                self.reload()
+            else:
+                self.log.note(f"{signal.Signals(signum).name}: stopping")
+                return True
+        return False
+
+    @contextlib.contextmanager
+    def _signals_wake_us(self):
+        """SIGHUP, SIGTERM and SIGINT are noted and wake poll() through a
+        self-pipe; during a step, SIGTERM and SIGINT raise Interrupted so that
+        the step is undone at once (operations.shrink restores the v1 limit)."""
+        read_end, write_end = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self._wake_read = read_end
+        self.poller.register(read_end, select.POLLIN)
+
+        def handler(signum, _frame):
+            self.pending_signals.append(signum)
+            if signum != signal.SIGHUP and self.step_in_flight:
+                raise Interrupted(signum)
+
+        previous_fd = signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)
+        previous = {signum: signal.signal(signum, handler) for signum in WAKE_SIGNALS}
+        try:
+            yield
+        finally:
+            for signum, old in previous.items():
+                signal.signal(signum, old)
+            signal.set_wakeup_fd(previous_fd)
+            self.poller.unregister(read_end)
+            os.close(read_end)
+            os.close(write_end)
+
+    # --- counters ----------------------------------------------------------------
+
+    def _write_counters(self, now: float, force: bool = False) -> None:
+        if self.dry_run or self.counters_directory is None:
+            return
+        if not (force or self.counters.due(now)):
+            return
+        try:
+            self.counters.write(self.counters_directory, now)
+        except OSError as err:
+            self.counters.written_at = now  # say it again in MAX_WRITE_INTERVAL, not at every pass
+            self.log.note(f"cannot write the counters file in {self.counters_directory}: {err.strerror}")

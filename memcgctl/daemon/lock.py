@@ -1,0 +1,41 @@
+"""One daemon per cgroup root: a flock held for the daemon's life, in the
+journal's trusted directory, holding the holder's pid so that a second
+daemon can name it."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+from pathlib import Path
+
+from ..errors import Busy, error_from_oserror
+
+
+def lock_path(directory: Path, root: Path) -> Path:
+    return directory / f"daemon-{hashlib.sha256(str(root).encode('utf-8', 'surrogateescape')).hexdigest()[:32]}.lock"
+
+
+@contextlib.contextmanager
+def one_daemon_per_root(journal, root: Path):
+    """Hold ROOT's daemon lock for the block; Busy (75) naming the pid of the
+    daemon that holds it.  The kernel releases it when we die, even by SIGKILL."""
+    import fcntl
+
+    path = lock_path(journal.trusted_directory(), root)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except OSError as err:
+        raise error_from_oserror(err, "open daemon lock", str(path)) from err
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
+            raise Busy("start daemon", f"another memcgctl daemon (pid {holder}) runs on this root",
+                       str(root)) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)

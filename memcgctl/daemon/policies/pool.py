@@ -1,0 +1,77 @@
+"""pool: the RFC's balancing between groups, as user-space soft limits.
+
+When the groups of a pool hold more than its budget together, the excess is
+reclaimed from the groups furthest above their share of the budget (shares
+are weights, equal by default).  The kernel has no knob for this today: v1
+soft limits are ignored under MGLRU, and v2 only protects.
+"""
+
+from __future__ import annotations
+
+from ...sizes import format_size
+from .. import values
+from .base import Reading, Step
+
+
+class PoolPolicy:
+    """One instance per [[pool]] of the configuration."""
+
+    name = "pool"
+    keys = {"groups": values.group_patterns, "budget": values.size, "share": values.shares}
+    required = ("groups", "budget")
+    reads: frozenset = frozenset()
+
+    def __init__(self, rule: dict) -> None:
+        self.rule = rule
+
+    @classmethod
+    def check(cls, rule: dict) -> tuple[str, str] | None:
+        return None
+
+    def weight(self, name: str) -> float:
+        """The share weight of group NAME: the first `share` entry whose name
+        or glob matches it, else 1."""
+        from fnmatch import fnmatchcase
+
+        for pattern, weight in self.rule.get("share", {}).items():
+            if fnmatchcase(name, pattern):
+                return weight
+        return 1.0
+
+    def plan(self, readings: list[Reading], state: dict) -> list[tuple[str, Step]]:
+        """(group, step) for each group to shrink so that the pool's total gets
+        back under its budget; [] while it is under."""
+        budget = self.rule["budget"]
+        total = sum(reading.usage for reading in readings)
+        if total <= budget or not readings:
+            return []
+        weights = {reading.name: self.weight(reading.name) for reading in readings}
+        weight_sum = sum(weights.values())
+        above_share = {reading.name: reading.usage - budget * weights[reading.name] / weight_sum
+                       for reading in readings}
+        level = water_level(list(above_share.values()), total - budget)
+        why = f"pool total {format_size(total)} > budget {format_size(budget)}"
+        steps = []
+        for reading in readings:
+            take = int(above_share[reading.name] - level)
+            if take > 0:
+                share = int(reading.usage - above_share[reading.name])
+                steps.append((reading.name, Step(reading.usage - take,
+                                                 f"{why}; {format_size(reading.usage)} vs share "
+                                                 f"{format_size(share)}")))
+        return steps
+
+
+def water_level(above: list[float], excess: float) -> float:
+    """The level L >= 0 such that taking max(0, a - L) from each amount A
+    above its share sums to EXCESS: the groups furthest above their share
+    give first, and the ones left end equally far above it."""
+    ordered = sorted((a for a in above if a > 0), reverse=True)
+    taken_above = 0.0
+    for count, amount in enumerate(ordered, start=1):
+        next_amount = ordered[count] if count < len(ordered) else 0.0
+        taken_above += amount
+        # Lowering the top COUNT groups to NEXT_AMOUNT takes this much:
+        if taken_above - count * next_amount >= excess:
+            return (taken_above - excess) / count
+    return 0.0

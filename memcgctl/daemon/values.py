@@ -1,0 +1,109 @@
+"""The kinds of value a daemon configuration holds, parsed from TOML.
+
+Each parser takes what tomllib gave and returns the value the daemon uses,
+or raises ValueError with words for a person; config.py adds the line and
+key.  Sizes use memcgctl's own grammar (sizes.py).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+from ..errors import UsageError
+from ..sizes import parse_size
+
+
+class Amount(NamedTuple):
+    """A size in bytes, or a percentage of the group's hard limit."""
+
+    bytes: int | None = None
+    percent: float | None = None
+
+    def resolve(self, limit: int | None) -> int | None:
+        """Bytes, given the hard limit in bytes; None when it is a percentage
+        of a limit the group does not have (unlimited)."""
+        if self.percent is None:
+            return self.bytes
+        return None if limit is None else int(limit * self.percent // 100)
+
+    def __str__(self) -> str:
+        return f"{self.percent:g}%" if self.percent is not None else str(self.bytes)
+
+
+def size(value) -> int:
+    """A size: "800M", "1.5G", or an integer of bytes."""
+    if isinstance(value, bool):
+        raise ValueError(f"expected a size such as \"800M\", not {value!r}")
+    if isinstance(value, int):
+        if value < 0:
+            raise ValueError(f"a size cannot be negative ({value})")
+        return value
+    if not isinstance(value, str):
+        raise ValueError(f"expected a size such as \"800M\", not {value!r}")
+    try:
+        return parse_size(value)
+    except UsageError as error:
+        raise ValueError(f"{error.what}: {error.why}") from None
+
+
+def size_or_percent(value) -> Amount:
+    """A size, or a percentage of the group's hard limit ("90%")."""
+    if isinstance(value, str) and value.strip().endswith("%"):
+        text = value.strip()[:-1].strip()
+        try:
+            percent = float(text)
+        except ValueError:
+            raise ValueError(f"bad percentage {value!r}") from None
+        if not (math.isfinite(percent) and 0 <= percent <= 100):
+            raise ValueError(f"a percentage must be from 0% to 100%, not {value!r}")
+        return Amount(percent=percent)
+    return Amount(bytes=size(value))
+
+
+def seconds(value) -> float:
+    """A positive, finite number of seconds."""
+    number = number_value(value)
+    if number <= 0:
+        raise ValueError(f"expected a number of seconds above 0, not {value!r}")
+    return number
+
+
+def number_value(value) -> float:
+    """A finite number (an integer or a float)."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ValueError(f"expected a number, not {value!r}")
+    return float(value)
+
+
+def positive_number(value) -> float:
+    number = number_value(value)
+    if number <= 0:
+        raise ValueError(f"expected a number above 0, not {value!r}")
+    return number
+
+
+def group_pattern(value) -> str:
+    """A group name or a glob over group names ("batch/*"); never the root."""
+    if not isinstance(value, str):
+        raise ValueError(f"expected a group name or glob, not {value!r}")
+    parts = [part for part in value.split("/") if part]
+    if not parts:
+        raise ValueError("the root is not a group the daemon may change")
+    if any(part in (".", "..") for part in parts) or "\0" in value or "\n" in value:
+        raise ValueError(f"not a group name: {value!r}")
+    return "/".join(parts)
+
+
+def group_patterns(value) -> tuple:
+    """A non-empty list of group names or globs."""
+    if not isinstance(value, list) or not value:
+        raise ValueError(f"expected a list of group names or globs, not {value!r}")
+    return tuple(group_pattern(each) for each in value)
+
+
+def shares(value) -> dict:
+    """{group name or glob: weight above 0}."""
+    if not isinstance(value, dict):
+        raise ValueError(f"expected a table of group = weight, not {value!r}")
+    return {group_pattern(name): positive_number(weight) for name, weight in value.items()}

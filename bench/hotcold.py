@@ -21,6 +21,7 @@ Standard library only, plus memcgctl for the daemon side.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -35,6 +36,7 @@ PAGE = 4096
 PROJECT = Path(__file__).resolve().parent.parent
 CGROUP2 = Path("/sys/fs/cgroup")
 REPORT_EVERY = 0.25  # seconds
+SWAP_FILE = Path("/tmp/hotcold.swap")  # the guest's ext4 /tmp
 
 
 # --- the workload ----------------------------------------------------------------------------------------------
@@ -70,7 +72,6 @@ def workload(cgroup: Path, anon_mib: int, file_mib: int, hot: float, path: Path,
              cpu: int | None) -> None:
     (cgroup / "cgroup.procs").write_text(str(os.getpid()))
     if cpu is not None:
-        # Each twin on a CPU of its own: the scheduler cannot favour either.
         os.sched_setaffinity(0, {cpu})
     anon = fill_anonymous(anon_mib * MIB)
     fd = fill_file(path, file_mib * MIB)
@@ -130,9 +131,10 @@ class Workload:
     def __init__(self, group: Path, anon_mib: int, file_mib: int, hot: float, seconds: float, cpu: int | None):
         self.group = group
         group.mkdir()
+        self.path = Path(f"/tmp/hotcold-{group.name}-{os.getpid()}")
         argv = [sys.executable, str(Path(__file__).resolve()), "workload", "--cgroup", str(group),
                 "--anon", str(anon_mib), "--file", str(file_mib), "--hot", str(hot),
-                "--path", f"/tmp/hotcold-{group.name}-{os.getpid()}", "--seconds", str(seconds)]
+                "--path", str(self.path), "--seconds", str(seconds)]
         if cpu is not None:
             argv += ["--cpu", str(cpu)]
         self.process = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True, start_new_session=True)
@@ -156,6 +158,8 @@ class Workload:
         if self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGKILL)
         self.process.wait()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path)
 
 
 def _interpolate(points: list[tuple[float, int]], when: float) -> float:
@@ -169,20 +173,23 @@ def _interpolate(points: list[tuple[float, int]], when: float) -> float:
     return v0 + (v1 - v0) * (when - t0) / (t1 - t0)
 
 
-def run_experiment(seconds: float, anon_mib: int, file_mib: int, hot: float, target: float,
-                   interval: float, settle: float, daemon: bool = True) -> dict:
-    """Two twin workloads, the daemon on one of them for SECONDS; the figures."""
-    swap_on(Path("/tmp/hotcold.swap"), 2 * (anon_mib + file_mib))
-    parent = CGROUP2 / f"hotcold-{os.getpid()}"
-    parent.mkdir()
-    (parent / "cgroup.subtree_control").write_text("+memory")
-    run_for = settle + seconds + 30
+def run_experiment(parent: Path, seconds: float, anon_mib: int = 192, file_mib: int = 192, hot: float = 0.25,
+                   target: float = 0.1, interval: float = 1.0, settle: float = 20.0, daemon: bool = True) -> dict:
+    """Two twin workloads in new children of PARENT (a v2 group with +memory
+    in its subtree_control), the daemon on one of them for SECONDS; the figures.
+    Needs root and swap (swap_on)."""
+    run_for = settle + seconds + 60
+    # Both twins share one CPU (each gets half of it, whatever the host
+    # does to that vCPU), the daemon and the reclaim it does run on another:
+    # what the managed twin loses is what memory reclaim costs it, and the
+    # daemon's own CPU time is measured apart.
     cpus = sorted(os.sched_getaffinity(0))
-    workloads = {name: Workload(parent / name, anon_mib, file_mib, hot, run_for,
-                                cpus[index] if len(cpus) >= 2 else None)
-                 for index, name in enumerate(("control", "managed"))}
+    twins_cpu, daemon_cpu = (cpus[0], cpus[1]) if len(cpus) >= 2 else (None, None)
+    workloads = {}
     driver = None
     try:
+        for name in ("control", "managed"):
+            workloads[name] = Workload(parent / name, anon_mib, file_mib, hot, run_for, twins_cpu)
         for each in workloads.values():
             if not each.ready.wait(300):
                 raise RuntimeError(f"workload {each.group.name} did not get ready")
@@ -191,9 +198,9 @@ def run_experiment(seconds: float, anon_mib: int, file_mib: int, hot: float, tar
         time.sleep(settle / 2)
         before = {name: each.swept_between(calibration, time.monotonic()) for name, each in workloads.items()}
         if daemon:
-            driver = start_daemon(parent, "managed", target, interval)
+            driver = start_daemon(parent, "managed", target, interval, daemon_cpu)
         figures = sample(workloads, seconds, driver)
-        # The twins need not run at the same speed (which vCPU, which pages):
+        # The twins need not run at the same speed (which pages, which THPs):
         # their ratio before the daemon started is the one to keep.
         figures["throughput_ratio_before"] = before["managed"] / before["control"]
         figures["throughput_loss"] = 1 - figures["throughput_ratio"] / figures["throughput_ratio_before"]
@@ -205,19 +212,34 @@ def run_experiment(seconds: float, anon_mib: int, file_mib: int, hot: float, tar
         for each in workloads.values():
             each.stop()
         for each in workloads.values():
-            each.group.rmdir()
-        parent.rmdir()
+            remove_group(each.group)
 
 
-def start_daemon(parent: Path, name: str, target: float, interval: float) -> subprocess.Popen:
+def remove_group(group: Path) -> None:
+    # Killed processes leave the group only once reaped (Workload.stop waits).
+    deadline = time.monotonic() + 10
+    while (group / "cgroup.procs").read_text().strip() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    group.rmdir()
+
+
+def own_parent_group() -> Path:
+    """A fresh child of this process's own cgroup v2 group, +memory for its children."""
+    own = next(line.split("::", 1)[1] for line in Path("/proc/self/cgroup").read_text().splitlines()
+               if line.startswith("0::"))
+    parent = CGROUP2 / own.lstrip("/") / f"memcgctl-hotcold-{os.getpid()}"
+    parent.mkdir()
+    (parent / "cgroup.subtree_control").write_text("+memory")
+    return parent
+
+
+def start_daemon(parent: Path, name: str, target: float, interval: float, cpu: int | None) -> subprocess.Popen:
     config = Path(f"/tmp/hotcold-{os.getpid()}.toml")
     config.write_text(f'interval = {interval}\n\n[[group]]\nmatch = "{name}"\npolicy = "pressure"\n'
                       f"target = {target}\n")
-    argv = [sys.executable, "-m", "memcgctl", "--root", str(parent), "daemon", "--config", str(config)]
-    if os.environ.get("HOTCOLD_DRIVER"):
-        argv = [sys.executable, os.environ["HOTCOLD_DRIVER"], str(parent), name, str(target), str(interval)]
-    return subprocess.Popen(argv, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True, cwd="/")
+    argv = [sys.executable, "-m", "memcgctl", "--root", str(parent), "-v", "daemon", "--config", str(config)]
+    return subprocess.Popen(argv, stderr=subprocess.PIPE, text=True, start_new_session=True, cwd="/",
+                            preexec_fn=lambda: os.sched_setaffinity(0, {cpu}) if cpu is not None else None)
 
 
 def sample(workloads: dict, seconds: float, driver) -> dict:
@@ -278,14 +300,19 @@ def main() -> None:
         each.add_argument("--seconds", type=float, default=90)
     experiment.add_argument("--target", type=float, default=0.1)
     experiment.add_argument("--interval", type=float, default=1.0)
-    experiment.add_argument("--settle", type=float, default=5.0)
+    experiment.add_argument("--settle", type=float, default=20.0)
     experiment.add_argument("--no-daemon", action="store_true")
     args = parser.parse_args()
     if args.command == "workload":
         workload(args.cgroup, args.anon, args.file, args.hot, args.path, args.seconds, args.cpu)
     else:
-        figures = run_experiment(args.seconds, args.anon, args.file, args.hot, args.target, args.interval,
-                                 args.settle, daemon=not args.no_daemon)
+        swap_on(SWAP_FILE, 2 * (args.anon + args.file))
+        parent = own_parent_group()
+        try:
+            figures = run_experiment(parent, args.seconds, args.anon, args.file, args.hot, args.target,
+                                     args.interval, args.settle, daemon=not args.no_daemon)
+        finally:
+            parent.rmdir()
         print(json.dumps(figures))
 
 

@@ -14,7 +14,9 @@ as they start to.  What it does differently:
   `max_step`) and shrinks in proportion to the room left below `target`
   (the TMO paper's reclaim = size x ratio x (1 - pressure / target)).
 - Past `target` it stops, quarters its step and holds off for `hold` seconds
-  (twice as long each time it hits pressure again soon after a hold).
+  (twice as long each time it hits pressure again soon after a hold); near
+  the usage where it felt pressure, its step grows by a quarter a pass
+  instead of doubling.
 - It never goes below a floor: the group's protection (memory.min/low) or
   `min`, whichever is larger.
 - It only plans: the engine shrinks (memory.reclaim on v2, the journaled
@@ -50,6 +52,10 @@ CALM_LOAD = 0.1
 MIN_STEP = 1 * MIB
 # The first step is this fraction of max_step; it doubles from there while calm.
 FIRST_STEP_FRACTION = 1 / 8
+# Near the usage where pressure was last felt (within this factor of it) the
+# step grows by CAREFUL_GROWTH a pass instead of doubling.
+EDGE_MARGIN = 1.25
+CAREFUL_GROWTH = 1.25
 # Each back-off soon after the previous one holds twice as long, up to this many times `hold`.
 MAX_HOLD_FACTOR = 8
 
@@ -149,7 +155,8 @@ class PressurePolicy(Policy):
             return self._back_off(reading, state, signal)
         if reading.time < state.get("hold_until", 0.0):
             return self._idle(state, f"{signal.what}; holding off after pressure")
-        step = self._next_step(reading.usage, state.get("step", 0), signal.load)
+        near_edge = reading.usage < state.get("edge", 0) * EDGE_MARGIN
+        step = self._next_step(reading.usage, state.get("step", 0), signal.load, near_edge)
         state["step"] = step
         target = max(floor, reading.usage - step)
         return Step(target, f"{signal.what}: reclaim {format_size(reading.usage - target)}")
@@ -162,6 +169,7 @@ class PressurePolicy(Policy):
         factor = state.get("hold_factor", 1)
         if now >= held_until:
             state["step"] = state.get("step", 0) // 4
+            state["edge"] = reading.usage
             factor = min(factor * 2, MAX_HOLD_FACTOR) if now - held_until < self.hold else 1
         state["hold_factor"] = factor
         state["hold_until"] = max(held_until, now + self.hold * factor)
@@ -173,14 +181,18 @@ class PressurePolicy(Policy):
         state["idle_why"] = why
         return None
 
-    def _next_step(self, usage: int, previous: int, load: float) -> int:
-        """Bytes to reclaim this pass: double the previous step while calm,
-        shrink it by the share of the target already used otherwise."""
+    def _next_step(self, usage: int, previous: int, load: float, near_edge: bool) -> int:
+        """Bytes to reclaim this pass: grow the previous step while calm
+        (double it, or a quarter more NEAR_EDGE of the working set), shrink
+        it by the share of the target already used otherwise."""
         largest = self._max_step(usage)
         smallest = min(MIN_STEP, largest)
         if previous <= 0:
             previous = int(largest * FIRST_STEP_FRACTION)
-        step = previous * 2 if load <= CALM_LOAD else int(previous * (1 - load))
+        if load <= CALM_LOAD:
+            step = int(previous * (CAREFUL_GROWTH if near_edge else 2))
+        else:
+            step = int(previous * (1 - load))
         return max(smallest, min(largest, step))
 
     def _max_step(self, usage: int) -> int:

@@ -260,6 +260,9 @@ def sample(workloads: dict, seconds: float, driver) -> dict:
         stat = dict(line.split() for line in (group / "memory.stat").read_text().splitlines())
         figures[name] = {
             "stat_mib": {key: int(stat[key]) >> 20 for key in ("anon", "file", "kernel", "swapcached") if key in stat},
+            "swap_current": int((group / "memory.swap.current").read_text()),
+            "memory_high": (group / "memory.high").read_text().strip(),
+            "memory_max": (group / "memory.max").read_text().strip(),
             "memory_current_start": series[0][name] if series else read_current(group),
             "memory_current_end": read_current(group),
             "throughput_bytes_per_s": workloads[name].swept_between(started, ended) / (ended - started),

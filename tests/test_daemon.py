@@ -275,10 +275,14 @@ def test_groups_come_and_go_without_an_error_storm(kernel_root, tmp_path):
     time.sleep(0.5)  # a few rescans after the removal
     assert daemon.process.poll() is None
     lines_about_a = [line.removeprefix("memcgctl daemon: ") for line in daemon.log().splitlines() if "jobs/a" in line]
-    assert lines_about_a == ["jobs/a: watched by [[group]] 1 (line 4)",
-                             "jobs/a: watching usage crossing 100 MiB (eventfd)",
-                             "woken by the kernel for jobs/a",  # by the rmdir
-                             "jobs/a: the group is gone; no longer watched"]  # and nothing more
+    # The rmdir wakes the daemon (unless a rescan sees the group gone first).
+    woken = "woken by the kernel for jobs/a"
+    assert lines_about_a.count(woken) <= 1
+    assert [line for line in lines_about_a if line != woken] == [
+        "jobs/a: watched by [[group]] 1 (line 4)",
+        "jobs/a: watching usage crossing 100 MiB (eventfd)",
+        "jobs/a: the group is gone; no longer watched",
+    ]  # and nothing more
     assert "error" not in daemon.log().lower() and "Traceback" not in daemon.log()
     assert daemon.stop() == 0
 

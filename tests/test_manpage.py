@@ -175,6 +175,7 @@ def test_rendered_lines_fit_80_columns():
 def test_sections_are_all_there_in_order():
     expected = ["NAME", "SYNOPSIS", "DESCRIPTION", "OPTIONS", "COMMANDS", "SIZES", "EXIT STATUS", "ENVIRONMENT",
                 "FILES", "NOTES", "EXAMPLES", "SEE ALSO"]
+    expected.insert(expected.index("SIZES"), "DAEMON")  # the daemon's configuration keys
     assert list(sections()) == expected
 
 

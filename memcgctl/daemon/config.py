@@ -2,6 +2,7 @@
 
     interval = 1.0            # seconds between passes of the polling rules
     rescan_interval = 10.0    # seconds between looks for new groups (globs)
+    max_cpu_percent = 10      # of one core, the daemon's own and its reclaim
 
     [[group]]                 # a rule: one policy over the groups MATCH names
     match = "batch/*"
@@ -31,7 +32,9 @@ from . import values
 DEFAULT_INTERVAL = 1.0
 DEFAULT_RESCAN_INTERVAL = 10.0
 
-TOP_LEVEL_KEYS = {"interval": values.seconds, "rescan_interval": values.seconds}
+TOP_LEVEL_KEYS = {"interval": values.seconds, "rescan_interval": values.seconds,
+                  "max_cpu_percent": values.percent_of_a_core}
+DEFAULT_MAX_CPU_PERCENT = 10.0
 # Keys every [[group]] and [[pool]] takes, with their defaults (as written in
 # the file).
 COMMON_KEYS = {
@@ -78,6 +81,7 @@ class Config(NamedTuple):
     rescan_interval: float
     rules: tuple
     pools: tuple
+    max_cpu_percent: float = DEFAULT_MAX_CPU_PERCENT
 
 
 def load_config(path: Path | str) -> Config:
@@ -111,7 +115,7 @@ def parse_config(text: str, path: Path) -> Config:
     pools = tuple(_pool(path, locator, index, table)
                   for index, table in enumerate(_tables(path, locator, document, "pool"), start=1))
     return Config(path, top.get("interval", DEFAULT_INTERVAL), top.get("rescan_interval", DEFAULT_RESCAN_INTERVAL),
-                  rules, pools)
+                  rules, pools, top.get("max_cpu_percent", DEFAULT_MAX_CPU_PERCENT))
 
 
 def _tables(path: Path, locator: KeyLocator, document: dict, name: str) -> list:

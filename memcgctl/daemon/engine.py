@@ -47,6 +47,8 @@ EVENTS_FILE = "memory.events"
 MIN_STEP_BYTES = 1024**2
 # The first pause after a step that made no progress; it doubles each time.
 FIRST_BACKOFF_SECONDS = 1.0
+# The longest pause the CPU budget imposes after one pass.
+MAX_CPU_PAUSE_SECONDS = 10.0
 WAKE_SIGNALS = (signal.SIGHUP, signal.SIGTERM, signal.SIGINT)
 
 # Policy.watch_specs() kind -> how to make the kernel watch.
@@ -62,6 +64,8 @@ def describe_spec(spec: tuple) -> str:
         from ..sizes import format_size
 
         return f"usage crossing {format_size(spec[1])} (eventfd)"
+    if spec[0] == "events":
+        return "memory.events (POLLPRI)"
     return " ".join(str(part) for part in spec)
 
 
@@ -194,7 +198,7 @@ class Engine:
                     members.add(group.name)
         in_pools = set().union(*self.pool_members.values())
         for name in set(self.watched) - set(groups):
-            self._drop(name)
+            self._gone(name)
         for name, group in groups.items():
             rules = rules_of.get(name, [])
             watched = self.watched.get(name)
@@ -457,6 +461,7 @@ class Engine:
         next_interval = now
         next_rescan = now + self.config.rescan_interval
         while True:
+            cpu_before = time.process_time()
             interval_pass = once or now >= next_interval
             version = self.backend.version
             due = {name for name, watched in self.watched.items()
@@ -469,6 +474,7 @@ class Engine:
             self._write_counters(now)
             if once:
                 return
+            self._keep_within_cpu_budget(cpu_before)
             wake_at = min([next_rescan, self.counters.written_at + MAX_WRITE_INTERVAL,
                            *(watched.recheck_at for watched in self.watched.values())]
                           + ([next_interval] if self._anything_polled() else []))
@@ -482,6 +488,17 @@ class Engine:
             if now >= next_rescan:
                 self.discover(now)
                 next_rescan = now + self.config.rescan_interval
+
+    def _keep_within_cpu_budget(self, cpu_before: float) -> None:
+        """Pause after a pass long enough that the pass's CPU time (the
+        daemon's and the kernel's reclaim in its writes) stays within
+        max_cpu_percent of one core.  Idle passes cost microseconds: no pause."""
+        used = time.process_time() - cpu_before
+        pause = min(used * (100.0 / self.config.max_cpu_percent - 1.0), MAX_CPU_PAUSE_SECONDS)
+        if pause > 0.001:
+            self.log.detail(f"pass used {1000 * used:.1f} ms of CPU; pausing {1000 * pause:.0f} ms")
+            # Kernel watches wait (they stay signalled); a signal ends the pause.
+            self.signal_poller.poll(math.ceil(pause * 1000))
 
     def _anything_polled(self) -> bool:
         version = self.backend.version
@@ -528,6 +545,8 @@ class Engine:
         read_end, write_end = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._wake_read = read_end
         self.poller.register(read_end, select.POLLIN)
+        self.signal_poller = select.poll()
+        self.signal_poller.register(read_end, select.POLLIN)
 
         def handler(signum, _frame):
             self.pending_signals.append(signum)

@@ -19,6 +19,7 @@ class Amount(NamedTuple):
 
     bytes: int | None = None
     percent: float | None = None
+    text: str = ""  # as written in the file, for messages
 
     def resolve(self, limit: int | None) -> int | None:
         """Bytes, given the hard limit in bytes; None when it is a percentage
@@ -28,6 +29,8 @@ class Amount(NamedTuple):
         return None if limit is None else int(limit * self.percent // 100)
 
     def __str__(self) -> str:
+        if self.text:
+            return self.text
         return f"{self.percent:g}%" if self.percent is not None else str(self.bytes)
 
 
@@ -57,8 +60,8 @@ def size_or_percent(value) -> Amount:
             raise ValueError(f"bad percentage {value!r}") from None
         if not (math.isfinite(percent) and 0 <= percent <= 100):
             raise ValueError(f"a percentage must be from 0% to 100%, not {value!r}")
-        return Amount(percent=percent)
-    return Amount(bytes=size(value))
+        return Amount(percent=percent, text=value)
+    return Amount(bytes=size(value), text=str(value))
 
 
 def seconds(value) -> float:
@@ -80,6 +83,14 @@ def positive_number(value) -> float:
     number = number_value(value)
     if number <= 0:
         raise ValueError(f"expected a number above 0, not {value!r}")
+    return number
+
+
+def percent_of_a_core(value) -> float:
+    """A share of one CPU core in percent, above 0 and at most 100."""
+    number = number_value(value)
+    if not 0 < number <= 100:
+        raise ValueError(f"expected a percentage of one core above 0 and at most 100, not {value!r}")
     return number
 
 

@@ -1,0 +1,144 @@
+"""memcgctl daemon on fake trees: the configuration and what --check says
+of it, --dry-run, the pool's arithmetic, the counters file.  The kernel
+behaviour is in tests/test_daemon.py (v1) and tests/test_daemon_v2.py (VM)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from memcgctl.daemon.policies import PoolPolicy, Reading
+from memcgctl.daemon.policies.pool import water_level
+
+from conftest import PROJECT, run_cli
+
+MIB = 1024**2
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "daemon.toml"
+    path.write_text(text)
+    return path
+
+
+WATERMARK = '[[group]]\nmatch = "web"\npolicy = "watermark"\nhigh = "900M"\nlow = "800M"\n'
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("interval = 0\n" + WATERMARK,
+     "configuration line 1, key 'interval': expected a number of seconds above 0, not 0"),
+    ("intreval = 1\n", "configuration line 1, key 'intreval': unknown key (known: interval, rescan_interval, "
+                       "max_cpu_percent, [[group]], [[pool]])"),
+    (WATERMARK.replace('"800M"', '"8OOM"'), "configuration line 5, key 'low': bad size '8OOM': expected bytes"),
+    (WATERMARK.replace('"800M"', '"950M"'), "configuration line 5, key 'low': low (950M) must be below high"),
+    (WATERMARK.replace('"900M"', '"190%"'), "configuration line 4, key 'high': a percentage must be from 0% "
+                                            "to 100%, not '190%'"),
+    (WATERMARK + "hihg = 1\n", "configuration line 6, key 'hihg': unknown key in [[group]] with policy "
+                               "'watermark'"),
+    (WATERMARK.replace("watermark", "senpai"), "configuration line 3, key 'policy': unknown policy 'senpai' "
+                                               "(known: watermark"),
+    (WATERMARK.replace('match = "web"', 'match = "/"'), "configuration line 2, key 'match': the root is not a "
+                                                        "group the daemon may change"),
+    (WATERMARK.replace('match = "web"\n', ''), "configuration line 1, key 'match': [[group]] 1 needs 'match'"),
+    ('[[pool]]\ngroups = ["a"]\nbudget = "1G"\nshare = { a = -1 }\n',
+     "configuration line 4, key 'share': expected a number above 0, not -1"),
+    ('[[pool]]\ngroups = []\nbudget = "1G"\n', "configuration line 2, key 'groups': expected a list of group"),
+    ("[[group]\n", "configuration: not valid TOML: "),
+])
+def test_check_names_the_line_and_key_at_fault_and_exits_78(fake_v1, tmp_path, text, message):
+    config = write(tmp_path, text)
+    result = run_cli(fake_v1, "daemon", "--config", str(config), "--check")
+    assert result.exit_code == 78
+    assert result.stderr.startswith(f"memcgctl: {message}"), result.stderr
+    assert result.stderr.endswith(f" ({config})\n") and result.stderr.count("\n") == 1
+    assert result.stdout == ""
+
+
+def test_a_missing_file_is_78_too(fake_v1, tmp_path):
+    result = run_cli(fake_v1, "daemon", "--config", str(tmp_path / "nothing.toml"), "--check")
+    assert (result.exit_code, result.stderr) == (
+        78, f"memcgctl: read configuration: no such file or directory ({tmp_path / 'nothing.toml'})\n")
+
+
+def test_the_example_configuration_checks(fake_root):
+    for name in ("batch/one", "batch/two", "web", "a", "b"):
+        assert run_cli(fake_root, "create", "-p", name).exit_code == 0
+    result = run_cli(fake_root, "daemon", "--config", str(PROJECT / "examples" / "daemon.toml"), "--check")
+    assert (result.exit_code, result.stderr) == (0, "")
+    assert result.stdout.splitlines() == [
+        "[[group]] 1 (line 10): watermark: batch/one batch/two",
+        "[[group]] 2 (line 21): watermark: web",
+        "[[pool]] 1 (line 29): pool: a b",
+    ]
+
+
+def test_dry_run_logs_the_writes_it_would_make_and_writes_nothing(fake_v1, tmp_path, journal_directory):
+    run_cli(fake_v1, "create", "web", "--limit", "1G")
+    (fake_v1 / "web" / "memory.usage_in_bytes").write_text(str(950 * MIB))
+    config = write(tmp_path, WATERMARK)
+    result = run_cli(fake_v1, "-n", "daemon", "--config", str(config), "--once")
+    assert result.exit_code == 0
+    limit = fake_v1 / "web" / "memory.limit_in_bytes"
+    assert result.stderr == (f"memcgctl daemon: web: watermark: usage 950 MiB >= high 900 MiB: would run: "
+                             f"echo {800 * MIB} > {limit}; echo {1024 * MIB} > {limit}\n")
+    assert limit.read_text() == str(1024 * MIB)
+    assert not (journal_directory / "daemon-counters.json").exists()
+
+
+def test_once_counts_what_it_did_in_the_counters_file(fake_v1, tmp_path, journal_directory):
+    run_cli(fake_v1, "create", "web")
+    run_cli(fake_v1, "create", "idle")
+    (fake_v1 / "web" / "memory.usage_in_bytes").write_text(str(950 * MIB))
+    config = write(tmp_path, WATERMARK.replace('"web"', '"*"'))
+    result = run_cli(fake_v1, "daemon", "--config", str(config), "--once")
+    assert result.exit_code == 0
+    # A fake tree does not reclaim: the step ends where it began.
+    assert "web: watermark: usage 950 MiB >= high 900 MiB: 950 MiB -> 950 MiB in " in result.stderr
+    document = json.loads((journal_directory / "daemon-counters.json").read_text())
+    assert set(document) == {"pid", "started", "root", "rows"}
+    assert document["root"] == str(fake_v1)
+    assert document["rows"] == [
+        {"group": "idle", "policy": "watermark", "reclaimed_bytes": 0, "actions": 0, "backoffs": 0, "errors": 0},
+        {"group": "web", "policy": "watermark", "reclaimed_bytes": 0, "actions": 1, "backoffs": 0, "errors": 0},
+    ]
+
+
+# --- the pool's arithmetic ---------------------------------------------------------
+
+
+def reading(name: str, mebibytes: int) -> Reading:
+    return Reading(name, 0.0, mebibytes * MIB, None, 0, {}, None)
+
+
+def test_pool_takes_from_the_furthest_above_share_until_they_are_level():
+    pool = PoolPolicy({"groups": ("*",), "budget": 300 * MIB})
+    # Shares 100M each: a is 200M above, b 100M above, c 100M under; excess
+    # 200M: a gives 150M, b 50M, and both end 50M above their share.
+    steps = dict(pool.plan([reading("a", 300), reading("b", 200), reading("c", 0)], {}))
+    assert set(steps) == {"a", "b"}
+    assert (steps["a"].target, steps["b"].target) == (150 * MIB, 150 * MIB)
+    assert "pool total 500 MiB > budget 300 MiB" in steps["a"].why
+
+
+def test_pool_weights_shift_the_shares_and_under_budget_does_nothing():
+    pool = PoolPolicy({"groups": ("*",), "budget": 300 * MIB, "share": {"a": 2.0}})
+    # Shares: a 150M, b 75M, c 75M.  a is 50M above, b 75M above; excess 60M.
+    steps = dict(pool.plan([reading("a", 200), reading("b", 150), reading("c", 10)], {}))
+    assert list(steps) == ["a", "b"]
+    assert steps["b"].target - 75 * MIB == steps["a"].target - 150 * MIB  # equally far above their shares
+    assert (200 * MIB - steps["a"].target) + (150 * MIB - steps["b"].target) == pytest.approx(60 * MIB, abs=2)
+    assert pool.plan([reading("a", 100), reading("b", 100)], {}) == []
+
+
+@pytest.mark.parametrize(("above", "excess", "level"), [
+    ([100.0], 60.0, 40.0),
+    ([100.0, 50.0, -150.0], 0.0, 100.0),
+    ([100.0, 100.0], 100.0, 50.0),
+    ([30.0, 20.0, 10.0], 60.0, 0.0),
+])
+def test_water_level(above, excess, level):
+    assert water_level(above, excess) == pytest.approx(level)
+    assert sum(max(0.0, amount - level) for amount in above) == pytest.approx(min(excess, sum(
+        a for a in above if a > 0)))

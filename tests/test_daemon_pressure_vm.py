@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -90,27 +88,3 @@ def test_hot_cold_workload_gives_up_its_cold_memory_without_feeling_it(kernel_ro
     # Reclaim went through memory.reclaim: memory.max and memory.high were never touched.
     assert (managed["memory_high"], managed["memory_max"]) == ("max", "max"), summary
     assert not (kernel_root.path / "managed").exists()
-
-
-def test_dry_run_daemon_changes_nothing(kernel_root, tmp_path):
-    group = kernel_root.path / "quiet"
-    group.mkdir()
-    kernel_root.fill_page_cache("quiet", Path("/tmp/quiet.data"), 64)
-    before = int((group / "memory.current").read_text())
-    config = tmp_path / "daemon.toml"
-    config.write_text('interval = 0.5\n[[group]]\nmatch = "quiet"\npolicy = "pressure"\ntarget = 0.1\n')
-    daemon = subprocess.Popen([sys.executable, "-m", "memcgctl", "--root", str(kernel_root.path), "--dry-run",
-                               "daemon", "--config", str(config)], stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + 60
-        log = ""
-        while "would run" not in log and time.monotonic() < deadline:
-            log += daemon.stderr.readline()
-    finally:
-        daemon.terminate()
-        daemon.wait(30)
-    assert "quiet: pressure: pressure 0.000%" in log and "would run: echo" in log and "memory.reclaim" in log
-    assert int((group / "memory.current").read_text()) >= before - MIB
-    assert (group / "memory.high").read_text().strip() == "max"
-    assert (group / "memory.max").read_text().strip() == "max"
-    os.unlink("/tmp/quiet.data")

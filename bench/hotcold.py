@@ -37,6 +37,7 @@ PROJECT = Path(__file__).resolve().parent.parent
 CGROUP2 = Path("/sys/fs/cgroup")
 REPORT_EVERY = 0.25  # seconds
 SWAP_FILE = Path("/tmp/hotcold.swap")  # the guest's ext4 /tmp
+DAEMON_CPU_PERCENT = 50
 
 
 # --- the workload ----------------------------------------------------------------------------------------------
@@ -115,8 +116,16 @@ def read_some_total_us(group: Path) -> int:
     return int(first.rsplit("total=", 1)[1])
 
 
-def swap_on(path: Path, mebibytes: int) -> None:
-    """A swap file on PATH (ext4 /tmp in the VM); the host's /sbin tools."""
+def read_refaults(group: Path) -> int:
+    stat = dict(line.split() for line in (group / "memory.stat").read_text().splitlines())
+    return int(stat.get("workingset_refault_anon", 0)) + int(stat.get("workingset_refault_file", 0))
+
+
+def swap_on(path: Path, mebibytes: int, swappiness: int | None = None) -> None:
+    """A swap file on PATH (ext4 /tmp in the VM); the host's /sbin tools.
+    SWAPPINESS, if given, becomes vm.swappiness (the guest's, system-wide)."""
+    if swappiness is not None:
+        Path("/proc/sys/vm/swappiness").write_text(str(swappiness))
     if path.exists():
         return
     subprocess.run(["fallocate", "-l", f"{mebibytes}M", str(path)], check=True)
@@ -235,8 +244,12 @@ def own_parent_group() -> Path:
 
 def start_daemon(parent: Path, name: str, target: float, interval: float, cpu: int | None) -> subprocess.Popen:
     config = Path(f"/tmp/hotcold-{os.getpid()}.toml")
-    config.write_text(f'interval = {interval}\n\n[[group]]\nmatch = "{name}"\npolicy = "pressure"\n'
-                      f"target = {target}\n")
+    # Under TCG the guest's CPU is about 15 times slower than the host's, and
+    # so is the kernel's reclaim the daemon does in its writes: the daemon's
+    # CPU budget (max_cpu_percent, default 10% of a core) would pause it for
+    # seconds after each step.  Its CPU time is measured and reported instead.
+    config.write_text(f'interval = {interval}\nmax_cpu_percent = {DAEMON_CPU_PERCENT}\n\n[[group]]\n'
+                      f'match = "{name}"\npolicy = "pressure"\ntarget = {target}\n')
     argv = [sys.executable, "-m", "memcgctl", "--root", str(parent), "-v", "daemon", "--config", str(config)]
     return subprocess.Popen(argv, stderr=subprocess.PIPE, text=True, start_new_session=True, cwd="/",
                             preexec_fn=lambda: os.sched_setaffinity(0, {cpu}) if cpu is not None else None)
@@ -252,6 +265,8 @@ def sample(workloads: dict, seconds: float, driver) -> dict:
         now = time.monotonic()
         series.append({"t": round(now - started, 1),
                        **{name: read_current(group) for name, group in groups.items()},
+                       "managed_stall_us": read_some_total_us(groups["managed"]) - first_stall["managed"],
+                       "managed_refaults": read_refaults(groups["managed"]),
                        **{f"{name}_swept": int(workloads[name].swept_between(started, now)) for name in groups}})
     ended = time.monotonic()
     figures = {"seconds": round(ended - started, 1), "series": series}
@@ -305,17 +320,19 @@ def main() -> None:
     experiment.add_argument("--interval", type=float, default=1.0)
     experiment.add_argument("--settle", type=float, default=20.0)
     experiment.add_argument("--no-daemon", action="store_true")
+    experiment.add_argument("--swappiness", type=int, help="set vm.swappiness first (the kernel's default is 60)")
     args = parser.parse_args()
     if args.command == "workload":
         workload(args.cgroup, args.anon, args.file, args.hot, args.path, args.seconds, args.cpu)
     else:
-        swap_on(SWAP_FILE, 2 * (args.anon + args.file))
+        swap_on(SWAP_FILE, 2 * (args.anon + args.file), args.swappiness)
         parent = own_parent_group()
         try:
             figures = run_experiment(parent, args.seconds, args.anon, args.file, args.hot, args.target,
                                      args.interval, args.settle, daemon=not args.no_daemon)
         finally:
             parent.rmdir()
+        figures["swappiness"] = int(Path("/proc/sys/vm/swappiness").read_text())
         print(json.dumps(figures))
 
 

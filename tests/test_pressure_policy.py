@@ -60,21 +60,30 @@ def test_registered_under_its_name():
     assert pressure_policy({}).name == "pressure"
 
 
-def test_first_pass_only_samples():
+def test_first_pass_on_v2_reads_avg10():
+    # No earlier sample (the first pass, --once): avg10 is all there is.
     state = {}
-    assert pressure_policy({}).plan(reading(0.0, 800 * MIB, group_pressure(0)), state) is None
-    assert "first pass" in state["idle_why"] and state["sample"][0] == 0.0
+    step = pressure_policy({"max_step": "8M"}).plan(reading(0.0, 800 * MIB, group_pressure(0, avg10=0.0)), state)
+    assert step == Step(798 * MIB, "pressure avg10 0.00% at a first look (target 0.1%): reclaim 2 MiB")
+    assert state["sample"][0] == 0.0
+    assert pressure_policy().plan(reading(0.0, 800 * MIB, group_pressure(0, avg10=0.5)), {}) is None
+
+
+def test_first_pass_on_v1_only_samples():
+    state = {}
+    assert pressure_policy().plan(reading(0.0, 800 * MIB, host_pressure(0), refaults=5), state) is None
+    assert state["idle_why"] == "measuring: no refault rate before a second pass"
+    assert state["sample"] == (0.0, host_pressure(0), 5)
 
 
 def test_calm_group_gets_growing_steps_up_to_max_step():
     policy = pressure_policy({"target": 0.1, "max_step": "4%"})
     usage = 1000 * MIB
     steps, state = run_passes(policy, [(usage, 0)] * 6)
-    assert steps[0] is None
-    taken = [usage - step.target for step in steps[1:]]
+    taken = [usage - step.target for step in steps]
     largest = int(usage * 0.04)
     # 1/8 of max_step doubled: 1/4, 1/2, then max_step from there on.
-    assert taken == [largest // 4, largest // 2, largest, largest, largest]
+    assert taken == [largest // 4, largest // 2, largest, largest, largest, largest]
     assert "pressure 0.000% over 1.0 s (target 0.1%): reclaim 40 MiB" == steps[-1].why
     assert state["step"] == largest
 
@@ -105,11 +114,10 @@ def test_pressure_at_target_backs_off_and_holds():
 def test_reads_the_total_not_avg10():
     # avg10 still says 5% long after a stall: the totals say nothing stalled
     # this pass, so reclaim goes on.
-    policy = pressure_policy({})
-    state = {}
-    policy.plan(reading(0.0, 500 * MIB, group_pressure(10_000_000, avg10=5.0)), state)
+    policy = pressure_policy()
+    state = {"sample": (0.0, group_pressure(10_000_000, avg10=5.0), 0)}
     step = policy.plan(reading(1.0, 500 * MIB, group_pressure(10_000_000, avg10=5.0)), state)
-    assert step is not None and step.target < 500 * MIB
+    assert step is not None and step.target < 500 * MIB and step.why.startswith("pressure 0.000% over 1.0 s")
 
 
 @pytest.mark.parametrize(("protected", "minimum", "floor"), [(600 * MIB, 0, 600 * MIB),

@@ -146,7 +146,7 @@ class PressurePolicy(Policy):
         """
         signal = self._measure(reading, state)
         if signal is None:
-            return self._idle(state, "measuring: the first pass only takes a sample")
+            return self._idle(state, "measuring: no refault rate before a second pass")
         floor = max(reading.protected, self.minimum)
         if reading.usage <= floor:
             state["step"] = 0
@@ -204,18 +204,26 @@ class PressurePolicy(Policy):
 
     def _measure(self, reading: Reading, state: dict) -> Signal | None:
         """The pressure of the pass that ended with READING, from the samples
-        kept in STATE (None on the first pass, or after a clock step)."""
+        kept in STATE.  With no earlier sample (the first pass, `--once`, a
+        clock step) a group's PSI has only its avg10 to say; v1 refaults
+        have nothing yet: None."""
         previous = state.get("sample")
         state["sample"] = (reading.time, reading.pressure, _refaults(reading.stat))
-        if previous is None or reading.time <= previous[0]:
-            return None
+        pressure = reading.pressure
+        has_psi = pressure is not None and pressure.scope == "group"
+        if previous is None or reading.time <= previous[0] or (has_psi and previous[1] is None):
+            return self._first_signal(pressure) if has_psi else None
         seconds = reading.time - previous[0]
-        pressure, last_pressure = reading.pressure, previous[1]
-        if pressure is not None and pressure.scope == "group":
-            if last_pressure is None or last_pressure.scope != "group":
-                return None
+        last_pressure = previous[1]
+        if has_psi:
+            if last_pressure.scope != "group":
+                return self._first_signal(pressure)
             return self._group_signal(last_pressure, pressure, seconds)
         return self._refault_signal(reading, previous, seconds)
+
+    def _first_signal(self, pressure) -> Signal:
+        average = pressure.some.avg10
+        return Signal(average / self.target, f"pressure avg10 {average:.2f}% at a first look (target {self.target:g}%)")
 
     def _group_signal(self, before, after, seconds: float) -> Signal:
         stalled = stalled_percent(before, after, seconds)

@@ -7,9 +7,9 @@ as they start to.  What it does differently:
 - The signal is the stalled time over the last pass, the difference of the
   PSI `some` totals (microseconds), not avg10: avg10 lags a 10-second decay
   behind, so a policy that reads it keeps reclaiming into a stall and then
-  waits long after it ended.  Senpai reads avg10-like figures and so has to
-  move slowly (1% per 6 s at its defaults); reading the exact figure lets us
-  move faster AND stop sooner.
+  waits long after it ended.  Senpai at its defaults stays safe by moving
+  slowly (1% per 6 s); reading the exact figure of each pass (and being woken
+  by a PSI trigger) lets us move faster AND stop sooner.
 - The step grows while pressure stays about zero (doubling each pass up to
   `max_step`) and shrinks in proportion to the room left below `target`
   (the TMO paper's reclaim = size x ratio x (1 - pressure / target)).

@@ -244,8 +244,9 @@ def own_parent_group() -> Path:
 
 def start_daemon(parent: Path, name: str, target: float, interval: float, cpu: int | None) -> subprocess.Popen:
     config = Path(f"/tmp/hotcold-{os.getpid()}.toml")
-    # Under TCG the guest's CPU is about 15 times slower than the host's, and
-    # so is the kernel's reclaim the daemon does in its writes: the daemon's
+    # Under TCG the guest's CPU is many times slower than the host's (Python
+    # about 15 times, tests/vm/README.md), and so is the kernel's reclaim the
+    # daemon does in its writes: the daemon's
     # CPU budget (max_cpu_percent, default 10% of a core) would pause it for
     # seconds after each step.  Its CPU time is measured and reported instead.
     config.write_text(f'interval = {interval}\nmax_cpu_percent = {DAEMON_CPU_PERCENT}\n\n[[group]]\n'

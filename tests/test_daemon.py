@@ -164,6 +164,34 @@ def test_anonymous_memory_backs_off_exponentially_and_says_so_once(kernel_root, 
     assert holder.poll() is None, "the daemon must never kill"
 
 
+def test_the_rate_cap_spreads_a_big_step_over_seconds(kernel_root, tmp_path, journal_directory):
+    run_cli(kernel_root.path, "create", "web")
+    kernel_root.fill_page_cache("web", tmp_path / "cache", 150)
+    config = write_config(tmp_path, 'interval = 30.0\n\n[[group]]\nmatch = "web"\npolicy = "watermark"\n'
+                                    'high = "100M"\nlow = "40M"\nmax_bytes_per_second = "30M"\n')
+    daemon = Daemon(kernel_root, config, tmp_path / "log")
+    samples = []  # (seconds, usage)
+    started = time.monotonic()
+    while time.monotonic() - started < 15:
+        samples.append((time.monotonic(), usage(kernel_root, "web")))
+        if samples[-1][1] <= 41 * MIB:
+            break
+        time.sleep(0.01)
+    assert samples[-1][1] <= 41 * MIB, daemon.log()  # went on below high, down to low
+    assert daemon.stop() == 0
+    # Never faster than 30M a second, plus one second's worth at once (and a
+    # few MiB the group frees by itself or the kernel reclaims past a target).
+    for earlier, (when, later_usage) in ((a, b) for i, a in enumerate(samples) for b in samples[i + 1:]):
+        assert earlier[1] - later_usage <= 30 * MIB * (when - earlier[0] + 1) + 10 * MIB, (earlier, when)
+    assert samples[-1][0] - samples[0][0] >= (150 - 40 - 30) / 30 - 0.3  # so it took about 2.7 s or more
+    steps = [line for line in daemon.log().splitlines() if "web: watermark: usage" in line]
+    assert len(steps) >= 4 and "(crossed high 100 MiB at " in steps[-1], daemon.log()
+    for line in steps:  # each step within what the bucket held
+        before, after = (float(size.split()[0]) for size in line.split(": ")[-1].split(" in ")[0].split(" -> "))
+        assert before - after <= 32, line
+    assert counters(journal_directory)[("web", "watermark")]["actions"] == len(steps)
+
+
 # --- pool ------------------------------------------------------------------------------
 
 
@@ -258,10 +286,10 @@ def test_sighup_with_a_broken_file_keeps_the_old_rules(kernel_root, tmp_path):
     assert daemon.stop(signal.SIGINT) == 0
 
 
-def test_groups_come_and_go_without_an_error_storm(kernel_root, tmp_path):
+def test_groups_come_and_go_at_once_without_an_error_storm(kernel_root, tmp_path):
     for name in ("a", "b"):
         run_cli(kernel_root.path, "create", "-p", f"jobs/{name}")
-    config = write_config(tmp_path, 'interval = 30.0\nrescan_interval = 0.2\n\n[[group]]\nmatch = "jobs/*"\n'
+    config = write_config(tmp_path, 'interval = 30.0\nrescan_interval = 30.0\n\n[[group]]\nmatch = "jobs/*"\n'
                                     'policy = "watermark"\nhigh = "100M"\nlow = "50M"\n')
     daemon = Daemon(kernel_root, config, tmp_path / "log", "-v")
     daemon.wait_for_log("jobs/b: watching usage crossing")
@@ -272,7 +300,8 @@ def test_groups_come_and_go_without_an_error_storm(kernel_root, tmp_path):
     kernel_root.fill_page_cache("jobs/c", tmp_path / "cache", 150)
     daemon.wait_for_log("jobs/c: watermark: usage")
     assert wait_for(lambda: usage(kernel_root, "jobs/c") <= 100 * MIB, seconds=5)
-    time.sleep(0.5)  # a few rescans after the removal
+    # With rescans 30 s apart, inotify found jobs/c, and the rmdir (or inotify) jobs/a's end.
+    time.sleep(0.5)
     assert daemon.process.poll() is None
     lines_about_a = [line.removeprefix("memcgctl daemon: ") for line in daemon.log().splitlines() if "jobs/a" in line]
     # The rmdir wakes the daemon (unless a rescan sees the group gone first).

@@ -5,12 +5,14 @@ behaviour is in tests/test_daemon.py (v1) and tests/test_daemon_v2.py (VM)."""
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
 
 from memcgctl.daemon.policies import PoolPolicy, Reading
 from memcgctl.daemon.policies.pool import water_level
+from memcgctl.safety.journal import Journal
 
 from conftest import PROJECT, run_cli
 
@@ -74,6 +76,17 @@ def test_the_example_configuration_checks(fake_root):
     ]
 
 
+def test_names_are_cleaned_and_globs_match_one_level_each(fake_v2, tmp_path):
+    for name in ("batch/a", "batch/b/deeper", "batchy", "web"):
+        assert run_cli(fake_v2, "create", "-p", name).exit_code == 0
+    config = write(tmp_path, WATERMARK.replace('match = "web"', 'match = "/batch//*/"') + WATERMARK.replace(
+        'match = "web"', 'match = "b*"'))
+    result = run_cli(fake_v2, "daemon", "--config", str(config), "--check")
+    assert (result.exit_code, result.stderr) == (0, "")
+    assert result.stdout.splitlines() == ["[[group]] 1 (line 1): watermark: batch/a batch/b",
+                                          "[[group]] 2 (line 6): watermark: batch batchy"]
+
+
 def test_dry_run_logs_the_writes_it_would_make_and_writes_nothing(fake_v1, tmp_path, journal_directory):
     run_cli(fake_v1, "create", "web", "--limit", "1G")
     (fake_v1 / "web" / "memory.usage_in_bytes").write_text(str(950 * MIB))
@@ -103,6 +116,26 @@ def test_once_counts_what_it_did_in_the_counters_file(fake_v1, tmp_path, journal
         {"group": "idle", "policy": "watermark", "reclaimed_bytes": 0, "actions": 0, "backoffs": 0, "errors": 0},
         {"group": "web", "policy": "watermark", "reclaimed_bytes": 0, "actions": 1, "backoffs": 0, "errors": 0},
     ]
+
+
+def test_a_group_another_memcgctl_holds_is_skipped_not_waited_for(fake_v1, tmp_path, journal_directory):
+    run_cli(fake_v1, "create", "web", "--limit", "1G")
+    (fake_v1 / "web" / "memory.usage_in_bytes").write_text(str(950 * MIB))
+    config = write(tmp_path, WATERMARK)
+    with Journal(journal_directory).locked(fake_v1 / "web"):  # as a `memcgctl shrink web` holds it
+        started = time.monotonic()
+        result = run_cli(fake_v1, "-v", "daemon", "--config", str(config), "--once")
+        took = time.monotonic() - started
+    assert result.exit_code == 0
+    assert "web: watermark: another memcgctl holds the group; skipped this pass" in result.stderr
+    assert took < 2, "the daemon must not wait for the lock"
+    assert (fake_v1 / "web" / "memory.limit_in_bytes").read_text() == str(1024 * MIB)
+    assert counters(journal_directory)[("web", "watermark")]["actions"] == 0
+
+
+def counters(journal_directory: Path) -> dict:
+    document = json.loads((journal_directory / "daemon-counters.json").read_text())
+    return {(row["group"], row["policy"]): row for row in document["rows"]}
 
 
 # --- the pool's arithmetic ---------------------------------------------------------

@@ -1,7 +1,7 @@
 """The daemon's configuration: a TOML file (tomllib, Python 3.11+).
 
     interval = 1.0            # seconds between passes of the polling rules
-    rescan_interval = 10.0    # seconds between looks for new groups (globs)
+    rescan_interval = 10.0    # seconds between full looks for groups (inotify sees most)
     max_cpu_percent = 10      # of one core, the daemon's own and its reclaim
 
     [[group]]                 # a rule: one policy over the groups MATCH names
@@ -134,11 +134,11 @@ def _rule(path: Path, locator: KeyLocator, index: int, table: dict) -> Rule:
         raise _error(path, locator.line("group", index, "policy"), "policy",
                      f"unknown policy {policy_name!r} (known: {', '.join(sorted(POLICIES))})")
     policy = POLICIES[policy_name]
-    match = _parse(path, locator.line("group", index, "match"), "match", values.group_pattern,
-                   _required(path, locator, "group", index, table, "match"))
-    own_keys = {"match": None, "policy": None, **{key: (parser, None) for key, parser in policy.keys.items()}}
+    _required(path, locator, "group", index, table, "match")
+    own_keys = {"match": (values.group_pattern, None), "policy": (str, None),
+                **{key: (parser, None) for key, parser in policy.keys.items()}}
     settings = _settings(path, locator, "group", index, table, own_keys, policy)
-    return Rule(index, line, match, policy, settings)
+    return Rule(index, line, settings["match"], policy, settings)
 
 
 def _pool(path: Path, locator: KeyLocator, index: int, table: dict) -> PoolRule:
@@ -160,11 +160,7 @@ def _settings(path: Path, locator: KeyLocator, kind: str, index: int, table: dic
     for key in policy.required:
         _required(path, locator, kind, index, table, key)
     settings = {}
-    for key, spec in known.items():
-        if spec is None:
-            settings[key] = table.get(key)
-            continue
-        parser, default = spec
+    for key, (parser, default) in known.items():
         if key in table:
             settings[key] = _parse(path, locator.line(kind, index, key), key, parser, table[key])
         elif default is not None:

@@ -31,11 +31,13 @@ class Counters:
         self.rows: dict[tuple[str, str], dict] = {}
         self.changed = True
         self.written_at = float("-inf")  # monotonic
+        self._encoded_rows: dict = {}  # (group, policy) -> its row as JSON, until it changes
 
     def add(self, group: str, policy: str, **amounts: int) -> None:
         row = self.rows.setdefault((group, policy), dict.fromkeys(COUNTER_NAMES, 0))
         for name, amount in amounts.items():
             row[name] += amount
+        self._encoded_rows.pop((group, policy), None)
         self.changed = True
 
     def get(self, group: str, policy: str) -> dict:
@@ -48,6 +50,19 @@ class Counters:
         rows = [{"group": group, "policy": policy, **row} for (group, policy), row in sorted(self.rows.items())]
         return {"pid": os.getpid(), "started": self.started, "root": self.root, "rows": rows}
 
+    def encode(self) -> bytes:
+        """document() as JSON, encoding again only the rows that changed: with
+        1,000 groups the file is rewritten after every step."""
+        rows = []
+        for key in sorted(self.rows):
+            encoded = self._encoded_rows.get(key)
+            if encoded is None:
+                group, policy = key
+                encoded = self._encoded_rows[key] = json.dumps({"group": group, "policy": policy, **self.rows[key]})
+            rows.append(encoded)
+        head = json.dumps({"pid": os.getpid(), "started": self.started, "root": self.root})
+        return f"{head[:-1]}, \"rows\": [{', '.join(rows)}]}}".encode()
+
     def write(self, directory: Path, now: float) -> None:
         """Replace DIRECTORY/daemon-counters.json (DIRECTORY: the journal's
         trusted directory).  Not fsynced: it is rewritten every few seconds,
@@ -56,7 +71,7 @@ class Counters:
         temporary = directory / f".{COUNTERS_FILE}.tmp{os.getpid()}"
         fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
         try:
-            os.write(fd, json.dumps(self.document()).encode())
+            os.write(fd, self.encode())
         finally:
             os.close(fd)
         os.replace(temporary, target)

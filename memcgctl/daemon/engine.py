@@ -18,19 +18,19 @@ writes memory.reclaim; memory.high and memory.max are never left changed.
 from __future__ import annotations
 
 import contextlib
+import fnmatch
 import math
 import os
 import select
 import signal
 import time
-from fnmatch import fnmatchcase
 from pathlib import Path
 
 from ..errors import ConfigError, Interrupted, LockHeld, MemcgError, NotFound
 from ..kernel.backend import Backend
 from ..kernel.fs import Group
 from ..kernel.psi import PressureTrigger, read_pressure
-from ..kernel.watches import EventsFileWatch, UsageThreshold
+from ..kernel.watches import DirectoryWatch, EventsFileWatch, UsageThreshold
 from ..operations.shrink import StopReason, shrink_locked
 from ..safety.deadline import Deadline
 from ..safety.journal import exclusive
@@ -67,6 +67,15 @@ def describe_spec(spec: tuple) -> str:
     if spec[0] == "events":
         return "memory.events (POLLPRI)"
     return " ".join(str(part) for part in spec)
+
+
+# Reading fields beyond the basic ones, filled only for groups whose rules
+# list them in Policy.reads: {field: function(backend, group) -> value}
+# (kernel/psi.py adds "pressure").
+EXTRA_READERS: dict = {
+    # A fake tree's files are not the kernel's: no PSI there (and no trigger written to them).
+    "pressure": lambda backend, group: read_pressure(group.path) if backend.fs.is_kernel else None,
+}
 
 
 class RuleRun:
@@ -122,9 +131,8 @@ class Watched:
         self.states: dict = {}  # rule key -> the policy's dict
         self.backoffs: dict = {}  # rule key -> Backoff
         self.buckets: dict = {}  # rule key -> TokenBucket
-        self.due = True  # read at the next pass (new, woken)
-        self.recheck_at = math.inf
         self.unwatchable = False  # the kernel or root cannot notify: poll it
+        self.read_error: str | None = None  # the last failure to read it, said once
 
     def polled(self, version: int, watching: bool) -> bool:
         return (self.in_pools or self.unwatchable or not watching
@@ -146,9 +154,20 @@ class Engine:
         self.poller = select.poll()
         self.pending_signals: list[int] = []
         self.step_in_flight = False
+        self.stopping = False  # SIGTERM or SIGINT came: end the pass early
         self.pool_state: dict = {}
         self.pool_members: dict = {}
         self._wake_read = -1
+        # What the next pass must read, kept as names so that a wake-up costs
+        # what it wakes, not a walk over every group.
+        self.due: set = set()  # new groups, groups whose watches fired
+        self.recheck_at: dict = {}  # name -> monotonic seconds (backoffs, rate cap, registration)
+        self._polled_names: list | None = None  # read at every interval (None: work out again)
+        # inotify on the directories the globs list: new groups are found at
+        # once, and idle rescans are not needed to find them.
+        self.directory_watch = None
+        self._listed_directories: set = set()
+        self._rescan_needed = False
         # Kernel watches are not used in a dry run, which writes nothing (a
         # registration is a write to cgroup.event_control), nor for one pass.
         self.watching = not dry_run
@@ -174,7 +193,7 @@ class Engine:
         for name in list(self.watched):
             self._drop(name)
         self._use(config)
-        self.discover(time.monotonic())
+        self._rescan(time.monotonic())
         self.log.note(f"reloaded {config.path}: {len(config.rules)} rule(s), {len(config.pools)} pool(s), "
                       f"{len(self.watched)} group(s)")
 
@@ -186,6 +205,7 @@ class Engine:
         groups: dict[str, Group] = {}
         rules_of: dict[str, list] = {}
         self.pool_members = {}
+        self._listed_directories = set()
         for rule in self.rules:
             for group in self.expand(rule.settings["match"]):
                 groups[group.name] = group
@@ -197,6 +217,7 @@ class Engine:
                     groups[group.name] = group
                     members.add(group.name)
         in_pools = set().union(*self.pool_members.values())
+        self._polled_names = None  # worked out again when next asked
         for name in set(self.watched) - set(groups):
             self._gone(name)
         for name, group in groups.items():
@@ -204,12 +225,28 @@ class Engine:
             watched = self.watched.get(name)
             if watched is None:
                 watched = self.watched[name] = Watched(group)
+                self.due.add(name)
                 self.log.detail(f"{name}: watched by {', '.join(rule.label for rule in rules) or 'a pool'}")
                 for rule in rules:
                     self.counters.add(name, rule.policy.name)
             watched.rules = rules
             watched.in_pools = name in in_pools
             watched.reads = frozenset().union(*(rule.policy.reads for rule in rules))
+        self._watch_directories()
+
+    def _watch_directories(self) -> None:
+        if not self.watching or self.directory_watch is False:
+            return
+        try:
+            if self.directory_watch is None:
+                self.directory_watch = DirectoryWatch()
+                self.poller.register(self.directory_watch.fileno(), DirectoryWatch.poll_events)
+            self.directory_watch.watch_only(self._listed_directories)
+        except MemcgError as error:
+            self.log.note(f"cannot watch for new groups ({error}); looking every {self.config.rescan_interval:g} s")
+            if self.directory_watch:
+                self._unwatch(self.directory_watch)
+            self.directory_watch = False
 
     def matches(self) -> list[tuple[str, str, list[str]]]:
         """(rule label, policy, names of the groups it matches now), for --check."""
@@ -233,14 +270,25 @@ class Engine:
             child = self.backend.fs.group(f"{group.name}/{part}" if group.name else part)
             return [child] if child.path.is_dir() else []
         try:
-            return [child for child in self.backend.fs.children(group) if fnmatchcase(child.path.name, part)]
+            names = fnmatch.filter(self.backend.fs.child_names(group), part)
         except NotFound:
             return []  # removed while we looked
+        self._listed_directories.add(group.path)
+        # A rescan every few seconds over 1,000 groups: reuse what we know.
+        prefix = f"{group.name}/" if group.name else ""
+        children = []
+        for name in sorted(names):
+            known = self.watched.get(prefix + name)
+            children.append(known.group if known else Group(prefix + name, group.path / name))
+        return children
 
     def _drop(self, name: str) -> None:
         watched = self.watched.pop(name, None)
+        self.due.discard(name)
+        self.recheck_at.pop(name, None)
         if watched is None:
             return
+        self._polled_names = None
         for watch in watched.watches.values():
             self._unwatch(watch)
         watched.watches.clear()
@@ -266,6 +314,7 @@ class Engine:
             except MemcgError as error:
                 self.log.note(f"{reading.name}: cannot watch ({error}); reading it at every interval instead")
                 watched.unwatchable = True
+                self._polled_names = None
                 continue
             watched.watches[spec] = watch
             self.by_fd[watch.fileno()] = reading.name
@@ -273,7 +322,7 @@ class Engine:
             self.log.detail(f"{reading.name}: watching {describe_spec(spec)}")
             # A crossing between our reading and the registration would be
             # missed: read once more, right away.
-            watched.recheck_at = now
+            self._recheck(reading.name, now)
 
     def _unwatch(self, watch) -> None:
         fd = watch.fileno()
@@ -292,10 +341,9 @@ class Engine:
         events = None
         if backend.version == 2 and "events" in watched.reads:
             events = backend.read_counters(group.path / EVENTS_FILE)
-        # A fake tree's files are not the kernel's: no PSI there (and no trigger written to them).
-        pressure = read_pressure(group.path) if "pressure" in watched.reads and backend.fs.is_kernel else None
+        extras = {field: reader(backend, group) for field, reader in EXTRA_READERS.items() if field in watched.reads}
         return Reading(group.name, now, backend.read_usage(group), backend.read_hard_limit(group),
-                       backend.read_protection(group), stat, events, pressure)
+                       backend.read_protection(group), stat, events, **extras)
 
     def run_pass(self, names: set[str], with_pools: bool, now: float) -> None:
         snapshot = {}
@@ -303,14 +351,22 @@ class Engine:
             watched = self.watched.get(name)
             if watched is None:
                 continue
-            watched.due = False
-            watched.recheck_at = math.inf
+            self.due.discard(name)
+            self.recheck_at.pop(name, None)
             try:
                 snapshot[name] = self.read(watched, now)
+                watched.read_error = None
             except NotFound:
                 self._gone(name)
+            except MemcgError as error:
+                # Say it once per kind of failure, not at every pass.
+                if str(error) != watched.read_error:
+                    self.log.note(f"{name}: cannot read the group: {error}")
+                watched.read_error = str(error)
         self.log.detail(f"pass: read {len(snapshot)} group(s)" + (" and the pools" if with_pools else ""))
         for name in list(snapshot):
+            if self.stopping:
+                return  # registering 1,000 thresholds takes seconds: stop now
             self._run_rules(name, snapshot, now)
         if with_pools:
             for pool in self.pools:
@@ -349,10 +405,16 @@ class Engine:
         name, policy = reading.name, rule.policy.name
         backoff = watched.backoffs.get(rule.key)
         if backoff is not None and now < backoff.until:
-            self._recheck(watched, backoff.until)
+            self._recheck(watched.group.name, backoff.until)
             self.log.detail(f"{name}: {policy}: backing off for {backoff.until - now:.1f} s more")
             return
-        target = self._bounded_target(watched, rule, reading, step, now)
+        wanted = max(step.target, rule.settings["min"], reading.protected)  # the floors
+        bucket = self._bucket(watched, rule, now)
+        target = max(wanted, reading.usage - bucket.available(now))
+        if target > wanted:
+            # The rate cap holds the step back: come again when the bucket
+            # holds the rest, or a full second's worth.
+            self._recheck(watched.group.name, now + bucket.seconds_until(min(target - wanted, bucket.rate)))
         if reading.usage - target < MIN_STEP_BYTES:
             self.log.detail(f"{name}: {policy}: {step.why}: nothing to do within the floor and the rate cap")
             return
@@ -364,7 +426,7 @@ class Engine:
             result = self._shrink(watched.group, target, rule.settings["step_seconds"])
         except LockHeld:
             self.log.detail(f"{name}: {policy}: another memcgctl holds the group; skipped this pass")
-            self._recheck(watched, now + self.config.interval)
+            self._recheck(watched.group.name, now + self.config.interval)
             return
         except NotFound:
             self._gone(name)
@@ -373,24 +435,20 @@ class Engine:
             self.counters.add(name, policy, errors=1)
             self._back_off(watched, rule, name, str(error), now)
             return
+        bucket.spend(max(0, result.before - result.after))
         self._count_and_log(watched, rule, step, result, now)
         snapshot[name] = reading._replace(usage=result.after)
-        if not result.reached:
-            self._recheck(watched, now + self.config.interval)
+        if target > wanted:
+            self._recheck(watched.group.name, now + bucket.seconds_until(min(result.after - wanted, bucket.rate)))
+        elif not result.reached:
+            self._recheck(watched.group.name, now + self.config.interval)
 
-    def _bounded_target(self, watched: Watched, rule: RuleRun, reading: Reading, step: Step, now: float) -> int:
-        """The step's target raised to the floors (the rule's `min`, v2
-        protection) and to what the rate cap allows this second."""
-        floor = max(rule.settings["min"], reading.protected)
+    @staticmethod
+    def _bucket(watched: Watched, rule: RuleRun, now: float) -> TokenBucket:
         bucket = watched.buckets.get(rule.key)
         if bucket is None:
             bucket = watched.buckets[rule.key] = TokenBucket(rule.settings["max_bytes_per_second"], now)
-        allowed = bucket.available(now)
-        target = max(step.target, floor, reading.usage - allowed)
-        if target > step.target and reading.usage - allowed > max(step.target, floor):
-            # Capped by the rate: come back when the bucket has refilled.
-            self._recheck(watched, now + min(1.0, bucket.seconds_until(MIN_STEP_BYTES)))
-        return target
+        return bucket
 
     def _shrink(self, group: Group, target: int, step_seconds: float):
         with exclusive(self.backend, group.path, Deadline(0)):
@@ -399,11 +457,11 @@ class Engine:
                 return shrink_locked(self.backend, group, ShrinkTarget(bytes=target), Deadline(step_seconds))
             finally:
                 self.step_in_flight = False
+        self.stopping = False  # SIGTERM or SIGINT came: end the pass early
 
     def _count_and_log(self, watched: Watched, rule: RuleRun, step: Step, result, now: float) -> None:
         name, policy = result.group, rule.policy.name
         reclaimed = max(0, result.before - result.after)
-        watched.buckets[rule.key].spend(reclaimed)
         self.counters.add(name, policy, actions=1, reclaimed_bytes=reclaimed)
         outcome = ""
         if result.stopped_because is StopReason.NO_PROGRESS:
@@ -427,16 +485,16 @@ class Engine:
         delay = min(FIRST_BACKOFF_SECONDS * 2 ** (backoff.failures - 1), rule.settings["backoff_max"])
         backoff.until = now + delay
         self.counters.add(name, rule.policy.name, backoffs=1)
-        self._recheck(watched, backoff.until)
+        self._recheck(watched.group.name, backoff.until)
         if backoff.failures == 1:
             self.log.note(f"{name}: {rule.policy.name}: backing off: {why}; trying again in {delay:g} s, "
                           f"then doubling up to {rule.settings['backoff_max']:g} s")
         else:
             self.log.detail(f"{name}: {rule.policy.name}: still no progress; next try in {delay:g} s")
 
-    @staticmethod
-    def _recheck(watched: Watched, at: float) -> None:
-        watched.recheck_at = min(watched.recheck_at, at)
+    def _recheck(self, name: str, at: float) -> None:
+        """Read group NAME again at AT (monotonic seconds), or earlier."""
+        self.recheck_at[name] = min(self.recheck_at.get(name, math.inf), at)
 
     # --- the loop ----------------------------------------------------------------
 
@@ -454,6 +512,9 @@ class Engine:
             self._write_counters(time.monotonic(), force=True)
             for name in list(self.watched):
                 self._drop(name)
+            if self.directory_watch:
+                self._unwatch(self.directory_watch)
+            self.directory_watch = None
 
     def _loop(self, once: bool) -> None:
         now = time.monotonic()
@@ -462,11 +523,9 @@ class Engine:
         next_rescan = now + self.config.rescan_interval
         while True:
             cpu_before = time.process_time()
-            interval_pass = once or now >= next_interval
-            version = self.backend.version
-            due = {name for name, watched in self.watched.items()
-                   if once or watched.due or watched.recheck_at <= now
-                   or (interval_pass and watched.polled(version, self.watching))}
+            # Idle groups whose rules the kernel wakes are not even looked at.
+            interval_pass = once or (now >= next_interval and self._anything_polled())
+            due = set(self.watched) if once else self._due(now, interval_pass)
             if due or interval_pass:
                 self.run_pass(due, interval_pass and bool(self.pools), now)
             if interval_pass:
@@ -475,18 +534,15 @@ class Engine:
             if once:
                 return
             self._keep_within_cpu_budget(cpu_before)
-            wake_at = min([next_rescan, self.counters.written_at + MAX_WRITE_INTERVAL,
-                           *(watched.recheck_at for watched in self.watched.values())]
+            wake_at = min([next_rescan, self.counters.written_at + MAX_WRITE_INTERVAL, *self.recheck_at.values()]
                           + ([next_interval] if self._anything_polled() else []))
             woken = self._wait(wake_at - time.monotonic())
             now = time.monotonic()
-            for name in woken:
-                if name in self.watched:
-                    self.watched[name].due = True
+            self.due.update(name for name in woken if name in self.watched)
             if self._handle_signals():
                 return
-            if now >= next_rescan:
-                self.discover(now)
+            if self._rescan_needed or now >= next_rescan:
+                self._rescan(now)
                 next_rescan = now + self.config.rescan_interval
 
     def _keep_within_cpu_budget(self, cpu_before: float) -> None:
@@ -500,9 +556,32 @@ class Engine:
             # Kernel watches wait (they stay signalled); a signal ends the pause.
             self.signal_poller.poll(math.ceil(pause * 1000))
 
+    def _rescan(self, now: float) -> None:
+        """discover(), keeping the groups known so far if the root cannot be
+        listed right now (the first discover() at start-up fails loudly)."""
+        self._rescan_needed = False
+        try:
+            self.discover(now)
+        except MemcgError as error:
+            self.log.note(f"cannot look for groups: {error}; keeping the {len(self.watched)} known")
+
+    def _due(self, now: float, interval_pass: bool) -> set:
+        """The groups the next pass reads: new and woken ones, those whose
+        recheck time came, and at an interval those whose rules poll."""
+        due = self.due | {name for name, at in self.recheck_at.items() if at <= now}
+        if interval_pass:
+            due.update(self._polled())
+        return due
+
+    def _polled(self) -> list:
+        if self._polled_names is None:
+            version = self.backend.version
+            self._polled_names = [name for name, watched in self.watched.items()
+                                  if watched.polled(version, self.watching)]
+        return self._polled_names
+
     def _anything_polled(self) -> bool:
-        version = self.backend.version
-        return any(watched.polled(version, self.watching) for watched in self.watched.values())
+        return bool(self._polled())
 
     def _wait(self, seconds: float) -> set[str]:
         """Sleep in poll(2) until a watch fires, a signal comes, or SECONDS pass;
@@ -514,6 +593,10 @@ class Engine:
                 with contextlib.suppress(BlockingIOError):
                     while os.read(fd, 512):
                         pass
+                continue
+            if self.directory_watch and fd == self.directory_watch.fileno():
+                self.directory_watch.consume()
+                self._rescan_needed = True
                 continue
             name = self.by_fd.get(fd)
             if name is None:
@@ -550,8 +633,10 @@ class Engine:
 
         def handler(signum, _frame):
             self.pending_signals.append(signum)
-            if signum != signal.SIGHUP and self.step_in_flight:
-                raise Interrupted(signum)
+            if signum != signal.SIGHUP:
+                self.stopping = True
+                if self.step_in_flight:
+                    raise Interrupted(signum)
 
         previous_fd = signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)
         previous = {signum: signal.signal(signum, handler) for signum in WAKE_SIGNALS}

@@ -168,6 +168,15 @@ class CgroupFS:
         prefix = f"{group.name}/" if group.name else ""
         return [Group(prefix + name, group.path / name) for name in entries]
 
+    def child_names(self, group: Group) -> list[str]:
+        """The names of the groups directly under GROUP, unsorted: children()
+        without building a path for each (for a daemon that lists often)."""
+        try:
+            with os.scandir(group.path) as entries:
+                return [entry.name for entry in entries if entry.is_dir(follow_symlinks=False)]
+        except OSError as err:
+            raise self._error(err, f"list groups under {group.label}", group.path) from err
+
     def descendants(self, group: Group) -> list[Group]:
         """Every group below GROUP, parents before children."""
         found = []

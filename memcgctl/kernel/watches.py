@@ -10,6 +10,8 @@ file descriptors); every OSError becomes a memcgctl error here, as in fs.py.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import select
 
@@ -108,6 +110,62 @@ class EventsFileWatch:
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
+
+
+class DirectoryWatch:
+    """inotify (since 2.6.13) on directories of the hierarchy: mkdir and rmdir
+    of a group raise IN_CREATE and IN_DELETE on its parent (the VFS reports
+    them for cgroupfs as for any filesystem).  One inotify instance holds the
+    watches of every directory, so that a glob over many parents costs one
+    file descriptor (max_user_instances is 128 by default)."""
+
+    poll_events = select.POLLIN
+    EVENTS = 0x100 | 0x200 | 0x40 | 0x80 | 0x400  # IN_CREATE, IN_DELETE, IN_MOVED_FROM/TO, IN_DELETE_SELF
+    ONLY_DIRECTORIES = 0x01000000  # IN_ONLYDIR
+
+    def __init__(self):
+        import ctypes
+
+        self._libc = ctypes.CDLL(None, use_errno=True)
+        self._fd = self._libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
+        if self._fd < 0:
+            raise self._last_error("watch for new groups", "inotify")
+        self._descriptors: dict = {}  # directory -> watch descriptor
+
+    def watch_only(self, directories: set) -> None:
+        """Watch exactly DIRECTORIES (Paths); a directory gone meanwhile is skipped."""
+        for directory in set(self._descriptors) - directories:
+            self._libc.inotify_rm_watch(self._fd, self._descriptors.pop(directory))
+        for directory in directories - set(self._descriptors):
+            descriptor = self._libc.inotify_add_watch(self._fd, os.fsencode(directory),
+                                                      self.EVENTS | self.ONLY_DIRECTORIES)
+            if descriptor >= 0:
+                self._descriptors[directory] = descriptor
+            elif self._errno() != errno.ENOENT:
+                raise self._last_error("watch for new groups", str(directory))
+
+    def fileno(self) -> int:
+        return self._fd
+
+    def consume(self) -> None:
+        with contextlib.suppress(BlockingIOError):
+            while os.read(self._fd, 65536):
+                pass
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+            self._descriptors.clear()
+
+    def _errno(self) -> int:
+        import ctypes
+
+        return ctypes.get_errno()
+
+    def _last_error(self, what: str, path: str):
+        number = self._errno()
+        return error_from_oserror(OSError(number, os.strerror(number)), what, path)
 
 
 def _error(err: OSError, what: str, path, group: Group):

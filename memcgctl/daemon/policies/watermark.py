@@ -25,8 +25,10 @@ class WatermarkPolicy(Policy):
     def polls(self, version: int) -> bool:
         # cgroup v1 has usage thresholds: the kernel wakes us at the crossing,
         # and an idle group costs nothing.  v2 has none: poll, and also wake
-        # on memory.events.
-        return version != 1
+        # on memory.events.  A percentage of the hard limit polls on v1 too,
+        # to follow a change of the limit (the threshold moves with it).
+        uses_percent = self.rule["high"].percent is not None or self.rule["low"].percent is not None
+        return version != 1 or uses_percent
 
     def watch_specs(self, reading: Reading, version: int) -> tuple:
         if version == 1:
@@ -37,8 +39,18 @@ class WatermarkPolicy(Policy):
     def plan(self, reading: Reading, state: dict) -> Step | None:
         high = self.rule["high"].resolve(reading.limit)
         low = self.rule["low"].resolve(reading.limit)
+        if high is None or low is None or reading.usage <= low:
+            state.pop("since_usage", None)
+            return None
         # At `high` counts as crossed: the kernel signals a v1 threshold when
         # usage reaches it, and reading right then can give exactly `high`.
-        if high is None or low is None or reading.usage < high:
+        if reading.usage >= high:
+            state["since_usage"] = reading.usage
+        elif "since_usage" not in state:
             return None
-        return Step(low, f"usage {format_size(reading.usage)} >= high {format_size(high)}")
+        # Once crossed, go on down to `low` even when steps held back by the
+        # rate cap (or cut short) leave the group between the two.
+        crossed = state["since_usage"]
+        return Step(low, f"usage {format_size(reading.usage)} (crossed high {format_size(high)} at "
+                         f"{format_size(crossed)})" if reading.usage < high else
+                    f"usage {format_size(reading.usage)} >= high {format_size(high)}")

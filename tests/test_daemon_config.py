@@ -43,7 +43,7 @@ WATERMARK = '[[group]]\nmatch = "web"\npolicy = "watermark"\nhigh = "900M"\nlow 
     (WATERMARK + "hihg = 1\n", "configuration line 6, key 'hihg': unknown key in [[group]] with policy "
                                "'watermark'"),
     (WATERMARK.replace("watermark", "senpai"), "configuration line 3, key 'policy': unknown policy 'senpai' "
-                                               "(known: watermark"),
+                                               "(known: pressure, watermark"),
     (WATERMARK.replace('match = "web"', 'match = "/"'), "configuration line 2, key 'match': the root is not a "
                                                         "group the daemon may change"),
     (WATERMARK.replace('match = "web"\n', ''), "configuration line 1, key 'match': [[group]] 1 needs 'match'"),

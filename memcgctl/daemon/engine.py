@@ -29,6 +29,7 @@ import time
 from ..errors import ConfigError, Interrupted, LockHeld, MemcgError, NotFound
 from ..kernel.backend import Backend
 from ..kernel.fs import Group
+from ..kernel.psi import PressureTrigger, read_pressure
 from ..kernel.watches import DirectoryWatch, EventsFileWatch, UsageThreshold
 from ..operations.shrink import StopReason, shrink_locked
 from ..safety.deadline import Deadline
@@ -54,6 +55,7 @@ WAKE_SIGNALS = (signal.SIGHUP, signal.SIGTERM, signal.SIGINT)
 WATCH_KINDS = {
     "usage": lambda group, threshold: UsageThreshold(group, threshold),
     "events": lambda group: EventsFileWatch(group),
+    "pressure": lambda group, stall_us, window_us: PressureTrigger.for_group(group.path, stall_us, window_us),
 }
 
 
@@ -69,8 +71,11 @@ def describe_spec(spec: tuple) -> str:
 
 # Reading fields beyond the basic ones, filled only for groups whose rules
 # list them in Policy.reads: {field: function(backend, group) -> value}
-# (kernel/psi.py adds "pressure").
-EXTRA_READERS: dict = {}
+# ("pressure": the group's PSI, or the host's on v1, from kernel/psi.py).
+EXTRA_READERS: dict = {
+    # A fake tree's files are not the kernel's: no PSI there (and no trigger written to them).
+    "pressure": lambda backend, group: read_pressure(group.path) if backend.fs.is_kernel else None,
+}
 
 
 class RuleRun:
@@ -387,9 +392,12 @@ class Engine:
             reading = snapshot.get(name)
             if reading is None or name not in self.watched:
                 return
-            step = rule.policy.plan(reading, watched.states.setdefault(rule.key, {}))
+            state = watched.states.setdefault(rule.key, {})
+            step = rule.policy.plan(reading, state)
             if step is not None:
                 self._carry_out(watched, rule, reading, step, snapshot, now)
+            elif state.get("idle_why"):  # a policy may say why it took nothing (pressure does)
+                self.log.detail(f"{name}: {rule.policy.name}: {state['idle_why']}")
 
     def _run_pool(self, pool: RuleRun, snapshot: dict, now: float) -> None:
         readings = [snapshot[name] for name in sorted(self.pool_members.get(pool.key, ())) if name in snapshot]

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 from .base import Policy, Reading, Step
 from .pool import PoolPolicy
+from .pressure import PressurePolicy
 from .watermark import WatermarkPolicy
 
 POLICIES = {
     "watermark": WatermarkPolicy,
+    "pressure": PressurePolicy,
 }
 
-__all__ = ["POLICIES", "Policy", "PoolPolicy", "Reading", "Step", "WatermarkPolicy"]
+__all__ = ["POLICIES", "Policy", "PoolPolicy", "PressurePolicy", "Reading", "Step", "WatermarkPolicy"]

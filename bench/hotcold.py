@@ -1,0 +1,341 @@
+"""A workload with a hot and a cold part, and the experiment that runs it with
+and without the pressure policy (cgroup v2, swap on: the VM).
+
+The workload (`hotcold.py workload ...`) joins its cgroup, then holds ANON MiB
+of anonymous memory and FILE MiB of page cache (a file on /tmp it writes and
+reads in full); HOT (a quarter by default) of each is its working set, which
+it sweeps over and over: it copies the hot anonymous bytes into a scratch
+buffer and preads the hot part of the file.  The cold rest is never touched
+again.  It prints `ready` once set up, then one line per second,
+`progress <monotonic seconds> <bytes swept so far>`.
+
+The experiment (run_experiment, in the VM) starts two such workloads at once,
+each in a group of its own under one parent group, lets the daemon (or
+nothing) manage one of them, and samples both every second: memory.current,
+PSI some total, bytes swept.  Running both at the same time on the same guest
+keeps a busy host from favouring either: the unmanaged twin is the baseline.
+
+Standard library only, plus memcgctl for the daemon side.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+MIB = 1 << 20
+PAGE = 4096
+PROJECT = Path(__file__).resolve().parent.parent
+CGROUP2 = Path("/sys/fs/cgroup")
+REPORT_EVERY = 0.25  # seconds
+SWAP_FILE = Path("/tmp/hotcold.swap")  # the guest's ext4 /tmp
+DAEMON_CPU_PERCENT = 50
+
+
+# --- the workload ----------------------------------------------------------------------------------------------
+
+
+def fill_anonymous(size: int) -> bytearray:
+    """SIZE bytes of anonymous memory, every page written with content that no
+    other page repeats nearby (a same-filled page would cost no swap I/O)."""
+    memory = bytearray(size)
+    block = os.urandom(MIB)
+    for offset in range(0, size, MIB):
+        memory[offset:offset + MIB] = block[: min(MIB, size - offset)]
+    return memory
+
+
+def fill_file(path: Path, size: int) -> int:
+    """Write SIZE bytes to PATH, sync them, read them back: clean page cache
+    charged to our group.  Returns an fd open for reading."""
+    block = os.urandom(MIB)
+    with open(path, "wb") as file:
+        for _ in range(size // MIB):
+            file.write(block)
+        file.flush()
+        os.fsync(file.fileno())
+    fd = os.open(path, os.O_RDONLY)
+    scratch = bytearray(MIB)
+    for offset in range(0, size, MIB):
+        os.preadv(fd, [scratch], offset)
+    return fd
+
+
+def workload(cgroup: Path, anon_mib: int, file_mib: int, hot: float, path: Path, seconds: float,
+             cpu: int | None) -> None:
+    (cgroup / "cgroup.procs").write_text(str(os.getpid()))
+    if cpu is not None:
+        os.sched_setaffinity(0, {cpu})
+    anon = fill_anonymous(anon_mib * MIB)
+    fd = fill_file(path, file_mib * MIB)
+    hot_anon = int(anon_mib * MIB * hot) // PAGE * PAGE
+    hot_file = int(file_mib * MIB * hot) // MIB * MIB
+    view = memoryview(anon)
+    scratch = bytearray(MIB)
+    print("ready", flush=True)
+    swept, started, next_report = 0, time.monotonic(), 0.0
+    while time.monotonic() - started < seconds:
+        for offset in range(0, hot_anon, MIB):
+            chunk = view[offset:offset + MIB]
+            scratch[: len(chunk)] = chunk
+            swept += len(chunk)
+            next_report = report(swept, next_report)
+        for offset in range(0, hot_file, MIB):
+            os.preadv(fd, [scratch], offset)
+            swept += MIB
+            next_report = report(swept, next_report)
+    print(f"progress {time.monotonic():.3f} {swept}", flush=True)
+
+
+def report(swept: int, due: float) -> float:
+    """Print the progress when it is DUE; the next time it is due."""
+    now = time.monotonic()
+    if now < due:
+        return due
+    print(f"progress {now:.3f} {swept}", flush=True)
+    return now + REPORT_EVERY
+
+
+# --- the experiment (cgroup v2, root) ----------------------------------------------------------------------------
+
+
+def read_current(group: Path) -> int:
+    return int((group / "memory.current").read_text())
+
+
+def read_some_total_us(group: Path) -> int:
+    first = (group / "memory.pressure").read_text().splitlines()[0]
+    return int(first.rsplit("total=", 1)[1])
+
+
+def read_refaults(group: Path) -> int:
+    stat = dict(line.split() for line in (group / "memory.stat").read_text().splitlines())
+    return int(stat.get("workingset_refault_anon", 0)) + int(stat.get("workingset_refault_file", 0))
+
+
+def swap_on(path: Path, mebibytes: int, swappiness: int | None = None) -> None:
+    """A swap file on PATH (ext4 /tmp in the VM); the host's /sbin tools.
+    SWAPPINESS, if given, becomes vm.swappiness (the guest's, system-wide)."""
+    if swappiness is not None:
+        Path("/proc/sys/vm/swappiness").write_text(str(swappiness))
+    if path.exists():
+        return
+    subprocess.run(["fallocate", "-l", f"{mebibytes}M", str(path)], check=True)
+    path.chmod(0o600)
+    subprocess.run(["/sbin/mkswap", str(path)], check=True, capture_output=True)
+    subprocess.run(["/sbin/swapon", str(path)], check=True)
+
+
+class Workload:
+    """A workload process in GROUP, and the progress it reported."""
+
+    def __init__(self, group: Path, anon_mib: int, file_mib: int, hot: float, seconds: float, cpu: int | None):
+        self.group = group
+        group.mkdir()
+        self.path = Path(f"/tmp/hotcold-{group.name}-{os.getpid()}")
+        argv = [sys.executable, str(Path(__file__).resolve()), "workload", "--cgroup", str(group),
+                "--anon", str(anon_mib), "--file", str(file_mib), "--hot", str(hot),
+                "--path", str(self.path), "--seconds", str(seconds)]
+        if cpu is not None:
+            argv += ["--cpu", str(cpu)]
+        self.process = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True, start_new_session=True)
+        self.progress: list[tuple[float, int]] = []
+        self.ready = threading.Event()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        for line in self.process.stdout:
+            if line.startswith("ready"):
+                self.ready.set()
+            elif line.startswith("progress"):
+                _, when, swept = line.split()
+                self.progress.append((float(when), int(swept)))
+
+    def swept_between(self, start: float, end: float) -> float:
+        """Bytes swept from START to END (monotonic), interpolated."""
+        return _interpolate(self.progress, end) - _interpolate(self.progress, start)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path)
+
+
+def _interpolate(points: list[tuple[float, int]], when: float) -> float:
+    before = [p for p in points if p[0] <= when]
+    after = [p for p in points if p[0] > when]
+    if not before:
+        return float(after[0][1]) if after else 0.0
+    if not after:
+        return float(before[-1][1])
+    (t0, v0), (t1, v1) = before[-1], after[0]
+    return v0 + (v1 - v0) * (when - t0) / (t1 - t0)
+
+
+def run_experiment(parent: Path, seconds: float, anon_mib: int = 192, file_mib: int = 192, hot: float = 0.25,
+                   target: float = 0.1, interval: float = 1.0, settle: float = 20.0, daemon: bool = True) -> dict:
+    """Two twin workloads in new children of PARENT (a v2 group with +memory
+    in its subtree_control), the daemon on one of them for SECONDS; the figures.
+    Needs root and swap (swap_on)."""
+    run_for = settle + seconds + 60
+    # Both twins share one CPU (each gets half of it, whatever the host
+    # does to that vCPU), the daemon and the reclaim it does run on another:
+    # what the managed twin loses is what memory reclaim costs it, and the
+    # daemon's own CPU time is measured apart.
+    cpus = sorted(os.sched_getaffinity(0))
+    twins_cpu, daemon_cpu = (cpus[0], cpus[1]) if len(cpus) >= 2 else (None, None)
+    workloads = {}
+    driver = None
+    try:
+        for name in ("control", "managed"):
+            workloads[name] = Workload(parent / name, anon_mib, file_mib, hot, run_for, twins_cpu)
+        for each in workloads.values():
+            if not each.ready.wait(300):
+                raise RuntimeError(f"workload {each.group.name} did not get ready")
+        time.sleep(settle / 2)  # both sweeping: the hot pages become active
+        calibration = time.monotonic()
+        time.sleep(settle / 2)
+        before = {name: each.swept_between(calibration, time.monotonic()) for name, each in workloads.items()}
+        if daemon:
+            driver = start_daemon(parent, "managed", target, interval, daemon_cpu)
+        figures = sample(workloads, seconds, driver)
+        # The twins need not run at the same speed (which pages, which THPs):
+        # their ratio before the daemon started is the one to keep.
+        figures["throughput_ratio_before"] = before["managed"] / before["control"]
+        figures["throughput_loss"] = 1 - figures["throughput_ratio"] / figures["throughput_ratio_before"]
+        return figures
+    finally:
+        if driver is not None and driver.poll() is None:
+            driver.send_signal(signal.SIGTERM)
+            driver.wait(60)
+        for each in workloads.values():
+            each.stop()
+        for each in workloads.values():
+            remove_group(each.group)
+
+
+def remove_group(group: Path) -> None:
+    # Killed processes leave the group only once reaped (Workload.stop waits).
+    deadline = time.monotonic() + 10
+    while (group / "cgroup.procs").read_text().strip() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    group.rmdir()
+
+
+def own_parent_group() -> Path:
+    """A fresh child of this process's own cgroup v2 group, +memory for its children."""
+    own = next(line.split("::", 1)[1] for line in Path("/proc/self/cgroup").read_text().splitlines()
+               if line.startswith("0::"))
+    parent = CGROUP2 / own.lstrip("/") / f"memcgctl-hotcold-{os.getpid()}"
+    parent.mkdir()
+    (parent / "cgroup.subtree_control").write_text("+memory")
+    return parent
+
+
+def start_daemon(parent: Path, name: str, target: float, interval: float, cpu: int | None) -> subprocess.Popen:
+    config = Path(f"/tmp/hotcold-{os.getpid()}.toml")
+    # Under TCG the guest's CPU is many times slower than the host's (Python
+    # about 15 times, tests/vm/README.md), and so is the kernel's reclaim the
+    # daemon does in its writes: the daemon's
+    # CPU budget (max_cpu_percent, default 10% of a core) would pause it for
+    # seconds after each step.  Its CPU time is measured and reported instead.
+    config.write_text(f'interval = {interval}\nmax_cpu_percent = {DAEMON_CPU_PERCENT}\n\n[[group]]\n'
+                      f'match = "{name}"\npolicy = "pressure"\ntarget = {target}\n')
+    argv = [sys.executable, "-m", "memcgctl", "--root", str(parent), "-v", "daemon", "--config", str(config)]
+    return subprocess.Popen(argv, stderr=subprocess.PIPE, text=True, start_new_session=True, cwd="/",
+                            preexec_fn=lambda: os.sched_setaffinity(0, {cpu}) if cpu is not None else None)
+
+
+def sample(workloads: dict, seconds: float, driver) -> dict:
+    started = time.monotonic()
+    groups = {name: each.group for name, each in workloads.items()}
+    first_stall = {name: read_some_total_us(group) for name, group in groups.items()}
+    series = []
+    while time.monotonic() - started < seconds:
+        time.sleep(1.0)
+        now = time.monotonic()
+        series.append({"t": round(now - started, 1),
+                       **{name: read_current(group) for name, group in groups.items()},
+                       "managed_stall_us": read_some_total_us(groups["managed"]) - first_stall["managed"],
+                       "managed_refaults": read_refaults(groups["managed"]),
+                       **{f"{name}_swept": int(workloads[name].swept_between(started, now)) for name in groups}})
+    ended = time.monotonic()
+    figures = {"seconds": round(ended - started, 1), "series": series}
+    for name, group in groups.items():
+        stalled_us = read_some_total_us(group) - first_stall[name]
+        stat = dict(line.split() for line in (group / "memory.stat").read_text().splitlines())
+        figures[name] = {
+            "stat_mib": {key: int(stat[key]) >> 20 for key in ("anon", "file", "kernel", "swapcached") if key in stat},
+            "swap_current": int((group / "memory.swap.current").read_text()),
+            "memory_high": (group / "memory.high").read_text().strip(),
+            "memory_max": (group / "memory.max").read_text().strip(),
+            "memory_current_start": series[0][name] if series else read_current(group),
+            "memory_current_end": read_current(group),
+            "throughput_bytes_per_s": workloads[name].swept_between(started, ended) / (ended - started),
+            "psi_some_percent": stalled_us / ((ended - started) * 1e6) * 100,
+        }
+    control, managed = figures["control"], figures["managed"]
+    figures["memory_saved"] = 1 - managed["memory_current_end"] / control["memory_current_end"]
+    figures["throughput_ratio"] = managed["throughput_bytes_per_s"] / control["throughput_bytes_per_s"]
+    if driver is not None:
+        figures["daemon_cpu_seconds"] = cpu_seconds(driver.pid)
+        driver.send_signal(signal.SIGTERM)
+        _, log = driver.communicate(timeout=60)
+        figures["daemon_exit"] = driver.returncode
+        figures["daemon_log"] = log.splitlines()
+        figures["daemon_actions"] = len(log.splitlines())
+    return figures
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process PID so far (the kernel's reclaim done
+    in its context, memory.reclaim writes, included)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    sub = parser.add_subparsers(dest="command", required=True)
+    work = sub.add_parser("workload")
+    work.add_argument("--cgroup", type=Path, required=True)
+    work.add_argument("--path", type=Path, required=True)
+    work.add_argument("--cpu", type=int)
+    experiment = sub.add_parser("experiment")
+    for each in (work, experiment):
+        each.add_argument("--anon", type=int, default=192)
+        each.add_argument("--file", type=int, default=192)
+        each.add_argument("--hot", type=float, default=0.25)
+        each.add_argument("--seconds", type=float, default=90)
+    experiment.add_argument("--target", type=float, default=0.1)
+    experiment.add_argument("--interval", type=float, default=1.0)
+    experiment.add_argument("--settle", type=float, default=20.0)
+    experiment.add_argument("--no-daemon", action="store_true")
+    experiment.add_argument("--swappiness", type=int, help="set vm.swappiness first (the kernel's default is 60)")
+    args = parser.parse_args()
+    if args.command == "workload":
+        workload(args.cgroup, args.anon, args.file, args.hot, args.path, args.seconds, args.cpu)
+    else:
+        swap_on(SWAP_FILE, 2 * (args.anon + args.file), args.swappiness)
+        parent = own_parent_group()
+        try:
+            figures = run_experiment(parent, args.seconds, args.anon, args.file, args.hot, args.target,
+                                     args.interval, args.settle, daemon=not args.no_daemon)
+        finally:
+            parent.rmdir()
+        figures["swappiness"] = int(Path("/proc/sys/vm/swappiness").read_text())
+        print(json.dumps(figures))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,227 @@
+"""The pressure policy on made-up readings: each pass the engine hands it one
+Reading and the group's state, and it answers a Step (shrink to) or None.
+
+The real-kernel proofs are tests/test_daemon_pressure_v1.py (refaults on this
+machine's v1) and tests/test_daemon_pressure_vm.py (PSI on v2, in the VM).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from memcgctl.daemon.config import parse_config
+from memcgctl.daemon.policies import POLICIES, Reading, Step
+from memcgctl.daemon.policies.pressure import PAGE_SIZE, PressurePolicy
+from memcgctl.errors import ConfigError
+from memcgctl.kernel.psi import MemoryPressure, StallFigures
+
+MIB = 1 << 20
+
+
+def toml_value(value) -> str:
+    return f'"{value}"' if isinstance(value, str) else str(value).lower()
+
+
+def pressure_policy(rule: dict | None = None) -> PressurePolicy:
+    """The policy of a [[group]] written with the keys of RULE, parsed as the daemon does."""
+    lines = ['[[group]]', 'match = "web"', 'policy = "pressure"',
+             *(f"{key} = {toml_value(value)}" for key, value in (rule or {}).items())]
+    config = parse_config("\n".join(lines) + "\n", Path("daemon.toml"))
+    return config.rules[0].policy(config.rules[0].settings)
+
+
+def group_pressure(total_us: int, avg10: float = 0.0) -> MemoryPressure:
+    return MemoryPressure(StallFigures(avg10, 0.0, 0.0, total_us), None, "group", "web/memory.pressure")
+
+
+def host_pressure(total_us: int) -> MemoryPressure:
+    return MemoryPressure(StallFigures(0.0, 0.0, 0.0, total_us), None, "host", "/proc/pressure/memory")
+
+
+def reading(time: float, usage: int, pressure=None, refaults: int = 0, protected: int = 0) -> Reading:
+    stat = {"workingset_refault_anon": 0, "workingset_refault_file": refaults}
+    return Reading("web", time, usage, None, protected, stat, None, pressure)
+
+
+def run_passes(policy, usages_and_stalls, state=None):
+    """Feed (usage, stalled µs this pass) one second apart; the Steps returned."""
+    state = {} if state is None else state
+    total, steps = 0, []
+    for second, (usage, stalled) in enumerate(usages_and_stalls):
+        total += stalled
+        steps.append(policy.plan(reading(float(second), usage, group_pressure(total)), state))
+    return steps, state
+
+
+def test_registered_under_its_name():
+    assert POLICIES["pressure"] is PressurePolicy
+    assert pressure_policy({}).name == "pressure"
+
+
+def test_first_pass_on_v2_reads_avg10():
+    # No earlier sample (the first pass, --once): avg10 is all there is.
+    state = {}
+    step = pressure_policy({"max_step": "8M"}).plan(reading(0.0, 800 * MIB, group_pressure(0, avg10=0.0)), state)
+    assert step == Step(798 * MIB, "pressure avg10 0.00% at a first look (target 0.1%): reclaim 2 MiB")
+    assert state["sample"][0] == 0.0
+    assert pressure_policy().plan(reading(0.0, 800 * MIB, group_pressure(0, avg10=0.5)), {}) is None
+
+
+def test_first_pass_on_v1_only_samples():
+    state = {}
+    assert pressure_policy().plan(reading(0.0, 800 * MIB, host_pressure(0), refaults=5), state) is None
+    assert state["idle_why"] == "measuring: no refault rate before a second pass"
+    assert state["sample"] == (0.0, host_pressure(0), 5)
+
+
+def test_calm_group_gets_growing_steps_up_to_max_step():
+    policy = pressure_policy({"target": 0.1, "max_step": "4%"})
+    usage = 1000 * MIB
+    steps, state = run_passes(policy, [(usage, 0)] * 6)
+    taken = [usage - step.target for step in steps]
+    largest = int(usage * 0.04)
+    # 1/8 of max_step doubled: 1/4, 1/2, then max_step from there on.
+    assert taken == [largest // 4, largest // 2, largest, largest, largest, largest]
+    assert "pressure 0.000% over 1.0 s (target 0.1%): reclaim 40 MiB" == steps[-1].why
+    assert state["step"] == largest
+
+
+def test_step_shrinks_as_pressure_approaches_target():
+    policy = pressure_policy({"target": 1.0, "max_step": "100M"})
+    # Calm until the step is 100M, then 5 ms (0.5%) stalled: half the room left.
+    steps, state = run_passes(policy, [(1000 * MIB, 0)] * 5 + [(1000 * MIB, 5000)])
+    assert 1000 * MIB - steps[-2].target == 100 * MIB
+    assert 1000 * MIB - steps[-1].target == 50 * MIB
+    assert "pressure 0.500%" in steps[-1].why and state["step"] == 50 * MIB
+
+
+def test_pressure_at_target_backs_off_and_holds():
+    policy = pressure_policy({"target": 0.1, "max_step": "100M", "hold": 5})
+    usage = 1000 * MIB
+    # Four calm passes, then 2 ms stalled in one second (0.2% > 0.1%), then calm again.
+    steps, state = run_passes(policy, [(usage, 0)] * 4 + [(usage, 2000)] + [(usage, 0)] * 7)
+    assert steps[4] is None
+    assert state["hold_until"] == 4.0 + 5
+    assert state["edge"] == usage
+    # Held for 5 s after the stall (passes at 5..8 s), then a quarter of the
+    # step, growing by a quarter a pass (near the usage that felt pressure).
+    assert steps[5:9] == [None] * 4
+    assert [usage - step.target for step in steps[9:]] == [32_768_000, 40_960_000, 51_200_000]  # 25 MiB x 1.25^n
+
+
+def test_reads_the_total_not_avg10():
+    # avg10 still says 5% long after a stall: the totals say nothing stalled
+    # this pass, so reclaim goes on.
+    policy = pressure_policy()
+    state = {"sample": (0.0, group_pressure(10_000_000, avg10=5.0), 0)}
+    step = policy.plan(reading(1.0, 500 * MIB, group_pressure(10_000_000, avg10=5.0)), state)
+    assert step is not None and step.target < 500 * MIB and step.why.startswith("pressure 0.000% over 1.0 s")
+
+
+@pytest.mark.parametrize(("protected", "minimum", "floor"), [(600 * MIB, 0, 600 * MIB),
+                                                              (0, "700M", 700 * MIB),
+                                                              (600 * MIB, "650M", 650 * MIB)])
+def test_never_below_protection_or_min(protected, minimum, floor):
+    policy = pressure_policy({"min": minimum, "max_step": "100%"})
+    state = {}
+    policy.plan(reading(0.0, 1000 * MIB, group_pressure(0), protected=protected), state)
+    targets = []
+    for second in range(1, 8):
+        step = policy.plan(reading(float(second), 1000 * MIB if not targets else targets[-1],
+                                   group_pressure(0), protected=protected), state)
+        if step is None:
+            break
+        targets.append(step.target)
+    assert targets and min(targets) == floor
+    assert f"at the floor ({floor // MIB} MiB)" == state["idle_why"]
+
+
+def test_v1_refaults_relative_to_size_drive_it():
+    policy = pressure_policy({"refault_target": 0.1, "max_step": "10%"})
+    usage = 400 * MIB
+    state = {}
+    assert policy.plan(reading(0.0, usage, host_pressure(0), refaults=1000), state) is None
+    calm = policy.plan(reading(1.0, usage, host_pressure(0), refaults=1000), state)
+    assert calm is not None and "refaults 0.000%/s of its size" in calm.why and "host pressure 0.000%" in calm.why
+    # 0.2% of 400 MiB refaulted in one second: twice the target.
+    pages = -(-usage * 2 // 1000 // PAGE_SIZE)
+    assert policy.plan(reading(2.0, usage, host_pressure(0), refaults=1000 + pages), state) is None
+    assert "backing off" in state["idle_why"] and "refaults 0.200%/s" in state["idle_why"]
+
+
+def test_v1_hierarchical_counters_win():
+    policy = pressure_policy({"refault_target": 0.1})
+    state = {}
+    stat = {"workingset_refault_file": 0, "total_workingset_refault_file": 0}
+    policy.plan(Reading("web", 0.0, 400 * MIB, None, 0, stat, None, None), state)
+    # A child refaulted 10% of the group in a second: only total_* sees it.
+    stat = {"workingset_refault_file": 0, "total_workingset_refault_file": 40 * MIB // PAGE_SIZE}
+    assert policy.plan(Reading("web", 1.0, 400 * MIB, None, 0, stat, None, None), state) is None
+    assert "refaults 10.000%/s" in state["idle_why"]
+
+
+def test_v1_host_pressure_guards():
+    policy = pressure_policy({"host_target": 1.0})
+    state = {}
+    policy.plan(reading(0.0, 400 * MIB, host_pressure(0)), state)
+    # 20 ms of host-wide stall in one second: 2%, twice the guard.
+    assert policy.plan(reading(1.0, 400 * MIB, host_pressure(20_000)), state) is None
+    assert "host pressure 2.000% (guard 1%)" in state["idle_why"] and "backing off" in state["idle_why"]
+
+
+@pytest.mark.parametrize(("rule", "line", "message"), [
+    ({"target": 0}, 4, "key 'target': expected a percentage above 0 and below 100 (0.1 means 0.1%), not 0"),
+    ({"target": "0.1"}, 4, "key 'target': expected a number, not '0.1'"),
+    ({"target": True}, 4, "key 'target': expected a number, not True"),
+    ({"min": "lots"}, 4, "key 'min': bad size 'lots'"),
+    ({"max_step": "0%"}, 4, "key 'max_step': expected a size or a percentage of usage above 0%"),
+    ({"max_step": "150%"}, 4, "key 'max_step'"),
+    ({"max_step": "4K"}, 4, "key 'max_step': expected at least 1M, not '4K'"),
+    ({"target": 0.5, "hold": -1}, 5, "key 'hold': expected seconds from 0 to 3600, not -1"),
+    ({"refault_target": 100}, 4, "key 'refault_target'"),
+    ({"host_target": "x"}, 4, "key 'host_target'"),
+    ({"tagret": 0.1}, 4, "key 'tagret': unknown key in [[group]] with policy 'pressure'"),
+])
+def test_bad_rules_name_the_line_and_key(rule, line, message):
+    with pytest.raises(ConfigError) as caught:
+        pressure_policy(rule)
+    assert caught.value.exit_code == 78
+    assert f"configuration line {line}, {message}" in str(caught.value)
+
+
+def test_defaults():
+    policy = pressure_policy()
+    assert (policy.target, policy.max_step_percent, policy.hold, policy.refault_target, policy.host_target,
+            policy.minimum) == (0.1, 5.0, 10.0, 0.1, 1.0, 0)
+
+
+def test_trigger_wakes_the_engine_on_v2_only():
+    policy = pressure_policy({"target": 0.5})
+    # 0.5% of a 2 s window: 10 ms stalled.
+    assert policy.watch_specs(reading(0.0, MIB, group_pressure(0)), 2) == (("pressure", 10_000, 2_000_000),)
+    assert policy.watch_specs(reading(0.0, MIB, host_pressure(0)), 1) == ()
+    assert policy.watch_specs(reading(0.0, MIB, None), 2) == ()
+
+
+def test_pressure_again_soon_after_a_hold_holds_twice_as_long():
+    policy = pressure_policy({"target": 0.1, "max_step": "100M", "hold": 5})
+    state, total = {}, 0
+    usage = 1000 * MIB
+    holds = []
+    # Pressure at 3 s; back at 9 s, one pass after the first hold ended (8 s);
+    # again right after that hold (40 s); then 10 s after it ended.
+    for second in range(60):
+        stalled = 2000 if second in (3, 9, 20, 50) else 0
+        total += stalled
+        policy.plan(reading(float(second), usage, group_pressure(total)), state)
+        if stalled:
+            holds.append(state["hold_until"] - second)
+    assert holds == [5, 10, 20, 5]
+
+
+def test_steps_are_data():
+    state = {"sample": (0.0, group_pressure(0), 0)}
+    step = pressure_policy({"max_step": "8M"}).plan(reading(1.0, 100 * MIB, group_pressure(0)), state)
+    assert isinstance(step, Step) and step.target == 98 * MIB and step.why.endswith("reclaim 2 MiB")

@@ -219,3 +219,25 @@ def test_water_level(above, excess, level):
     assert water_level(above, excess) == pytest.approx(level)
     assert sum(max(0.0, amount - level) for amount in above) == pytest.approx(min(excess, sum(
         a for a in above if a > 0)))
+
+
+def test_a_dry_run_daemon_keeps_making_passes_and_stops_on_sigterm(fake_v2, tmp_path):
+    """A dry run writes no counters file; its loop must still wake at each
+    interval (it once waited forever after the first pass)."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    run_cli(fake_v2, "create", "web")
+    (fake_v2 / "web" / "memory.current").write_text(str(950 * MIB))
+    config = write(tmp_path, "interval = 0.2\n" + WATERMARK)
+    daemon = subprocess.Popen([sys.executable, "-m", "memcgctl", "--root", str(fake_v2), "-n", "daemon",
+                               "--config", str(config)], stderr=subprocess.PIPE, text=True)
+    time.sleep(2)
+    daemon.send_signal(signal.SIGTERM)
+    _, stderr = daemon.communicate(timeout=30)
+    assert daemon.returncode == 0, stderr
+    # A fake tree does not reclaim: every interval pass plans the same step again.
+    assert stderr.count("web: watermark: usage 950 MiB >= high 900 MiB: would run: ") >= 3, stderr
+    assert (fake_v2 / "web" / "memory.current").read_text() == str(950 * MIB)

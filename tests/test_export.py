@@ -337,6 +337,20 @@ def test_a_full_standard_output_is_one_error_line(fake_v1):
     assert completed.stderr == "memcgctl: write metrics: no space left on device (ENOSPC) (standard output)\n"
 
 
+def test_a_reader_that_went_away_is_quiet_exit_141_as_for_every_command(fake_v1):
+    """`export | head -0`: not click's own exit 1 for EPIPE (undocumented)."""
+    assert run_cli(fake_v1, "create", "web", "--limit", "1G").exit_code == 0
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader exited before memcgctl wrote
+    try:
+        completed = subprocess.run([sys.executable, "-m", "memcgctl", "--root", str(fake_v1), "export"],
+                                   stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=60)
+    finally:
+        os.close(write_end)
+    assert (completed.returncode, completed.stderr) == (141, "")
+    assert (fake_v1 / "web" / "memory.limit_in_bytes").read_text().strip() == str(1 << 30)
+
+
 def kernel_counters(kernel_root, group: str, name: str) -> dict:
     return {line.split()[0]: int(line.split()[1]) for line in kernel_root.read(group, name).splitlines()}
 

@@ -53,6 +53,27 @@ def rows_by_name(frame):
 
 
 @pytest.mark.parametrize("version", [1, 2])
+def test_pids_count_the_processes_attach_put_in_a_fake_tree(tmp_path, version):
+    """`attach` on a fake tree writes the PID without a newline: top must
+    count it as `stat` does, not show 0."""
+    import os
+
+    root = tmp_path / "cg"
+    from memcgctl.kernel.discovery import build_fake_root
+
+    build_fake_root(root, version)
+    make_groups(root, "web")
+    assert run_cli(root, "attach", "web", str(os.getpid())).exit_code == 0
+    assert (root / "web" / "cgroup.procs").read_text() == str(os.getpid())
+    completed = subprocess.run([sys.executable, "-m", "memcgctl", "--root", str(root), "top", "-b", "-n", "1",
+                                "--json"], capture_output=True, text=True, timeout=60)
+    assert completed.returncode == 0, completed.stderr
+    assert [group["pids"] for group in json.loads(completed.stdout)["groups"]] == [1]
+    stat = run_cli(root, "stat", "--json", "web")
+    assert json.loads(stat.stdout)[0]["pids"] == 1
+
+
+@pytest.mark.parametrize("version", [1, 2])
 def test_a_frame_has_rates_percent_and_events_since_start(tmp_path, version):
     root = tmp_path / "cg"
     from memcgctl.kernel.discovery import build_fake_root

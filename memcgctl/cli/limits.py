@@ -87,7 +87,7 @@ def limit(ctx, group, size, soft, high, low, min_, swap, force, timeout):
     A hard limit below one page (the kernel would make it 0) is refused
     (exit 2) unless --force.
 
-    \\b
+    \b
     Example:
       memcgctl limit web 400M --swap 0
     """
@@ -150,7 +150,7 @@ def shrink(settings, group, target_words, timeout):
     restores it (also on Ctrl-C, SIGTERM, SIGHUP); v2 writes memory.reclaim
     and never touches memory.max.
 
-    \\b
+    \b
     Example:
       memcgctl shrink web 400M
       */5 * * * *  memcgctl shrink batch 80% || logger "batch: shrink failed"
@@ -196,7 +196,7 @@ def empty(settings, group, timeout):
     memory.force_empty, v2 memory.reclaim).  Exit 75 if --timeout passes
     first (what was reclaimed until then stays reclaimed).
 
-    \\b
+    \b
     Example:
       memcgctl empty -v batch/job1
     """

@@ -389,6 +389,22 @@ def test_usage_errors_are_one_line(fake_v1, args):
     assert line.startswith("memcgctl: ") and " -h" in line, line
 
 
+@pytest.mark.parametrize("args", [["top", "--root", "ROOT", "-b", "-n", "1"], ["completion", "bash", "-v"]],
+                         ids=" ".join)
+def test_a_global_option_after_top_or_completion_says_where_it_goes(fake_v1, args):
+    """top and completion take global options before their name only (top's -n is
+    a count): the error says so instead of a bare 'no such option'."""
+    args = [str(fake_v1) if arg == "ROOT" else arg for arg in args]
+    result = run_process(None, *args)
+    assert (result.returncode, result.stdout) == (2, "")
+    [line] = result.stderr.splitlines()
+    option, command = args[1 if args[0] == "top" else 2], args[0]
+    assert line == (f"memcgctl: {command}: no such option '{option}': give it before the command name "
+                    f"('memcgctl {option} ... {command}') (see 'memcgctl {command} -h')")
+    before = run_process(fake_v1, "top", "-b", "-n", "1") if command == "top" else run_process(None, "-v", *args[:2])
+    assert before.returncode == 0, before.stderr
+
+
 def test_a_soft_limit_above_the_hard_limit_is_set_with_a_warning(fake_v1):
     run_cli(fake_v1, "create", "web", "--limit", "100M")
     result = run_cli(fake_v1, "limit", "web", "--soft", "200M")

@@ -67,10 +67,20 @@ class Settings:
     def show(self, plan: list) -> None:
         """Print PLAN for --dry-run: shell lines, and `#` comments for what the
         kernel decides; a plan with no step says so."""
+        if self._backend is not None:  # a plan for a cgroup root (not init-fake's)
+            self._check_permitted(plan)
         if not plan:
             click.echo("# nothing to do")
         for step in plan:
             click.echo(step.shell())
+
+    def _check_permitted(self, plan: list) -> None:
+        """-n fails as the real run would (77, nothing printed) where this user
+        may not write: the writes inside a Reclaim step (shrink) included."""
+        from ..kernel.backend import Reclaim
+
+        actions = [write for step in plan for write in (step.writes if isinstance(step, Reclaim) else (step,))]
+        self._backend.fs.check_permitted(actions)
 
     def _report(self, action: Action, to_stderr: bool) -> None:
         verb = "created" if isinstance(action, MakeDir) else "deleted" if isinstance(action, RemoveDir) else None

@@ -110,6 +110,9 @@ class Settings:
 def _store_setting(ctx: click.Context, param: click.Parameter, value):
     # Not ctx.get_parameter_source(): click 8.4 sets it only after the callback.
     settings = ctx.find_root().ensure_object(Settings)
+    if param.name == "root" and value == "":
+        # `--root "$CGROOT"` with CGROOT unset would otherwise be the current directory.
+        raise click.BadParameter("empty (is the variable that names it unset?)", ctx, param)
     if value is not None:
         setattr(settings, param.name, max(value, settings.verbose) if param.name == "verbose" else value)
     return value

@@ -119,12 +119,14 @@ def _set(settings, group: str, changes: dict, force: bool, deadline: Deadline) -
     warning = backend.owner_warning(target)
     if warning:
         warn(warning)
-    warn_about_meaningless_values(backend, target, changes, force)
     if settings.dry_run:
+        warn_about_meaningless_values(backend, target, changes, force)
         settings.show(plan_set_limits(backend, target, changes, force))
         return
     with stop_signals_raise():
         outcome = set_limits(backend, target, changes, force, deadline)
+    # Only once the kernel took the values: a refused limit (v1 EBUSY) is one error line, not "set" and an error.
+    warn_about_meaningless_values(backend, target, changes, force)
     if outcome.oom_kills:
         from ..render.escape import printable
 

@@ -378,3 +378,13 @@ def test_real_group_figures_match_the_kernel_files(kernel_root, tmp_path):
                     for line in kernel_root.read("web", "memory.pressure").splitlines()}
         assert value(found, "memcgctl_memory_pressure_some_seconds_total", group="web") == pressure["some"] / 1e6
         assert value(found, "memcgctl_memory_pressure_full_seconds_total", group="web") == pressure["full"] / 1e6
+
+
+def test_an_empty_textfile_is_exit_2_not_a_scrape_on_stdout(fake_v1, tmp_path):
+    """`--textfile "$FILE"` with FILE unset in a cron line: an error, not the
+    metrics printed (and mailed) with no file written."""
+    assert run_cli(fake_v1, "create", "web").exit_code == 0
+    result = run_cli(fake_v1, "export", "--textfile", "")
+    assert (result.exit_code, result.stdout) == (2, "")
+    assert result.stderr == "memcgctl: export --textfile: empty (is the variable that names it unset?)\n"
+    assert not any(path.suffix == ".prom" for path in tmp_path.rglob("*"))

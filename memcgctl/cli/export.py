@@ -35,6 +35,8 @@ def export(settings, groups, recursive, listen, textfile):
 
     if listen and textfile:
         raise UsageError("export", "--listen and --textfile cannot be used together")
+    if textfile == "":  # `--textfile "$FILE"` with FILE unset: not a scrape on stdout, mailed by cron
+        raise UsageError("export --textfile", "empty (is the variable that names it unset?)")
     address = parse_listen_address(listen) if listen else None
     backend = settings.backend()
     for name in groups:

@@ -519,13 +519,15 @@ class CgroupFS:
         under the root); True when it cannot tell (missing: the real run says so)."""
         parts = self._parts(path)
         if not parts:
-            return os.access(self.root, os.W_OK)
+            return os.access(self.root, os.W_OK, effective_ids=True)
         try:
             parent = self._open_directory(parts[:-1])
         except MemcgError:
             return True
         try:
-            if os.access(parts[-1], os.W_OK, dir_fd=parent, follow_symlinks=False):
+            # effective_ids: the ids and capabilities the write would use (a
+            # service with CAP_DAC_OVERRIDE but not uid 0), not the real ones.
+            if os.access(parts[-1], os.W_OK, dir_fd=parent, effective_ids=True, follow_symlinks=False):
                 return True
             os.stat(parts[-1], dir_fd=parent, follow_symlinks=False)  # access() is False for a missing one too
             return False

@@ -157,3 +157,27 @@ def test_an_unreadable_delegated_group_as_nobody_exits_77(code, kernel_root):
         remove_tree(journal)
     assert result.returncode == 77, result.stderr
     assert f"({kernel_root.path / 'closed'})" in result.stderr
+
+
+@pytest.mark.parametrize("args", [["limit", "web", "300M"], ["shrink", "web", "1M"], ["empty", "web"],
+                                  ["create", "new"], ["delete", "web"], ["attach", "web", "PID"]],
+                         ids=" ".join)
+def test_a_dry_run_nobody_may_not_carry_out_fails_as_the_real_run(code, kernel_root, tmp_path, args):
+    """README: anything that can be checked without writing fails the same way
+    with and without -n.  Write permission can: -n printed the plan, exit 0."""
+    assert run_cli(kernel_root.path, "create", "web", "--limit", "1G").exit_code == 0
+    kernel_root.fill_page_cache("web", tmp_path / "cache", 8)  # above the shrink target
+    args = [str(os.getpid()) if arg == "PID" else arg for arg in args]
+    journal = nobody_directory()
+    try:
+        outcomes = [memcgctl_as_nobody(code, "--root", str(kernel_root.path), *dry_run, *args,
+                                       env={"MEMCGCTL_JOURNAL_DIR": str(journal)}) for dry_run in (["-n"], [])]
+    finally:
+        remove_tree(journal)
+    dry, real = outcomes
+    assert (dry.returncode, dry.stdout) == (77, ""), dry.stderr
+    assert dry.stderr == real.stderr and real.returncode == 77
+    assert dry.stderr.startswith("memcgctl: ") and "permission denied" in dry.stderr
+    limit_file = "memory.limit_in_bytes" if kernel_root.version == 1 else "memory.max"
+    assert kernel_root.read("web", limit_file) == str(1 << 30)
+    assert sorted(path.name for path in kernel_root.path.iterdir() if path.is_dir()) == ["web"]

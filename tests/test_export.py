@@ -337,6 +337,20 @@ def test_a_full_standard_output_is_one_error_line(fake_v1):
     assert completed.stderr == "memcgctl: write metrics: no space left on device (ENOSPC) (standard output)\n"
 
 
+def test_a_reader_that_went_away_is_quiet_exit_141_as_for_every_command(fake_v1):
+    """`export | head -0`: not click's own exit 1 for EPIPE (undocumented)."""
+    assert run_cli(fake_v1, "create", "web", "--limit", "1G").exit_code == 0
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader exited before memcgctl wrote
+    try:
+        completed = subprocess.run([sys.executable, "-m", "memcgctl", "--root", str(fake_v1), "export"],
+                                   stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=60)
+    finally:
+        os.close(write_end)
+    assert (completed.returncode, completed.stderr) == (141, "")
+    assert (fake_v1 / "web" / "memory.limit_in_bytes").read_text().strip() == str(1 << 30)
+
+
 def kernel_counters(kernel_root, group: str, name: str) -> dict:
     return {line.split()[0]: int(line.split()[1]) for line in kernel_root.read(group, name).splitlines()}
 
@@ -364,3 +378,13 @@ def test_real_group_figures_match_the_kernel_files(kernel_root, tmp_path):
                     for line in kernel_root.read("web", "memory.pressure").splitlines()}
         assert value(found, "memcgctl_memory_pressure_some_seconds_total", group="web") == pressure["some"] / 1e6
         assert value(found, "memcgctl_memory_pressure_full_seconds_total", group="web") == pressure["full"] / 1e6
+
+
+def test_an_empty_textfile_is_exit_2_not_a_scrape_on_stdout(fake_v1, tmp_path):
+    """`--textfile "$FILE"` with FILE unset in a cron line: an error, not the
+    metrics printed (and mailed) with no file written."""
+    assert run_cli(fake_v1, "create", "web").exit_code == 0
+    result = run_cli(fake_v1, "export", "--textfile", "")
+    assert (result.exit_code, result.stdout) == (2, "")
+    assert result.stderr == "memcgctl: export --textfile: empty (is the variable that names it unset?)\n"
+    assert not any(path.suffix == ".prom" for path in tmp_path.rglob("*"))

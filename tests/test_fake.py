@@ -230,6 +230,18 @@ def test_help_lists_every_exit_code_and_each_command_has_an_example():
         assert "Example" in run_cli(None, name, "--help").stdout, name
 
 
+@pytest.mark.parametrize("name", sorted(all_commands()))
+def test_each_commands_example_is_shown_as_written(name):
+    """Examples are kept line by line (click's \\b marker), never reflowed
+    into one line after a literal backslash-b (limit, shrink, empty had it)."""
+    help_text = run_cli(None, name, "--help").stdout
+    assert "\\b" not in help_text
+    lines = help_text.splitlines()
+    example = next(index for index, line in enumerate(lines) if line.startswith("  Example"))
+    assert lines[example].rstrip(":") in ("  Example", "  Examples")  # alone on its line
+    assert lines[example + 1].startswith(("    memcgctl ", "    @reboot "))
+
+
 def test_version_comes_from_the_package_metadata():
     from importlib.metadata import version
 

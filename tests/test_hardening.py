@@ -389,6 +389,35 @@ def test_usage_errors_are_one_line(fake_v1, args):
     assert line.startswith("memcgctl: ") and " -h" in line, line
 
 
+@pytest.mark.parametrize("args", [["top", "--root", "ROOT", "-b", "-n", "1"], ["completion", "bash", "-v"]],
+                         ids=" ".join)
+def test_a_global_option_after_top_or_completion_says_where_it_goes(fake_v1, args):
+    """top and completion take global options before their name only (top's -n is
+    a count): the error says so instead of a bare 'no such option'."""
+    args = [str(fake_v1) if arg == "ROOT" else arg for arg in args]
+    result = run_process(None, *args)
+    assert (result.returncode, result.stdout) == (2, "")
+    [line] = result.stderr.splitlines()
+    option, command = args[1 if args[0] == "top" else 2], args[0]
+    assert line == (f"memcgctl: {command}: no such option '{option}': give it before the command name "
+                    f"('memcgctl {option} ... {command}') (see 'memcgctl {command} -h')")
+    before = run_process(fake_v1, "top", "-b", "-n", "1") if command == "top" else run_process(None, "-v", *args[:2])
+    assert before.returncode == 0, before.stderr
+
+
+@pytest.mark.parametrize("args", [["--root", "", "limit", "web", "300M"], ["limit", "--root=", "web", "300M"]],
+                         ids=" ".join)
+def test_an_empty_root_is_exit_2_not_the_current_directory(fake_v1, args):
+    """`--root "$CGROOT"` with CGROOT unset, run from inside a root: refused,
+    not taken for the current directory."""
+    assert run_cli(fake_v1, "create", "web", "--limit", "1G").exit_code == 0
+    result = run_process(None, *args, cwd=fake_v1)
+    assert (result.returncode, result.stdout) == (2, "")
+    [line] = result.stderr.splitlines()
+    assert "invalid value for '--root': empty (is the variable that names it unset?)" in line
+    assert (fake_v1 / "web" / "memory.limit_in_bytes").read_text() == str(1 << 30)
+
+
 def test_a_soft_limit_above_the_hard_limit_is_set_with_a_warning(fake_v1):
     run_cli(fake_v1, "create", "web", "--limit", "100M")
     result = run_cli(fake_v1, "limit", "web", "--soft", "200M")

@@ -233,6 +233,25 @@ def test_delete_of_busy_group_is_75_and_nothing_is_killed(kernel_root):
     assert (kernel_root.path / "web").is_dir()
 
 
+def test_a_refused_limit_is_one_error_line_without_a_set_warning(kernel_root):
+    """v1 EBUSY (v2: the shrink before memory.max fails): the warning that a
+    soft limit above the new hard one is "set" must not precede the error."""
+    run_cli(kernel_root.path, "create", "web", "--limit", "1G")
+    holder = kernel_root.hold_anonymous_memory("web", 20 * MIB)
+    soft = "--soft" if kernel_root.version == 1 else "--high"
+    result = run_process(kernel_root.path, "limit", "web", "4M", soft, "300M", "--timeout", "5")
+    assert result.returncode == 75
+    [line] = result.stderr.splitlines()
+    assert line.startswith("memcgctl: ") and "warning" not in line
+    assert kernel_root.read("web", limit_file(kernel_root)) == str(1 << 30)
+    assert holder.poll() is None
+    warned = run_process(kernel_root.path, "limit", "web", "500M", soft, "600M")
+    assert warned.returncode == 0
+    assert warned.stderr.startswith(f"memcgctl: warning: {soft} 600 MiB is above the hard limit 500 MiB: set")
+    assert kernel_root.read("web", limit_file(kernel_root)) == str(500 * MIB)
+    holder.kill()
+
+
 def test_stat_agrees_with_the_kernel_files(kernel_root, tmp_path):
     run_cli(kernel_root.path, "create", "web", "--limit", "512M")
     kernel_root.fill_page_cache("web", tmp_path / "cache", 50)

@@ -53,6 +53,27 @@ def rows_by_name(frame):
 
 
 @pytest.mark.parametrize("version", [1, 2])
+def test_pids_count_the_processes_attach_put_in_a_fake_tree(tmp_path, version):
+    """`attach` on a fake tree writes the PID without a newline: top must
+    count it as `stat` does, not show 0."""
+    import os
+
+    root = tmp_path / "cg"
+    from memcgctl.kernel.discovery import build_fake_root
+
+    build_fake_root(root, version)
+    make_groups(root, "web")
+    assert run_cli(root, "attach", "web", str(os.getpid())).exit_code == 0
+    assert (root / "web" / "cgroup.procs").read_text() == str(os.getpid())
+    completed = subprocess.run([sys.executable, "-m", "memcgctl", "--root", str(root), "top", "-b", "-n", "1",
+                                "--json"], capture_output=True, text=True, timeout=60)
+    assert completed.returncode == 0, completed.stderr
+    assert [group["pids"] for group in json.loads(completed.stdout)["groups"]] == [1]
+    stat = run_cli(root, "stat", "--json", "web")
+    assert json.loads(stat.stdout)[0]["pids"] == 1
+
+
+@pytest.mark.parametrize("version", [1, 2])
 def test_a_frame_has_rates_percent_and_events_since_start(tmp_path, version):
     root = tmp_path / "cg"
     from memcgctl.kernel.discovery import build_fake_root
@@ -267,7 +288,7 @@ def test_an_unknown_group_is_exit_66_before_any_frame(fake_v1):
 
 
 @pytest.mark.parametrize("mode", [["-b"], ["--json"]])
-def test_a_closed_pipe_ends_top_quietly_with_74(fake_v1, mode):
+def test_a_closed_pipe_ends_top_quietly_with_141_as_every_command(fake_v1, mode):
     make_groups(fake_v1, *(f"g{i}" for i in range(20)))
     # head reads one line and exits; later frames meet a closed pipe.
     completed = subprocess.run(
@@ -275,7 +296,7 @@ def test_a_closed_pipe_ends_top_quietly_with_74(fake_v1, mode):
         "echo status=${PIPESTATUS[0]}", shell=True, executable="/bin/bash", capture_output=True, text=True,
         timeout=60)
     lines = completed.stdout.splitlines()
-    assert lines[-1] == "status=74"
+    assert lines[-1] == "status=141"  # the exit status table's code for a reader that went away
     assert len(lines) == 2
     assert completed.stderr == ""
 

@@ -116,7 +116,14 @@ def one_line_usage_error(error: click.UsageError) -> str:
     message = message[:1].lower() + message[1:]
     path = error.ctx.command_path if error.ctx is not None else "memcgctl"
     command = path.partition(" ")[2]
+    if command and isinstance(error, click.NoSuchOption) and error.option_name in _global_option_names():
+        # top (whose -n is a count) and completion take global options before their name only.
+        message += f": give it before the command name ('memcgctl {error.option_name} ... {command}')"
     return f"{command + ': ' if command else ''}{message} (see '{path} -h')"
+
+
+def _global_option_names() -> set[str]:
+    return {name for param in cli.params for name in (*param.opts, *param.secondary_opts)}
 
 
 def main():

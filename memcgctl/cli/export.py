@@ -35,6 +35,8 @@ def export(settings, groups, recursive, listen, textfile):
 
     if listen and textfile:
         raise UsageError("export", "--listen and --textfile cannot be used together")
+    if textfile == "":  # `--textfile "$FILE"` with FILE unset: not a scrape on stdout, mailed by cron
+        raise UsageError("export --textfile", "empty (is the variable that names it unset?)")
     address = parse_listen_address(listen) if listen else None
     backend = settings.backend()
     for name in groups:
@@ -51,12 +53,14 @@ def export(settings, groups, recursive, listen, textfile):
 
 def _print(data: bytes) -> None:
     """DATA on standard output; a full disk or a closed file is one error line."""
-    from ..errors import error_from_oserror
+    from ..errors import OutputClosed, describe_errno, error_from_oserror
 
     try:
         click.echo(data, nl=False)  # bytes go to the binary stream as they are
         sys.stdout.flush()
-    except BrokenPipeError:
-        raise  # a reader that stopped (| head): Python's usual quiet exit
+    except BrokenPipeError as err:
+        # A reader that stopped (| head): quiet 141 as every command, not
+        # click's own exit 1 for EPIPE.
+        raise OutputClosed("write metrics", describe_errno(err.errno)) from err
     except OSError as err:
         raise error_from_oserror(err, "write metrics", "standard output") from err

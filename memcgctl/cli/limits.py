@@ -87,7 +87,7 @@ def limit(ctx, group, size, soft, high, low, min_, swap, force, timeout):
     A hard limit below one page (the kernel would make it 0) is refused
     (exit 2) unless --force.
 
-    \\b
+    \b
     Example:
       memcgctl limit web 400M --swap 0
     """
@@ -119,12 +119,14 @@ def _set(settings, group: str, changes: dict, force: bool, deadline: Deadline) -
     warning = backend.owner_warning(target)
     if warning:
         warn(warning)
-    warn_about_meaningless_values(backend, target, changes, force)
     if settings.dry_run:
+        warn_about_meaningless_values(backend, target, changes, force)
         settings.show(plan_set_limits(backend, target, changes, force))
         return
     with stop_signals_raise():
         outcome = set_limits(backend, target, changes, force, deadline)
+    # Only once the kernel took the values: a refused limit (v1 EBUSY) is one error line, not "set" and an error.
+    warn_about_meaningless_values(backend, target, changes, force)
     if outcome.oom_kills:
         from ..render.escape import printable
 
@@ -150,7 +152,7 @@ def shrink(settings, group, target_words, timeout):
     restores it (also on Ctrl-C, SIGTERM, SIGHUP); v2 writes memory.reclaim
     and never touches memory.max.
 
-    \\b
+    \b
     Example:
       memcgctl shrink web 400M
       */5 * * * *  memcgctl shrink batch 80% || logger "batch: shrink failed"
@@ -196,7 +198,7 @@ def empty(settings, group, timeout):
     memory.force_empty, v2 memory.reclaim).  Exit 75 if --timeout passes
     first (what was reclaimed until then stays reclaimed).
 
-    \\b
+    \b
     Example:
       memcgctl empty -v batch/job1
     """

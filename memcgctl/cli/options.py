@@ -67,10 +67,20 @@ class Settings:
     def show(self, plan: list) -> None:
         """Print PLAN for --dry-run: shell lines, and `#` comments for what the
         kernel decides; a plan with no step says so."""
+        if self._backend is not None:  # a plan for a cgroup root (not init-fake's)
+            self._check_permitted(plan)
         if not plan:
             click.echo("# nothing to do")
         for step in plan:
             click.echo(step.shell())
+
+    def _check_permitted(self, plan: list) -> None:
+        """-n fails as the real run would (77, nothing printed) where this user
+        may not write: the writes inside a Reclaim step (shrink) included."""
+        from ..kernel.backend import Reclaim
+
+        actions = [write for step in plan for write in (step.writes if isinstance(step, Reclaim) else (step,))]
+        self._backend.fs.check_permitted(actions)
 
     def _report(self, action: Action, to_stderr: bool) -> None:
         verb = "created" if isinstance(action, MakeDir) else "deleted" if isinstance(action, RemoveDir) else None
@@ -100,6 +110,9 @@ class Settings:
 def _store_setting(ctx: click.Context, param: click.Parameter, value):
     # Not ctx.get_parameter_source(): click 8.4 sets it only after the callback.
     settings = ctx.find_root().ensure_object(Settings)
+    if param.name == "root" and value == "":
+        # `--root "$CGROOT"` with CGROOT unset would otherwise be the current directory.
+        raise click.BadParameter("empty (is the variable that names it unset?)", ctx, param)
     if value is not None:
         setattr(settings, param.name, max(value, settings.verbose) if param.name == "verbose" else value)
     return value

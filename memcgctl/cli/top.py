@@ -93,7 +93,7 @@ def _print_frames(sampler, interval: float, count: int | None, as_json: bool) ->
 
 def _guard_output(show) -> None:
     """Run SHOW; a reader that went away (`top -b | head`) ends top quietly
-    with 74, any other failure to write is one line and 74."""
+    with 141, as every command, any other failure to write is one line and 74."""
     from ..errors import OutputClosed, OutputError
 
     try:
@@ -108,7 +108,7 @@ def _guard_output(show) -> None:
 
 
 def _output_failed(why: str | None) -> None:
-    """End top with 74, saying WHY unless the reader went away (None)."""
+    """End top with 74 saying WHY, or quietly with 141 if the reader went away (None)."""
     import os
 
     if why is not None:
@@ -117,4 +117,4 @@ def _output_failed(why: str | None) -> None:
     # Else Python would fail again when it flushes stdout at exit.
     with contextlib.suppress(OSError, ValueError):
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-    raise SystemExit(74) from None
+    raise SystemExit(141 if why is None else 74) from None

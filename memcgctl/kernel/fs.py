@@ -499,6 +499,52 @@ class CgroupFS:
         else:
             raise TypeError(f"not an action the cgroup filesystem carries out: {action!r}")
 
+    def check_permitted(self, plan: list) -> None:
+        """For a dry run: raise the PermissionDenied (77) the real run would, worded
+        the same, for the first Write whose file, or MakeDir/RemoveDir whose parent
+        directory, this process may not write, as access(2) tells without writing.
+        Other steps, and paths below a directory the plan makes, are not checked."""
+        made = []
+        for action in plan:
+            if isinstance(action, Write):
+                target, what, reasons = action.path, f"write {action.value} to {action.path.name}", {
+                    **PERMISSION_TO_WRITE, **action.reasons}
+            elif isinstance(action, (MakeDir, RemoveDir)):
+                target = action.path.parent
+                what = "create group" if isinstance(action, MakeDir) else "delete group"
+                reasons = PERMISSION_TO_CHANGE_PARENT
+            else:
+                continue
+            if any(target == path or path in target.parents for path in made):
+                continue
+            if isinstance(action, MakeDir):
+                made.append(action.path)
+            if not self._may_write(target):
+                raise self._error(OSError(errno.EACCES, os.strerror(errno.EACCES)), what,
+                                  action.path, reasons)
+
+    def _may_write(self, path: Path) -> bool:
+        """Whether access(2) lets this process write PATH (a file or a directory
+        under the root); True when it cannot tell (missing: the real run says so)."""
+        parts = self._parts(path)
+        if not parts:
+            return os.access(self.root, os.W_OK, effective_ids=True)
+        try:
+            parent = self._open_directory(parts[:-1])
+        except MemcgError:
+            return True
+        try:
+            # effective_ids: the ids and capabilities the write would use (a
+            # service with CAP_DAC_OVERRIDE but not uid 0), not the real ones.
+            if os.access(parts[-1], os.W_OK, dir_fd=parent, effective_ids=True, follow_symlinks=False):
+                return True
+            os.stat(parts[-1], dir_fd=parent, follow_symlinks=False)  # access() is False for a missing one too
+            return False
+        except OSError:
+            return True
+        finally:
+            os.close(parent)
+
     def _write(self, action: Write) -> None:
         # os.open + os.write so that the errno comes from the write itself: a
         # buffered write would only fail at close.  Kernel files must not be

@@ -230,8 +230,14 @@ def _read_v1_group(backend: Backend, group: Group) -> GroupSample | None:
         pressure=None, refaults=sum(refault_counts) if refault_counts else None,
         # memory.oom_control has an oom_kill line since 4.13.
         events={"failcnt": failcnt, "oom_kill": counter(oom_control, "oom_kill") or 0},
-        pids=procs.count("\n"),
+        pids=_count_pids(procs),
     )
+
+
+def _count_pids(procs: str) -> int:
+    """The PIDs listed in cgroup.procs TEXT: the kernel ends each with a newline,
+    but a fake tree's file holds the last one `attach` wrote, without one."""
+    return len(procs.split())
 
 
 def _v2_limit(text: str | None) -> int | None:
@@ -262,7 +268,7 @@ def _read_v2_group(backend: Backend, group: Group) -> GroupSample | None:
         high=_v2_limit(texts[v2.HIGH]), anon=counter(stat, "anon"), file=counter(stat, "file"),
         swap=_number(texts[V2_SWAP_CURRENT]), pressure=_pressure_some_avg10(texts[V2_PRESSURE]),
         refaults=None, events={name: counter(events, name) or 0 for name in V2_EVENTS},
-        pids=procs.count("\n"),
+        pids=_count_pids(procs),
     )
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import stat
 from pathlib import Path
 from typing import NamedTuple
 
@@ -27,8 +28,8 @@ from ..errors import (
 # NAME_MAX and PATH_MAX of Linux, cgroupfs included.
 MAX_NAME_BYTES = 255
 MAX_PATH_BYTES = 4095
-# The size of one os.read of a group's file in read_group_files(): memory.stat
-# (about 2 KiB) is one read and the empty read of its end.
+# The size of one os.read of a cgroup file: memory.stat (about 2 KiB) is one
+# read and the empty read of its end.
 SMALL_READ_BYTES = 65536
 
 
@@ -257,8 +258,6 @@ class CgroupFS:
             return False
         finally:
             os.close(fd)
-        import stat
-
         return stat.S_ISLNK(status.st_mode)
 
     def require_group(self, group: Group, marker: str) -> None:
@@ -368,8 +367,6 @@ class CgroupFS:
         """'file', 'directory', 'link' or 'other' for PATH under the root; None
         if it does not exist.  Never follows a symlink; PermissionDenied (77)
         naming the directory that cannot be searched."""
-        import stat
-
         parts = self._parts(path)
         if not parts:
             return "directory"
@@ -431,14 +428,11 @@ class CgroupFS:
         if fd is None:
             return None
         try:
-            chunks = []
-            while chunk := os.read(fd, 65536):
-                chunks.append(chunk)
+            return _read_to_end(fd)
         except OSError as err:
             raise self._error(err, what, path, PERMISSION_TO_READ) from err
         finally:
             os.close(fd)
-        return b"".join(chunks).decode("utf-8", "replace")
 
     def read_group_files(self, directory: Path, names: tuple) -> dict:
         """{name: text, or None when absent} of the files NAMES of one group.
@@ -470,18 +464,13 @@ class CgroupFS:
         # O_NONBLOCK is left on: it changes nothing for a regular file or a
         # cgroupfs file, the only kinds _open_file_at lets through.
         try:
-            # Until EOF: a cgroupfs seq_file (cgroup.procs) may return less
-            # than asked for before its end.
-            chunks = []
-            while chunk := os.read(fd, SMALL_READ_BYTES):
-                chunks.append(chunk)
+            return _read_to_end(fd)
         except OSError as err:
             if err.errno in (errno.ENODEV, errno.ENOENT):
                 return None
             raise self._error(err, what, directory / name, PERMISSION_TO_READ) from err
         finally:
             os.close(fd)
-        return b"".join(chunks).decode("utf-8", "replace")
 
     # --- changing -------------------------------------------------------------
 
@@ -550,11 +539,7 @@ class CgroupFS:
         directory = os.open(name, DIRECTORY_FLAGS, dir_fd=parent)
         try:
             for file_name, content in files.items():
-                fd = os.open(file_name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | FILE_FLAGS, 0o644, dir_fd=directory)
-                try:
-                    os.write(fd, content.encode())
-                finally:
-                    os.close(fd)
+                _write_new_file(directory, file_name, content)
         finally:
             os.close(directory)
 
@@ -810,8 +795,6 @@ class CgroupFS:
 
     def _file_refusal(self, status: os.stat_result) -> str | None:
         """Why a file with STATUS is not one this root holds; None if it is."""
-        import stat
-
         if self.is_kernel:
             if status.st_dev != self._root_directory_status().st_dev:
                 return "refused: not a file of this cgroup filesystem"
@@ -831,6 +814,25 @@ class CgroupFS:
     @staticmethod
     def _error(err: OSError, what: str, path: Path, reasons: dict | None = None) -> MemcgError:
         return _error(err, what, path, reasons)
+
+
+def _read_to_end(fd: int) -> str:
+    """The text of the open file FD, read until EOF: a cgroupfs seq_file
+    (cgroup.procs) may return less than asked for before its end."""
+    chunks = []
+    while chunk := os.read(fd, SMALL_READ_BYTES):
+        chunks.append(chunk)
+    return b"".join(chunks).decode("utf-8", "replace")
+
+
+def _write_new_file(directory_fd: int, name: str, content: str) -> None:
+    """Create the plain file NAME in DIRECTORY_FD holding CONTENT: only ever a
+    new file (O_CREAT|O_EXCL, O_NOFOLLOW), so nothing planted is written through."""
+    fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | FILE_FLAGS, 0o644, dir_fd=directory_fd)
+    try:
+        os.write(fd, content.encode())
+    finally:
+        os.close(fd)
 
 
 def read_system_text(path: Path, what: str) -> str:
@@ -921,11 +923,7 @@ def make_fake_file(fs: CgroupFS, action: MakeFakeFile) -> None:
     except UsageError as error:
         raise PermissionDenied(what, f"refused: {error.why}", error.path) from None
     try:
-        fd = os.open(parts[-1], os.O_WRONLY | os.O_CREAT | os.O_EXCL | FILE_FLAGS, 0o644, dir_fd=directory)
-        try:
-            os.write(fd, action.content.encode())
-        finally:
-            os.close(fd)
+        _write_new_file(directory, parts[-1], action.content)
     except OSError as err:
         raise _error(err, what, action.path, {**PERMISSION_TO_WRITE, **REFUSED_LINKS}) from err
     finally:

@@ -284,8 +284,15 @@ class CgroupFS:
 
     def _child_directories(self, fd: int, group: Group, with_links: bool) -> list[tuple[Group, int | None]]:
         """(group, link count or None) of the directories in GROUP (its open
-        FD), sorted by name.  WITH_LINKS costs an fstatat per child, relative
-        to FD (never a path); a child removed since the listing is left out."""
+        FD), sorted by name."""
+        prefix = f"{group.name}/" if group.name else ""
+        return [(Group(prefix + name, group.path / name), links)
+                for name, links in sorted(self._subdirectories(fd, group, with_links))]
+
+    def _subdirectories(self, fd: int, group: Group, with_links: bool) -> list[tuple[str, int | None]]:
+        """(name, link count or None) of the directories in GROUP (its open
+        FD), unsorted.  WITH_LINKS costs an fstatat per child, relative to FD
+        (never a path); a child removed since the listing is left out."""
         children = []
         try:
             with os.scandir(fd) as entries:
@@ -299,17 +306,18 @@ class CgroupFS:
                     children.append((entry.name, links))
         except OSError as err:
             raise self._error(err, f"list groups under {group.label}", group.path, PERMISSION_TO_ENTER) from err
-        prefix = f"{group.name}/" if group.name else ""
-        return [(Group(prefix + name, group.path / name), links) for name, links in sorted(children)]
+        return children
 
     def child_names(self, group: Group) -> list[str]:
         """The names of the groups directly under GROUP, unsorted: children()
-        without building a path for each (for a daemon that lists often)."""
+        without building a path for each (for a daemon that lists often).
+        Reached like every directory (from the root's fd, O_NOFOLLOW), never
+        by its path."""
+        fd = self._open_directory(self._parts(group.path), f"list groups under {group.label}")
         try:
-            with os.scandir(group.path) as entries:
-                return [entry.name for entry in entries if entry.is_dir(follow_symlinks=False)]
-        except OSError as err:
-            raise self._error(err, f"list groups under {group.label}", group.path) from err
+            return [name for name, _ in self._subdirectories(fd, group, with_links=False)]
+        finally:
+            os.close(fd)
 
     def descendants(self, group: Group) -> list[Group]:
         """Every group below GROUP, parents before children.

@@ -305,7 +305,7 @@ class CgroupFS:
                         continue
                     children.append((entry.name, links))
         except OSError as err:
-            raise self._error(err, f"list groups under {group.label}", group.path, PERMISSION_TO_ENTER) from err
+            raise _error(err, f"list groups under {group.label}", group.path, PERMISSION_TO_ENTER) from err
         return children
 
     def child_names(self, group: Group) -> list[str]:
@@ -356,7 +356,7 @@ class CgroupFS:
                 except (FileNotFoundError, NotADirectoryError):
                     continue  # removed while we walked (containers come and go)
                 except OSError as err:
-                    raise self._error(err, f"list groups under {child.label}", child.path,
+                    raise _error(err, f"list groups under {child.label}", child.path,
                                       {**PERMISSION_TO_ENTER, **REFUSED_LINKS}) from err
                 stack.append((child_fd, []))
                 try:
@@ -389,7 +389,7 @@ class CgroupFS:
         except (FileNotFoundError, NotADirectoryError):
             return None
         except OSError as err:
-            raise self._error(err, f"look for {path.name}", path, PERMISSION_TO_ENTER) from err
+            raise _error(err, f"look for {path.name}", path, PERMISSION_TO_ENTER) from err
         finally:
             os.close(fd)
         if stat.S_ISLNK(status.st_mode):
@@ -438,7 +438,7 @@ class CgroupFS:
         try:
             return _read_to_end(fd)
         except OSError as err:
-            raise self._error(err, what, path, PERMISSION_TO_READ) from err
+            raise _error(err, what, path, PERMISSION_TO_READ) from err
         finally:
             os.close(fd)
 
@@ -476,7 +476,7 @@ class CgroupFS:
         except OSError as err:
             if err.errno in (errno.ENODEV, errno.ENOENT):
                 return None
-            raise self._error(err, what, directory / name, PERMISSION_TO_READ) from err
+            raise _error(err, what, directory / name, PERMISSION_TO_READ) from err
         finally:
             os.close(fd)
 
@@ -514,7 +514,7 @@ class CgroupFS:
             if not self.is_kernel:
                 os.ftruncate(fd, len(data))
         except OSError as err:
-            raise self._error(err, what, action.path, reasons) from err
+            raise _error(err, what, action.path, reasons) from err
         finally:
             os.close(fd)
 
@@ -538,7 +538,7 @@ class CgroupFS:
             if not self.is_kernel:
                 self._lay_out_files(parent, parts[-1], action.fake_files)
         except OSError as err:
-            raise self._error(err, "create group", action.path, reasons) from err
+            raise _error(err, "create group", action.path, reasons) from err
         finally:
             os.close(parent)
 
@@ -564,7 +564,7 @@ class CgroupFS:
                 self._remove_fake_files(parent, parts[-1])
             os.rmdir(parts[-1], dir_fd=parent)
         except OSError as err:
-            raise self._error(err, "delete group", action.path, {**reasons, **REFUSED_LINKS}) from err
+            raise _error(err, "delete group", action.path, {**reasons, **REFUSED_LINKS}) from err
         finally:
             os.close(parent)
 
@@ -609,7 +609,7 @@ class CgroupFS:
         except FileExistsError:
             raise self._root_exists() from None
         except OSError as err:
-            raise self._error(err, "build fake root", self.root, {**PERMISSION_TO_CHANGE_PARENT, **REFUSED_LINKS}
+            raise _error(err, "build fake root", self.root, {**PERMISSION_TO_CHANGE_PARENT, **REFUSED_LINKS}
                               ) from err
         finally:
             os.close(parent)
@@ -634,7 +634,7 @@ class CgroupFS:
         except FileNotFoundError:
             return
         except OSError as err:
-            raise self._error(err, "build fake root", self.root) from err
+            raise _error(err, "build fake root", self.root) from err
         finally:
             os.close(parent)
         raise self._root_exists()
@@ -749,7 +749,7 @@ class CgroupFS:
                                  "on the way", str(path)) from None
             if err.errno == errno.ENOENT:
                 raise NotFound(what, "no such group", str(path)) from None
-            raise self._error(err, what, path, PERMISSION_TO_ENTER) from err
+            raise _error(err, what, path, PERMISSION_TO_ENTER) from err
         return fd
 
     def _open_file(self, path: Path, flags: int, what: str, reasons: dict) -> int | None:
@@ -790,7 +790,7 @@ class CgroupFS:
                 raise PermissionDenied(what, "refused: not a regular file (a FIFO)", str(path)) from None
             if err.errno == errno.ELOOP:
                 raise PermissionDenied(what, REFUSED_LINKS[errno.ELOOP], str(path)) from None
-            raise self._error(err, what, path, {**reasons, **REFUSED_LINKS}) from err
+            raise _error(err, what, path, {**reasons, **REFUSED_LINKS}) from err
         try:
             refusal = self._file_refusal(os.fstat(fd))
         except BaseException:
@@ -818,10 +818,6 @@ class CgroupFS:
         if not self.is_dir(path.parent):
             return NotFound(what, "no such group", str(path.parent))
         return NotAvailable(what, "not available on this kernel or root", str(path))
-
-    @staticmethod
-    def _error(err: OSError, what: str, path: Path, reasons: dict | None = None) -> MemcgError:
-        return _error(err, what, path, reasons)
 
 
 def _read_to_end(fd: int) -> str:

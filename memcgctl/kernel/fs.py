@@ -247,18 +247,12 @@ class CgroupFS:
         if not parts:
             return False
         try:
-            fd = self._open_directory(tuple(parts[:-1]))
+            status = self._entry_status(tuple(parts), "open group")
         except UsageError:
             return True
         except MemcgError:
-            return False  # missing (a group to create) or unreadable: said where it is used
-        try:
-            status = os.stat(parts[-1], dir_fd=fd, follow_symlinks=False)
-        except OSError:
-            return False
-        finally:
-            os.close(fd)
-        return stat.S_ISLNK(status.st_mode)
+            return False  # unreadable: said where it is used
+        return status is not None and stat.S_ISLNK(status.st_mode)
 
     def require_group(self, group: Group, marker: str) -> None:
         """Raise NotFound unless GROUP exists (a directory holding MARKER)."""
@@ -379,24 +373,33 @@ class CgroupFS:
         if not parts:
             return "directory"
         try:
-            fd = self._open_directory(parts[:-1], f"look for {path.name}")
-        except NotFound:
-            return None
+            status = self._entry_status(parts, f"look for {path.name}")
         except UsageError:
             return "other"  # a link or a file on the way: PATH is not what it seems
-        try:
-            status = os.stat(parts[-1], dir_fd=fd, follow_symlinks=False)
-        except (FileNotFoundError, NotADirectoryError):
+        if status is None:
             return None
-        except OSError as err:
-            raise _error(err, f"look for {path.name}", path, PERMISSION_TO_ENTER) from err
-        finally:
-            os.close(fd)
         if stat.S_ISLNK(status.st_mode):
             return "link"
         if stat.S_ISDIR(status.st_mode):
             return "directory"
         return "file" if stat.S_ISREG(status.st_mode) else "other"
+
+    def _entry_status(self, parts: tuple, what: str) -> os.stat_result | None:
+        """The lstat of PARTS (not the root), relative to an fd of its parent;
+        None if it or a directory on the way does not exist.  UsageError for a
+        link or a file on the way, another MemcgError if it cannot be looked at."""
+        try:
+            fd = self._open_directory(parts[:-1], what)
+        except NotFound:
+            return None
+        try:
+            return os.stat(parts[-1], dir_fd=fd, follow_symlinks=False)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        except OSError as err:
+            raise _error(err, what, self.root.joinpath(*parts), PERMISSION_TO_ENTER) from err
+        finally:
+            os.close(fd)
 
     def is_file(self, path: Path) -> bool:
         return self.kind(path) == "file"

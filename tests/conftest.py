@@ -204,6 +204,18 @@ def kernel_root() -> KernelRoot:
     root.cleanup()
 
 
+
+@pytest.fixture(scope="module")
+def code() -> Path:
+    """memcgctl and its dependencies copied where nobody can read them (see
+    unprivileged.py), for the tests that run memcgctl as nobody."""
+    from unprivileged import readable_copy, remove_tree
+
+    directory = readable_copy()
+    yield directory
+    remove_tree(directory)
+
+
 ANON_HOLDER = """
 import sys, time
 size = int(sys.argv[1])

@@ -10,7 +10,7 @@ import shlex
 from pathlib import Path
 
 import pytest
-from test_security import GIB, MIB, TOP, check_deep_tree_commands, make_deep_tree, record_for
+from security_helpers import GIB, MIB, TOP, check_deep_tree_commands, make_deep_tree, record_for
 from unprivileged import NOBODY, as_nobody, memcgctl_as_nobody, needs_root_and_setpriv, nobody_directory, remove_tree
 
 from memcgctl.kernel.discovery import build_fake_root, open_hierarchy
@@ -21,15 +21,6 @@ from memcgctl.sizes import parse_target
 from conftest import run_cli
 
 pytestmark = needs_root_and_setpriv()
-
-
-@pytest.fixture(scope="module")
-def code():
-    from unprivileged import readable_copy
-
-    directory = readable_copy()
-    yield directory
-    remove_tree(directory)
 
 
 def test_a_fake_roots_record_never_reaches_the_real_hierarchy(kernel_root, journal_directory, tmp_path):

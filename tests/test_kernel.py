@@ -10,22 +10,20 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import pwd
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import pytest
+from unprivileged import needs_root_and_setpriv
 
 from memcgctl.errors import InvalidValue
 from memcgctl.kernel.discovery import open_hierarchy
 from memcgctl.kernel.fs import Write
 
-from conftest import PROJECT, run_cli, run_process
+from conftest import run_cli, run_process
 
 MIB = 1024**2
 V1_UNLIMITED = 9223372036854771712
@@ -290,29 +288,19 @@ def test_attach_moves_the_good_pids_and_reports_the_bad(kernel_root):
 
 
 @pytest.fixture
-def nobody_python() -> list[str]:
-    """A python3 that user nobody can run, with memcgctl and click importable."""
-    system_python = Path("/usr/bin/python3")
-    if not system_python.exists() or not shutil.which("setpriv"):
-        pytest.skip("needs /usr/bin/python3 and setpriv")
-    import click
-    import humanfriendly
+def nobody_python(code) -> list[str]:
+    """memcgctl run as user nobody, from the readable copy CODE."""
+    from unprivileged import SETPRIV, SYSTEM_PYTHON, nobody_directory, remove_tree
 
-    site = Path(tempfile.mkdtemp(prefix="memcgctl-site-", dir="/tmp"))
-    for package in (PROJECT / "memcgctl", Path(click.__file__).parent, Path(humanfriendly.__file__).parent):
-        shutil.copytree(package, site / package.name)
-    for path in [site, *site.rglob("*")]:
-        path.chmod(0o755 if path.is_dir() else 0o644)
     # nobody's own journal: the default for a user without XDG_RUNTIME_DIR,
     # ~/.cache/memcgctl (issue 13, finding 9), in a home of nobody's
-    home = Path(tempfile.mkdtemp(prefix="memcgctl-home-", dir="/tmp"))
-    os.chown(home, pwd.getpwnam("nobody").pw_uid, pwd.getpwnam("nobody").pw_gid)
-    yield ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "env", "-u", "MEMCGCTL_JOURNAL_DIR",
-           "-u", "XDG_RUNTIME_DIR", f"HOME={home}", f"PYTHONPATH={site}", str(system_python), "-m", "memcgctl"]
-    shutil.rmtree(site)
-    shutil.rmtree(home, ignore_errors=True)
+    home = nobody_directory(Path("/tmp"), mode=0o700)
+    yield [*SETPRIV, "env", "-u", "MEMCGCTL_JOURNAL_DIR", "-u", "XDG_RUNTIME_DIR", f"HOME={home}",
+           f"PYTHONPATH={code}", SYSTEM_PYTHON, "-m", "memcgctl"]
+    remove_tree(home)
 
 
+@needs_root_and_setpriv()
 def test_non_root_reads_but_writes_fail_with_77(kernel_root, nobody_python):
     run_cli(kernel_root.path, "create", "web", "--limit", "1G")
     root = ["--root", str(kernel_root.path)]

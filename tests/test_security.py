@@ -23,6 +23,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from security_helpers import GIB, MIB, TOP, check_deep_tree_commands, make_deep_tree, record_for
 from unprivileged import (
     NOBODY,
     SYSTEM_PYTHON,
@@ -30,7 +31,6 @@ from unprivileged import (
     memcgctl_as_nobody,
     needs_root_and_setpriv,
     nobody_directory,
-    readable_copy,
     remove_tree,
 )
 
@@ -43,17 +43,7 @@ from memcgctl.sizes import parse_target
 
 from conftest import run_cli, run_process
 
-MIB = 1024**2
-GIB = 1024**3
-
 pytestmark = needs_root_and_setpriv()
-
-
-@pytest.fixture(scope="module")
-def code():
-    directory = readable_copy()
-    yield directory
-    remove_tree(directory)
 
 
 @pytest.fixture
@@ -206,20 +196,6 @@ def test_a_fifo_swapped_in_before_the_restore_never_blocks_it(fake_v1, journal_d
 
 
 # --- finding 2: journal records bound to their root, group directory and boot --------------
-
-
-def record_for(root: Path, journal_directory: Path, group: str, value: str, changes: dict | None = None) -> Path:
-    """Write the record a dead shrink of GROUP would leave, with CHANGES to its fields."""
-    backend = open_hierarchy(root, trust_root=True)
-    target = backend.group(group)
-    limit = target.path / "memory.limit_in_bytes"
-    journal = Journal(journal_directory)
-    journal.record(target.path, limit, value, identity=backend.fs.identity(target))
-    [record] = [p for p in journal_directory.glob("*.restore") if p.name == journal._record_name(target.path)]
-    data = json.loads(record.read_text())
-    data.update(changes or {})
-    record.write_text(json.dumps(data))
-    return record
 
 
 @pytest.mark.parametrize("changes, why", [
@@ -425,41 +401,6 @@ def test_dry_run_of_run_prints_quoted_shell_and_echo_dollar_dollar(fake_v1):
 
 
 # --- finding 8: trees deeper than PATH_MAX ---------------------------------------------
-
-DEPTH = 17
-LONG = "d" * 250
-TOP = "deep" + "d" * 246  # 17 names of 250 bytes: past PATH_MAX wherever the root is
-
-
-def make_deep_tree(backend, top: str) -> list[Group]:
-    """DEPTH nested groups with 250-byte names under TOP (past PATH_MAX)."""
-    groups = [backend.group(top, must_exist=False)]
-    for action in backend.plan_create(groups[0]):
-        backend.fs.apply(action)
-    for _ in range(DEPTH - 1):
-        parent = groups[-1]
-        child = Group(f"{parent.name}/{LONG}", parent.path / LONG)
-        for action in backend.plan_create(child):
-            backend.fs.apply(action)
-        groups.append(child)
-    assert len(os.fsencode(groups[-1].path)) > 4096
-    return groups
-
-
-def check_deep_tree_commands(root: Path) -> None:
-    stat_result = run_cli(root, "--trust-root", "stat", "--json")
-    assert stat_result.exit_code == 0, stat_result.stderr
-    assert len([g for g in json.loads(stat_result.stdout) if g["group"].startswith("deep")]) == DEPTH
-    tree_result = run_cli(root, "--trust-root", "tree", TOP)
-    assert tree_result.exit_code == 0, tree_result.stderr
-    assert len(tree_result.stdout.splitlines()) == DEPTH
-    dry = run_cli(root, "--trust-root", "-n", "delete", "-r", TOP)
-    assert dry.exit_code == 0, dry.stderr
-    assert len(dry.stdout.splitlines()) == DEPTH
-    deleted = run_cli(root, "--trust-root", "delete", "-r", TOP)
-    assert deleted.exit_code == 0, deleted.stderr
-    assert not (root / TOP).exists()
-
 
 def test_a_tree_deeper_than_path_max_on_a_fake_root(fake_v1):
     make_deep_tree(open_hierarchy(fake_v1), TOP)

@@ -9,7 +9,7 @@ from click.core import ParameterSource
 
 from ..errors import EXIT_CODES, UsageError
 from ..kernel.fs import Action, MakeDir, RemoveDir
-from ..sizes import parse_size, parse_target
+from ..sizes import parse_size
 
 # Start-up time is most of what a command costs: modules that only some
 # commands need (json, shutil, signals, render and with it rich and
@@ -165,15 +165,6 @@ class SizeType(click.ParamType):
         if not isinstance(value, str) or (ctx is not None and ctx.resilient_parsing):
             return value
         return parse_size(value, self.allow_unlimited)
-
-
-class TargetType(click.ParamType):
-    name = "target"
-
-    def convert(self, value, param, ctx):
-        if not isinstance(value, str) or (ctx is not None and ctx.resilient_parsing):
-            return value
-        return parse_target(value)
 
 
 def complete_group(ctx: click.Context, param: click.Parameter, incomplete: str):

@@ -275,7 +275,7 @@ class Engine:
     def _children_matching(self, group: Group, part: str) -> list[Group]:
         if not any(character in part for character in "*?["):
             child = self.backend.fs.group(f"{group.name}/{part}" if group.name else part)
-            return [child] if child.path.is_dir() else []
+            return [child] if self.backend.fs.is_dir(child.path) else []
         try:
             names = fnmatch.filter(self.backend.fs.child_names(group), part)
         except NotFound:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import stat
 from pathlib import Path
 from typing import NamedTuple
 
@@ -27,8 +28,8 @@ from ..errors import (
 # NAME_MAX and PATH_MAX of Linux, cgroupfs included.
 MAX_NAME_BYTES = 255
 MAX_PATH_BYTES = 4095
-# The size of one os.read of a group's file in read_group_files(): memory.stat
-# (about 2 KiB) is one read and the empty read of its end.
+# The size of one os.read of a cgroup file: memory.stat (about 2 KiB) is one
+# read and the empty read of its end.
 SMALL_READ_BYTES = 65536
 
 
@@ -246,20 +247,12 @@ class CgroupFS:
         if not parts:
             return False
         try:
-            fd = self._open_directory(tuple(parts[:-1]))
+            status = self._entry_status(tuple(parts), "open group")
         except UsageError:
             return True
         except MemcgError:
-            return False  # missing (a group to create) or unreadable: said where it is used
-        try:
-            status = os.stat(parts[-1], dir_fd=fd, follow_symlinks=False)
-        except OSError:
-            return False
-        finally:
-            os.close(fd)
-        import stat
-
-        return stat.S_ISLNK(status.st_mode)
+            return False  # unreadable: said where it is used
+        return status is not None and stat.S_ISLNK(status.st_mode)
 
     def require_group(self, group: Group, marker: str) -> None:
         """Raise NotFound unless GROUP exists (a directory holding MARKER)."""
@@ -285,8 +278,15 @@ class CgroupFS:
 
     def _child_directories(self, fd: int, group: Group, with_links: bool) -> list[tuple[Group, int | None]]:
         """(group, link count or None) of the directories in GROUP (its open
-        FD), sorted by name.  WITH_LINKS costs an fstatat per child, relative
-        to FD (never a path); a child removed since the listing is left out."""
+        FD), sorted by name."""
+        prefix = f"{group.name}/" if group.name else ""
+        return [(Group(prefix + name, group.path / name), links)
+                for name, links in sorted(self._subdirectories(fd, group, with_links))]
+
+    def _subdirectories(self, fd: int, group: Group, with_links: bool) -> list[tuple[str, int | None]]:
+        """(name, link count or None) of the directories in GROUP (its open
+        FD), unsorted.  WITH_LINKS costs an fstatat per child, relative to FD
+        (never a path); a child removed since the listing is left out."""
         children = []
         try:
             with os.scandir(fd) as entries:
@@ -299,18 +299,19 @@ class CgroupFS:
                         continue
                     children.append((entry.name, links))
         except OSError as err:
-            raise self._error(err, f"list groups under {group.label}", group.path, PERMISSION_TO_ENTER) from err
-        prefix = f"{group.name}/" if group.name else ""
-        return [(Group(prefix + name, group.path / name), links) for name, links in sorted(children)]
+            raise _error(err, f"list groups under {group.label}", group.path, PERMISSION_TO_ENTER) from err
+        return children
 
     def child_names(self, group: Group) -> list[str]:
         """The names of the groups directly under GROUP, unsorted: children()
-        without building a path for each (for a daemon that lists often)."""
+        without building a path for each (for a daemon that lists often).
+        Reached like every directory (from the root's fd, O_NOFOLLOW), never
+        by its path."""
+        fd = self._open_directory(self._parts(group.path), f"list groups under {group.label}")
         try:
-            with os.scandir(group.path) as entries:
-                return [entry.name for entry in entries if entry.is_dir(follow_symlinks=False)]
-        except OSError as err:
-            raise self._error(err, f"list groups under {group.label}", group.path) from err
+            return [name for name, _ in self._subdirectories(fd, group, with_links=False)]
+        finally:
+            os.close(fd)
 
     def descendants(self, group: Group) -> list[Group]:
         """Every group below GROUP, parents before children.
@@ -349,7 +350,7 @@ class CgroupFS:
                 except (FileNotFoundError, NotADirectoryError):
                     continue  # removed while we walked (containers come and go)
                 except OSError as err:
-                    raise self._error(err, f"list groups under {child.label}", child.path,
+                    raise _error(err, f"list groups under {child.label}", child.path,
                                       {**PERMISSION_TO_ENTER, **REFUSED_LINKS}) from err
                 stack.append((child_fd, []))
                 try:
@@ -368,30 +369,37 @@ class CgroupFS:
         """'file', 'directory', 'link' or 'other' for PATH under the root; None
         if it does not exist.  Never follows a symlink; PermissionDenied (77)
         naming the directory that cannot be searched."""
-        import stat
-
         parts = self._parts(path)
         if not parts:
             return "directory"
         try:
-            fd = self._open_directory(parts[:-1], f"look for {path.name}")
-        except NotFound:
-            return None
+            status = self._entry_status(parts, f"look for {path.name}")
         except UsageError:
             return "other"  # a link or a file on the way: PATH is not what it seems
-        try:
-            status = os.stat(parts[-1], dir_fd=fd, follow_symlinks=False)
-        except (FileNotFoundError, NotADirectoryError):
+        if status is None:
             return None
-        except OSError as err:
-            raise self._error(err, f"look for {path.name}", path, PERMISSION_TO_ENTER) from err
-        finally:
-            os.close(fd)
         if stat.S_ISLNK(status.st_mode):
             return "link"
         if stat.S_ISDIR(status.st_mode):
             return "directory"
         return "file" if stat.S_ISREG(status.st_mode) else "other"
+
+    def _entry_status(self, parts: tuple, what: str) -> os.stat_result | None:
+        """The lstat of PARTS (not the root), relative to an fd of its parent;
+        None if it or a directory on the way does not exist.  UsageError for a
+        link or a file on the way, another MemcgError if it cannot be looked at."""
+        try:
+            fd = self._open_directory(parts[:-1], what)
+        except NotFound:
+            return None
+        try:
+            return os.stat(parts[-1], dir_fd=fd, follow_symlinks=False)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        except OSError as err:
+            raise _error(err, what, self.root.joinpath(*parts), PERMISSION_TO_ENTER) from err
+        finally:
+            os.close(fd)
 
     def is_file(self, path: Path) -> bool:
         return self.kind(path) == "file"
@@ -431,14 +439,11 @@ class CgroupFS:
         if fd is None:
             return None
         try:
-            chunks = []
-            while chunk := os.read(fd, 65536):
-                chunks.append(chunk)
+            return _read_to_end(fd)
         except OSError as err:
-            raise self._error(err, what, path, PERMISSION_TO_READ) from err
+            raise _error(err, what, path, PERMISSION_TO_READ) from err
         finally:
             os.close(fd)
-        return b"".join(chunks).decode("utf-8", "replace")
 
     def read_group_files(self, directory: Path, names: tuple) -> dict:
         """{name: text, or None when absent} of the files NAMES of one group.
@@ -470,18 +475,13 @@ class CgroupFS:
         # O_NONBLOCK is left on: it changes nothing for a regular file or a
         # cgroupfs file, the only kinds _open_file_at lets through.
         try:
-            # Until EOF: a cgroupfs seq_file (cgroup.procs) may return less
-            # than asked for before its end.
-            chunks = []
-            while chunk := os.read(fd, SMALL_READ_BYTES):
-                chunks.append(chunk)
+            return _read_to_end(fd)
         except OSError as err:
             if err.errno in (errno.ENODEV, errno.ENOENT):
                 return None
-            raise self._error(err, what, directory / name, PERMISSION_TO_READ) from err
+            raise _error(err, what, directory / name, PERMISSION_TO_READ) from err
         finally:
             os.close(fd)
-        return b"".join(chunks).decode("utf-8", "replace")
 
     # --- changing -------------------------------------------------------------
 
@@ -563,7 +563,7 @@ class CgroupFS:
             if not self.is_kernel:
                 os.ftruncate(fd, len(data))
         except OSError as err:
-            raise self._error(err, what, action.path, reasons) from err
+            raise _error(err, what, action.path, reasons) from err
         finally:
             os.close(fd)
 
@@ -587,7 +587,7 @@ class CgroupFS:
             if not self.is_kernel:
                 self._lay_out_files(parent, parts[-1], action.fake_files)
         except OSError as err:
-            raise self._error(err, "create group", action.path, reasons) from err
+            raise _error(err, "create group", action.path, reasons) from err
         finally:
             os.close(parent)
 
@@ -596,11 +596,7 @@ class CgroupFS:
         directory = os.open(name, DIRECTORY_FLAGS, dir_fd=parent)
         try:
             for file_name, content in files.items():
-                fd = os.open(file_name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | FILE_FLAGS, 0o644, dir_fd=directory)
-                try:
-                    os.write(fd, content.encode())
-                finally:
-                    os.close(fd)
+                _write_new_file(directory, file_name, content)
         finally:
             os.close(directory)
 
@@ -617,7 +613,7 @@ class CgroupFS:
                 self._remove_fake_files(parent, parts[-1])
             os.rmdir(parts[-1], dir_fd=parent)
         except OSError as err:
-            raise self._error(err, "delete group", action.path, {**reasons, **REFUSED_LINKS}) from err
+            raise _error(err, "delete group", action.path, {**reasons, **REFUSED_LINKS}) from err
         finally:
             os.close(parent)
 
@@ -662,7 +658,7 @@ class CgroupFS:
         except FileExistsError:
             raise self._root_exists() from None
         except OSError as err:
-            raise self._error(err, "build fake root", self.root, {**PERMISSION_TO_CHANGE_PARENT, **REFUSED_LINKS}
+            raise _error(err, "build fake root", self.root, {**PERMISSION_TO_CHANGE_PARENT, **REFUSED_LINKS}
                               ) from err
         finally:
             os.close(parent)
@@ -687,7 +683,7 @@ class CgroupFS:
         except FileNotFoundError:
             return
         except OSError as err:
-            raise self._error(err, "build fake root", self.root) from err
+            raise _error(err, "build fake root", self.root) from err
         finally:
             os.close(parent)
         raise self._root_exists()
@@ -802,7 +798,7 @@ class CgroupFS:
                                  "on the way", str(path)) from None
             if err.errno == errno.ENOENT:
                 raise NotFound(what, "no such group", str(path)) from None
-            raise self._error(err, what, path, PERMISSION_TO_ENTER) from err
+            raise _error(err, what, path, PERMISSION_TO_ENTER) from err
         return fd
 
     def _open_file(self, path: Path, flags: int, what: str, reasons: dict) -> int | None:
@@ -843,7 +839,7 @@ class CgroupFS:
                 raise PermissionDenied(what, "refused: not a regular file (a FIFO)", str(path)) from None
             if err.errno == errno.ELOOP:
                 raise PermissionDenied(what, REFUSED_LINKS[errno.ELOOP], str(path)) from None
-            raise self._error(err, what, path, {**reasons, **REFUSED_LINKS}) from err
+            raise _error(err, what, path, {**reasons, **REFUSED_LINKS}) from err
         try:
             refusal = self._file_refusal(os.fstat(fd))
         except BaseException:
@@ -856,8 +852,6 @@ class CgroupFS:
 
     def _file_refusal(self, status: os.stat_result) -> str | None:
         """Why a file with STATUS is not one this root holds; None if it is."""
-        import stat
-
         if self.is_kernel:
             if status.st_dev != self._root_directory_status().st_dev:
                 return "refused: not a file of this cgroup filesystem"
@@ -874,9 +868,24 @@ class CgroupFS:
             return NotFound(what, "no such group", str(path.parent))
         return NotAvailable(what, "not available on this kernel or root", str(path))
 
-    @staticmethod
-    def _error(err: OSError, what: str, path: Path, reasons: dict | None = None) -> MemcgError:
-        return _error(err, what, path, reasons)
+
+def _read_to_end(fd: int) -> str:
+    """The text of the open file FD, read until EOF: a cgroupfs seq_file
+    (cgroup.procs) may return less than asked for before its end."""
+    chunks = []
+    while chunk := os.read(fd, SMALL_READ_BYTES):
+        chunks.append(chunk)
+    return b"".join(chunks).decode("utf-8", "replace")
+
+
+def _write_new_file(directory_fd: int, name: str, content: str) -> None:
+    """Create the plain file NAME in DIRECTORY_FD holding CONTENT: only ever a
+    new file (O_CREAT|O_EXCL, O_NOFOLLOW), so nothing planted is written through."""
+    fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | FILE_FLAGS, 0o644, dir_fd=directory_fd)
+    try:
+        os.write(fd, content.encode())
+    finally:
+        os.close(fd)
 
 
 def read_system_text(path: Path, what: str) -> str:
@@ -967,11 +976,7 @@ def make_fake_file(fs: CgroupFS, action: MakeFakeFile) -> None:
     except UsageError as error:
         raise PermissionDenied(what, f"refused: {error.why}", error.path) from None
     try:
-        fd = os.open(parts[-1], os.O_WRONLY | os.O_CREAT | os.O_EXCL | FILE_FLAGS, 0o644, dir_fd=directory)
-        try:
-            os.write(fd, action.content.encode())
-        finally:
-            os.close(fd)
+        _write_new_file(directory, parts[-1], action.content)
     except OSError as err:
         raise _error(err, what, action.path, {**PERMISSION_TO_WRITE, **REFUSED_LINKS}) from err
     finally:

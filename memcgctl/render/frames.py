@@ -12,6 +12,7 @@ import time
 from typing import NamedTuple
 
 from ..operations.sampling import Frame, GroupRow
+from .columns import aligned_lines
 
 _UNITS = "KMGTPE"
 
@@ -107,17 +108,6 @@ def table_cells(frame: Frame, ordered: list) -> tuple[list[str], list[list[str]]
             line[0] = "  " * depth + row.group.rsplit("/", 1)[-1]
         cells.append(line)
     return header, cells
-
-
-def aligned_lines(header: list[str], cells: list[list[str]]) -> list[str]:
-    """The group name to the left, figures to the right, two spaces between."""
-    widths = [max(len(cell) for cell in column) for column in zip(header, *cells, strict=True)]
-    lines = []
-    for line in [header, *cells]:
-        first, *others = line
-        text = [first.ljust(widths[0])] + [cell.rjust(width) for cell, width in zip(others, widths[1:], strict=True)]
-        lines.append("  ".join(text).rstrip())
-    return lines
 
 
 def batch_text(frame: Frame, ordered: list, interval: float) -> str:

@@ -23,7 +23,8 @@ from rich.live import Live
 from rich.text import Text
 
 from ..operations.sampling import Frame, Sampler, order_rows
-from .frames import aligned_lines, columns, frame_title, sort_by_key, table_cells
+from .columns import aligned_lines
+from .frames import columns, frame_title, sort_by_key, table_cells
 
 ESCAPE, ENTER, BACKSPACES = "\x1b", ("\r", "\n"), ("\x7f", "\x08")
 ALERT_STYLE = "bold red"

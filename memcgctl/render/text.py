@@ -13,6 +13,7 @@ from ..kernel.backend import GroupStat
 from ..operations.shrink import ShrinkResult, StopReason
 from ..operations.stats import usage_breakdown
 from ..sizes import format_size
+from .columns import aligned_lines
 from .escape import printable
 
 # (column, part of usage as stats.usage_breakdown names it).  Hierarchical on
@@ -49,12 +50,7 @@ def print_table(header: list[str], rows: list[list[str]]) -> None:
     """Aligned columns (the first to the left, the others to the right): plain
     text when piped (for grep, awk); on a terminal the same text through rich,
     with the header in bold.  (rich's Table costs about 1 ms a row.)"""
-    widths = [max(len(cell) for cell in column) for column in zip(header, *rows, strict=True)]
-    lines = []
-    for line in [header, *rows]:
-        first, *others = line
-        cells = [first.ljust(widths[0])] + [cell.rjust(width) for cell, width in zip(others, widths[1:], strict=True)]
-        lines.append("  ".join(cells).rstrip())
+    lines = aligned_lines(header, rows)
     if sys.stdout.isatty():
         from rich.console import Console
         from rich.text import Text

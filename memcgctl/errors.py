@@ -120,6 +120,16 @@ class PermissionDenied(MemcgError):
     exit_code = 77
 
 
+class UntrustedRoot(PermissionDenied):
+    """As root: a cgroup root (or an ancestor) that another user could change
+    under us.  The command line says how to trust it all the same."""
+
+
+class UntrustedJournal(PermissionDenied):
+    """A journal directory (or an ancestor) that another user could swap.  The
+    command line says how to use another."""
+
+
 class ConfigError(MemcgError):
     """The daemon's configuration file is invalid (EX_CONFIG of sysexits.h)."""
 

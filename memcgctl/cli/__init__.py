@@ -82,7 +82,7 @@ class MemcgctlGroup(click.Group):
         except OutputError:
             raise  # main() says it, once, after the last flush
         except MemcgError as error:
-            message, exit_code = str(error), error.exit_code
+            message, exit_code = str(with_remedy(error)), error.exit_code
         except Interrupted as interrupt:
             message, exit_code = f"interrupted by {interrupt.name}", 128 + interrupt.signum
         except KeyboardInterrupt:  # Ctrl-C outside a change (stat, start-up)
@@ -93,6 +93,18 @@ class MemcgctlGroup(click.Group):
 
         say_error(f"memcgctl: {message}")
         ctx.exit(exit_code)
+
+
+def with_remedy(error: MemcgError) -> MemcgError:
+    """ERROR, with the global option that would get past it named (the
+    library does not speak in options)."""
+    from ..errors import UntrustedJournal, UntrustedRoot
+
+    if isinstance(error, UntrustedRoot):
+        error.why += " (--trust-root if that user is trusted)"
+    elif isinstance(error, UntrustedJournal):
+        error.why += " (--journal-dir to use another)"
+    return error
 
 
 @click.group(cls=MemcgctlGroup, epilog=EXIT_STATUS_HELP, context_settings={"help_option_names": ["-h", "--help"]})

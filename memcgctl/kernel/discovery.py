@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import NamedTuple
 
-from ..errors import MemcgError, NotAvailable, PermissionDenied, UsageError
+from ..errors import MemcgError, NotAvailable, UntrustedRoot, UsageError
 from .backend import Backend
 from .fs import Action, CgroupFS, DirectoryStatus, MakeDir, MakeFakeFile, read_system_text
 from .v1 import LIMIT as V1_MARKER
@@ -104,13 +104,11 @@ def refuse_untrusted(entry: DirectoryStatus, is_last: bool) -> None:
 
     status = entry.status
     if status.st_uid != 0:
-        raise PermissionDenied("use root", f"{entry.path} is owned by uid {status.st_uid}, who could swap "
-                               "files in it; as root memcgctl refuses it (--trust-root if that user is "
-                               "trusted)", str(entry.path))
+        raise UntrustedRoot("use root", f"{entry.path} is owned by uid {status.st_uid}, who could swap "
+                            "files in it; as root memcgctl refuses it", str(entry.path))
     if status.st_mode & 0o022 and (is_last or not status.st_mode & stat.S_ISVTX):
-        raise PermissionDenied("use root", f"{entry.path} can be written by group or others, who could swap "
-                               "files in it; as root memcgctl refuses it (--trust-root to use it anyway)",
-                               str(entry.path))
+        raise UntrustedRoot("use root", f"{entry.path} can be written by group or others, who could swap "
+                            "files in it; as root memcgctl refuses it", str(entry.path))
 
 
 def _root_check(trust_root: bool):

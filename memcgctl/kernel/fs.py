@@ -520,8 +520,8 @@ class CgroupFS:
             if isinstance(action, MakeDir):
                 made.append(action.path)
             if not self._may_write(target):
-                raise self._error(OSError(errno.EACCES, os.strerror(errno.EACCES)), what,
-                                  action.path, reasons)
+                raise _error(OSError(errno.EACCES, os.strerror(errno.EACCES)), what,
+                             action.path, reasons)
 
     def _may_write(self, path: Path) -> bool:
         """Whether access(2) lets this process write PATH (a file or a directory

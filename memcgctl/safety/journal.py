@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 from typing import NamedTuple
 
-from ..errors import LockHeld, MemcgError, PermissionDenied, error_from_oserror
+from ..errors import LockHeld, MemcgError, PermissionDenied, UntrustedJournal, error_from_oserror
 from .deadline import NEVER, Deadline
 
 DEFAULT_DIRECTORY = Path("/run/memcgctl")
@@ -139,12 +139,11 @@ class Journal:
                                        "else can write (someone may have planted it)", str(entry.path))
             return
         if status.st_uid not in (0, euid):
-            raise PermissionDenied("use journal directory", f"{entry.path} is owned by uid {status.st_uid}, "
-                                   "who could swap the journal directory (--journal-dir to use another)",
-                                   str(self.directory))
+            raise UntrustedJournal("use journal directory", f"{entry.path} is owned by uid {status.st_uid}, "
+                                   "who could swap the journal directory", str(self.directory))
         if status.st_mode & 0o022 and not status.st_mode & stat.S_ISVTX:
-            raise PermissionDenied("use journal directory", f"{entry.path} can be written by others, who could "
-                                   "swap the journal directory (--journal-dir to use another)", str(self.directory))
+            raise UntrustedJournal("use journal directory", f"{entry.path} can be written by others, who could "
+                                   "swap the journal directory", str(self.directory))
 
     def close(self) -> None:
         """Close the directory's fd (opened and checked again when next needed)."""

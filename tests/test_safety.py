@@ -72,7 +72,7 @@ def leave_a_dead_shrink(root: Path, journal_directory: Path, lowered: int = 10 *
     backend = open_hierarchy(root)
     group = backend.group("web")
     limit_path = group.path / "memory.limit_in_bytes"
-    Journal(journal_directory).record(group.path, limit_path, limit_path.read_text().strip(),
+    Journal(journal_directory).record(group.path, limit_path, limit_path.read_text().strip(), (str(lowered),),
                                       identity=backend.fs.identity(group))
     limit_path.write_text(str(lowered))
     return limit_path
@@ -119,7 +119,7 @@ def test_a_planted_record_cannot_write_outside_its_group(fake_v1, journal_direct
     victim = tmp_path / "victim"
     victim.write_text("precious")
     # Keyed as web's record, but naming a file elsewhere.
-    Journal(journal_directory).record(fake_v1 / "web", victim, "PWNED")
+    Journal(journal_directory).record(fake_v1 / "web", victim, "PWNED", ("1",))
     result = run_cli(fake_v1, "limit", "web", "2G")
     assert result.exit_code == 74
     assert "does not match its group" in result.stderr

@@ -33,7 +33,6 @@ def daemon(settings, config_file, once, check):
     config = load_config(config_file)
     backend = settings.backend()
     settings.report_recovered()  # now, not when the daemon stops
-    backend.recovered.clear()
     log = DaemonLog(settings.verbose)
     if check:
         engine = Engine(backend, config, log, dry_run=True)

@@ -35,7 +35,8 @@ class Settings:
         change a memcgctl that died left behind under its root."""
         if self._backend is None:
             from ..kernel.discovery import open_hierarchy
-            from ..safety.journal import Journal, recover
+            from ..operations.recovery import recover
+            from ..safety.journal import Journal
 
             self._backend = open_hierarchy(self.root, self.cgroup_version, journal=Journal(self.journal_dir),
                                            trust_root=self.trust_root)
@@ -44,15 +45,18 @@ class Settings:
         return self._backend
 
     def report_recovered(self) -> None:
-        from ..render.escape import printable
+        """Say, once, what became of the limits memcgctl owed back: records a
+        dead memcgctl left (restored or dropped), restores left undone."""
+        if self._backend is None or not (self._backend.recovered or self._backend.kept):
+            return
+        from ..render.text import kept_text, recovered_text
 
-        for pending in self._backend.recovered if self._backend else []:
-            click.echo(f"memcgctl: restored {pending.value} to {printable(str(pending.path))}, left behind by a "
-                       f"memcgctl (pid {pending.pid}) that died in the middle of a change", err=True)
-        journal = self._backend.journal if self._backend else None
-        for pending, why in journal.dropped if journal else []:
-            click.echo(f"memcgctl: dropped a journal record that would restore {pending.value} to "
-                       f"{printable(str(pending.path))} (pid {pending.pid}): {why}; nothing was written", err=True)
+        for recovered in self._backend.recovered:
+            click.echo(f"memcgctl: {recovered_text(recovered)}", err=True)
+        for restore in self._backend.kept:
+            click.echo(f"memcgctl: {kept_text(restore)}", err=True)
+        self._backend.recovered.clear()
+        self._backend.kept.clear()
 
     def carry_out(self, actions: list[Action], report_to_stderr: bool = False) -> None:
         """Apply ACTIONS (a plan), or with --dry-run print it: each action as the

@@ -4,6 +4,8 @@ argument types for sizes, group-name completion, and the plan runner
 
 from __future__ import annotations
 
+import os
+
 import click
 from click.core import ParameterSource
 
@@ -111,15 +113,31 @@ class Settings:
             click.get_current_context().exit(max(error.exit_code for error in failures))
 
 
+# Directories for which empty is a mistake, never "the default": `--root ""`
+# would be the current directory, and an empty MEMCGCTL_ROOT (which click takes
+# for unset) the host's whole hierarchy.
+DIRECTORY_SETTINGS = ("root", "journal_dir")
+
+
 def _store_setting(ctx: click.Context, param: click.Parameter, value):
     # Not ctx.get_parameter_source(): click 8.4 sets it only after the callback.
     settings = ctx.find_root().ensure_object(Settings)
-    if param.name == "root" and value == "":
-        # `--root "$CGROOT"` with CGROOT unset would otherwise be the current directory.
-        raise click.BadParameter("empty (is the variable that names it unset?)", ctx, param)
+    if param.name in DIRECTORY_SETTINGS and not ctx.resilient_parsing:
+        _refuse_empty(ctx, param, value)
     if value is not None:
         setattr(settings, param.name, max(value, settings.verbose) if param.name == "verbose" else value)
     return value
+
+
+def _refuse_empty(ctx: click.Context, param: click.Parameter, value) -> None:
+    """Exit 2 for `--root ""` (`--root "$CGROOT"` with CGROOT unset) and for an
+    empty MEMCGCTL_ROOT or MEMCGCTL_JOURNAL_DIR (`export MEMCGCTL_ROOT=$UNSET`
+    in a script or a unit's drop-in), whatever else the command line says."""
+    if value == "":
+        raise click.BadParameter("empty (is the variable that names it unset?)", ctx, param)
+    if param.envvar and os.environ.get(param.envvar) == "":
+        raise click.UsageError(f"environment variable {param.envvar} is set but empty (is the variable that "
+                               f"names it unset?): unset {param.envvar} or give it a directory", ctx)
 
 
 def _global_option_decorators(read_environment: bool) -> tuple:

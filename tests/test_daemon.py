@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -367,6 +368,32 @@ def test_once_and_check_exit_codes(kernel_root, tmp_path):
         assert refused.returncode == 78
         assert refused.stderr == (f"memcgctl: configuration line 5, key 'low': low (90%) must be below high "
                                   f"(80%) ({bad})\n")
+
+
+def test_a_dry_run_previews_a_new_configuration_beside_the_running_daemon(kernel_root, tmp_path):
+    """Issue 17, finding 8: -n needs no daemon lock, so a new file can be tried
+    against the live groups while the daemon runs (it used to exit 75)."""
+    run_cli(kernel_root.path, "create", "web", "--limit", "1G")
+    kernel_root.fill_page_cache("web", tmp_path / "cache", 40)
+    config = write_config(tmp_path, '[[group]]\nmatch = "web"\npolicy = "watermark"\nhigh = "900M"\n'
+                                    'low = "800M"\n')
+    running = Daemon(kernel_root, config, tmp_path / "log", "-v")
+    running.wait_for_log("web: watching usage crossing")
+    new = write_config(tmp_path, '[[group]]\nmatch = "web"\npolicy = "watermark"\nhigh = "20M"\nlow = "10M"\n',
+                       name="new.toml")
+    limit_path = kernel_root.path / "web" / "memory.limit_in_bytes"
+    preview = run_process(kernel_root.path, "-n", "daemon", "--config", str(new), "--once")
+    assert preview.returncode == 0, preview.stderr
+    assert re.fullmatch(rf"memcgctl daemon: web: watermark: usage [\d.]+ MiB >= high 20 MiB: would run: echo "
+                        rf"{10 * MIB} > {re.escape(str(limit_path))}; echo {GIB} > {re.escape(str(limit_path))}\n",
+                        preview.stderr), preview.stderr
+    assert kernel_root.read("web", "memory.limit_in_bytes") == str(GIB)
+    assert usage(kernel_root, "web") > 30 * MIB  # nothing was reclaimed
+    assert running.process.poll() is None
+    # The real run still needs the lock.
+    second = run_process(kernel_root.path, "daemon", "--config", str(new), "--once")
+    assert second.returncode == 75, second.stderr
+    assert running.stop() == 0
 
 
 def test_a_second_daemon_on_the_root_exits_75_naming_the_first(kernel_root, tmp_path):

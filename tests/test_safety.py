@@ -21,9 +21,11 @@ from hypothesis import strategies as st
 
 import memcgctl.kernel.fs
 from memcgctl.errors import ENOTSUPP, NotFound
+from memcgctl.kernel.backend import Restore, RestoreOutcome
 from memcgctl.kernel.discovery import open_hierarchy
+from memcgctl.operations.shrink import shrink as shrink_group
 from memcgctl.safety.journal import Journal
-from memcgctl.sizes import MAX_BYTES, format_size, parse_size
+from memcgctl.sizes import MAX_BYTES, ShrinkTarget, format_size, parse_size
 
 from conftest import HOLD_AFTER_LOWERING, HOLD_THE_RESTORE, run_cli, run_process
 
@@ -148,6 +150,25 @@ def test_an_older_memcgctls_record_whose_limit_is_back_goes_quietly(fake_v1, jou
     result = run_cli(fake_v1, "recover")
     assert (result.exit_code, result.stderr) == (0, "")
     assert limit_path.read_text() == str(GIB)
+    assert list(journal_directory.glob("*.restore")) == []
+
+
+def test_the_library_keeps_a_limit_written_while_it_was_lowered_and_says_so_as_data(fake_v1, journal_directory):
+    run_cli(fake_v1, "create", "web", "--limit", "1G")
+    (fake_v1 / "web" / "memory.usage_in_bytes").write_text(str(500 * MIB))
+    limit_path = fake_v1 / "web" / "memory.limit_in_bytes"
+    backend = open_hierarchy(fake_v1, journal=Journal(journal_directory))
+    read_usage = backend.read_usage
+
+    def someone_else_writes_the_limit_after_the_lowering(group):
+        if limit_path.read_text() == str(MIB):
+            limit_path.write_text(str(768 * MIB))
+        return read_usage(group)
+
+    backend.read_usage = someone_else_writes_the_limit_after_the_lowering
+    shrink_group(backend, backend.group("web"), ShrinkTarget(bytes=MIB))
+    assert backend.kept == [Restore(RestoreOutcome.CHANGED_SINCE, limit_path, str(GIB), (str(MIB),), str(768 * MIB))]
+    assert limit_path.read_text() == str(768 * MIB)
     assert list(journal_directory.glob("*.restore")) == []
 
 

@@ -63,7 +63,7 @@ def _holds(found: str, written: str) -> bool:
     except ValueError:  # not a number (a fake tree's file edited by hand), or thousands of digits
         return False
     if found_bytes is None or written_bytes is None:
-        return found_bytes is written_bytes
+        return found_bytes == written_bytes
     return found_bytes in (written_bytes, written_bytes - written_bytes % PAGE_SIZE)
 
 

@@ -27,6 +27,9 @@ from memcgctl.cli import cli
 from memcgctl.kernel.discovery import build_fake_root, find_memory_root, read_cgroup_mounts
 
 PROJECT = Path(__file__).resolve().parent.parent
+# strace's delays of the writes to a memory.limit_in_bytes (KernelRoot.traced_shrink):
+HOLD_THE_RESTORE = "inject=write:delay_enter=5000000:when=2"  # the second write, 5 s before it is made
+HOLD_AFTER_LOWERING = "inject=write:delay_exit=3000000:when=1"  # the first write, 3 s once the kernel took it
 
 
 @dataclass
@@ -155,6 +158,33 @@ class KernelRoot:
         completed = run_process(self.path, "run", group, "--", "dd", "if=/dev/zero", f"of={file}",
                                 "bs=1M", f"count={mebibytes}", "status=none")
         assert completed.returncode == 0, completed.stderr
+
+    def traced_shrink(self, group: str, target: str, hold: str) -> subprocess.Popen:
+        """`memcgctl shrink GROUP TARGET` under strace, whose HOLD (HOLD_THE_RESTORE,
+        HOLD_AFTER_LOWERING) delays a write to GROUP's memory.limit_in_bytes."""
+        limit_path = self.path / group / "memory.limit_in_bytes"
+        return subprocess.Popen(
+            ["strace", "-f", "-qq", "-o", "/dev/null", "-P", str(limit_path), "-e", "trace=write", "-e", hold,
+             sys.executable, "-m", "memcgctl", "--root", str(self.path), "shrink", group, target],
+            stderr=subprocess.PIPE, text=True)
+
+    def kill_a_shrink_with_the_limit_lowered(self, group: str, cache: Path, target: str) -> None:
+        """A `memcgctl shrink GROUP TARGET` SIGKILLed while the limit reads TARGET
+        (rounded down to a page, as the kernel keeps it), before its restore."""
+        limit_path = self.path / group / "memory.limit_in_bytes"
+        lowered = str(int(target) - int(target) % os.sysconf("SC_PAGE_SIZE"))
+        self.fill_page_cache(group, cache, 40)
+        tracer = self.traced_shrink(group, target, HOLD_THE_RESTORE)
+        deadline = time.monotonic() + 30
+        while limit_path.read_text().strip() != lowered:
+            assert time.monotonic() < deadline, "the shrink never lowered"
+            time.sleep(0.005)
+        shrinker_pid = int(Path(f"/proc/{tracer.pid}/task/{tracer.pid}/children").read_text().split()[0])
+        os.kill(shrinker_pid, signal.SIGKILL)
+        tracer.communicate(timeout=30)
+        # strace ends the way its tracee did: killed by SIGKILL, in the window, not exited.
+        assert tracer.returncode == -signal.SIGKILL, tracer.returncode
+        assert limit_path.read_text().strip() == lowered, "the kill should leave the limit lowered"
 
     def read(self, group: str, name: str) -> str:
         return (self.path / group / name).read_text().strip()

@@ -18,13 +18,14 @@ MIB = 1024**2
 GIB = 1024**3
 
 
-def record_for(root: Path, journal_directory: Path, group: str, value: str, changes: dict | None = None) -> Path:
-    """Write the record a dead shrink of GROUP would leave, with CHANGES to its fields."""
+def record_for(root: Path, journal_directory: Path, group: str, value: str, changes: dict | None = None,
+               lowered: str = str(MIB)) -> Path:
+    """Write the record a dead shrink of GROUP to LOWERED would leave, with CHANGES to its fields."""
     backend = open_hierarchy(root, trust_root=True)
     target = backend.group(group)
     limit = target.path / "memory.limit_in_bytes"
     journal = Journal(journal_directory)
-    journal.record(target.path, limit, value, identity=backend.fs.identity(target))
+    journal.record(target.path, limit, value, (lowered,), identity=backend.fs.identity(target))
     [record] = [p for p in journal_directory.glob("*.restore") if p.name == journal._record_name(target.path)]
     data = json.loads(record.read_text())
     data.update(changes or {})

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -249,6 +250,36 @@ def test_sigkill_mid_shrink_then_restart_restores_the_limit(kernel_root, tmp_pat
     assert list(journal_directory.glob("*.restore")) == []
 
 
+@pytest.mark.skipif(not shutil.which("strace"), reason="needs strace")
+def test_a_running_daemon_restores_what_a_killed_shrink_left_and_keeps_a_limit_set_since(kernel_root, tmp_path,
+                                                                                       journal_directory):
+    """Issue 17, finding 1: a `memcgctl shrink` killed while the daemon runs
+    is undone by the daemon at its next rescan, not only by the next
+    command; a limit set by hand since is kept and said so."""
+    for name in ("web", "db", "other"):
+        run_cli(kernel_root.path, "create", name, "--limit", "1G")
+    config = write_config(tmp_path, 'rescan_interval = 0.5\n\n[[group]]\nmatch = "other"\npolicy = "watermark"\n'
+                                    'high = "900M"\nlow = "800M"\n')
+    daemon = Daemon(kernel_root, config, tmp_path / "log")
+    kernel_root.kill_a_shrink_with_the_limit_lowered("web", tmp_path / "web-cache", str(10 * MIB))
+    web_limit = kernel_root.path / "web" / "memory.limit_in_bytes"
+    daemon.wait_for_log(f"memcgctl daemon: restored {GIB} to {web_limit}, left behind by a memcgctl (pid ")
+    assert kernel_root.read("web", "memory.limit_in_bytes") == str(GIB)
+    # A second one, whose limit the admin changes before the daemon looks.
+    daemon.process.send_signal(signal.SIGSTOP)
+    try:
+        kernel_root.kill_a_shrink_with_the_limit_lowered("db", tmp_path / "db-cache", str(10 * MIB))
+        kernel_root.write("db", "memory.limit_in_bytes", str(768 * MIB))
+    finally:
+        daemon.process.send_signal(signal.SIGCONT)
+    db_limit = kernel_root.path / "db" / "memory.limit_in_bytes"
+    daemon.wait_for_log(f"memcgctl daemon: left {db_limit} at {768 * MIB}, written by someone else since a memcgctl")
+    assert kernel_root.read("db", "memory.limit_in_bytes") == str(768 * MIB)
+    assert list(journal_directory.glob("*.restore")) == []
+    assert daemon.process.poll() is None
+    assert daemon.stop() == 0, daemon.log()
+
+
 def test_sigterm_mid_shrink_undoes_the_step_and_exits_0(kernel_root, tmp_path, journal_directory):
     run_cli(kernel_root.path, "create", "web", "--limit", "1G")
     limit_path = kernel_root.path / "web" / "memory.limit_in_bytes"
@@ -337,6 +368,32 @@ def test_once_and_check_exit_codes(kernel_root, tmp_path):
         assert refused.returncode == 78
         assert refused.stderr == (f"memcgctl: configuration line 5, key 'low': low (90%) must be below high "
                                   f"(80%) ({bad})\n")
+
+
+def test_a_dry_run_previews_a_new_configuration_beside_the_running_daemon(kernel_root, tmp_path):
+    """Issue 17, finding 8: -n needs no daemon lock, so a new file can be tried
+    against the live groups while the daemon runs (it used to exit 75)."""
+    run_cli(kernel_root.path, "create", "web", "--limit", "1G")
+    kernel_root.fill_page_cache("web", tmp_path / "cache", 40)
+    config = write_config(tmp_path, '[[group]]\nmatch = "web"\npolicy = "watermark"\nhigh = "900M"\n'
+                                    'low = "800M"\n')
+    running = Daemon(kernel_root, config, tmp_path / "log", "-v")
+    running.wait_for_log("web: watching usage crossing")
+    new = write_config(tmp_path, '[[group]]\nmatch = "web"\npolicy = "watermark"\nhigh = "20M"\nlow = "10M"\n',
+                       name="new.toml")
+    limit_path = kernel_root.path / "web" / "memory.limit_in_bytes"
+    preview = run_process(kernel_root.path, "-n", "daemon", "--config", str(new), "--once")
+    assert preview.returncode == 0, preview.stderr
+    assert re.fullmatch(rf"memcgctl daemon: web: watermark: usage [\d.]+ MiB >= high 20 MiB: would run: echo "
+                        rf"{10 * MIB} > {re.escape(str(limit_path))}; echo {GIB} > {re.escape(str(limit_path))}\n",
+                        preview.stderr), preview.stderr
+    assert kernel_root.read("web", "memory.limit_in_bytes") == str(GIB)
+    assert usage(kernel_root, "web") > 30 * MIB  # nothing was reclaimed
+    assert running.process.poll() is None
+    # The real run still needs the lock.
+    second = run_process(kernel_root.path, "daemon", "--config", str(new), "--once")
+    assert second.returncode == 75, second.stderr
+    assert running.stop() == 0
 
 
 def test_a_second_daemon_on_the_root_exits_75_naming_the_first(kernel_root, tmp_path):

@@ -61,6 +61,40 @@ def test_check_names_the_line_and_key_at_fault_and_exits_78(fake_v1, tmp_path, t
     assert result.stdout == ""
 
 
+@pytest.mark.parametrize("groups, outer, inner", [
+    ('["batch", "batch/a"]', "batch", "batch/a"),
+    ('["batch/a", "b*"]', "b*", "batch/a"),
+    ('["*", "web/x"]', "*", "web/x"),
+])
+def test_a_pool_whose_groups_nest_is_refused_at_check_and_at_load(fake_v1, tmp_path, journal_directory, groups,
+                                                                  outer, inner):
+    """Issue 17, finding 4: a group's usage includes its children's, so a pool
+    of batch and batch/a counted batch/a twice and reclaimed under budget."""
+    for name in ("batch/a", "web/x"):
+        assert run_cli(fake_v1, "create", "-p", name, "--limit", "1G").exit_code == 0
+    (fake_v1 / "batch" / "memory.usage_in_bytes").write_text(str(150 * MIB))
+    (fake_v1 / "batch" / "a" / "memory.usage_in_bytes").write_text(str(150 * MIB))
+    limits = {name: (fake_v1 / name / "memory.limit_in_bytes").read_text() for name in ("batch", "batch/a")}
+    config = write(tmp_path, f'[[pool]]\ngroups = {groups}\nbudget = "200M"\n')
+    message = (f"memcgctl: configuration line 2, key 'groups': {inner!r} may name groups inside {outer!r}: a "
+               "group's usage includes its children's (on both cgroup versions), so the pool would count their "
+               f"memory twice; list the parent or its children, not both ({config})\n")
+    for args in (["--check"], ["--once"]):
+        result = run_cli(fake_v1, "daemon", "--config", str(config), *args)
+        assert (result.exit_code, result.stdout, result.stderr) == (78, "", message)
+    assert {name: (fake_v1 / name / "memory.limit_in_bytes").read_text() for name in limits} == limits
+    assert not (journal_directory / "daemon-counters.json").exists()
+
+
+def test_pool_groups_that_cannot_nest_are_taken(fake_v1, tmp_path):
+    for name in ("batch/a", "web/x", "ab"):
+        assert run_cli(fake_v1, "create", "-p", name).exit_code == 0
+    config = write(tmp_path, '[[pool]]\ngroups = ["batch/a", "web/x", "a*", "w*/y"]\nbudget = "200M"\n')
+    result = run_cli(fake_v1, "daemon", "--config", str(config), "--check")
+    assert (result.exit_code, result.stderr) == (0, "")
+    assert result.stdout == "[[pool]] 1 (line 1): pool: ab batch/a web/x\n"
+
+
 def test_a_missing_file_is_78_too(fake_v1, tmp_path):
     result = run_cli(fake_v1, "daemon", "--config", str(tmp_path / "nothing.toml"), "--check")
     assert (result.exit_code, result.stderr) == (

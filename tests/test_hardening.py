@@ -418,6 +418,49 @@ def test_an_empty_root_is_exit_2_not_the_current_directory(fake_v1, args):
     assert (fake_v1 / "web" / "memory.limit_in_bytes").read_text() == str(1 << 30)
 
 
+# Every command, with arguments that would change or show something (in a dry
+# run, on a fake root: the old code ran them).
+EVERY_COMMAND = {
+    "attach": ["attach", "web", "1"], "completion": ["completion", "bash"], "create": ["create", "new"],
+    "daemon": ["daemon", "--config", "CONFIG", "--check"], "delete": ["delete", "web"], "empty": ["empty", "web"],
+    "export": ["export"], "init-fake": ["init-fake", "NEW"], "limit": ["limit", "web", "2G"], "recover": ["recover"],
+    "run": ["run", "web", "--", "true"], "shrink": ["shrink", "web", "1M"], "stat": ["stat"],
+    "top": ["top", "-b", "-n", "1"], "tree": ["tree"],
+}
+
+
+@pytest.mark.parametrize("variable", ["MEMCGCTL_ROOT", "MEMCGCTL_JOURNAL_DIR"])
+def test_an_empty_root_or_journal_variable_is_exit_2_for_every_command(fake_v1, tmp_path, variable):
+    """Issue 17, finding 2: click takes an empty variable for an unset one, so
+    `export MEMCGCTL_ROOT=$UNSET` meant the host's hierarchy."""
+    assert set(EVERY_COMMAND) == set(all_commands())
+    assert run_cli(fake_v1, "create", "web", "--limit", "1G").exit_code == 0
+    config = tmp_path / "daemon.toml"
+    config.write_text('[[group]]\nmatch = "*"\npolicy = "watermark"\nhigh = "2M"\nlow = "1M"\n')
+    for name, args in EVERY_COMMAND.items():
+        args = [{"CONFIG": str(config), "NEW": str(tmp_path / "new")}.get(arg, arg) for arg in args]
+        result = run_cli(fake_v1, "-n", *args, env={variable: ""})
+        assert (result.exit_code, result.stdout) == (2, ""), (name, result)
+        assert result.stderr == (f"memcgctl: environment variable {variable} is set but empty (is the variable "
+                                 f"that names it unset?): unset {variable} or give it a directory (see 'memcgctl "
+                                 "-h')\n"), name
+    assert sorted(path.name for path in fake_v1.iterdir() if path.is_dir()) == ["web"]
+    assert (fake_v1 / "web" / "memory.limit_in_bytes").read_text() == str(1 << 30)
+    assert not (tmp_path / "new").exists()
+
+
+def test_an_empty_root_variable_is_not_the_hosts_hierarchy():
+    result = run_process(None, "stat", env={**os.environ, "MEMCGCTL_ROOT": ""})
+    assert (result.returncode, result.stdout) == (2, "")
+    assert "environment variable MEMCGCTL_ROOT is set but empty" in result.stderr
+
+
+def test_an_empty_journal_dir_option_is_exit_2(fake_v1):
+    result = run_cli(fake_v1, "--journal-dir", "", "stat")
+    assert (result.exit_code, result.stdout) == (2, "")
+    assert "invalid value for '--journal-dir': empty (is the variable that names it unset?)" in result.stderr
+
+
 def test_a_soft_limit_above_the_hard_limit_is_set_with_a_warning(fake_v1):
     run_cli(fake_v1, "create", "web", "--limit", "100M")
     result = run_cli(fake_v1, "limit", "web", "--soft", "200M")

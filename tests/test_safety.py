@@ -21,11 +21,13 @@ from hypothesis import strategies as st
 
 import memcgctl.kernel.fs
 from memcgctl.errors import ENOTSUPP, NotFound
+from memcgctl.kernel.backend import Restore, RestoreOutcome
 from memcgctl.kernel.discovery import open_hierarchy
+from memcgctl.operations.shrink import shrink as shrink_group
 from memcgctl.safety.journal import Journal
-from memcgctl.sizes import MAX_BYTES, format_size, parse_size
+from memcgctl.sizes import MAX_BYTES, ShrinkTarget, format_size, parse_size
 
-from conftest import run_cli, run_process
+from conftest import HOLD_AFTER_LOWERING, HOLD_THE_RESTORE, run_cli, run_process
 
 MIB = 1024**2
 GIB = 1024**3
@@ -72,7 +74,7 @@ def leave_a_dead_shrink(root: Path, journal_directory: Path, lowered: int = 10 *
     backend = open_hierarchy(root)
     group = backend.group("web")
     limit_path = group.path / "memory.limit_in_bytes"
-    Journal(journal_directory).record(group.path, limit_path, limit_path.read_text().strip(),
+    Journal(journal_directory).record(group.path, limit_path, limit_path.read_text().strip(), (str(lowered),),
                                       identity=backend.fs.identity(group))
     limit_path.write_text(str(lowered))
     return limit_path
@@ -107,6 +109,69 @@ def test_recover_dry_run_prints_the_restore_and_writes_nothing(fake_v1, journal_
     assert len(list(journal_directory.glob("*.restore"))) == 1
 
 
+def test_recover_dry_run_leaves_out_a_limit_changed_since(fake_v1, journal_directory):
+    run_cli(fake_v1, "create", "web", "--limit", "1G")
+    limit_path = leave_a_dead_shrink(fake_v1, journal_directory)
+    limit_path.write_text(str(768 * MIB))  # by hand, after the shrink died
+    result = run_cli(fake_v1, "-n", "recover")
+    assert (result.exit_code, result.stdout, result.stderr) == (0, "# nothing to do\n", "")
+    assert limit_path.read_text() == str(768 * MIB)
+    assert len(list(journal_directory.glob("*.restore"))) == 1
+
+
+def without_the_lowered_value(journal_directory: Path) -> None:
+    """Make the one record in JOURNAL_DIRECTORY look like an older memcgctl's."""
+    [record] = journal_directory.glob("*.restore")
+    data = json.loads(record.read_text())
+    del data["lowered"]
+    record.write_text(json.dumps(data))
+
+
+def test_an_older_memcgctls_record_is_dropped_unreplayed_naming_both_values(fake_v1, journal_directory):
+    run_cli(fake_v1, "create", "web", "--limit", "1G")
+    limit_path = leave_a_dead_shrink(fake_v1, journal_directory)
+    without_the_lowered_value(journal_directory)
+    result = run_cli(fake_v1, "stat", "web")
+    assert result.exit_code == 0
+    assert re.fullmatch(
+        rf"memcgctl: dropped a journal record that would restore {GIB} to {re.escape(str(limit_path))}, which holds "
+        rf"{10 * MIB} \(pid \d+\): it is from an older memcgctl, which did not note what it wrote; nothing was "
+        rf"written \(if {10 * MIB} is the limit it lowered: echo {GIB} > {re.escape(str(limit_path))}\)\n",
+        result.stderr), result.stderr
+    assert limit_path.read_text() == str(10 * MIB)
+    assert list(journal_directory.glob("*.restore")) == []
+
+
+def test_an_older_memcgctls_record_whose_limit_is_back_goes_quietly(fake_v1, journal_directory):
+    run_cli(fake_v1, "create", "web", "--limit", "1G")
+    limit_path = leave_a_dead_shrink(fake_v1, journal_directory)
+    without_the_lowered_value(journal_directory)
+    limit_path.write_text(str(GIB))  # it died after its restore, before clearing the record
+    result = run_cli(fake_v1, "recover")
+    assert (result.exit_code, result.stderr) == (0, "")
+    assert limit_path.read_text() == str(GIB)
+    assert list(journal_directory.glob("*.restore")) == []
+
+
+def test_the_library_keeps_a_limit_written_while_it_was_lowered_and_says_so_as_data(fake_v1, journal_directory):
+    run_cli(fake_v1, "create", "web", "--limit", "1G")
+    (fake_v1 / "web" / "memory.usage_in_bytes").write_text(str(500 * MIB))
+    limit_path = fake_v1 / "web" / "memory.limit_in_bytes"
+    backend = open_hierarchy(fake_v1, journal=Journal(journal_directory))
+    read_usage = backend.read_usage
+
+    def someone_else_writes_the_limit_after_the_lowering(group):
+        if limit_path.read_text() == str(MIB):
+            limit_path.write_text(str(768 * MIB))
+        return read_usage(group)
+
+    backend.read_usage = someone_else_writes_the_limit_after_the_lowering
+    shrink_group(backend, backend.group("web"), ShrinkTarget(bytes=MIB))
+    assert backend.kept == [Restore(RestoreOutcome.CHANGED_SINCE, limit_path, str(GIB), (str(MIB),), str(768 * MIB))]
+    assert limit_path.read_text() == str(768 * MIB)
+    assert list(journal_directory.glob("*.restore")) == []
+
+
 def test_a_corrupt_record_does_not_stop_other_commands(fake_v1, journal_directory):
     run_cli(fake_v1, "create", "web", "--limit", "1G")
     (journal_directory / "0123456789abcdef0123456789abcdef.restore").write_text("{not json")
@@ -119,7 +184,7 @@ def test_a_planted_record_cannot_write_outside_its_group(fake_v1, journal_direct
     victim = tmp_path / "victim"
     victim.write_text("precious")
     # Keyed as web's record, but naming a file elsewhere.
-    Journal(journal_directory).record(fake_v1 / "web", victim, "PWNED")
+    Journal(journal_directory).record(fake_v1 / "web", victim, "PWNED", ("1",))
     result = run_cli(fake_v1, "limit", "web", "2G")
     assert result.exit_code == 74
     assert "does not match its group" in result.stderr
@@ -187,17 +252,6 @@ def v1_only(kernel_root):
         pytest.skip("only v1 lowers a limit for a shrink; v2 never touches memory.max")
 
 
-def start_shrink_held_before_restore(kernel_root, target: str) -> subprocess.Popen:
-    """`memcgctl shrink web TARGET` under strace, which delays the second write
-    to memory.limit_in_bytes (the restore) by 5 s: a wide window to kill in."""
-    limit_path = kernel_root.path / "web" / "memory.limit_in_bytes"
-    return subprocess.Popen(
-        ["strace", "-f", "-qq", "-o", "/dev/null", "-P", str(limit_path), "-e", "trace=write",
-         "-e", "inject=write:delay_enter=5000000:when=2",
-         sys.executable, "-m", "memcgctl", "--root", str(kernel_root.path), "shrink", "web", target],
-        stderr=subprocess.PIPE, text=True)
-
-
 def wait_for(predicate, timeout: float = 30) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -214,7 +268,7 @@ def test_sigkill_with_the_limit_lowered_is_undone_by_the_next_memcgctl(kernel_ro
     limit_path = kernel_root.path / "web" / "memory.limit_in_bytes"
     for round_number in range(5):
         kernel_root.fill_page_cache("web", tmp_path / f"cache{round_number}", 40)
-        tracer = start_shrink_held_before_restore(kernel_root, "10M")
+        tracer = kernel_root.traced_shrink("web", "10M", HOLD_THE_RESTORE)
         assert wait_for(lambda: limit_path.read_text().strip() == str(10 * MIB)), "the shrink never lowered"
         shrinker_pid = int(Path(f"/proc/{tracer.pid}/task/{tracer.pid}/children").read_text().split()[0])
         os.kill(shrinker_pid, signal.SIGKILL)
@@ -226,6 +280,65 @@ def test_sigkill_with_the_limit_lowered_is_undone_by_the_next_memcgctl(kernel_ro
         assert recovered.returncode == 0, recovered.stderr
         assert f"memcgctl: restored {GIB} to {limit_path}" in recovered.stderr
         assert limit_path.read_text().strip() == str(GIB)
+
+
+@pytest.mark.skipif(not shutil.which("strace"), reason="needs strace")
+@pytest.mark.parametrize("command", [["stat", "web"], ["recover"], ["limit", "web"]])
+def test_a_limit_set_by_hand_after_a_killed_shrink_is_not_restored_over(kernel_root, tmp_path, journal_directory,
+                                                                        command):
+    """Issue 17, finding 1: a shrink of web (1G) to 10M killed with the limit
+    lowered; the admin then sets 768M; the next memcgctl keeps 768M, says so
+    naming both values, and drops the record."""
+    v1_only(kernel_root)
+    run_cli(kernel_root.path, "create", "web", "--limit", "1G")
+    limit_path = kernel_root.path / "web" / "memory.limit_in_bytes"
+    kernel_root.kill_a_shrink_with_the_limit_lowered("web", tmp_path / "cache", str(10 * MIB))
+    kernel_root.write("web", "memory.limit_in_bytes", str(768 * MIB))
+    assert len(list(journal_directory.glob("*.restore"))) == 1
+    result = run_process(kernel_root.path, *command)
+    assert result.returncode == 0, result.stderr
+    assert re.fullmatch(
+        rf"memcgctl: left {re.escape(str(limit_path))} at {768 * MIB}, written by someone else since a memcgctl "
+        rf"\(pid \d+\) that died in the middle of a change lowered it to {10 * MIB}; dropped its journal record, "
+        rf"which would restore {GIB}\n", result.stderr), result.stderr
+    assert limit_path.read_text().strip() == str(768 * MIB)
+    assert list(journal_directory.glob("*.restore")) == []
+    assert run_process(kernel_root.path, "stat", "web").stderr == ""  # said once
+
+
+@pytest.mark.skipif(not shutil.which("strace"), reason="needs strace")
+def test_a_killed_shrink_to_a_size_the_kernel_rounds_is_still_restored(kernel_root, tmp_path, journal_directory):
+    """The kernel keeps the lowered limit in pages (10000001 reads 9998336):
+    that is still what memcgctl wrote, and the next memcgctl restores."""
+    v1_only(kernel_root)
+    run_cli(kernel_root.path, "create", "web", "--limit", "1G")
+    limit_path = kernel_root.path / "web" / "memory.limit_in_bytes"
+    kernel_root.kill_a_shrink_with_the_limit_lowered("web", tmp_path / "cache", "10000001")
+    result = run_process(kernel_root.path, "stat", "web")
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.startswith(f"memcgctl: restored {GIB} to {limit_path}, left behind by a memcgctl (pid ")
+    assert limit_path.read_text().strip() == str(GIB)
+    assert list(journal_directory.glob("*.restore")) == []
+
+
+@pytest.mark.skipif(not shutil.which("strace"), reason="needs strace")
+def test_a_limit_written_while_a_shrink_runs_is_not_overwritten_by_its_restore(kernel_root, tmp_path,
+                                                                              journal_directory):
+    """Issue 17, finding 1, the end-of-shrink restore: a limit someone else
+    writes while the shrink has it lowered stays, and the shrink says so."""
+    v1_only(kernel_root)
+    run_cli(kernel_root.path, "create", "web", "--limit", "1G")
+    limit_path = kernel_root.path / "web" / "memory.limit_in_bytes"
+    kernel_root.fill_page_cache("web", tmp_path / "cache", 40)
+    tracer = kernel_root.traced_shrink("web", "10M", HOLD_AFTER_LOWERING)
+    assert wait_for(lambda: limit_path.read_text().strip() == str(10 * MIB)), "the shrink never lowered"
+    kernel_root.write("web", "memory.limit_in_bytes", str(768 * MIB))  # systemd, an admin, a container runtime
+    _, stderr = tracer.communicate(timeout=60)
+    assert tracer.returncode == 0, stderr
+    assert stderr == (f"memcgctl: left {limit_path} at {768 * MIB}, written by someone else while this shrink had "
+                      f"it lowered to {10 * MIB}; {GIB} was not restored\n")
+    assert limit_path.read_text().strip() == str(768 * MIB)
+    assert list(journal_directory.glob("*.restore")) == []
 
 
 def test_sigkill_at_random_moments_never_leaves_a_changed_limit(kernel_root, tmp_path):

@@ -261,11 +261,12 @@ def test_a_journal_directory_swapped_after_it_was_opened_is_not_used(fake_v1, tm
     planted = tmp_path / "planted"
     planted.mkdir(mode=0o700)
     other = Journal(planted)
-    other.record(web.path, web.path / "memory.limit_in_bytes", str(MIB), identity=backend.fs.identity(web))
+    other.record(web.path, web.path / "memory.limit_in_bytes", str(MIB), (str(MIB),), identity=backend.fs.identity(web))
     directory.rename(tmp_path / "journal-away")
     directory.symlink_to(planted)
     assert journal.pending(web.path) is None  # the planted record is not seen
-    journal.record(web.path, web.path / "memory.limit_in_bytes", str(GIB), identity=backend.fs.identity(web))
+    journal.record(web.path, web.path / "memory.limit_in_bytes", str(GIB), (str(MIB),),
+                   identity=backend.fs.identity(web))
     assert len(list((tmp_path / "journal-away").glob("*.restore"))) == 1
     with journal.locked(web.path):
         assert len(list((tmp_path / "journal-away").glob("*.lock"))) == 1

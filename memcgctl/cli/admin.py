@@ -62,7 +62,7 @@ def recover_command(settings):
     Example:
       @reboot  memcgctl recover
     """
-    from ..safety.journal import plan_recover, recover
+    from ..operations.recovery import plan_recover, recover
 
     if settings.dry_run:
         settings.carry_out(plan_recover(settings.backend()))

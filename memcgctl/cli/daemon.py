@@ -33,14 +33,16 @@ def daemon(settings, config_file, once, check):
     config = load_config(config_file)
     backend = settings.backend()
     settings.report_recovered()  # now, not when the daemon stops
-    backend.recovered.clear()
     log = DaemonLog(settings.verbose)
     if check:
         engine = Engine(backend, config, log, dry_run=True)
         for label, policy, names in engine.matches():
             click.echo(f"{label}: {policy}: {' '.join(names) if names else '(no group matches now)'}")
         return
+    if settings.dry_run:  # writes nothing: a new FILE can be tried beside the running daemon
+        Engine(backend, config, log, dry_run=True).run(once)
+        return
     from ..daemon.lock import one_daemon_per_root
 
     with one_daemon_per_root(backend.journal, backend.fs.root):
-        Engine(backend, config, log, settings.dry_run).run(once)
+        Engine(backend, config, log).run(once)

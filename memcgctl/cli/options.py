@@ -4,6 +4,8 @@ argument types for sizes, group-name completion, and the plan runner
 
 from __future__ import annotations
 
+import os
+
 import click
 from click.core import ParameterSource
 
@@ -35,7 +37,8 @@ class Settings:
         change a memcgctl that died left behind under its root."""
         if self._backend is None:
             from ..kernel.discovery import open_hierarchy
-            from ..safety.journal import Journal, recover
+            from ..operations.recovery import recover
+            from ..safety.journal import Journal
 
             self._backend = open_hierarchy(self.root, self.cgroup_version, journal=Journal(self.journal_dir),
                                            trust_root=self.trust_root)
@@ -44,15 +47,18 @@ class Settings:
         return self._backend
 
     def report_recovered(self) -> None:
-        from ..render.escape import printable
+        """Say, once, what became of the limits memcgctl owed back: records a
+        dead memcgctl left (restored or dropped), restores left undone."""
+        if self._backend is None or not (self._backend.recovered or self._backend.kept):
+            return
+        from ..render.text import kept_text, recovered_text
 
-        for pending in self._backend.recovered if self._backend else []:
-            click.echo(f"memcgctl: restored {pending.value} to {printable(str(pending.path))}, left behind by a "
-                       f"memcgctl (pid {pending.pid}) that died in the middle of a change", err=True)
-        journal = self._backend.journal if self._backend else None
-        for pending, why in journal.dropped if journal else []:
-            click.echo(f"memcgctl: dropped a journal record that would restore {pending.value} to "
-                       f"{printable(str(pending.path))} (pid {pending.pid}): {why}; nothing was written", err=True)
+        for recovered in self._backend.recovered:
+            click.echo(f"memcgctl: {recovered_text(recovered)}", err=True)
+        for restore in self._backend.kept:
+            click.echo(f"memcgctl: {kept_text(restore)}", err=True)
+        self._backend.recovered.clear()
+        self._backend.kept.clear()
 
     def carry_out(self, actions: list[Action], report_to_stderr: bool = False) -> None:
         """Apply ACTIONS (a plan), or with --dry-run print it: each action as the
@@ -107,15 +113,31 @@ class Settings:
             click.get_current_context().exit(max(error.exit_code for error in failures))
 
 
+# Directories for which empty is a mistake, never "the default": `--root ""`
+# would be the current directory, and an empty MEMCGCTL_ROOT (which click takes
+# for unset) the host's whole hierarchy.
+DIRECTORY_SETTINGS = ("root", "journal_dir")
+
+
 def _store_setting(ctx: click.Context, param: click.Parameter, value):
     # Not ctx.get_parameter_source(): click 8.4 sets it only after the callback.
     settings = ctx.find_root().ensure_object(Settings)
-    if param.name == "root" and value == "":
-        # `--root "$CGROOT"` with CGROOT unset would otherwise be the current directory.
-        raise click.BadParameter("empty (is the variable that names it unset?)", ctx, param)
+    if param.name in DIRECTORY_SETTINGS and not ctx.resilient_parsing:
+        _refuse_empty(ctx, param, value)
     if value is not None:
         setattr(settings, param.name, max(value, settings.verbose) if param.name == "verbose" else value)
     return value
+
+
+def _refuse_empty(ctx: click.Context, param: click.Parameter, value) -> None:
+    """Exit 2 for `--root ""` (`--root "$CGROOT"` with CGROOT unset) and for an
+    empty MEMCGCTL_ROOT or MEMCGCTL_JOURNAL_DIR (`export MEMCGCTL_ROOT=$UNSET`
+    in a script or a unit's drop-in), whatever else the command line says."""
+    if value == "":
+        raise click.BadParameter("empty (is the variable that names it unset?)", ctx, param)
+    if param.envvar and os.environ.get(param.envvar) == "":
+        raise click.UsageError(f"environment variable {param.envvar} is set but empty (is the variable that "
+                               f"names it unset?): unset {param.envvar} or give it a directory", ctx)
 
 
 def _global_option_decorators(read_environment: bool) -> tuple:

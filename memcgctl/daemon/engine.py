@@ -31,9 +31,9 @@ from ..kernel.backend import Backend
 from ..kernel.fs import Group
 from ..kernel.psi import PressureTrigger, read_pressure
 from ..kernel.watches import DirectoryWatch, EventsFileWatch, UsageThreshold
+from ..operations.recovery import exclusive, recover
 from ..operations.shrink import StopReason, shrink_locked
 from ..safety.deadline import Deadline
-from ..safety.journal import exclusive
 from ..sizes import ShrinkTarget
 from .config import Config, load_config
 from .counters import MAX_WRITE_INTERVAL, Counters
@@ -461,12 +461,15 @@ class Engine:
         return bucket
 
     def _shrink(self, group: Group, target: int, step_seconds: float):
-        with exclusive(self.backend, group.path, Deadline(0)):
-            self.step_in_flight = True  # SIGTERM/SIGINT now undo the step and stop
-            try:
-                return shrink_locked(self.backend, group, ShrinkTarget(bytes=target), Deadline(step_seconds))
-            finally:
-                self.step_in_flight = False
+        try:
+            with exclusive(self.backend, group.path, Deadline(0)):
+                self.step_in_flight = True  # SIGTERM/SIGINT now undo the step and stop
+                try:
+                    return shrink_locked(self.backend, group, ShrinkTarget(bytes=target), Deadline(step_seconds))
+                finally:
+                    self.step_in_flight = False
+        finally:
+            self._say_restores()
         self.stopping = False  # SIGTERM or SIGINT came: end the pass early
 
     def _count_and_log(self, watched: Watched, rule: RuleRun, step: Step, result, now: float) -> None:
@@ -531,6 +534,7 @@ class Engine:
 
     def _loop(self, once: bool) -> None:
         now = time.monotonic()
+        self._recover()
         self.discover(now)
         next_interval = now
         next_rescan = now + self.config.rescan_interval
@@ -574,10 +578,35 @@ class Engine:
         """discover(), keeping the groups known so far if the root cannot be
         listed right now (the first discover() at start-up fails loudly)."""
         self._rescan_needed = False
+        self._recover()
         try:
             self.discover(now)
         except MemcgError as error:
             self.log.note(f"cannot look for groups: {error}; keeping the {len(self.watched)} known")
+
+    def _recover(self) -> None:
+        """Undo what a memcgctl that died left under the root (a `memcgctl
+        shrink` killed while the daemon runs): at start and at every rescan."""
+        if self.dry_run:
+            return
+        try:
+            recover(self.backend, strict=False)
+        except MemcgError as error:
+            self.log.note(f"cannot recover: {error}")
+        self._say_restores()
+
+    def _say_restores(self) -> None:
+        """Log what became of the limits memcgctl owed back (recovered, dropped, left as someone set them)."""
+        if not (self.backend.recovered or self.backend.kept):
+            return
+        from ..render.text import kept_text, recovered_text
+
+        for recovered in self.backend.recovered:
+            self.log.note(recovered_text(recovered))
+        for restore in self.backend.kept:
+            self.log.note(kept_text(restore))
+        self.backend.recovered.clear()
+        self.backend.kept.clear()
 
     def _due(self, now: float, interval_pass: bool) -> set:
         """The groups the next pass reads: new and woken ones, those whose

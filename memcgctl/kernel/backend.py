@@ -6,6 +6,7 @@ them (operations, commands) is written once for both versions.
 
 from __future__ import annotations
 
+import enum
 from pathlib import Path
 from typing import NamedTuple
 
@@ -75,6 +76,26 @@ class Reclaim(NamedTuple):
         return "\n".join(lines)
 
 
+class RestoreOutcome(enum.Enum):
+    """What a restore of a lowered limit found in the file (Backend.compare_restore)."""
+
+    RESTORE = "restore"  # it holds what memcgctl wrote: the value goes back
+    ALREADY_BACK = "already-back"  # it holds the value to restore (the lowering never took): nothing to write
+    CHANGED_SINCE = "changed-since"  # someone else wrote it since: left as they set it
+
+
+class Restore(NamedTuple):
+    """The undo of a lowered limit, compared before it is written: VALUE goes
+    back into PATH only while the file holds one of LOWERED (the values
+    memcgctl wrote there); FOUND is what it held, as the kernel reads it."""
+
+    outcome: RestoreOutcome
+    path: Path
+    value: str
+    lowered: tuple
+    found: str
+
+
 class Backend:
     """The interface of one cgroup version over one cgroup root."""
 
@@ -84,13 +105,19 @@ class Backend:
     limit_names: tuple
     # Whether setting the hard limit below usage makes the kernel OOM-kill.
     limit_below_usage_kills: bool
+    # The files a shrink lowers and a journal record may restore (v1's limits).
+    restorable_files: tuple = ()
 
     def __init__(self, fs: CgroupFS, journal=None):
         self.fs = fs
         # The Journal that makes temporary changes crash-safe; None: none.
         self.journal = journal
-        # Restores of changes a dead memcgctl left behind, done by this one.
+        # What became of the records a dead memcgctl left behind, as
+        # operations.recovery.Recovered values (restored, or dropped and why).
         self.recovered = []
+        # Restores this memcgctl left undone because someone else wrote the
+        # limit while it was lowered (Restore values, CHANGED_SINCE).
+        self.kept = []
 
     # --- groups ---------------------------------------------------------------
 
@@ -166,6 +193,22 @@ class Backend:
     def plan_shrink(self, group: Group, target: int) -> list[Write]:
         """The writes of a shrink to TARGET bytes, as shrink_to() makes them."""
         raise NotImplementedError
+
+    def compare_restore(self, restore: Write, lowered: tuple) -> Restore:
+        """What RESTORE would find: whether its file still holds one of
+        LOWERED (what memcgctl wrote), already holds the value to restore,
+        or was changed by someone else since.  Reads; writes nothing."""
+        raise NotImplementedError
+
+    def restore_unless_changed(self, restore: Write, lowered: tuple) -> Restore:
+        """Make RESTORE only while its file holds one of LOWERED; what was found.
+        The kernel has no compare-and-swap for a limit: a write that lands
+        between the read and this one is overwritten (a window of microseconds,
+        under the group's lock, so never another memcgctl's)."""
+        found = self.compare_restore(restore, lowered)
+        if found.outcome is RestoreOutcome.RESTORE:
+            self.fs.apply(restore)
+        return found
 
     def shrink_step(self, group: Group, target: int, best_effort: bool = False) -> Reclaim:
         """The plan step that shrinks GROUP to TARGET bytes (see Reclaim)."""

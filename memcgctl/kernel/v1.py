@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import errno
+import os
 
 from ..errors import Busy, MemcgError, NoProgress, NotAvailable, UsageError
 from ..safety.deadline import NEVER, Deadline
 from ..sizes import MAX_BYTES
-from .backend import Backend, GroupStat, Reclaim
+from .backend import Backend, GroupStat, Reclaim, Restore, RestoreOutcome
 from .fs import Action, Group, Write, to_int
 
 LIMIT = "memory.limit_in_bytes"
@@ -29,6 +30,8 @@ RECLAIMING_WRITES = frozenset({LIMIT, MEMSW_LIMIT, FORCE_EMPTY})
 # largest page size (64 KiB on arm64) of LONG_MAX is therefore unlimited.
 UNLIMITED_FROM = 2**63 - 2**16
 UNLIMITED_TEXT = "-1"
+# The kernel keeps a limit in pages, rounded down: 4097 written reads back 4096.
+PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 
 LIMIT_REASONS = {
     errno.EBUSY: "the kernel could not reclaim enough memory to get under it; the limit is unchanged",
@@ -52,6 +55,18 @@ def _to_kernel(value: int | None) -> str:
     return UNLIMITED_TEXT if value is None else str(value)
 
 
+def _holds(found: str, written: str) -> bool:
+    """Whether a limit file that reads FOUND holds what was written to it as
+    WRITTEN: the same bytes, rounded down to a page, or both unlimited."""
+    try:
+        found_bytes, written_bytes = _from_kernel(int(found)), _from_kernel(int(written))
+    except ValueError:  # not a number (a fake tree's file edited by hand), or thousands of digits
+        return False
+    if found_bytes is None or written_bytes is None:
+        return found_bytes == written_bytes
+    return found_bytes in (written_bytes, written_bytes - written_bytes % PAGE_SIZE)
+
+
 def _at_least(a: int | None, b: int | None) -> bool:
     """a >= b, where None is unlimited."""
     return a is None or (b is not None and a >= b)
@@ -63,6 +78,7 @@ class V1Backend(Backend):
     limit_names = ("limit", "soft_limit", "swap_limit")
     # Below usage, the kernel reclaims or answers EBUSY: lowering is safe.
     limit_below_usage_kills = False
+    restorable_files = (LIMIT, MEMSW_LIMIT)
 
     def attach_action(self, group: Group, pid: int, threads: bool = False) -> Write:
         return Write(group.path / (TASKS if threads else PROCS), str(pid))
@@ -149,11 +165,14 @@ class V1Backend(Backend):
     def shrink_to(self, group: Group, target: int, deadline: Deadline = NEVER) -> int:
         # Lowering the limit makes the kernel reclaim synchronously; it answers
         # EBUSY (limit unchanged) when it cannot get under it.  The previous
-        # limit is journaled first (so that a later memcgctl can restore it if
-        # this one dies) and written back whatever happens, with stop signals
-        # held so that a second Ctrl-C cannot cut the restore short.  Only
-        # when the kernel refused the lowering write (EBUSY, EINVAL) is there
-        # nothing to restore: the limit is as it was.
+        # limit and the lowered one are journaled first (so that a later
+        # memcgctl can restore it if this one dies) and the previous limit is
+        # written back whatever happens, with stop signals held so that a
+        # second Ctrl-C cannot cut the restore short, but only while the file
+        # holds the lowered limit: one written meanwhile by someone else
+        # (systemd, a container runtime, an admin) is theirs and stays
+        # (self.kept says so).  Only when the kernel refused the lowering write
+        # (EBUSY, EINVAL) is there nothing to restore: the limit is as it was.
         #
         # The whole shrink goes through one fd of the group's directory: in a
         # delegated subtree its user may rename the group away and another
@@ -168,7 +187,8 @@ class V1Backend(Backend):
 
         lower, restore = self.plan_shrink(group, target)
         if self.journal is not None:
-            self.journal.record(group.path, restore.path, restore.value, identity=self.fs.identity(group))
+            self.journal.record(group.path, restore.path, restore.value, (lower.value,),
+                                identity=self.fs.identity(group))
         limit_may_be_lowered = True
         try:
             try:
@@ -182,7 +202,8 @@ class V1Backend(Backend):
                 raise
             return self.read_usage(group)
         finally:
-            run_despite_signals(lambda: self._finish_shrink(group, restore if limit_may_be_lowered else None))
+            run_despite_signals(lambda: self._finish_shrink(group, restore if limit_may_be_lowered else None,
+                                                            lower))
 
     def apply_within(self, actions: list[Action], deadline: Deadline = NEVER) -> None:
         # A write to memory.limit_in_bytes (or memsw) below usage, or to
@@ -199,11 +220,23 @@ class V1Backend(Backend):
             for action in actions:
                 self.fs.apply(action)
 
-    def _finish_shrink(self, group: Group, restore: Write | None) -> None:
+    def _finish_shrink(self, group: Group, restore: Write | None, lower: Write) -> None:
         if restore is not None:
-            self.fs.apply(restore)
+            restored = self.restore_unless_changed(restore, (lower.value,))
+            if restored.outcome is RestoreOutcome.CHANGED_SINCE:
+                self.kept.append(restored)
         if self.journal is not None:
             self.journal.clear(group.path)
+
+    def compare_restore(self, restore: Write, lowered: tuple) -> Restore:
+        found = self.fs.read_text(restore.path).strip()
+        if any(_holds(found, value) for value in lowered):
+            outcome = RestoreOutcome.RESTORE
+        elif _holds(found, restore.value):
+            outcome = RestoreOutcome.ALREADY_BACK
+        else:
+            outcome = RestoreOutcome.CHANGED_SINCE
+        return Restore(outcome, restore.path, restore.value, tuple(lowered), found)
 
     def plan_shrink(self, group: Group, target: int) -> list[Write]:
         previous = _from_kernel(self.fs.read_int(group.path / LIMIT))

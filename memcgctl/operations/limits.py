@@ -14,8 +14,8 @@ from ..errors import Busy, MemcgError, NotAvailable, UsageError
 from ..kernel.backend import Backend, Reclaim
 from ..kernel.fs import Group
 from ..safety.deadline import NEVER, Deadline
-from ..safety.journal import exclusive
 from ..sizes import ShrinkTarget
+from .recovery import exclusive
 
 if TYPE_CHECKING:
     from .shrink import ShrinkResult

@@ -17,8 +17,8 @@ from ..errors import DeadlinePassed, LockHeld, NoProgress
 from ..kernel.backend import Backend
 from ..kernel.fs import Group
 from ..safety.deadline import NEVER, Deadline
-from ..safety.journal import exclusive
 from ..sizes import ShrinkTarget
+from .recovery import exclusive
 
 
 class StopReason(enum.Enum):

@@ -1,10 +1,13 @@
 """Crash safety for changes that must be undone: a per-group lock and a journal.
 
 A v1 shrink lowers memory.limit_in_bytes for a moment.  Before it does, the
-limit to restore is recorded here (written atomically and fsynced); the
-record is removed once the limit is back.  If memcgctl dies in between
-(SIGKILL, OOM, a power cut of the shell), the record stays, and the next
-memcgctl that takes the group's lock finds it and writes the limit back.
+limit to restore and the lowered value it is about to write are recorded here
+(written atomically and fsynced); the record is removed once the limit is
+back.  If memcgctl dies in between (SIGKILL, OOM, a power cut of the shell),
+the record stays, and the next memcgctl that takes the group's lock finds it
+and writes the limit back, but only while the file still holds the lowered
+value: a limit someone set since is theirs (operations/recovery.py replays
+records; this module only keeps them).
 
 The lock (flock on a file per group) also serialises memcgctl processes that
 change the same group, so one shrink never "restores" over another's change.
@@ -25,7 +28,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import re
 import stat
 import time
 from pathlib import Path
@@ -36,9 +38,6 @@ from .deadline import NEVER, Deadline
 
 DEFAULT_DIRECTORY = Path("/run/memcgctl")
 LOCK_POLL_SECONDS = 0.01
-# The only files a restore writes, and the only values it writes there.
-RESTORABLE_FILES = ("memory.limit_in_bytes", "memory.memsw.limit_in_bytes")
-RESTORABLE_VALUE = re.compile(r"(-1|[0-9]{1,19})\Z")
 BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
 # The fields a record must hold to be replayed (see Journal.record).
 IDENTITY_FIELDS = ("root", "root_device", "root_inode", "group", "device", "inode", "boot")
@@ -87,7 +86,9 @@ def current_boot() -> str:
 
 
 class PendingRestore(NamedTuple):
-    """A write that a dead memcgctl left undone: VALUE back into PATH.
+    """A write that a dead memcgctl left undone: VALUE back into PATH, while
+    PATH holds one of LOWERED (what that memcgctl wrote there; None in a
+    record of a memcgctl older than this field, which did not note it).
     IDENTITY: the root, group and boot it was made for (see Journal.record)."""
 
     path: Path
@@ -95,6 +96,7 @@ class PendingRestore(NamedTuple):
     pid: int
     started: float
     identity: dict | None = None
+    lowered: tuple | None = None
 
 
 class Journal:
@@ -103,9 +105,8 @@ class Journal:
     def __init__(self, directory: Path | str | None = None):
         self.directory = Path(directory) if directory else default_directory()
         self._fd = None
-        # What recovery dropped (stale records) and could not read, as
-        # (record path, why): the command line says so.
-        self.dropped = []
+        # The records recovery could not read, as (record path, why): the
+        # recover command says so.
         self.unreadable = []
 
     def _key(self, group_path: Path) -> str:
@@ -225,13 +226,16 @@ class Journal:
 
     # --- records --------------------------------------------------------------
 
-    def record(self, group_path: Path, restore_path: Path, value: str, identity: dict | None = None) -> None:
-        """Durably note that VALUE must go back into RESTORE_PATH.  IDENTITY
+    def record(self, group_path: Path, restore_path: Path, value: str, lowered: tuple,
+               identity: dict | None = None) -> None:
+        """Durably note that VALUE must go back into RESTORE_PATH while it holds
+        one of LOWERED (the values about to be written there).  IDENTITY
         (CgroupFS.identity()) binds the record to its root and to the group's
         directory: without it, the record is never replayed."""
         import json
 
-        record = {"path": str(restore_path), "value": value, "pid": os.getpid(), "started": time.time()}
+        record = {"path": str(restore_path), "value": value, "lowered": [str(text) for text in lowered],
+                  "pid": os.getpid(), "started": time.time()}
         if identity is not None:
             record.update(identity, file=restore_path.name, boot=current_boot())
         self.replace_file(self._record_name(group_path), json.dumps(record).encode(), "write journal")
@@ -296,8 +300,13 @@ class Journal:
             identity = {field: data[field] for field in IDENTITY_FIELDS} if "inode" in data else None
             if identity is not None:
                 identity["file"] = data["file"]
+            lowered = None
+            if "lowered" in data:
+                if not isinstance(data["lowered"], list):
+                    raise TypeError("'lowered' is not a list")
+                lowered = tuple(str(text) for text in data["lowered"])
             return PendingRestore(Path(data["path"]), str(data["value"]), int(data["pid"]), float(data["started"]),
-                                  identity)
+                                  identity, lowered)
         except (ValueError, KeyError, TypeError) as err:
             raise self.unreadable_record(name, f"{type(err).__name__}: {err}") from None
 
@@ -318,132 +327,3 @@ def describe(err: OSError) -> str:
     from ..errors import describe_errno
 
     return describe_errno(err.errno)
-
-
-# --- using it: what the operations call ------------------------------------------
-
-
-@contextlib.contextmanager
-def exclusive(backend, group_path: Path, deadline: Deadline = NEVER):
-    """Hold the group's lock for a change, after undoing what a dead memcgctl
-    left behind in it.  Without a journal (library default), no locking."""
-    if backend.journal is None:
-        yield
-        return
-    with backend.journal.locked(group_path, deadline):
-        _restore_pending(backend, group_path, backend.journal.pending(group_path))
-        yield
-
-
-def recover(backend, strict: bool = True) -> None:
-    """Undo every change left behind under BACKEND's root by a memcgctl that
-    died, skipping groups a live memcgctl holds; see backend.recovered and
-    journal.dropped.  STRICT: a record that cannot be read or restored raises
-    (after the others were done); otherwise it is left for a later memcgctl."""
-    if backend.journal is None:
-        return
-    failures = []
-    for group_path, _ in backend.journal.all_pending():
-        if not _is_under(group_path, backend.fs.root):
-            continue
-        try:
-            with backend.journal.locked(group_path, Deadline(0)):
-                _restore_pending(backend, group_path, backend.journal.pending(group_path))
-        except LockHeld:
-            continue  # a live memcgctl holds it and will restore it itself
-        except MemcgError as error:
-            failures.append(error)
-    if strict and backend.journal.unreadable:
-        path, why = backend.journal.unreadable[0]
-        more = f" (and {len(backend.journal.unreadable) - 1} more)" if len(backend.journal.unreadable) > 1 else ""
-        raise MemcgError("recover", f"{why}{more}", str(path))
-    if strict and failures:
-        raise failures[0]
-
-
-def plan_recover(backend) -> list:
-    """The writes recover() would make (for a dry run)."""
-    from ..kernel.fs import Write
-
-    if backend.journal is None:
-        return []
-    writes = []
-    for group_path, pending in backend.journal.all_pending():
-        if _is_under(group_path, backend.fs.root) and _verdict(backend, group_path, pending) is None:
-            writes.append(Write(pending.path, pending.value))
-    return writes
-
-
-def _restore_pending(backend, group_path: Path, pending: PendingRestore | None) -> None:
-    if pending is None:
-        return
-    verdict = _verdict(backend, group_path, pending)
-    journal = backend.journal
-    if verdict == "gone":  # a group deleted since has nothing to restore
-        journal.clear(group_path)
-        return
-    if isinstance(verdict, Stale):
-        journal.dropped.append((pending, verdict.why))
-        journal.clear(group_path)
-        return
-    if verdict is not None:
-        raise MemcgError("recover", f"the journal record does not match its group ({verdict}); it was not "
-                         f"applied: remove it once the group is checked (rm {journal._record_path(group_path)})",
-                         str(journal.directory))
-    from ..kernel.fs import Write
-
-    group = backend.fs.group(pending.identity["group"])
-    with backend.fs.pinned(group):
-        # Checked again through the fd the write goes through: the group
-        # may have been swapped since _verdict looked.
-        if backend.fs.directory_identity(group) != (pending.identity["device"], pending.identity["inode"]):
-            journal.dropped.append((pending, "the group was removed and made again"))
-        else:
-            backend.fs.apply(Write(pending.path, pending.value))
-            backend.recovered.append(pending)
-    journal.clear(group_path)
-
-
-class Stale(NamedTuple):
-    """A record made for something that no longer exists as it was."""
-
-    why: str
-
-
-def _verdict(backend, group_path: Path, pending: PendingRestore):
-    """None if PENDING may be replayed as it is; 'gone' if its group is gone;
-    a Stale if it belongs to a group or root or boot that was replaced;
-    otherwise why it is refused (a planted or foreign record)."""
-    identity = pending.identity
-    fs = backend.fs
-    if identity is None:
-        return "it does not name its root and group directory"
-    from ..errors import UsageError
-    from ..kernel.fs import clean_group_name
-
-    try:
-        clean_group_name(str(identity["group"]))
-    except UsageError:
-        return f"{str(identity['group'])[:40]!r} is not a group name"
-    if identity["root"] != str(fs.root) or group_path != fs.root.joinpath(*Path(identity["group"]).parts):
-        return f"made for {identity['root']} / {identity['group']!r}"
-    if pending.path.parent != group_path or identity.get("file") != pending.path.name \
-            or pending.path.name not in RESTORABLE_FILES:
-        return f"it names {pending.path}, not a limit of its group"
-    if not RESTORABLE_VALUE.match(pending.value):
-        return f"{pending.value[:40]!r} is not a limit"
-    if identity["boot"] != current_boot():
-        return Stale("it was made before the last reboot")
-    if (identity["root_device"], identity["root_inode"]) != fs.root_identity():
-        return Stale("the cgroup root was replaced since")
-    group = fs.group(identity["group"])
-    found = fs.directory_identity(group)
-    if found is None:
-        return "gone"
-    if found != (identity["device"], identity["inode"]):
-        return Stale("the group was removed and made again")
-    return None
-
-
-def _is_under(path: Path, root: Path) -> bool:
-    return path == root or str(path).startswith(str(root) + os.sep)

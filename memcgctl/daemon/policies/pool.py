@@ -26,7 +26,13 @@ class PoolPolicy:
 
     @classmethod
     def check(cls, rule: dict) -> tuple[str, str] | None:
-        return None
+        nested = nesting(rule["groups"])
+        if nested is None:
+            return None
+        outer, inner = nested
+        return "groups", (f"{inner!r} may name groups inside {outer!r}: a group's usage includes its "
+                          "children's (on both cgroup versions), so the pool would count their memory twice; "
+                          "list the parent or its children, not both")
 
     def stepped(self, after: Reading, state: dict) -> None:
         """The pool keeps nothing across steps."""
@@ -63,6 +69,36 @@ class PoolPolicy:
                                                  f"{why}; {format_size(reading.usage)} vs share "
                                                  f"{format_size(share)}")))
         return steps
+
+
+def nesting(patterns: tuple) -> tuple[str, str] | None:
+    """(outer, inner): two of PATTERNS (names or globs, one level per
+    component) of which INNER may name a group inside one OUTER names; None if
+    no two can.  Where both components are globs they are taken to overlap
+    unless their literal beginnings differ (a* and b* cannot)."""
+    for outer in patterns:
+        for inner in patterns:
+            outer_parts, inner_parts = outer.split("/"), inner.split("/")
+            if len(outer_parts) < len(inner_parts) and all(
+                    _may_overlap(a, b) for a, b in zip(outer_parts, inner_parts, strict=False)):
+                return outer, inner
+    return None
+
+
+GLOB_CHARACTERS = "*?["
+
+
+def _may_overlap(a: str, b: str) -> bool:
+    """Whether one name can match both components A and B."""
+    from fnmatch import fnmatchcase
+
+    a_is_glob, b_is_glob = (any(c in part for c in GLOB_CHARACTERS) for part in (a, b))
+    if not a_is_glob and not b_is_glob:
+        return a == b
+    if not a_is_glob or not b_is_glob:
+        return fnmatchcase(a, b) if not a_is_glob else fnmatchcase(b, a)
+    prefix_a, prefix_b = (part[:min(part.find(c) for c in GLOB_CHARACTERS if c in part)] for part in (a, b))
+    return prefix_a.startswith(prefix_b) or prefix_b.startswith(prefix_a)
 
 
 def water_level(above: list[float], excess: float) -> float:

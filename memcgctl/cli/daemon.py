@@ -29,6 +29,7 @@ def daemon(settings, config_file, once, check):
     from ..daemon.config import load_config
     from ..daemon.engine import Engine
     from ..daemon.log import DaemonLog
+    from ..escape import printable
 
     config = load_config(config_file)
     backend = settings.backend()
@@ -38,7 +39,8 @@ def daemon(settings, config_file, once, check):
     if check:
         engine = Engine(backend, config, log, dry_run=True)
         for label, policy, names in engine.matches():
-            click.echo(f"{label}: {policy}: {' '.join(names) if names else '(no group matches now)'}")
+            matched = " ".join(map(printable, names)) if names else "(no group matches now)"
+            click.echo(f"{label}: {policy}: {matched}")
         return
     from ..daemon.lock import one_daemon_per_root
 

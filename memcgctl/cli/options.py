@@ -44,7 +44,7 @@ class Settings:
         return self._backend
 
     def report_recovered(self) -> None:
-        from ..render.escape import printable
+        from ..escape import printable
 
         for pending in self._backend.recovered if self._backend else []:
             click.echo(f"memcgctl: restored {pending.value} to {printable(str(pending.path))}, left behind by a "
@@ -85,7 +85,7 @@ class Settings:
     def _report(self, action: Action, to_stderr: bool) -> None:
         verb = "created" if isinstance(action, MakeDir) else "deleted" if isinstance(action, RemoveDir) else None
         if verb and self.verbose:
-            from ..render.escape import printable  # group names may hold control characters
+            from ..escape import printable  # group names may hold control characters
 
             root = self.backend().fs.root
             click.echo(f"{verb} {printable(str(action.path.relative_to(root)))}", err=to_stderr)
@@ -93,7 +93,7 @@ class Settings:
     def say(self, text: str) -> None:
         """Report what was done, only with -v: cron mails any output."""
         if self.verbose:
-            from ..render.escape import printable  # group names may hold control characters
+            from ..escape import printable  # group names may hold control characters
 
             click.echo(printable(text))
 

@@ -74,6 +74,8 @@ def _print_frames(sampler, interval: float, count: int | None, as_json: bool) ->
 
     if as_json:
         import json
+
+        from ..render.json_text import utf8_strings
     else:
         from ..render.frames import batch_text
     shown, due = 0, time.monotonic()
@@ -85,7 +87,7 @@ def _print_frames(sampler, interval: float, count: int | None, as_json: bool) ->
             frame = sampler.next_frame()
             shown += 1
             if as_json:
-                sys.stdout.write(json.dumps(frame.to_json(), separators=(",", ":")) + "\n")
+                sys.stdout.write(json.dumps(utf8_strings(frame.to_json()), separators=(",", ":")) + "\n")
             else:
                 sys.stdout.write(batch_text(frame, order_rows(frame.rows), interval))
             sys.stdout.flush()

@@ -55,7 +55,7 @@ class Group(NamedTuple):
 
 
 def _quote(text: str) -> str:
-    from ..render.escape import shell_quote  # only dry runs print shell lines
+    from ..escape import shell_quote  # only dry runs print shell lines
 
     return shell_quote(text)
 

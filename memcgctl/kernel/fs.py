@@ -237,9 +237,9 @@ class CgroupFS:
         parts = clean_group_name(name)
         path = self.root.joinpath(*parts)
         if len(os.fsencode(path)) > MAX_PATH_BYTES:
-            raise UsageError(f"group {name[:40]!r}...", f"the path would be longer than {MAX_PATH_BYTES} bytes")
+            raise UsageError(f"group '{name[:40]}...'", f"the path would be longer than {MAX_PATH_BYTES} bytes")
         if self._leads_through_a_link(parts):
-            raise UsageError(f"group {name!r}", "leads outside the cgroup root", str(self.root))
+            raise UsageError(f"group '{name}'", "leads outside the cgroup root", str(self.root))
         return Group("/".join(parts), path)
 
     def _leads_through_a_link(self, parts: list[str]) -> bool:
@@ -917,16 +917,16 @@ def clean_group_name(name: str) -> list[str]:
     are NUL and newline (the kernel would refuse or mangle them).
     """
     if "\0" in name or "\n" in name:
-        raise UsageError(f"group {name!r}", "a group name cannot contain NUL or newline")
+        raise UsageError(f"group '{name}'", "a group name cannot contain NUL or newline")
     parts = [part for part in name.split("/") if part]
     for part in parts:
         if part in (".", ".."):
-            raise UsageError(f"group {name!r}", f"'{part}' is not allowed in a group name")
+            raise UsageError(f"group '{name}'", f"'{part}' is not allowed in a group name")
         if is_kernel_file_name(part):
-            raise UsageError(f"group {name!r}", f"'{part}' is the name of a kernel file of a cgroup, "
+            raise UsageError(f"group '{name}'", f"'{part}' is the name of a kernel file of a cgroup, "
                              "not of a group")
         if len(part.encode("utf-8", "surrogateescape")) > MAX_NAME_BYTES:
-            raise UsageError(f"group {name!r}", f"a name component is longer than {MAX_NAME_BYTES} bytes")
+            raise UsageError(f"group '{name}'", f"a name component is longer than {MAX_NAME_BYTES} bytes")
     return parts
 
 

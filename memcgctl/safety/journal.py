@@ -424,9 +424,9 @@ def _verdict(backend, group_path: Path, pending: PendingRestore):
     try:
         clean_group_name(str(identity["group"]))
     except UsageError:
-        return f"{str(identity['group'])[:40]!r} is not a group name"
+        return f"'{str(identity['group'])[:40]}' is not a group name"
     if identity["root"] != str(fs.root) or group_path != fs.root.joinpath(*Path(identity["group"]).parts):
-        return f"made for {identity['root']} / {identity['group']!r}"
+        return f"made for {identity['root']} / '{identity['group']}'"
     if pending.path.parent != group_path or identity.get("file") != pending.path.name \
             or pending.path.name not in RESTORABLE_FILES:
         return f"it names {pending.path}, not a limit of its group"

@@ -16,6 +16,7 @@ import pytest
 
 from memcgctl.errors import InvalidValue, MemcgError, NotAvailable, NotFound, UsageError
 from memcgctl.kernel import psi
+from memcgctl.kernel.fs import CgroupFS, Group
 
 KERNEL_TEXT = ("some avg10=1.50 avg60=0.25 avg300=0.05 total=123456\n"
                "full avg10=0.75 avg60=0.10 avg300=0.00 total=65432\n")
@@ -105,7 +106,8 @@ def test_trigger_on_a_v1_group_says_not_available(kernel_root):
     group = kernel_root.path / "g"
     group.mkdir()
     with pytest.raises(NotAvailable) as caught:
-        psi.PressureTrigger.for_group(group, 10_000, 1_000_000)
+        psi.PressureTrigger.for_group(CgroupFS(kernel_root.path, is_kernel=True), Group("g", group), 10_000,
+                                      1_000_000)
     assert caught.value.exit_code == 69 and "memory.pressure" in str(caught.value)
     assert group.is_dir() and not (group / "memory.pressure").exists()
 

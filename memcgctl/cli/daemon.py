@@ -27,7 +27,7 @@ def daemon(settings, config_file, once, check):
       memcgctl daemon --config daemon.toml --check
     """
     from ..daemon.config import load_config
-    from ..daemon.engine import Engine
+    from ..daemon.engine import Engine, raise_file_limit
     from ..daemon.log import DaemonLog
     from ..escape import printable
 
@@ -44,5 +44,6 @@ def daemon(settings, config_file, once, check):
         return
     from ..daemon.lock import one_daemon_per_root
 
+    raise_file_limit()  # one fd per kernel watch (engine.watch_cap)
     with one_daemon_per_root(backend.journal, backend.fs.root):
         Engine(backend, config, log, settings.dry_run).run(once)

@@ -483,6 +483,30 @@ class CgroupFS:
         finally:
             os.close(fd)
 
+    # --- kernel notifiers ------------------------------------------------------
+
+    def open_for_watch(self, group: Group, name: str, flags: int) -> int:
+        """An fd of the kernel file NAME of GROUP for a kernel notifier (a v1
+        usage threshold's cgroup.event_control and memory.usage_in_bytes, v2
+        memory.events, a PSI trigger's memory.pressure), opened and checked
+        as every file is (from the group's directory fd, O_NOFOLLOW and
+        O_NONBLOCK, a file of this root's cgroupfs); the caller closes it.
+
+        Only on a kernel root: a fake tree's plain files notify nothing, and
+        a registration written there would go to whatever file someone put
+        in its place, so NotAvailable (the daemon reads such groups at every
+        interval).  NotFound when the group is gone, NotAvailable when the
+        kernel has no such file."""
+        path = group.path / name
+        what = f"watch {name} of {group.label}"
+        if not self.is_kernel:
+            raise NotAvailable(what, "a fake root has no kernel notifiers", str(path))
+        reasons = PERMISSION_TO_READ if (flags & os.O_ACCMODE) == os.O_RDONLY else PERMISSION_TO_WRITE
+        fd = self._open_file(path, flags, what, reasons)
+        if fd is None:
+            raise self._missing(what, path)
+        return fd
+
     # --- changing -------------------------------------------------------------
 
     def apply(self, action: Action) -> None:

@@ -14,9 +14,9 @@ where avg10 is a 10-second decaying average that lags behind.
 
 cgroup v1 groups have no memory.pressure; the host file is all there is.
 
-This kernel-facing module opens the pressure files itself (a trigger needs
-its own file descriptor held open and polled) and translates OSError here,
-as kernel/fs.py does for the other cgroup files.
+A group's trigger is registered on an fd the filesystem layer opened and
+checked (CgroupFS.open_for_watch); this module opens only the host's file
+for a trigger, and reads the pressure files by path (the library's readers).
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from ..errors import MemcgError, NotAvailable, NotFound, UsageError, describe_errno, error_from_oserror
+from .fs import CgroupFS, Group
 
 GROUP_PRESSURE = "memory.pressure"
 HOST_PRESSURE = Path("/proc/pressure/memory")
@@ -151,10 +152,12 @@ class PressureTrigger:
 
     poll_events = select.POLLPRI | select.POLLERR
 
-    def __init__(self, path: Path, stall_us: int, window_us: int, kind: str = "some"):
+    def __init__(self, path: Path, stall_us: int, window_us: int, kind: str = "some", fd: int | None = None):
+        """A trigger on the pressure file PATH: the host's, opened here, or a
+        group's, whose FD the filesystem layer opened and checked (for_group)."""
         check_trigger(stall_us, window_us, kind)
         self.path = Path(path)
-        self._fd = self._open()
+        self._fd = self._open() if fd is None else fd
         try:
             self._register(f"{kind} {stall_us} {window_us}")
         except BaseException:
@@ -162,10 +165,16 @@ class PressureTrigger:
             raise
 
     @classmethod
-    def for_group(cls, group_path: Path, stall_us: int, window_us: int, kind: str = "some") -> PressureTrigger:
-        return cls(Path(group_path) / GROUP_PRESSURE, stall_us, window_us, kind)
+    def for_group(cls, fs: CgroupFS, group: Group, stall_us: int, window_us: int,
+                  kind: str = "some") -> PressureTrigger:
+        """A trigger on GROUP's memory.pressure (cgroup v2), opened through the
+        filesystem layer: NotAvailable on v1 (no such file) and on a fake root."""
+        check_trigger(stall_us, window_us, kind)
+        fd = fs.open_for_watch(group, GROUP_PRESSURE, os.O_RDWR)
+        return cls(group.path / GROUP_PRESSURE, stall_us, window_us, kind, fd)
 
     def _open(self) -> int:
+        """The host's /proc/pressure/memory (not a cgroup file)."""
         what = f"open {self.path.name} for a pressure trigger"
         try:
             return os.open(self.path, os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)

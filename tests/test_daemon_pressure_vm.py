@@ -52,7 +52,7 @@ def test_trigger_fires_on_a_stall_and_says_when_the_group_goes(kernel_root):
         kernel_root.start("stalled", "dd", "if=/dev/zero", "of=/tmp/stall.data", "bs=1M", "count=64",
                           "conv=fsync", "status=none")
         assert trigger.wait(60) is True
-        assert psi.read_group_pressure(group).some.total_us >= 1000
+        assert psi.read_group_pressure(fs, group).some.total_us >= 1000
         kernel_root.processes[-1].wait(120)
         group.rmdir()
         with pytest.raises(NotFound) as caught:

@@ -108,7 +108,7 @@ def describe_spec(spec: tuple) -> str:
 # ("pressure": the group's PSI, or the host's on v1, from kernel/psi.py).
 EXTRA_READERS: dict = {
     # A fake tree's files are not the kernel's: no PSI there (and no trigger written to them).
-    "pressure": lambda backend, group: read_pressure(group.path) if backend.fs.is_kernel else None,
+    "pressure": lambda backend, group: read_pressure(backend.fs, group.path) if backend.fs.is_kernel else None,
 }
 
 

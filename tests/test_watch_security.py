@@ -87,57 +87,47 @@ def wait_for_log_line(daemon: subprocess.Popen, text: str, timeout: float = 20.0
     pytest.fail(f"the daemon never said {text!r}: {lines}")
 
 
-@needs_root_and_setpriv()
-def test_a_link_planted_at_cgroup_event_control_is_never_written_through(shared_tree, tmp_path):
-    root = make_tree(shared_tree, 1)
-    victim = tmp_path / "root-only"
-    victim.write_text("root's secret\n")
-    victim.chmod(0o600)
-    control = root / "batch" / "job" / "cgroup.event_control"
-    planted = as_nobody(["sh", "-c", f"rm -f '{control}' && ln -s '{victim}' '{control}'"])
+def plant_and_run_daemon(base: Path, version: int, name: str, plant: str, tmp_path: Path) -> tuple[int, str, Path]:
+    """As nobody, replace batch/job/NAME by what the shell command PLANT
+    (`{path}` for its path) makes; run a root daemon on batch/* for a few
+    passes and stop it: (exit status, log, the planted path)."""
+    planted_path = make_tree(base, version) / "batch" / "job" / name
+    planted = as_nobody(["sh", "-c", f"rm -f '{planted_path}' && " + plant.format(path=f"'{planted_path}'")])
     assert planted.returncode == 0, planted.stderr
     config = tmp_path / "daemon.toml"
     config.write_text(WATERMARK)
-    daemon = start_daemon(root, config)
+    daemon = start_daemon(planted_path.parents[2], config)
     wait_for_log_line(daemon, "batch/job: watched by")
-    time.sleep(1.5)  # a pass or two: the old daemon registered here
-    status, log = stop(daemon)
+    time.sleep(2.5)  # passes at the 1 s interval: the old daemon registered its watch at the first
+    status, log = stop(daemon, within=5)
+    assert "Traceback" not in log
+    return status, log, planted_path
+
+
+@needs_root_and_setpriv()
+def test_a_link_planted_at_cgroup_event_control_is_never_written_through(shared_tree, tmp_path):
+    victim = tmp_path / "root-only"
+    victim.write_text("root's secret\n")
+    victim.chmod(0o600)
+    status, log, control = plant_and_run_daemon(shared_tree, 1, "cgroup.event_control", f"ln -s '{victim}' {{path}}",
+                                                tmp_path)
     assert status == 0, log
     assert victim.read_text() == "root's secret\n" and victim.stat().st_mode & 0o777 == 0o600
     assert control.is_symlink()
-    assert "Traceback" not in log
 
 
 @needs_root_and_setpriv()
 def test_a_fifo_planted_at_cgroup_event_control_does_not_hang_the_daemon(shared_tree, tmp_path):
-    root = make_tree(shared_tree, 1)
-    control = root / "batch" / "job" / "cgroup.event_control"
-    planted = as_nobody(["sh", "-c", f"rm -f '{control}' && mkfifo '{control}'"])
-    assert planted.returncode == 0, planted.stderr
-    config = tmp_path / "daemon.toml"
-    config.write_text(WATERMARK)
-    daemon = start_daemon(root, config)
-    wait_for_log_line(daemon, "batch/job: watched by")
-    time.sleep(1.5)
-    status, log = stop(daemon, within=5)
+    status, log, _ = plant_and_run_daemon(shared_tree, 1, "cgroup.event_control", "mkfifo {path}", tmp_path)
     assert status == 0 and "SIGTERM: stopping" in log, log
-    assert "Traceback" not in log
 
 
 @needs_root_and_setpriv()
 def test_a_link_at_memory_events_of_a_fake_v2_group_is_no_crash(shared_tree, tmp_path):
-    root = make_tree(shared_tree, 2)
-    events = root / "batch" / "job" / "memory.events"
-    planted = as_nobody(["sh", "-c", f"rm -f '{events}' && ln -s /etc/hostname '{events}'"])
-    assert planted.returncode == 0, planted.stderr
-    config = tmp_path / "daemon.toml"
-    config.write_text(WATERMARK)
-    daemon = start_daemon(root, config)
-    wait_for_log_line(daemon, "batch/job: watched by")
-    time.sleep(2.5)  # passes at the 1 s interval
-    status, log = stop(daemon)
+    status, log, events = plant_and_run_daemon(shared_tree, 2, "memory.events", "ln -s /etc/hostname {path}",
+                                               tmp_path)
     assert status == 0, log
-    assert "Traceback" not in log and events.is_symlink()
+    assert events.is_symlink()
 
 
 def test_the_filesystem_layer_opens_no_watch_on_a_fake_root(fake_v1):

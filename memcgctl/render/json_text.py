@@ -72,6 +72,17 @@ def _with_json(value, level: int) -> str:
     return json.dumps(utf8_strings(value), indent=2).replace("\n", "\n" + INDENT * level)
 
 
+def dumps_utf8(value, **options) -> str:
+    """json.dumps(VALUE, **OPTIONS) as valid UTF-8 (see utf8_strings): json
+    writes a lone surrogate as \\udcNN, so only a text holding \\ud (a lone
+    surrogate, or a character beyond the BMP as a pair) is made again; a
+    top --json frame of 1,000 groups is not walked at every frame."""
+    import json
+
+    text = json.dumps(value, **options)
+    return json.dumps(utf8_strings(value), **options) if "\\ud" in text else text
+
+
 def utf8_strings(value):
     """VALUE (dicts, lists, strings, numbers) with every string and key made
     valid UTF-8 (escape.valid_utf8), for json.dumps."""

@@ -197,3 +197,29 @@ def test_a_usage_error_quoting_an_argument_is_escaped(fake_v1):
     assert result.returncode == 2
     message = decoded(result.stderr)
     assert raw_controls(message) == [] and "1\\x1b[31m" in message
+
+
+def test_export_listen_answers_200_with_a_name_that_is_not_utf8(hostile_tree):
+    from test_export import free_port, http_get, start_exporter, stop, wait_for
+
+    port = free_port()
+    exporter = start_exporter(hostile_tree, port)
+    try:
+        text = wait_for(lambda: http_get(f"http://127.0.0.1:{port}/metrics"), 30, "the exporter")
+    finally:
+        status = stop(exporter)
+    assert status == 0
+    assert 'memcgctl_memory_usage_bytes{group="batch/ok"}' in text and "forged\\\\xff" in text
+    assert raw_controls(text) == []
+
+
+def test_promtool_accepts_the_exposition_of_hostile_names(hostile_tree):
+    import shutil
+
+    if shutil.which("promtool") is None:
+        pytest.skip("promtool is not installed (apt-get install prometheus)")
+    exposition = run_bytes(hostile_tree, "export")
+    assert exposition.returncode == 0
+    checked = subprocess.run(["promtool", "check", "metrics"], input=exposition.stdout, capture_output=True,
+                             timeout=60)
+    assert checked.returncode == 0, checked.stderr

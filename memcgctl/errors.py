@@ -29,7 +29,7 @@ class MemcgError(Exception):
     def __str__(self) -> str:
         # Group names may hold control characters (the kernel allows CR and
         # ESC): shown raw, they would rewrite the terminal line.
-        from .render.escape import printable
+        from .escape import printable
 
         text = f"{printable(self.what)}: {printable(self.why)}"
         return f"{text} ({printable(self.path)})" if self.path else text

@@ -19,6 +19,7 @@ import pytest
 
 from memcgctl.errors import NotFound
 from memcgctl.kernel import psi
+from memcgctl.kernel.fs import CgroupFS
 
 PROJECT = Path(__file__).resolve().parent.parent
 MIB = 1 << 20
@@ -43,14 +44,15 @@ def test_trigger_fires_on_a_stall_and_says_when_the_group_goes(kernel_root):
     group = kernel_root.path / "stalled"
     group.mkdir()
     (group / "memory.max").write_text(str(8 * MIB))
-    with psi.PressureTrigger.for_group(group, 1000, psi.DEFAULT_WINDOW_US) as trigger:
+    fs = CgroupFS(kernel_root.path, is_kernel=True)
+    with psi.PressureTrigger.for_group(fs, fs.group("stalled"), 1000, psi.DEFAULT_WINDOW_US) as trigger:
         assert trigger.wait(0.2) is False
         # Writing 64 MiB through an 8 MiB limit: the writer reclaims
         # (and waits on writeback) all along, which PSI counts as a stall.
         kernel_root.start("stalled", "dd", "if=/dev/zero", "of=/tmp/stall.data", "bs=1M", "count=64",
                           "conv=fsync", "status=none")
         assert trigger.wait(60) is True
-        assert psi.read_group_pressure(group).some.total_us >= 1000
+        assert psi.read_group_pressure(fs, group).some.total_us >= 1000
         kernel_root.processes[-1].wait(120)
         group.rmdir()
         with pytest.raises(NotFound) as caught:

@@ -16,6 +16,7 @@ import pytest
 
 from memcgctl.errors import InvalidValue, MemcgError, NotAvailable, NotFound, UsageError
 from memcgctl.kernel import psi
+from memcgctl.kernel.fs import CgroupFS, Group
 
 KERNEL_TEXT = ("some avg10=1.50 avg60=0.25 avg300=0.05 total=123456\n"
                "full avg10=0.75 avg60=0.10 avg300=0.00 total=65432\n")
@@ -29,7 +30,7 @@ def write_pressure(directory: Path, text: str) -> Path:
 
 def test_group_pressure_gives_both_lines(tmp_path):
     group = write_pressure(tmp_path / "web", KERNEL_TEXT)
-    pressure = psi.read_group_pressure(group)
+    pressure = psi.read_group_pressure(CgroupFS(tmp_path, is_kernel=False), group)
     assert pressure.some == psi.StallFigures(1.5, 0.25, 0.05, 123456)
     assert pressure.full == psi.StallFigures(0.75, 0.10, 0.0, 65432)
     assert pressure.scope == "group"
@@ -47,7 +48,7 @@ def test_host_file_without_full_line(tmp_path):
 def test_garbage_is_an_error_not_a_traceback(tmp_path):
     group = write_pressure(tmp_path / "web", "nonsense\n")
     with pytest.raises(MemcgError) as caught:
-        psi.read_group_pressure(group)
+        psi.read_group_pressure(CgroupFS(tmp_path, is_kernel=False), group)
     assert "unexpected text 'nonsense'" in str(caught.value) and str(group) in str(caught.value)
 
 
@@ -57,15 +58,15 @@ def test_group_without_pressure_file_falls_back_to_host(tmp_path):
     host = tmp_path / "host-memory"
     host.write_text(KERNEL_TEXT)
     with pytest.raises(NotAvailable):
-        psi.read_group_pressure(group)
-    pressure = psi.read_pressure(group, host)
+        psi.read_group_pressure(CgroupFS(tmp_path, is_kernel=False), group)
+    pressure = psi.read_pressure(CgroupFS(tmp_path, is_kernel=False), group, host)
     assert pressure.scope == "host" and pressure.path == str(host)
-    assert psi.read_pressure(group, tmp_path / "no-psi-here") is None
+    assert psi.read_pressure(CgroupFS(tmp_path, is_kernel=False), group, tmp_path / "no-psi-here") is None
 
 
 def test_vanished_group_is_not_found(tmp_path):
     with pytest.raises(NotFound) as caught:
-        psi.read_pressure(tmp_path / "gone", tmp_path / "host")
+        psi.read_pressure(CgroupFS(tmp_path, is_kernel=False), tmp_path / "gone", tmp_path / "host")
     assert caught.value.exit_code == 66 and "no such group" in str(caught.value)
 
 
@@ -105,7 +106,8 @@ def test_trigger_on_a_v1_group_says_not_available(kernel_root):
     group = kernel_root.path / "g"
     group.mkdir()
     with pytest.raises(NotAvailable) as caught:
-        psi.PressureTrigger.for_group(group, 10_000, 1_000_000)
+        psi.PressureTrigger.for_group(CgroupFS(kernel_root.path, is_kernel=True), Group("g", group), 10_000,
+                                      1_000_000)
     assert caught.value.exit_code == 69 and "memory.pressure" in str(caught.value)
     assert group.is_dir() and not (group / "memory.pressure").exists()
 

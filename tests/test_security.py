@@ -377,10 +377,11 @@ def test_control_characters_in_names_are_escaped_everywhere(fake_v1):
     echoed = subprocess.run(["bash", "-c", deleted[0].replace("rmdir ", "printf %s ", 1)], capture_output=True,
                             check=True).stdout
     assert echoed == os.fsencode(fake_v1 / "batch" / SNEAKY)
-    assert "$'job\\r\\E[2K" in outputs["tree"].stdout
-    assert "$'batch/job\\r" in outputs["stat"].stdout
-    assert outputs["missing"].stderr.startswith("memcgctl: $'group job\\r\\E[2Kmemcgctl says all is well\\E[0m3': "
-                                                "no such group ($'/")
+    # For a person, each character is escaped where it stands (escape.printable).
+    assert "    job\\r\\x1b[2Kmemcgctl says all is well\\x1b[0m  " in outputs["tree"].stdout
+    assert "batch/job\\r\\x1b[2K" in outputs["stat"].stdout
+    assert outputs["missing"].stderr.startswith("memcgctl: group job\\r\\x1b[2Kmemcgctl says all is well\\x1b[0m3: "
+                                                "no such group (/")
     assert (fake_v1 / "batch" / SNEAKY).is_dir()
 
 

@@ -288,3 +288,28 @@ def test_a_closed_terminal_ends_top_with_129_and_one_line(kernel_root, terminal,
     time.sleep(0.1)
     assert (tmp_path / "status").read_text().strip() == "129"
     assert (tmp_path / "stderr").read_text() == "memcgctl: interrupted by SIGHUP\n"
+
+
+def test_a_hostile_name_is_shown_escaped_and_sets_no_title_or_colour(fake_v1, terminal):
+    """A name holding an OSC title, an SGR colour, BEL and the C1 CSI (U+009B)
+    is shown spelled out (escape.printable), live and with -b, and the
+    terminal's title and colours stay as they were."""
+    name = "job\x1b]0;owned\x07\x1b[31m\u009b2Jred"
+    assert run_process(fake_v1, "create", name).returncode == 0
+    title_before = terminal.tmux("display-message", "-p", "-t", "top", "#{pane_title}")
+    shown = "job\\x1b]0;owned\\x07\\x1b[31m\\u009b2Jred"
+    terminal.start_top(fake_v1, "-d", "0.5")
+    screen = terminal.wait_for(lambda screen: shown in screen)
+    styled = terminal.screen(styles=True)
+    line = next(line for line in styled.splitlines() if "owned" in line)
+    assert "\x1b[31m" not in line  # no colour from the name
+    assert terminal.tmux("display-message", "-p", "-t", "top", "#{pane_title}") == title_before
+    assert "Traceback" not in screen
+    terminal.press("q")
+    assert terminal.exit_status() == 0
+    assert terminal.terminal_restored()
+    batch = shlex.join([sys.executable, "-m", "memcgctl", "--root", str(fake_v1), "top", "-b", "-n", "1"])
+    terminal.type(f"clear; {batch}; echo BATCH=$?")
+    screen = terminal.wait_for(lambda screen: re.search(r"^BATCH=\d+$", screen, re.MULTILINE) is not None)
+    assert re.search(r"^BATCH=0$", screen, re.MULTILINE) and shown in screen
+    assert terminal.tmux("display-message", "-p", "-t", "top", "#{pane_title}") == title_before

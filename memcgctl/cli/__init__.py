@@ -17,6 +17,7 @@ import sys
 import click
 
 from ..errors import Interrupted, MemcgError, OutputClosed, OutputError
+from ..escape import printable
 from .options import EXIT_STATUS_HELP, Settings, global_options
 
 # command name -> "module:function" under memcgctl.cli
@@ -64,11 +65,11 @@ class MemcgctlGroup(click.Group):
         except click.exceptions.NoArgsIsHelpError as error:  # `memcgctl` alone: the help, as click gives it
             error.show()
             sys.exit(error.exit_code)
-        except click.UsageError as error:
-            click.echo(f"memcgctl: {one_line_usage_error(error)}", err=True)
+        except click.UsageError as error:  # an argument it quotes may hold anything
+            click.echo(f"memcgctl: {printable(one_line_usage_error(error))}", err=True)
             sys.exit(error.exit_code)
         except click.ClickException as error:
-            click.echo(f"memcgctl: {error.format_message()}", err=True)
+            click.echo(f"memcgctl: {printable(error.format_message())}", err=True)
             sys.exit(error.exit_code)
         except click.Abort:
             click.echo("memcgctl: aborted", err=True)

@@ -27,8 +27,9 @@ def daemon(settings, config_file, once, check):
       memcgctl daemon --config daemon.toml --check
     """
     from ..daemon.config import load_config
-    from ..daemon.engine import Engine
+    from ..daemon.engine import Engine, raise_file_limit
     from ..daemon.log import DaemonLog
+    from ..escape import printable
 
     config = load_config(config_file)
     backend = settings.backend()
@@ -37,12 +38,14 @@ def daemon(settings, config_file, once, check):
     if check:
         engine = Engine(backend, config, log, dry_run=True)
         for label, policy, names in engine.matches():
-            click.echo(f"{label}: {policy}: {' '.join(names) if names else '(no group matches now)'}")
+            matched = " ".join(map(printable, names)) if names else "(no group matches now)"
+            click.echo(f"{label}: {policy}: {matched}")
         return
     if settings.dry_run:  # writes nothing: a new FILE can be tried beside the running daemon
         Engine(backend, config, log, dry_run=True).run(once)
         return
     from ..daemon.lock import one_daemon_per_root
 
+    raise_file_limit()  # one fd per kernel watch (engine.watch_cap)
     with one_daemon_per_root(backend.journal, backend.fs.root):
         Engine(backend, config, log).run(once)

@@ -161,7 +161,7 @@ def run(settings, group, command, create):
     attach = backend.attach_action(target, os.getpid())
     settings.carry_out([WriteOwnPid(attach.path, attach.reasons)])
     if settings.dry_run:
-        from ..render.escape import shell_join
+        from ..escape import shell_join
 
         click.echo("exec " + shell_join(command))
         return

@@ -40,7 +40,7 @@ def worded(error: MemcgError) -> MemcgError:
 
 
 def warn(text: str) -> None:
-    from ..render.escape import printable  # a warning may name a group, whose name may hold anything
+    from ..escape import printable  # a warning may name a group, whose name may hold anything
 
     click.echo(f"memcgctl: warning: {printable(text)}", err=True)
 
@@ -128,7 +128,7 @@ def _set(settings, group: str, changes: dict, force: bool, deadline: Deadline) -
     # Only once the kernel took the values: a refused limit (v1 EBUSY) is one error line, not "set" and an error.
     warn_about_meaningless_values(backend, target, changes, force)
     if outcome.oom_kills:
-        from ..render.escape import printable
+        from ..escape import printable
 
         click.echo(f"memcgctl: limit {printable(target.label)}: the kernel OOM-killed {outcome.oom_kills} "
                    "process(es) to get under the new limit", err=True)

@@ -91,7 +91,7 @@ class Settings:
     def _report(self, action: Action, to_stderr: bool) -> None:
         verb = "created" if isinstance(action, MakeDir) else "deleted" if isinstance(action, RemoveDir) else None
         if verb and self.verbose:
-            from ..render.escape import printable  # group names may hold control characters
+            from ..escape import printable  # group names may hold control characters
 
             root = self.backend().fs.root
             click.echo(f"{verb} {printable(str(action.path.relative_to(root)))}", err=to_stderr)
@@ -99,7 +99,7 @@ class Settings:
     def say(self, text: str) -> None:
         """Report what was done, only with -v: cron mails any output."""
         if self.verbose:
-            from ..render.escape import printable  # group names may hold control characters
+            from ..escape import printable  # group names may hold control characters
 
             click.echo(printable(text))
 

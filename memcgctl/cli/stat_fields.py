@@ -34,6 +34,7 @@ def _print_detail(backend, name: str) -> None:
 
 
 def _print_fields(backend, groups, recursive: bool, fields: str | None, as_csv: bool) -> None:
+    from ..escape import printable
     from ..operations.fields import default_fields, field_value, parse_fields
     from ..operations.stats import read_stats, select_groups
 
@@ -41,10 +42,15 @@ def _print_fields(backend, groups, recursive: bool, fields: str | None, as_csv: 
     names = parse_fields(fields, stats) if fields is not None else default_fields(backend.version,
                                                                                   backend.limit_names)
     rows = [[field_value(stat, name) for name in names] for stat in stats]
+    # Names (group, path, a fake tree's memory.stat keys) spelled as in every table.
+    names = [printable(name) for name in names]
+    rows = [[printable(value) if isinstance(value, str) else value for value in row] for row in rows]
     if as_csv:
         import csv
         import sys
 
+        # QUOTE_MINIMAL quotes a field holding a comma, a quote, CR or LF:
+        # a row stays a row (printable() has already spelled CR and LF).
         writer = csv.writer(sys.stdout, lineterminator="\n")
         writer.writerow(names)
         writer.writerows([["" if value is None else value for value in row] for row in rows])

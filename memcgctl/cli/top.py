@@ -73,7 +73,7 @@ def _print_frames(sampler, interval: float, count: int | None, as_json: bool) ->
     from ..safety.signals import stop_signals_raise
 
     if as_json:
-        import json
+        from ..render.json_text import dumps_utf8
     else:
         from ..render.frames import batch_text
     shown, due = 0, time.monotonic()
@@ -85,7 +85,7 @@ def _print_frames(sampler, interval: float, count: int | None, as_json: bool) ->
             frame = sampler.next_frame()
             shown += 1
             if as_json:
-                sys.stdout.write(json.dumps(frame.to_json(), separators=(",", ":")) + "\n")
+                sys.stdout.write(dumps_utf8(frame.to_json(), separators=(",", ":")) + "\n")
             else:
                 sys.stdout.write(batch_text(frame, order_rows(frame.rows), interval))
             sys.stdout.flush()

@@ -52,11 +52,45 @@ MAX_CPU_PAUSE_SECONDS = 10.0
 WAKE_SIGNALS = (signal.SIGHUP, signal.SIGTERM, signal.SIGINT)
 
 # Policy.watch_specs() kind -> how to make the kernel watch.
+# Each opens its files through the filesystem layer (CgroupFS.open_for_watch),
+# which refuses on a fake root: its groups are read at every interval.
 WATCH_KINDS = {
-    "usage": lambda group, threshold: UsageThreshold(group, threshold),
-    "events": lambda group: EventsFileWatch(group),
-    "pressure": lambda group, stall_us, window_us: PressureTrigger.for_group(group.path, stall_us, window_us),
+    "usage": lambda fs, group, threshold: UsageThreshold(fs, group, threshold),
+    "events": lambda fs, group: EventsFileWatch(fs, group),
+    "pressure": lambda fs, group, stall_us, window_us: PressureTrigger.for_group(fs, group, stall_us, window_us),
 }
+
+
+# File descriptors kept free of kernel watches: a step (the group's lock,
+# its directory, the journal record), reads (a directory and a file at a
+# time), epoll, inotify, the wake-up pipe, the counters file and stdio.
+WATCH_RESERVE_FDS = 64
+
+
+def raise_file_limit() -> int:
+    """Raise the soft RLIMIT_NOFILE to the hard one (systemd's default soft
+    limit is 1,024, its hard one 524,288 since v240); the soft limit now."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+        except (ValueError, OSError):
+            pass  # a hard limit the kernel refuses (above fs.nr_open): keep the soft one
+    return soft
+
+
+def watch_cap() -> int:
+    """The most kernel watches (one fd each) this process may hold: its
+    soft RLIMIT_NOFILE less WATCH_RESERVE_FDS."""
+    import resource
+
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    if soft == resource.RLIM_INFINITY:
+        return 2**31
+    return max(0, soft - WATCH_RESERVE_FDS)
 
 
 def describe_spec(spec: tuple) -> str:
@@ -74,7 +108,7 @@ def describe_spec(spec: tuple) -> str:
 # ("pressure": the group's PSI, or the host's on v1, from kernel/psi.py).
 EXTRA_READERS: dict = {
     # A fake tree's files are not the kernel's: no PSI there (and no trigger written to them).
-    "pressure": lambda backend, group: read_pressure(group.path) if backend.fs.is_kernel else None,
+    "pressure": lambda backend, group: read_pressure(backend.fs, group.path) if backend.fs.is_kernel else None,
 }
 
 
@@ -132,10 +166,11 @@ class Watched:
         self.backoffs: dict = {}  # rule key -> Backoff
         self.buckets: dict = {}  # rule key -> TokenBucket
         self.unwatchable = False  # the kernel or root cannot notify: poll it
+        self.capped = False  # not watched while the daemon holds its most watches: poll it
         self.read_error: str | None = None  # the last failure to read it, said once
 
     def polled(self, version: int, watching: bool) -> bool:
-        return (self.in_pools or self.unwatchable or not watching
+        return (self.in_pools or self.unwatchable or self.capped or not watching
                 or any(rule.policy.polls(version) for rule in self.rules))
 
 
@@ -173,6 +208,9 @@ class Engine:
         # Kernel watches are not used in a dry run, which writes nothing (a
         # registration is a write to cgroup.event_control), nor for one pass.
         self.watching = not dry_run
+        # One fd per kernel watch: at most this many, so that steps and reads
+        # always have fds (the rest are polled).
+        self.watch_cap = watch_cap()
         self._use(config)
 
     # --- configuration -----------------------------------------------------------
@@ -313,24 +351,50 @@ class Engine:
             wanted.update(rule.policy.watch_specs(reading, self.backend.version))
         for spec in set(watched.watches) - wanted:
             self._unwatch(watched.watches.pop(spec))
+        if watched.unwatchable:
+            return  # said once; read at every interval from now on
         for spec in wanted - set(watched.watches):
+            if len(self.by_fd) >= self.watch_cap:
+                self._over_watch_cap(watched)
+                return
             kind, *arguments = spec
             try:
-                watch = WATCH_KINDS[kind](watched.group, *arguments)
+                watch = WATCH_KINDS[kind](self.backend.fs, watched.group, *arguments)
             except NotFound:
                 raise
             except MemcgError as error:
-                self.log.note(f"{reading.name}: cannot watch ({error}); reading it at every interval instead")
-                watched.unwatchable = True
-                self._polled_names = None
-                continue
+                self._cannot_watch(watched, error)
+                return
+            try:
+                self.poller.register(watch.fileno(), watch.poll_events)
+            except OSError as err:  # epoll refuses the fd (EPERM, ENOSPC: max_user_watches)
+                watch.close()
+                self._cannot_watch(watched, f"epoll: {os.strerror(err.errno)}")
+                return
             watched.watches[spec] = watch
             self.by_fd[watch.fileno()] = reading.name
-            self.poller.register(watch.fileno(), watch.poll_events)
+            if watched.capped:
+                watched.capped, self._polled_names = False, None
             self.log.detail(f"{reading.name}: watching {describe_spec(spec)}")
             # A crossing between our reading and the registration would be
             # missed: read once more, right away.
             self._recheck(reading.name, now)
+
+    def _cannot_watch(self, watched: Watched, error) -> None:
+        """Poll WATCHED from now on, and say so once (not at every pass)."""
+        self.log.note(f"{watched.group.name}: cannot watch ({error}); reading it at every interval instead")
+        watched.unwatchable = True
+        self._polled_names = None
+
+    def _over_watch_cap(self, watched: Watched) -> None:
+        """Poll WATCHED while the daemon holds its most watches; it is
+        watched again at a pass that finds room.  Said once per group."""
+        if watched.capped:
+            return
+        watched.capped, self._polled_names = True, None
+        self.log.note(f"{watched.group.name}: not watched: the daemon holds {len(self.by_fd)} kernel watches, "
+                      f"the most its file limit leaves room for ({WATCH_RESERVE_FDS} fds kept for steps and "
+                      "reads); reading it at every interval instead")
 
     def _unwatch(self, watch) -> None:
         fd = watch.fileno()
@@ -383,7 +447,7 @@ class Engine:
     def _run_rules(self, name: str, snapshot: dict, now: float) -> None:
         watched = self.watched.get(name)
         try:
-            if self.watching:
+            if self.watching and self.backend.fs.is_kernel:  # a fake root notifies nothing: polled
                 self._update_watches(watched, snapshot[name], now)
         except NotFound:
             self._gone(name)
@@ -620,7 +684,7 @@ class Engine:
         if self._polled_names is None:
             version = self.backend.version
             self._polled_names = [name for name, watched in self.watched.items()
-                                  if watched.polled(version, self.watching)]
+                                  if watched.polled(version, self.watching and self.backend.fs.is_kernel)]
         return self._polled_names
 
     def _anything_polled(self) -> bool:

@@ -1,12 +1,13 @@
 """The daemon's log: one line per action on stderr (journald takes it), a
 line for what a person must know (a backoff, a reload), and with -v the
 detail of each pass.  A log that cannot be written (stderr closed or full)
-never stops the daemon."""
+never stops the daemon.  Names are spelled as everywhere else (escape.printable)."""
 
 from __future__ import annotations
 
 import sys
 
+from ..escape import printable
 from ..sizes import format_size
 
 PREFIX = "memcgctl daemon: "
@@ -20,7 +21,9 @@ class DaemonLog:
     def _write(self, text: str) -> None:
         stream = self.stream or sys.stderr
         try:
-            stream.write(PREFIX + text + "\n")
+            # Every line escaped whole: a newline in a group's name cannot
+            # start a line of its own (a forged action), nor ESC rewrite one.
+            stream.write(PREFIX + printable(text) + "\n")
             stream.flush()
         except (OSError, ValueError):
             pass  # no one to tell: keep reclaiming

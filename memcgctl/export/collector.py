@@ -1,7 +1,8 @@
 """A prometheus_client Collector over memory groups, read afresh at each scrape.
 
 Naming follows Prometheus conventions: base units (bytes, seconds), `_total`
-on counters, one `group` label (the group's name under the root), and one
+on counters, one `group` label (the group's name under the root, spelled as in every
+table: escape.printable, valid UTF-8 and free of control characters), and one
 metric per memory.stat key exported rather than a label per key.  A figure a
 group does not have (an unlimited limit, a v2 file on v1) is left out, not
 written as +Inf or 0.
@@ -16,6 +17,7 @@ from pathlib import Path
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from ..errors import MemcgError, NotFound
+from ..escape import printable
 from ..kernel.backend import Backend
 from ..operations.stats import select_groups
 from .daemon_counters import COUNTER_KEYS, UnreadableCounters, read_daemon_counters
@@ -141,7 +143,7 @@ class GroupCollector:
         read = errors = 0
         for group in groups:
             try:
-                families.add_group(group.label, read_figures(self.backend, group))
+                families.add_group(printable(group.label), read_figures(self.backend, group))
                 read += 1
             except NotFound:
                 continue  # removed meanwhile (containers come and go)
@@ -166,6 +168,6 @@ class GroupCollector:
                        counters.started, ())
         for row in counters.rows:
             for key in COUNTER_KEYS:
-                families.counter(f"daemon_{key}", DAEMON_HELP[key], [row["group"], row["policy"]], row[key],
+                families.counter(f"daemon_{key}", DAEMON_HELP[key], [printable(row["group"]), row["policy"]], row[key],
                                  ("group", "policy"))
         return 0

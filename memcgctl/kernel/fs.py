@@ -55,7 +55,7 @@ class Group(NamedTuple):
 
 
 def _quote(text: str) -> str:
-    from ..render.escape import shell_quote  # only dry runs print shell lines
+    from ..escape import shell_quote  # only dry runs print shell lines
 
     return shell_quote(text)
 
@@ -237,9 +237,9 @@ class CgroupFS:
         parts = clean_group_name(name)
         path = self.root.joinpath(*parts)
         if len(os.fsencode(path)) > MAX_PATH_BYTES:
-            raise UsageError(f"group {name[:40]!r}...", f"the path would be longer than {MAX_PATH_BYTES} bytes")
+            raise UsageError(f"group '{name[:40]}...'", f"the path would be longer than {MAX_PATH_BYTES} bytes")
         if self._leads_through_a_link(parts):
-            raise UsageError(f"group {name!r}", "leads outside the cgroup root", str(self.root))
+            raise UsageError(f"group '{name}'", "leads outside the cgroup root", str(self.root))
         return Group("/".join(parts), path)
 
     def _leads_through_a_link(self, parts: list[str]) -> bool:
@@ -482,6 +482,30 @@ class CgroupFS:
             raise _error(err, what, directory / name, PERMISSION_TO_READ) from err
         finally:
             os.close(fd)
+
+    # --- kernel notifiers ------------------------------------------------------
+
+    def open_for_watch(self, group: Group, name: str, flags: int) -> int:
+        """An fd of the kernel file NAME of GROUP for a kernel notifier (a v1
+        usage threshold's cgroup.event_control and memory.usage_in_bytes, v2
+        memory.events, a PSI trigger's memory.pressure), opened and checked
+        as every file is (from the group's directory fd, O_NOFOLLOW and
+        O_NONBLOCK, a file of this root's cgroupfs); the caller closes it.
+
+        Only on a kernel root: a fake tree's plain files notify nothing, and
+        a registration written there would go to whatever file someone put
+        in its place, so NotAvailable (the daemon reads such groups at every
+        interval).  NotFound when the group is gone, NotAvailable when the
+        kernel has no such file."""
+        path = group.path / name
+        what = f"watch {name} of {group.label}"
+        if not self.is_kernel:
+            raise NotAvailable(what, "a fake root has no kernel notifiers", str(path))
+        reasons = PERMISSION_TO_READ if (flags & os.O_ACCMODE) == os.O_RDONLY else PERMISSION_TO_WRITE
+        fd = self._open_file(path, flags, what, reasons)
+        if fd is None:
+            raise self._missing(what, path)
+        return fd
 
     # --- changing -------------------------------------------------------------
 
@@ -917,16 +941,16 @@ def clean_group_name(name: str) -> list[str]:
     are NUL and newline (the kernel would refuse or mangle them).
     """
     if "\0" in name or "\n" in name:
-        raise UsageError(f"group {name!r}", "a group name cannot contain NUL or newline")
+        raise UsageError(f"group '{name}'", "a group name cannot contain NUL or newline")
     parts = [part for part in name.split("/") if part]
     for part in parts:
         if part in (".", ".."):
-            raise UsageError(f"group {name!r}", f"'{part}' is not allowed in a group name")
+            raise UsageError(f"group '{name}'", f"'{part}' is not allowed in a group name")
         if is_kernel_file_name(part):
-            raise UsageError(f"group {name!r}", f"'{part}' is the name of a kernel file of a cgroup, "
+            raise UsageError(f"group '{name}'", f"'{part}' is the name of a kernel file of a cgroup, "
                              "not of a group")
         if len(part.encode("utf-8", "surrogateescape")) > MAX_NAME_BYTES:
-            raise UsageError(f"group {name!r}", f"a name component is longer than {MAX_NAME_BYTES} bytes")
+            raise UsageError(f"group '{name}'", f"a name component is longer than {MAX_NAME_BYTES} bytes")
     return parts
 
 

@@ -14,9 +14,9 @@ where avg10 is a 10-second decaying average that lags behind.
 
 cgroup v1 groups have no memory.pressure; the host file is all there is.
 
-This kernel-facing module opens the pressure files itself (a trigger needs
-its own file descriptor held open and polled) and translates OSError here,
-as kernel/fs.py does for the other cgroup files.
+A group's pressure file is read, and its trigger registered on an fd, through
+the filesystem layer (CgroupFS.read_text, CgroupFS.open_for_watch); this
+module opens only the host's file, which is no cgroup file.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from ..errors import MemcgError, NotAvailable, NotFound, UsageError, describe_errno, error_from_oserror
+from .fs import CgroupFS, Group
 
 GROUP_PRESSURE = "memory.pressure"
 HOST_PRESSURE = Path("/proc/pressure/memory")
@@ -86,42 +87,51 @@ def parse_pressure(text: str, scope: str, path: str) -> MemoryPressure:
     return MemoryPressure(lines["some"], lines.get("full"), scope, path)
 
 
-def _read(path: Path) -> str:
+NO_PRESSURE = "no pressure information here (cgroup v1, or a kernel without PSI or booted with psi=0)"
+
+
+def _read_host_file(path: Path) -> str:
+    """The text of the host's pressure file (/proc, not a cgroup file)."""
     try:
         with open(path, "rb") as file:
             return file.read().decode("ascii", "replace")
     except FileNotFoundError:
         if not path.parent.is_dir():
             raise NotFound("read memory pressure", "no such group", str(path.parent)) from None
-        raise NotAvailable("read memory pressure", "no pressure information here (cgroup v1, or a kernel "
-                           "without PSI or booted with psi=0)", str(path)) from None
+        raise NotAvailable("read memory pressure", NO_PRESSURE, str(path)) from None
     except OSError as err:
         # A kernel built with CONFIG_PSI_DEFAULT_DISABLED and not booted with
         # psi=1 has the files but answers EOPNOTSUPP.
         raise error_from_oserror(err, "read memory pressure", str(path)) from err
 
 
-def read_group_pressure(group_path: Path) -> MemoryPressure:
-    """The memory pressure of the cgroup v2 group at GROUP_PATH.
+def read_group_pressure(fs: CgroupFS, group_path: Path) -> MemoryPressure:
+    """The memory pressure of the cgroup v2 group at GROUP_PATH under FS's
+    root, read through the filesystem layer as every cgroup file is.
 
     NotAvailable (69) where the group has no memory.pressure (v1), NotFound (66)
-    when the group is gone.
+    when the group is gone.  A kernel built with CONFIG_PSI_DEFAULT_DISABLED
+    and not booted with psi=1 has the files but answers EOPNOTSUPP (69 too).
     """
     path = Path(group_path) / GROUP_PRESSURE
-    return parse_pressure(_read(path), "group", str(path))
+    try:
+        text = fs.read_text(path)
+    except NotAvailable:
+        raise NotAvailable("read memory pressure", NO_PRESSURE, str(path)) from None
+    return parse_pressure(text, "group", str(path))
 
 
 def read_host_pressure(path: Path = HOST_PRESSURE) -> MemoryPressure:
     """The memory pressure of the whole host (/proc/pressure/memory, 4.20+)."""
-    return parse_pressure(_read(Path(path)), "host", str(path))
+    return parse_pressure(_read_host_file(Path(path)), "host", str(path))
 
 
-def read_pressure(group_path: Path, host_path: Path = HOST_PRESSURE) -> MemoryPressure | None:
+def read_pressure(fs: CgroupFS, group_path: Path, host_path: Path = HOST_PRESSURE) -> MemoryPressure | None:
     """The best pressure signal for the group at GROUP_PATH: its own
     memory.pressure (v2), else the host's (v1 has no per-group PSI), else None
     (no PSI on this kernel).  NotFound when the group is gone."""
     try:
-        return read_group_pressure(group_path)
+        return read_group_pressure(fs, group_path)
     except NotAvailable:
         pass
     try:
@@ -151,10 +161,12 @@ class PressureTrigger:
 
     poll_events = select.POLLPRI | select.POLLERR
 
-    def __init__(self, path: Path, stall_us: int, window_us: int, kind: str = "some"):
+    def __init__(self, path: Path, stall_us: int, window_us: int, kind: str = "some", fd: int | None = None):
+        """A trigger on the pressure file PATH: the host's, opened here, or a
+        group's, whose FD the filesystem layer opened and checked (for_group)."""
         check_trigger(stall_us, window_us, kind)
         self.path = Path(path)
-        self._fd = self._open()
+        self._fd = self._open() if fd is None else fd
         try:
             self._register(f"{kind} {stall_us} {window_us}")
         except BaseException:
@@ -162,10 +174,16 @@ class PressureTrigger:
             raise
 
     @classmethod
-    def for_group(cls, group_path: Path, stall_us: int, window_us: int, kind: str = "some") -> PressureTrigger:
-        return cls(Path(group_path) / GROUP_PRESSURE, stall_us, window_us, kind)
+    def for_group(cls, fs: CgroupFS, group: Group, stall_us: int, window_us: int,
+                  kind: str = "some") -> PressureTrigger:
+        """A trigger on GROUP's memory.pressure (cgroup v2), opened through the
+        filesystem layer: NotAvailable on v1 (no such file) and on a fake root."""
+        check_trigger(stall_us, window_us, kind)
+        fd = fs.open_for_watch(group, GROUP_PRESSURE, os.O_RDWR)
+        return cls(group.path / GROUP_PRESSURE, stall_us, window_us, kind, fd)
 
     def _open(self) -> int:
+        """The host's /proc/pressure/memory (not a cgroup file)."""
         what = f"open {self.path.name} for a pressure trigger"
         try:
             return os.open(self.path, os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)

@@ -4,8 +4,10 @@ Each watch has fileno() and poll_events (for select.poll), consume() to
 clear it after a wake-up, and close().  The kernel keeps a v1 registration
 only as long as its eventfd is open, so close() also unregisters.
 
-This module opens the files it registers on (a registration needs their
-file descriptors); every OSError becomes a memcgctl error here, as in fs.py.
+The files a watch registers on are opened by the filesystem layer
+(CgroupFS.open_for_watch: O_NOFOLLOW, O_NONBLOCK, checked to be the root's
+cgroupfs files, never on a fake root); this module only registers on the
+checked fds and says what a failed registration means.
 """
 
 from __future__ import annotations
@@ -15,8 +17,8 @@ import errno
 import os
 import select
 
-from ..errors import NotAvailable, NotFound, error_from_oserror
-from .fs import Group
+from ..errors import error_from_oserror
+from .fs import CgroupFS, Group
 
 V1_USAGE = "memory.usage_in_bytes"
 V1_EVENT_CONTROL = "cgroup.event_control"
@@ -31,33 +33,31 @@ class UsageThreshold:
 
     poll_events = select.POLLIN
 
-    def __init__(self, group: Group, threshold: int):
+    def __init__(self, fs: CgroupFS, group: Group, threshold: int):
         self.group = group
         self.threshold = threshold
-        self._eventfd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         try:
-            self._register()
+            self._eventfd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        except OSError as err:  # EMFILE, ENFILE
+            raise error_from_oserror(err, f"watch usage of {group.label}", "eventfd") from err
+        try:
+            self._register(fs)
         except BaseException:
             os.close(self._eventfd)
             raise
 
-    def _register(self) -> None:
-        usage_path = self.group.path / V1_USAGE
-        control_path = self.group.path / V1_EVENT_CONTROL
-        what = f"watch usage of {self.group.label}"
-        try:
-            usage_fd = os.open(usage_path, os.O_RDONLY | os.O_CLOEXEC)
-        except OSError as err:
-            raise _error(err, what, usage_path, self.group) from err
+    def _register(self, fs: CgroupFS) -> None:
+        usage_fd = fs.open_for_watch(self.group, V1_USAGE, os.O_RDONLY)
         try:
             # The kernel needs the control file only while the write runs.
-            control_fd = os.open(control_path, os.O_WRONLY | os.O_CLOEXEC)
+            control_fd = fs.open_for_watch(self.group, V1_EVENT_CONTROL, os.O_WRONLY)
             try:
                 os.write(control_fd, f"{self._eventfd} {usage_fd} {self.threshold}".encode())
+            except OSError as err:
+                raise error_from_oserror(err, f"watch usage of {self.group.label}",
+                                         str(self.group.path / V1_EVENT_CONTROL)) from err
             finally:
                 os.close(control_fd)
-        except OSError as err:
-            raise _error(err, what, control_path, self.group) from err
         finally:
             os.close(usage_fd)
 
@@ -84,13 +84,9 @@ class EventsFileWatch:
 
     poll_events = select.POLLPRI | select.POLLERR
 
-    def __init__(self, group: Group):
+    def __init__(self, fs: CgroupFS, group: Group):
         self.group = group
-        path = group.path / V2_EVENTS
-        try:
-            self._fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-        except OSError as err:
-            raise _error(err, f"watch events of {group.label}", path, group) from err
+        self._fd = fs.open_for_watch(group, V2_EVENTS, os.O_RDONLY)
         self.consume()
 
     def fileno(self) -> int:
@@ -121,7 +117,9 @@ class DirectoryWatch:
 
     poll_events = select.POLLIN
     EVENTS = 0x100 | 0x200 | 0x40 | 0x80 | 0x400  # IN_CREATE, IN_DELETE, IN_MOVED_FROM/TO, IN_DELETE_SELF
-    ONLY_DIRECTORIES = 0x01000000  # IN_ONLYDIR
+    # IN_ONLYDIR | IN_DONT_FOLLOW: a link planted where a directory was is
+    # not followed out of the root.
+    ONLY_DIRECTORIES = 0x01000000 | 0x02000000
 
     def __init__(self):
         import ctypes
@@ -167,13 +165,3 @@ class DirectoryWatch:
         number = self._errno()
         return error_from_oserror(OSError(number, os.strerror(number)), what, path)
 
-
-def _error(err: OSError, what: str, path, group: Group):
-    # As in fs.py: a missing file means the group is gone only if its
-    # directory is; otherwise this kernel or root lacks the notifier (v1
-    # built without it, a fake tree).
-    if isinstance(err, FileNotFoundError):
-        if not group.path.is_dir():
-            return NotFound(what, "no such group", str(group.path))
-        return NotAvailable(what, "not available on this kernel or root", str(path))
-    return error_from_oserror(err, what, str(path))

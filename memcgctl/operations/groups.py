@@ -26,7 +26,7 @@ def refuse_root_name(name: str, verb: str) -> None:
     changes something never acts on the root: `limit "$GROUP" 10M` with GROUP
     unset in a cron line must not limit every group of the host."""
     if not clean_group_name(name):
-        raise UsageError(f"{verb} {name!r}", ROOT_IS_NOT_A_TARGET)
+        raise UsageError(f"{verb} '{name}'", ROOT_IS_NOT_A_TARGET)
 
 
 def target_group(backend: Backend, name: str, verb: str, must_exist: bool = True) -> Group:
@@ -35,7 +35,7 @@ def target_group(backend: Backend, name: str, verb: str, must_exist: bool = True
     refuse_root_name(name, verb)
     group = backend.group(name, must_exist=False)
     if resolves_to_root(backend.fs, group):
-        raise UsageError(f"{verb} {name!r}", ROOT_IS_NOT_A_TARGET, str(group.path))
+        raise UsageError(f"{verb} '{name}'", ROOT_IS_NOT_A_TARGET, str(group.path))
     if must_exist:
         backend.fs.require_group(group, backend.marker)
     return group

@@ -161,9 +161,9 @@ def judge(backend: Backend, group_path: Path, pending: PendingRestore) -> Judgem
     try:
         clean_group_name(str(identity["group"]))
     except UsageError:
-        return Judgement(Verdict.REFUSED, f"{str(identity['group'])[:40]!r} is not a group name")
+        return Judgement(Verdict.REFUSED, f"'{str(identity['group'])[:40]}' is not a group name")
     if identity["root"] != str(fs.root) or group_path != fs.root.joinpath(*Path(identity["group"]).parts):
-        return Judgement(Verdict.REFUSED, f"made for {identity['root']} / {identity['group']!r}")
+        return Judgement(Verdict.REFUSED, f"made for {identity['root']} / '{identity['group']}'")
     if pending.path.parent != group_path or identity.get("file") != pending.path.name \
             or pending.path.name not in backend.restorable_files:
         return Judgement(Verdict.REFUSED, f"it names {pending.path}, not a limit of its group")

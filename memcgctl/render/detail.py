@@ -5,6 +5,7 @@ and cgroup-v2.rst; a counter this table does not know is still shown, under
 
 from __future__ import annotations
 
+from ..escape import printable
 from ..kernel.backend import GroupStat
 from ..sizes import format_size
 
@@ -155,8 +156,8 @@ def detail_lines(stat: GroupStat, limit_names: tuple, events: dict) -> list[str]
     for source in (stat.stat, events):
         for key, value in source.items():
             section, unit, meaning = describe(key)
-            rows[section].append((key, humanise(value, unit), meaning))
-    return _layout(f"{stat.group}  (cgroup v{stat.cgroup_version}, {stat.path})", rows)
+            rows[section].append((printable(key), humanise(value, unit), meaning))  # a fake tree's keys
+    return _layout(f"{printable(stat.group)}  (cgroup v{stat.cgroup_version}, {printable(str(stat.path))})", rows)
 
 
 def _layout(title: str, rows: dict) -> list[str]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from typing import NamedTuple
 
+from ..escape import printable
 from ..operations.sampling import Frame, GroupRow
 from .columns import aligned_lines
 
@@ -65,7 +66,7 @@ class Column(NamedTuple):
 def columns(version: int) -> list[Column]:
     """The columns of top on cgroup VERSION, group name first."""
     found = [
-        Column("GROUP", "group", "n", lambda row: row.group),
+        Column("GROUP", "group", "n", lambda row: printable(row.group)),
         Column("USAGE", "usage", "u", lambda row: compact_size(row.sample.usage)),
         Column("LIMIT", "limit", "l", lambda row: compact_size(row.sample.limit)),
     ]
@@ -105,7 +106,7 @@ def table_cells(frame: Frame, ordered: list) -> tuple[list[str], list[list[str]]
     for depth, row in ordered:
         line = [column.cell(row) for column in shown]
         if depth:
-            line[0] = "  " * depth + row.group.rsplit("/", 1)[-1]
+            line[0] = "  " * depth + printable(row.group.rsplit("/", 1)[-1])
         cells.append(line)
     return header, cells
 

@@ -9,12 +9,12 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterable
 
+from ..escape import printable
 from ..kernel.backend import GroupStat
 from ..operations.shrink import ShrinkResult, StopReason
 from ..operations.stats import usage_breakdown
 from ..sizes import format_size
 from .columns import aligned_lines
-from .escape import printable
 
 # (column, part of usage as stats.usage_breakdown names it).  Hierarchical on
 # both versions, like USAGE: USAGE = ANON + FILE + KERNEL; SHMEM is the part of

@@ -71,6 +71,33 @@ def test_create_existing_group_is_73_unless_exist_ok(root):
     assert run_cli(root, "create", "--exist-ok", "web").exit_code == 0
 
 
+def test_create_exist_ok_with_another_limit_is_73_and_leaves_the_limit(root):
+    """`create --exist-ok web --limit 1G` means "web exists with 1G": an
+    existing web with another limit is said, and left as it was."""
+    assert run_cli(root, "create", "web", "--limit", "500M").exit_code == 0
+    result = run_cli(root, "create", "--exist-ok", "web", "--limit", "1G")
+    assert (result.exit_code, result.stdout) == (73, "")
+    assert result.stderr.startswith("memcgctl: create group web: the group exists with a limit of 500 MiB, not "
+                                    "1 GiB; nothing was changed (`memcgctl limit` changes it) (")
+    assert stat_json(root, "web")[0]["limit"] == 500 * 1024**2
+    again = run_cli(root, "create", "--exist-ok", "web", "--limit", "500M")  # the same limit: done already
+    assert (again.exit_code, again.stdout, again.stderr) == (0, "", "")
+    assert stat_json(root, "web")[0]["limit"] == 500 * 1024**2
+    assert run_cli(root, "create", "unlimited").exit_code == 0
+    refused = run_cli(root, "create", "--exist-ok", "unlimited", "--limit", "1G")
+    assert refused.exit_code == 73 and "exists with no limit, not 1 GiB" in refused.stderr
+    assert stat_json(root, "unlimited")[0]["limit"] is None
+
+
+def test_a_dry_run_of_a_limit_the_group_holds_is_nothing_to_do(root):
+    assert run_cli(root, "create", "web", "--limit", "500M").exit_code == 0
+    same = run_cli(root, "-n", "limit", "web", "500M")
+    assert (same.exit_code, same.stdout, same.stderr) == (0, "# nothing to do\n", "")
+    other = run_cli(root, "-n", "limit", "web", "600M")
+    assert other.exit_code == 0 and str(600 * 1024**2) in other.stdout
+    assert stat_json(root, "web")[0]["limit"] == 500 * 1024**2
+
+
 def test_create_with_missing_parent_is_66_and_parents_makes_it(root):
     result = run_cli(root, "create", "batch/job1")
     assert result.exit_code == 66

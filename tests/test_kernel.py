@@ -250,6 +250,23 @@ def test_a_refused_limit_is_one_error_line_without_a_set_warning(kernel_root):
     holder.kill()
 
 
+@only_on(1)
+def test_a_useless_force_on_v1_is_said_when_the_kernel_refuses_the_limit(kernel_root, cgroup_version):
+    """v1 never OOM-kills for a limit, it refuses it (EBUSY): the warning that
+    --force does nothing matters most exactly then, and comes before the error."""
+    assert run_cli(kernel_root.path, "create", "web", "--limit", "1G").exit_code == 0
+    holder = kernel_root.hold_anonymous_memory("web", 20 * MIB)
+    result = run_process(kernel_root.path, "limit", "--force", "web", "4M", "--timeout", "5")
+    assert result.returncode == 75
+    warning, error = result.stderr.splitlines()
+    assert warning.startswith("memcgctl: warning: --force does nothing here: on cgroup v1 the kernel never "
+                              "OOM-kills to get under a new limit (it refuses it)")
+    assert error.startswith("memcgctl: ") and "warning" not in error
+    assert kernel_root.read("web", "memory.limit_in_bytes") == str(1 << 30)
+    assert holder.poll() is None
+    holder.kill()
+
+
 def test_stat_agrees_with_the_kernel_files(kernel_root, tmp_path):
     run_cli(kernel_root.path, "create", "web", "--limit", "512M")
     kernel_root.fill_page_cache("web", tmp_path / "cache", 50)

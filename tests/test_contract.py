@@ -226,3 +226,23 @@ def test_missing_group_is_66_for_every_command(root):
         result = run_cli(root, *args)
         assert result.exit_code == 66, args
         assert result.stderr.startswith("memcgctl: ")
+
+
+def test_tree_of_the_root_names_it_and_indents_its_children(root):
+    """`tree /`: the root as "/" with its children one level in (v1, or a
+    delegated v2 root); a v2 hierarchy's own root has no memory.current, so
+    there the groups below it are shown, as by `tree` alone."""
+    assert run_cli(root, "create", "-p", "batch/job1", "web").exit_code == 0
+    plain = run_cli(root, "tree")
+    assert [line.split()[0] for line in plain.stdout.splitlines()] == ["batch", "job1", "web"]
+    result = run_cli(root, "tree", "/")
+    assert result.exit_code == 0, result.stderr
+    lines = result.stdout.splitlines()
+    root_is_a_group = (root / "memory.limit_in_bytes").exists() or (root / "memory.current").exists()
+    assert root_is_a_group == ((root / "memory.limit_in_bytes").exists() or root.is_relative_to("/sys"))
+    if root_is_a_group:
+        assert lines[0].startswith("/  ") and [line[:8] for line in lines[1:]] == [
+            "    batc", "        ", "    web "]
+        assert lines[2].startswith("        job1  ")
+    else:
+        assert result.stdout == plain.stdout

@@ -388,3 +388,19 @@ def test_dry_run_on_the_kernel_changes_nothing(kernel_root, tmp_path):
     assert kernel_root.read("web", limit_file(kernel_root)) == str(1024 * MIB)
     assert usage(kernel_root, "web") >= before - MIB
     assert os.path.isdir(kernel_root.path / "web")
+
+
+def test_pids_count_the_group_itself_as_the_help_says_while_sizes_count_below(kernel_root, tmp_path):
+    """The help and the man page say which figures are hierarchical: usage
+    counts a child's memory in its parent, PIDS only the parent's own processes."""
+    assert run_cli(kernel_root.path, "create", "-p", "parent/child").exit_code == 0
+    holder = kernel_root.hold_anonymous_memory("parent/child", 16 * MIB)
+    [parent, child] = json.loads(run_process(kernel_root.path, "stat", "--json", "-r", "parent").stdout)
+    assert (parent["group"], parent["pids"], child["pids"]) == ("parent", 0, 1)
+    assert parent["usage"] >= child["usage"] >= 16 * MIB
+    assert kernel_root.read("parent", "cgroup.procs") == ""
+    table = run_process(kernel_root.path, "stat", "-r", "parent").stdout.splitlines()
+    assert table[0].split()[-2] == "PIDS"  # the cells of sizes hold a space ("16 MiB"): count from the right
+    assert [line.split()[-2] for line in table[1:]] == ["0", "1"]
+    assert "PIDS only the processes in the group itself" in " ".join(run_cli(None, "stat", "--help").stdout.split())
+    holder.kill()

@@ -201,7 +201,7 @@ def render(frame: Frame, view: View, width: int, height: int) -> Text:
     rows = max(0, height - CHROME_LINES)
     window = view.window(len(ordered), rows)
     visible = ordered[window]
-    scrolled = (window.start + 1, window.start + len(visible)) if len(visible) < len(ordered) else None
+    scrolled = (window.start + 1, window.start + len(visible)) if 0 < len(visible) < len(ordered) else None
     title = frame_title(frame, view.interval, len(ordered), scrolled)
     title += (f" - filter: {view.name_filter}" if view.name_filter else "") + ("  PAUSED" if view.paused else "")
     # A narrow window: which rows show matters more than the delay, then the name.

@@ -44,7 +44,7 @@ class IntervalType(click.ParamType):
 @click.pass_obj
 def top(settings: Settings, groups, interval, count, batch, as_json):
     """Watch memory groups live: usage, limit, % of limit, change per second,
-    anonymous, file and swap memory, pressure, events since start, processes.
+    anonymous, file and swap memory, pressure, events, processes.
     With no GROUP, every group under the root; a GROUP includes those below it.
 
     Keys: q quit, h or ? help, arrows, PgUp/PgDn and Home/End scroll (the

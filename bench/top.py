@@ -77,7 +77,7 @@ def frame_figures(root: Path, groups: int, rounds: int) -> None:
              cpu_ms(lambda: batch_text(frame, order_rows(frame.rows), 1.0), rounds), None)
     view = View(1)
     c.report("  + one live screen of it, 120x50 (CPU)",
-             cpu_ms(lambda: render(frame, view, 1.0, 120, 50), rounds), None)
+             cpu_ms(lambda: render(frame, view, 120, 50), rounds), None)
 
 
 def memcgctl_argv() -> list:

@@ -136,6 +136,12 @@ def test_check_mode_reports_the_change_and_makes_none(kernel_root, tmp_path):
     assert web["diff"]["before"]["limit"] == 300 * MIB and web["diff"]["after"]["limit"] == 100 * MIB
     assert kernel_root.read("web", limit_file) == str(300 * MIB)
     assert not (kernel_root.path / "batch").exists()
+    # A new group: the limits in bytes, as the real run below returns them, not "200MiB".
+    assert job["limits"]["limit"] == 200 * MIB and job["cgroup_version"] == kernel_root.version
+    real = run_playbook(tmp_path, playbook)
+    assert real.returncode == 0, real.stdout[-3000:]
+    assert task_results(real)[-1]["limits"] == job["limits"]
+    assert kernel_root.read("batch/job1", limit_file) == str(200 * MIB)
 
 
 def test_a_bad_size_fails_the_task_with_memcgctls_message_and_creates_nothing(kernel_root, tmp_path):
@@ -217,6 +223,28 @@ def test_ansible_doc_shows_the_module(tmp_path, module):
     text = subprocess.run([str(ANSIBLE_DOC), f"memcgctl.memcg.{module}"], capture_output=True, text=True,
                           env=ansible_env(tmp_path), timeout=120).stdout
     assert f"memcgctl.memcg.{module}" in text and "EXAMPLES" in text
+
+
+def test_the_collection_links_to_no_placeholder_address(tmp_path):
+    """Every address in the collection (galaxy.yml, README, the modules'
+    documentation as ansible-doc reads it) is a real https one: none in the
+    reserved names (.invalid, .example, .test, example.com)."""
+    import re
+
+    collection = PROJECT / "ansible_collections" / "memcgctl" / "memcg"
+    texts = [path.read_text() for path in collection.rglob("*") if path.suffix in (".yml", ".md", ".py")]
+    links = []
+    for module in ("group", "shrink"):
+        completed = subprocess.run([str(ANSIBLE_DOC), "--json", f"memcgctl.memcg.{module}"], capture_output=True,
+                                   text=True, env=ansible_env(tmp_path), timeout=120)
+        doc = json.loads(completed.stdout)[f"memcgctl.memcg.{module}"]["doc"]
+        links += [entry["link"] for entry in doc.get("seealso", []) if "link" in entry]
+    addresses = links + [address for text in texts for address in re.findall(r"https?://[^\s)>\"']+", text)]
+    assert links, "the modules' seealso links"
+    for address in addresses:
+        host = address.split("/")[2]
+        assert address.startswith("https://"), address
+        assert not re.search(r"(\.invalid|\.example|\.test|\.localhost|(^|\.)example\.(com|org|net))$", host), address
 
 
 def test_ansible_doc_sanity_of_the_collection_layout():

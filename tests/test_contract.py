@@ -71,6 +71,33 @@ def test_create_existing_group_is_73_unless_exist_ok(root):
     assert run_cli(root, "create", "--exist-ok", "web").exit_code == 0
 
 
+def test_create_exist_ok_with_another_limit_is_73_and_leaves_the_limit(root):
+    """`create --exist-ok web --limit 1G` means "web exists with 1G": an
+    existing web with another limit is said, and left as it was."""
+    assert run_cli(root, "create", "web", "--limit", "500M").exit_code == 0
+    result = run_cli(root, "create", "--exist-ok", "web", "--limit", "1G")
+    assert (result.exit_code, result.stdout) == (73, "")
+    assert result.stderr.startswith("memcgctl: create group web: the group exists with a limit of 500 MiB, not "
+                                    "1 GiB; nothing was changed (`memcgctl limit` changes it) (")
+    assert stat_json(root, "web")[0]["limit"] == 500 * 1024**2
+    again = run_cli(root, "create", "--exist-ok", "web", "--limit", "500M")  # the same limit: done already
+    assert (again.exit_code, again.stdout, again.stderr) == (0, "", "")
+    assert stat_json(root, "web")[0]["limit"] == 500 * 1024**2
+    assert run_cli(root, "create", "unlimited").exit_code == 0
+    refused = run_cli(root, "create", "--exist-ok", "unlimited", "--limit", "1G")
+    assert refused.exit_code == 73 and "exists with no limit, not 1 GiB" in refused.stderr
+    assert stat_json(root, "unlimited")[0]["limit"] is None
+
+
+def test_a_dry_run_of_a_limit_the_group_holds_is_nothing_to_do(root):
+    assert run_cli(root, "create", "web", "--limit", "500M").exit_code == 0
+    same = run_cli(root, "-n", "limit", "web", "500M")
+    assert (same.exit_code, same.stdout, same.stderr) == (0, "# nothing to do\n", "")
+    other = run_cli(root, "-n", "limit", "web", "600M")
+    assert other.exit_code == 0 and str(600 * 1024**2) in other.stdout
+    assert stat_json(root, "web")[0]["limit"] == 500 * 1024**2
+
+
 def test_create_with_missing_parent_is_66_and_parents_makes_it(root):
     result = run_cli(root, "create", "batch/job1")
     assert result.exit_code == 66
@@ -199,3 +226,23 @@ def test_missing_group_is_66_for_every_command(root):
         result = run_cli(root, *args)
         assert result.exit_code == 66, args
         assert result.stderr.startswith("memcgctl: ")
+
+
+def test_tree_of_the_root_names_it_and_indents_its_children(root):
+    """`tree /`: the root as "/" with its children one level in (v1, or a
+    delegated v2 root); a v2 hierarchy's own root has no memory.current, so
+    there the groups below it are shown, as by `tree` alone."""
+    assert run_cli(root, "create", "-p", "batch/job1", "web").exit_code == 0
+    plain = run_cli(root, "tree")
+    assert [line.split()[0] for line in plain.stdout.splitlines()] == ["batch", "job1", "web"]
+    result = run_cli(root, "tree", "/")
+    assert result.exit_code == 0, result.stderr
+    lines = result.stdout.splitlines()
+    root_is_a_group = (root / "memory.limit_in_bytes").exists() or (root / "memory.current").exists()
+    assert root_is_a_group == ((root / "memory.limit_in_bytes").exists() or root.is_relative_to("/sys"))
+    if root_is_a_group:
+        assert lines[0].startswith("/  ") and [line[:8] for line in lines[1:]] == [
+            "    batc", "        ", "    web "]
+        assert lines[2].startswith("        job1  ")
+    else:
+        assert result.stdout == plain.stdout

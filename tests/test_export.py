@@ -388,3 +388,88 @@ def test_an_empty_textfile_is_exit_2_not_a_scrape_on_stdout(fake_v1, tmp_path):
     assert (result.exit_code, result.stdout) == (2, "")
     assert result.stderr == "memcgctl: export --textfile: empty (is the variable that names it unset?)\n"
     assert not any(path.suffix == ".prom" for path in tmp_path.rglob("*"))
+
+
+def test_v1_oom_kills_and_processes_are_exported(fake_v1):
+    assert run_cli(fake_v1, "create", "web").exit_code == 0
+    (fake_v1 / "web" / "memory.oom_control").write_text("oom_kill_disable 0\nunder_oom 0\noom_kill 3\n")
+    (fake_v1 / "web" / "cgroup.procs").write_text("101\n102\n")
+    found = samples(run_cli(fake_v1, "export").stdout)
+    assert value(found, "memcgctl_memory_events_oom_kill_total", group="web") == 3
+    assert value(found, "memcgctl_processes", group="web") == 2
+    assert (fake_v1 / "web" / "memory.oom_control").read_text().endswith("oom_kill 3\n")  # read, not reset
+
+
+def test_v2_processes_are_exported(fake_v2):
+    assert run_cli(fake_v2, "create", "web").exit_code == 0
+    (fake_v2 / "web" / "cgroup.procs").write_text("7\n")
+    found = samples(run_cli(fake_v2, "export").stdout)
+    assert value(found, "memcgctl_processes", group="web") == 1
+
+
+def exported_groups(root: Path, *args: str) -> list[str]:
+    result = run_cli(root, "export", *args)
+    assert result.exit_code == 0, result.stderr
+    found = samples(result.stdout)
+    return sorted(dict(labels)["group"] for name, labels in found if name == "memcgctl_memory_usage_bytes")
+
+
+@pytest.fixture
+def slices(fake_v1) -> Path:
+    for group in ("system.slice/cron.service", "system.slice/ssh.service/extra", "user.slice/user-1000.slice",
+                  "web"):
+        assert run_cli(fake_v1, "create", "-p", group).exit_code == 0
+    return fake_v1
+
+
+def test_depth_counts_levels_below_the_root_or_below_each_group(slices):
+    assert exported_groups(slices, "--depth", "1") == ["system.slice", "user.slice", "web"]
+    assert exported_groups(slices, "--depth", "2") == [
+        "system.slice", "system.slice/cron.service", "system.slice/ssh.service", "user.slice",
+        "user.slice/user-1000.slice", "web"]
+    # Below a GROUP: the group is level 0, and --depth walks below it without -r.
+    assert exported_groups(slices, "--depth", "1", "system.slice") == [
+        "system.slice", "system.slice/cron.service", "system.slice/ssh.service"]
+    assert exported_groups(slices, "--depth", "0", "system.slice") == ["system.slice"]
+    found = samples(run_cli(slices, "export", "--depth", "1").stdout)
+    assert value(found, "memcgctl_scrape_groups") == 3  # what was read, not what was walked
+
+
+def test_include_and_exclude_globs_match_the_name_under_the_root(slices):
+    assert exported_groups(slices, "--include", "*.service") == ["system.slice/cron.service",
+                                                                 "system.slice/ssh.service"]
+    assert exported_groups(slices, "--include", "system.slice/*", "--exclude", "*/ssh.service*") == [
+        "system.slice/cron.service"]
+    assert exported_groups(slices, "--exclude", "user.slice*", "--exclude", "system.slice*") == ["web"]
+    assert exported_groups(slices, "--include", "web", "--include", "user.slice") == ["user.slice", "web"]
+    assert exported_groups(slices, "--include", "nothing*") == []
+
+
+def test_an_empty_glob_is_a_usage_error(slices):
+    result = run_cli(slices, "export", "--exclude", "")
+    assert (result.exit_code, result.stdout) == (2, "")
+    assert result.stderr == ("memcgctl: export --include/--exclude: an empty glob "
+                             "(is the variable that names it unset?)\n")
+
+
+def test_a_real_oom_kill_is_exported(kernel_root, tmp_path):
+    """A process that outgrows its group's limit is OOM-killed by the kernel
+    (no swap on this host; none allowed in the VM); export counts it as the
+    kernel's file does: v1 memory.oom_control, v2 memory.events."""
+    assert run_process(kernel_root.path, "create", "tight", "--limit", "20M").returncode == 0
+    if kernel_root.version == 2:
+        assert run_process(kernel_root.path, "limit", "tight", "--swap", "0").returncode == 0
+    killed = kernel_root.start("tight", sys.executable, "-c", "bytearray(200 * 1024 * 1024)")
+    assert killed.wait(timeout=60) == -signal.SIGKILL
+    holder = kernel_root.start("tight", "sleep", "600")
+    wait_for(lambda: kernel_root.read("tight", "cgroup.procs").split(), 10, "a process in tight")
+    completed = run_process(kernel_root.path, "export", "tight")
+    assert completed.returncode == 0, completed.stderr
+    found = samples(completed.stdout)
+    events = "memory.oom_control" if kernel_root.version == 1 else "memory.events"
+    oom_kills = kernel_counters(kernel_root, "tight", events)["oom_kill"]
+    assert oom_kills >= 1
+    assert value(found, "memcgctl_memory_events_oom_kill_total", group="tight") == oom_kills
+    assert value(found, "memcgctl_processes", group="tight") == 1 == len(
+        kernel_root.read("tight", "cgroup.procs").split())
+    assert holder.poll() is None

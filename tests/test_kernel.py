@@ -250,6 +250,23 @@ def test_a_refused_limit_is_one_error_line_without_a_set_warning(kernel_root):
     holder.kill()
 
 
+@only_on(1)
+def test_a_useless_force_on_v1_is_said_when_the_kernel_refuses_the_limit(kernel_root, cgroup_version):
+    """v1 never OOM-kills for a limit, it refuses it (EBUSY): the warning that
+    --force does nothing matters most exactly then, and comes before the error."""
+    assert run_cli(kernel_root.path, "create", "web", "--limit", "1G").exit_code == 0
+    holder = kernel_root.hold_anonymous_memory("web", 20 * MIB)
+    result = run_process(kernel_root.path, "limit", "--force", "web", "4M", "--timeout", "5")
+    assert result.returncode == 75
+    warning, error = result.stderr.splitlines()
+    assert warning.startswith("memcgctl: warning: --force does nothing here: on cgroup v1 the kernel never "
+                              "OOM-kills to get under a new limit (it refuses it)")
+    assert error.startswith("memcgctl: ") and "warning" not in error
+    assert kernel_root.read("web", "memory.limit_in_bytes") == str(1 << 30)
+    assert holder.poll() is None
+    holder.kill()
+
+
 def test_stat_agrees_with_the_kernel_files(kernel_root, tmp_path):
     run_cli(kernel_root.path, "create", "web", "--limit", "512M")
     kernel_root.fill_page_cache("web", tmp_path / "cache", 50)
@@ -371,3 +388,19 @@ def test_dry_run_on_the_kernel_changes_nothing(kernel_root, tmp_path):
     assert kernel_root.read("web", limit_file(kernel_root)) == str(1024 * MIB)
     assert usage(kernel_root, "web") >= before - MIB
     assert os.path.isdir(kernel_root.path / "web")
+
+
+def test_pids_count_the_group_itself_as_the_help_says_while_sizes_count_below(kernel_root, tmp_path):
+    """The help and the man page say which figures are hierarchical: usage
+    counts a child's memory in its parent, PIDS only the parent's own processes."""
+    assert run_cli(kernel_root.path, "create", "-p", "parent/child").exit_code == 0
+    holder = kernel_root.hold_anonymous_memory("parent/child", 16 * MIB)
+    [parent, child] = json.loads(run_process(kernel_root.path, "stat", "--json", "-r", "parent").stdout)
+    assert (parent["group"], parent["pids"], child["pids"]) == ("parent", 0, 1)
+    assert parent["usage"] >= child["usage"] >= 16 * MIB
+    assert kernel_root.read("parent", "cgroup.procs") == ""
+    table = run_process(kernel_root.path, "stat", "-r", "parent").stdout.splitlines()
+    assert table[0].split()[-2] == "PIDS"  # the cells of sizes hold a space ("16 MiB"): count from the right
+    assert [line.split()[-2] for line in table[1:]] == ["0", "1"]
+    assert "PIDS only the processes in the group itself" in " ".join(run_cli(None, "stat", "--help").stdout.split())
+    holder.kill()

@@ -117,7 +117,7 @@ def test_events_count_from_the_first_sighting(fake_v2):
     row = rows_by_name(sampler.next_frame())["web"]
     assert row.events_since_start == {"high": 1, "max": 0, "oom_kill": 0}
     assert row.sample.events == {"high": 41, "max": 2, "oom_kill": 9}
-    assert not row.stands_out  # the kills were before top started
+    assert row.stands_out  # the kills were before top started: they count all the same
 
 
 def test_a_reset_failcnt_counts_again_from_zero(fake_v1):
@@ -220,8 +220,121 @@ def test_keys_of_the_live_view():
     assert view.name_filter == "web"  # Esc cancelled
     assert "n=group" in view.footer() and "P=pids" in view.footer()
     assert view.footer(80).endswith("sort by column: n u l % c a f s p e P") and len(view.footer(80)) <= 80
+    assert view.footer(40) == "q quit  h help (keys)"
     view.press("q")
     assert view.quit
+
+
+def test_escape_sequences_of_the_scroll_keys_become_their_names():
+    from memcgctl.render.live import split_keys
+
+    assert split_keys("\x1b[A\x1b[B\x1bOA") == ["up", "down", "up"]
+    assert split_keys("\x1b[5~\x1b[6~") == ["page-up", "page-down"]
+    assert split_keys("\x1b[1~\x1b[4~\x1b[H\x1b[F\x1bOH\x1bOF") == ["home", "end"] * 3
+    assert split_keys("q\x1b[15~x") == ["q", "x"]  # F5: not ours, dropped whole
+    assert split_keys("\x1b") == ["\x1b"] and split_keys("ab") == ["a", "b"]
+
+
+def test_scrolling_moves_the_window_and_stops_at_both_ends():
+    from memcgctl.render.live import View
+
+    view = View(version=1)
+    assert view.window(11, 5) == slice(0, 5)
+    view.press("down")
+    assert view.window(11, 5) == slice(1, 6)
+    view.press("page-down")
+    assert view.window(11, 5) == slice(6, 11)
+    view.press("page-down")  # past the end: the last screen
+    assert view.window(11, 5) == slice(6, 11)
+    view.press("page-up")
+    assert view.window(11, 5) == slice(1, 6)
+    view.press("end")
+    assert view.window(11, 5) == slice(6, 11)
+    assert view.window(4, 5) == slice(0, 5)  # rows vanished: back to the top
+    view.press("end")
+    view.press("home")
+    assert view.window(11, 5) == slice(0, 5)
+    view.press("up")
+    assert view.window(11, 5) == slice(0, 5)
+
+
+def test_delay_keys_type_or_step_the_delay_within_its_range():
+    from memcgctl.render.live import View
+
+    view = View(version=2, interval=1.0, interval_range=(0.1, 86400.0))
+    for key in ["d", "2", ".", "5", "\r"]:
+        view.press(key)
+    assert view.interval == 2.5 and view.typing is None
+    view.press("+")
+    assert view.interval == 5
+    view.press("-")
+    view.press("-")
+    assert view.interval == 1
+    for key in ["d", "0", "\r"]:
+        view.press(key)
+    assert view.interval == 1 and view.footer() == "delay '0' not changed: give seconds from 0.1 to 86400"
+    for key in ["d", "9", "\x1b"]:
+        view.press(key)
+    assert view.interval == 1 and "q quit" in view.footer()  # Esc: unchanged, the message gone
+    view.interval = 0.1
+    view.press("-")
+    assert view.interval == 0.1  # the shortest
+    view.press("h")
+    assert view.help
+    view.press("q")  # any key returns from the help, q too
+    assert not view.help and not view.quit
+
+
+def test_a_narrow_window_drops_the_least_important_columns_but_keeps_the_sorted_one(fake_v1):
+    from memcgctl.render.live import View, render
+
+    make_groups(fake_v1, "web")
+    assert run_cli(fake_v1, "limit", "web", "100M").exit_code == 0
+    frame = Sampler(open_hierarchy(fake_v1)).next_frame()
+    view = View(version=1)
+
+    def header(width):
+        return render(frame, view, width, 10).plain.splitlines()[1].split()
+
+    assert header(200) == ["GROUP", "USAGEv", "LIMIT", "%LIM", "CHANGE/s", "ANON", "FILE", "SWAP", "REFLT/s",
+                           "FAIL/OOM", "PIDS"]
+    # SWAP, pressure and FILE go first; the events (OOM kills) stay longer than PIDS.
+    assert header(60) == ["GROUP", "USAGEv", "LIMIT", "%LIM", "CHANGE/s", "ANON", "FAIL/OOM", "PIDS"]
+    assert header(40) == ["GROUP", "USAGEv", "LIMIT", "%LIM", "FAIL/OOM"]
+    assert header(30) == ["GROUP", "USAGEv", "LIMIT", "%LIM"]
+    view.press("s")  # sorted by swap: SWAP stays
+    assert header(30) == ["GROUP", "USAGE", "%LIM", "SWAPv"]
+    assert all(len(line) <= 30 for line in render(frame, view, 30, 10).plain.splitlines())
+
+
+def test_events_show_totals_and_what_is_new_since_start(fake_v1):
+    from memcgctl.render.frames import batch_text
+
+    make_groups(fake_v1, "web", "db")
+    set_file(fake_v1, "web", "memory.failcnt", "12\n")
+    set_file(fake_v1, "web", "memory.oom_control", "oom_kill_disable 0\nunder_oom 0\noom_kill 1\n")
+    sampler = Sampler(open_hierarchy(fake_v1))
+    first = sampler.next_frame()
+    assert batch_text(first, order_rows(first.rows, "group"), 1).splitlines()[3].split()[-2:] == ["12/1", "0"]
+    set_file(fake_v1, "web", "memory.failcnt", "15\n")
+    second = sampler.next_frame()
+    lines = batch_text(second, order_rows(second.rows, "events"), 1).splitlines()
+    assert lines[2].split()[0] == "web" and lines[2].split()[-2] == "15(+3)/1"
+    assert lines[3].split()[0] == "db" and lines[3].split()[-2] == "0/0"
+    assert rows_by_name(second)["web"].stands_out and not rows_by_name(second)["db"].stands_out
+
+
+def test_the_title_says_group_for_one_and_which_rows_show():
+    from memcgctl.operations.sampling import Frame
+    from memcgctl.render.frames import frame_title
+
+    one = Frame(1, 0.0, None, 1, ["row"], [], [])
+    assert " - 1 group - every 1 s" in frame_title(one, 1)
+    eleven = Frame(1, 0.0, None, 1, ["row"] * 11, [], [])
+    assert " - 11 groups - " in frame_title(eleven, 1, 11)
+    assert " - 3 of 11 groups - " in frame_title(eleven, 1, 3)
+    assert " - rows 6-10 of 11 groups - " in frame_title(eleven, 1, 11, (6, 10))
+    assert " - rows 1-5 of 7 of 11 groups - " in frame_title(eleven, 1, 7, (1, 5))
 
 
 def test_compact_sizes():

@@ -212,7 +212,7 @@ def test_a_group_removed_while_shown_disappears_without_an_error(kernel_root, te
     terminal.wait_for(lambda screen: row(screen, "gone") is not None and row(screen, "stay") is not None)
     (kernel_root.path / "gone").rmdir()
     after = terminal.wait_for(lambda screen: row(screen, "gone") is None)
-    assert row(after, "stay") is not None and "1 of 1 groups" in after
+    assert row(after, "stay") is not None and " - 1 group - " in after
     assert "memcgctl:" not in after
     terminal.press("q")
     assert terminal.exit_status() == 0
@@ -313,3 +313,99 @@ def test_a_hostile_name_is_shown_escaped_and_sets_no_title_or_colour(fake_v1, te
     screen = terminal.wait_for(lambda screen: re.search(r"^BATCH=\d+$", screen, re.MULTILINE) is not None)
     assert re.search(r"^BATCH=0$", screen, re.MULTILINE) and shown in screen
     assert terminal.tmux("display-message", "-p", "-t", "top", "#{pane_title}") == title_before
+
+
+def title_and_groups(screen: str) -> tuple[str, list[str]]:
+    lines = screen.splitlines()
+    return lines[0], [line.split()[0] for line in lines[2:] if re.match(r"g\d\d ", line)]
+
+
+def test_scrolling_a_small_terminal_and_its_narrow_columns(kernel_root, terminal):
+    """11 groups in 60x8: 5 rows fit; the keys scroll and the title says which
+    rows show; the least important columns are left out, not cut."""
+    names = [f"g{index:02}" for index in range(11)]
+    create(kernel_root, *names)
+    terminal.tmux("resize-window", "-t", "top", "-x", "60", "-y", "8")
+    terminal.start_top(kernel_root.path, "-d", "30")
+    terminal.press("n")  # by name
+    first = terminal.wait_for(lambda screen: "GROUPv" in screen)
+    title, shown = title_and_groups(first)
+    assert "rows 1-5 of 11 groups" in title and shown == names[:5]
+    lines = first.rstrip("\n").split("\n")
+    assert len(lines) == 8 and all(len(line) <= 60 for line in lines)
+    header = lines[1].split()
+    assert header[:4] == ["GROUPv", "USAGE", "LIMIT", "%LIM"] and "FAIL/OOM" in header
+    assert "SWAP" not in header and "REFLT/s" not in header  # dropped whole, not cut at the right
+    assert not any(line.endswith(("SWA", "REFL")) for line in lines)
+    for keys, rows, expected in [(["Down"], "2-6", names[1:6]), (["NPage"], "7-11", names[6:]),
+                                 (["Up"], "6-10", names[5:10]), (["Home"], "1-5", names[:5]),
+                                 (["End"], "7-11", names[6:]), (["PPage"], "2-6", names[1:6]),
+                                 (["Down", "Down", "Down", "Down", "Down", "Down"], "7-11", names[6:])]:
+        terminal.press(*keys)
+        screen = terminal.wait_for(lambda screen, rows=rows: f"rows {rows} of 11 groups" in screen.splitlines()[0])
+        assert title_and_groups(screen)[1] == expected, (keys, screen)
+    terminal.press("q")
+    assert terminal.exit_status() == 0
+    assert terminal.terminal_restored(resized=True)
+
+
+def test_help_screen_and_the_delay_keys(kernel_root, terminal):
+    create(kernel_root, "web")
+    terminal.start_top(kernel_root.path, "-d", "30")
+    terminal.wait_for(lambda screen: row(screen, "web") is not None)
+    terminal.press("h")
+    help_screen = terminal.wait_for(lambda screen: "Keys of memcgctl top" in screen)
+    assert "PgUp PgDn" in help_screen and "d               delay" in help_screen and row(help_screen, "web") is None
+    terminal.press("x")  # any key returns
+    terminal.wait_for(lambda screen: row(screen, "web") is not None)
+    terminal.press("?")
+    terminal.wait_for(lambda screen: "Keys of memcgctl top" in screen)
+    terminal.press("Escape")
+    terminal.wait_for(lambda screen: row(screen, "web") is not None)
+    clock = terminal.screen().split(" - ")[1]
+    terminal.press("d")
+    terminal.wait_for(lambda screen: "delay in seconds: _" in screen)
+    terminal.press("0", ".", "5", "Enter")
+    # Frames every half second now, not every 30 s: the clock moves.
+    moved = terminal.wait_for(lambda screen: "every 0.5 s" in screen and screen.split(" - ")[1] != clock, 5)
+    assert row(moved, "web") is not None
+    terminal.press("+")
+    terminal.wait_for(lambda screen: "every 1 s" in screen.splitlines()[0])
+    terminal.press("d", "a", "b", "c", "Enter")
+    refused = terminal.wait_for(lambda screen: "not changed" in screen)
+    assert "delay 'abc' not changed: give seconds from 0.1 to 86400" in refused and "every 1 s" in refused
+    terminal.press("q")
+    assert terminal.exit_status() == 0
+    assert terminal.terminal_restored()
+
+
+def test_an_oom_kill_before_top_started_stands_out_with_its_total(kernel_root, terminal):
+    """A group whose process was OOM-killed before top started shows the
+    kill (a total, not 0) and stands out; a kill while top runs shows as new."""
+    create(kernel_root, "tight", "calm")
+    assert run_process(kernel_root.path, "limit", "tight", "20M").returncode == 0
+
+    def oom_kill() -> None:
+        killed = kernel_root.start("tight", sys.executable, "-c", "bytearray(200 * 1024 * 1024)")
+        assert killed.wait(timeout=60) == -signal.SIGKILL
+
+    oom_kill()
+    terminal.start_top(kernel_root.path, "-d", "0.5")
+    screen = terminal.wait_for(lambda screen: row(screen, "tight") is not None and row(screen, "calm") is not None)
+    header = screen.splitlines()[1].split()
+    events = header.index("FAIL/OOM")
+    failures, kills = row(screen, "tight")[events].split("/")
+    assert kills == "1" == kernel_root.read("tight", "memory.oom_control").split()[-1]
+    assert int(failures) == int(kernel_root.read("tight", "memory.failcnt")) > 0
+    assert row(screen, "calm")[events] == "0/0"
+    styled = {re.sub(r"\x1b\[[0-9;]*m", "", line).split()[0]: line
+              for line in terminal.screen(styles=True).splitlines() if line.strip()}
+    assert styled["tight"].startswith("\x1b[1m\x1b[31mtight ")  # bold red
+    assert styled["calm"].startswith("calm ") and "\x1b[" not in styled["calm"]
+    oom_kill()
+    again = terminal.wait_for(lambda screen: row(screen, "tight")[events].endswith("/2(+1)"))
+    failures = row(again, "tight")[events].split("/")[0]
+    assert re.fullmatch(r"\d+\(\+\d+\)", failures), failures  # the failures while top ran, as new
+    terminal.press("q")
+    assert terminal.exit_status() == 0
+    assert terminal.terminal_restored()

@@ -14,7 +14,8 @@ from .options import GROUP, GROUPS, SizeType, complete_pid, given, global_option
 @click.command()
 @GROUPS
 @click.option("-p", "--parents", is_flag=True, help="Create missing parent groups too.")
-@click.option("--exist-ok", is_flag=True, help="An existing group is not an error.")
+@click.option("--exist-ok", is_flag=True, help="An existing group is not an error (with --limit: if it has that "
+              "limit; another limit is exit 73, nothing changed).")
 @click.option("--limit", type=SizeType(), metavar="SIZE", help="Memory limit of the new group.")
 @click.option("--force", is_flag=True, help="Set a --limit below one page all the same (the kernel makes it 0).")
 @global_options
@@ -80,10 +81,16 @@ def delete(settings, groups, recursive):
 def worded(error):
     """ERROR, with the option that would have avoided it named (the library
     does not speak in options)."""
-    from ..operations.groups import HasChildren, MissingParent
+    from ..operations.groups import ExistsWithOtherLimit, HasChildren, MissingParent
     from ..operations.limits import ForceRequired
 
-    if isinstance(error, MissingParent):
+    if isinstance(error, ExistsWithOtherLimit):
+        from ..sizes import format_size
+
+        held = "no limit" if error.held is None else f"a limit of {format_size(error.held)}"
+        wanted = "unlimited" if error.wanted is None else format_size(error.wanted)
+        error.why = f"the group exists with {held}, not {wanted}; nothing was changed (`memcgctl limit` changes it)"
+    elif isinstance(error, MissingParent):
         error.why += " (use -p)"
     elif isinstance(error, HasChildren):
         error.why += " (use -r)"

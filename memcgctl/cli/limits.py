@@ -45,15 +45,20 @@ def warn(text: str) -> None:
     click.echo(f"memcgctl: warning: {printable(text)}", err=True)
 
 
-def warn_about_meaningless_values(backend, group, changes: dict, force: bool) -> None:
-    """Warnings for what will be done but means little: a soft limit or high
-    above the hard limit, --force where it changes nothing."""
+def warn_about_meaningless_values(backend, group, changes: dict) -> None:
+    """Warnings for what was set but means little: a soft limit or high
+    above the hard limit."""
     from ..operations.limits import limits_above_the_hard_limit
     from ..sizes import format_size
 
     for name, value, hard in limits_above_the_hard_limit(backend, group, changes):
         warn(f"{OPTION_BY_LIMIT[name]} {format_size(value)} is above the hard limit {format_size(hard)}: "
              "set, but it has no effect while the hard limit is lower")
+
+
+def warn_about_useless_force(backend, changes: dict, force: bool) -> None:
+    """--force where it changes nothing: said before the write, so that it is
+    said too when the kernel refuses the limit (EBUSY), when it matters most."""
     if force and backend.version == 1 and not _below_one_page(changes.get("limit")):
         warn("--force does nothing here: on cgroup v1 the kernel never OOM-kills to get under a new limit "
              "(it refuses it); --force only lets a limit below one page through")
@@ -119,14 +124,15 @@ def _set(settings, group: str, changes: dict, force: bool, deadline: Deadline) -
     warning = backend.owner_warning(target)
     if warning:
         warn(warning)
+    warn_about_useless_force(backend, changes, force)
     if settings.dry_run:
-        warn_about_meaningless_values(backend, target, changes, force)
+        warn_about_meaningless_values(backend, target, changes)
         settings.show(plan_set_limits(backend, target, changes, force))
         return
     with stop_signals_raise():
         outcome = set_limits(backend, target, changes, force, deadline)
     # Only once the kernel took the values: a refused limit (v1 EBUSY) is one error line, not "set" and an error.
-    warn_about_meaningless_values(backend, target, changes, force)
+    warn_about_meaningless_values(backend, target, changes)
     if outcome.oom_kills:
         from ..escape import printable
 

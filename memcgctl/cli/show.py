@@ -18,7 +18,8 @@ from .options import complete_group, global_options
 @click.pass_obj
 def stat(settings, groups, recursive, as_json, detail=False, fields=None, as_csv=False):
     """Show usage, limits, peak and the main counters of groups; with no GROUP,
-    every group under the root.
+    every group under the root.  Sizes count the group and the groups below
+    it; PIDS only the processes in the group itself (cgroup.procs).
 
     JSON keys: group, path, cgroup_version, usage, limit, soft_limit, high,
     low, min, swap_limit, peak, failcnt, events, stat, pids (null: unlimited
@@ -69,11 +70,15 @@ def tree(settings, group):
     Example:
       memcgctl tree batch
     """
+    from ..kernel.fs import clean_group_name
     from ..operations.stats import read_stats, select_groups
     from ..render.text import tree_lines
 
     backend = settings.backend()
-    groups = select_groups(backend, [group] if group else [], recursive=True)
+    names = [group] if group else []
+    if group and not clean_group_name(group) and not backend.is_group(backend.group("", must_exist=False)):
+        names = []  # `tree /` on cgroup v2, whose root has no memory.current: the groups below it
+    groups = select_groups(backend, names, recursive=True)
     for line in tree_lines(read_stats(backend, groups, skip_vanished=True)):
         click.echo(line)
 

@@ -44,13 +44,16 @@ class IntervalType(click.ParamType):
 @click.pass_obj
 def top(settings: Settings, groups, interval, count, batch, as_json):
     """Watch memory groups live: usage, limit, % of limit, change per second,
-    anonymous, file and swap memory, pressure, events since start, processes.
+    anonymous, file and swap memory, pressure, events, processes.
     With no GROUP, every group under the root; a GROUP includes those below it.
 
-    Keys: q quit, t tree or flat, / filter by name, space pause, and the keys
-    shown in the footer sort (again: reverse).  Rows at 90% of their limit or
-    more, or with an OOM kill since start, stand out.  Without a terminal,
-    or with -b, plain frames are printed.
+    Keys: q quit, h or ? help, arrows, PgUp/PgDn and Home/End scroll (the
+    title says which rows show), t tree or flat, / filter by name, d delay
+    (type seconds) or + and - to step it, space pause, and the keys shown in
+    the footer sort (again: reverse).  Events are totals, with what is new
+    since start in brackets: 12(+3).  Rows at 90% of their limit or more, or
+    with any OOM kill, stand out.  A narrow window hides the least important
+    columns first.  Without a terminal, or with -b, plain frames are printed.
 
     \b
     Example:
@@ -63,7 +66,7 @@ def top(settings: Settings, groups, interval, count, batch, as_json):
     if not (as_json or batch) and sys.stdout.isatty():
         from ..render.live import LiveTop
 
-        _guard_output(LiveTop(sampler, interval, count).run)
+        _guard_output(LiveTop(sampler, interval, count, (SHORTEST_INTERVAL, LONGEST_INTERVAL)).run)
         return
     _guard_output(lambda: _print_frames(sampler, interval, count, as_json))
 

@@ -10,8 +10,10 @@ written as +Inf or 0.
 
 from __future__ import annotations
 
+import fnmatch
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -44,7 +46,8 @@ EVENT_HELP = {
     "high": "Times the group was throttled above memory.high (v2 memory.events high).",
     "max": "Times usage was about to go over memory.max (v2 memory.events max).",
     "oom": "Times the group hit its limit and allocations failed (v2 memory.events oom).",
-    "oom_kill": "Processes OOM-killed in the group (v2 memory.events oom_kill).",
+    "oom_kill": "Processes OOM-killed in the group (v2 memory.events oom_kill, with the groups below; "
+                "v1 memory.oom_control oom_kill, the group alone).",
     "oom_group_kill": "Group OOM kills (v2 memory.events oom_group_kill).",
 }
 PRESSURE_HELP = {
@@ -85,6 +88,9 @@ class GroupFamilies:
             value = figures.get(figure)
             if value is not None:
                 self.gauge(name, documentation, labels, value)
+        if figures.get("processes") is not None:
+            self.gauge("processes", "Processes in the group itself (cgroup.procs), not in the groups below.",
+                       labels, figures["processes"])
         if figures.get("failcnt") is not None:
             self.counter("memory_failcnt", "Times usage hit the v1 limit (memory.failcnt; reset when written).",
                          labels, figures["failcnt"])
@@ -103,17 +109,54 @@ class GroupFamilies:
                 self.counter(f"memory_stat_{key}", f"memory.stat {key}, a count of events.", labels, stat[key])
 
 
+@dataclass(frozen=True)
+class Selection:
+    """Which of the groups walked a scrape exports, for hosts with thousands:
+    those at most DEPTH levels below where the walk starts (the root, or each
+    group named; None: every level), whose name (under the root) matches one
+    of the INCLUDE globs if any are given, and none of the EXCLUDE globs.  A
+    glob's `*` matches `/` too: `user.slice*` is user.slice and all below it."""
+
+    depth: int | None = None
+    include: tuple = ()
+    exclude: tuple = ()
+
+    @property
+    def walks(self) -> bool:
+        """True when a depth is given: the groups below a named group are walked."""
+        return self.depth is not None
+
+    def keeps(self, name: str, starts: list[str]) -> bool:
+        """NAME is exported, the walk having started at the groups STARTS ('' the root)."""
+        if self.depth is not None and _levels_below(name, starts) > self.depth:
+            return False
+        if self.include and not any(fnmatch.fnmatchcase(name, glob) for glob in self.include):
+            return False
+        return not any(fnmatch.fnmatchcase(name, glob) for glob in self.exclude)
+
+
+def _levels_below(name: str, starts: list[str]) -> int:
+    """How far NAME is below the nearest of STARTS (the root's children: 1)."""
+    def depth(group: str) -> int:
+        return group.count("/") + 1 if group else 0
+
+    return min(depth(name) - depth(start) for start in starts
+               if not start or name == start or name.startswith(start + "/"))
+
+
 class GroupCollector:
     """Collects the figures of the groups NAMES (with RECURSIVE, and those
-    below), or of every group under the backend's root; and the counters of a
-    memcgctl daemon found in JOURNAL_DIRECTORY."""
+    below), or of every group under the backend's root, as far as SELECTION
+    keeps them; and the counters of a memcgctl daemon found in
+    JOURNAL_DIRECTORY."""
 
     def __init__(self, backend: Backend, names: tuple = (), recursive: bool = False,
-                 journal_directory: Path | None = None):
+                 journal_directory: Path | None = None, selection: Selection = Selection()):
         self.backend = backend
         self.names = tuple(names)
-        self.recursive = recursive
+        self.recursive = recursive or selection.walks
         self.journal_directory = journal_directory
+        self.selection = selection
 
     def describe(self) -> list:
         return []  # the metrics depend on the groups present at each scrape
@@ -137,7 +180,7 @@ class GroupCollector:
         group removed meanwhile is left out; one that fails otherwise (a
         file it may not read) is counted, and the scrape goes on."""
         try:
-            groups = select_groups(self.backend, self.names, self.recursive)
+            groups = self._selected_groups()
         except MemcgError:
             return 0, 1
         read = errors = 0
@@ -150,6 +193,11 @@ class GroupCollector:
             except MemcgError:
                 errors += 1
         return read, errors
+
+    def _selected_groups(self) -> list:
+        groups = select_groups(self.backend, self.names, self.recursive)
+        starts = [self.backend.group(name).name for name in self.names] or [""]
+        return [group for group in groups if self.selection.keeps(group.name, starts)]
 
     def _collect_daemon(self, families: GroupFamilies) -> int:
         """Add the daemon's counters, if a daemon runs; 1 if its file is unreadable."""

@@ -18,8 +18,8 @@ PRESSURE = "memory.pressure"  # v2, per group since 5.2 (PSI)
 V1_SIZES = {"usage": v1.USAGE, "limit": v1.LIMIT, "soft_limit": v1.SOFT_LIMIT, "peak": v1.MAX_USAGE}
 V2_SIZES = {"usage": v2.CURRENT, "limit": v2.MAX, "high": v2.HIGH, "low": v2.LOW, "min": v2.MIN,
             "swap_limit": v2.SWAP_MAX, "peak": v2.PEAK}
-V1_FILES = (*V1_SIZES.values(), v1.MEMSW_LIMIT, v1.FAILCNT, v1.STAT)
-V2_FILES = (*V2_SIZES.values(), v2.EVENTS, v2.STAT, PRESSURE)
+V1_FILES = (*V1_SIZES.values(), v1.MEMSW_LIMIT, v1.FAILCNT, v1.STAT, v1.OOM_CONTROL, v1.PROCS)
+V2_FILES = (*V2_SIZES.values(), v2.EVENTS, v2.STAT, PRESSURE, v2.PROCS)
 
 # The main memory.stat keys, by the kernel's names: v1 (cache, rss, ...) and
 # v2 (anon, file, ...) each export those their kernel writes.
@@ -34,8 +34,9 @@ V1_STAT_KEYS = EXPORTED_STAT_KEYS | {f"total_{key}" for key in EXPORTED_STAT_KEY
 
 def read_figures(backend: Backend, group: Group) -> dict:
     """{figure: value} of GROUP: sizes in bytes (None: unlimited or absent),
-    failcnt (v1), events (v2 memory.events), stat (the exported memory.stat
-    keys), pressure (v2: {'some'|'full': seconds stalled})."""
+    failcnt (v1), events (v2 memory.events; v1 the oom_kill of
+    memory.oom_control), stat (the exported memory.stat keys), pressure (v2:
+    {'some'|'full': seconds stalled}), processes (in the group itself)."""
     if backend.version == 1:
         return _v1_figures(backend, group)
     return _v2_figures(backend, group)
@@ -51,6 +52,9 @@ def _v1_figures(backend: Backend, group: Group) -> dict:
     figures["swap_limit"] = None if memsw is None or figures["limit"] is None else memsw - figures["limit"]
     figures["failcnt"] = _number(texts[v1.FAILCNT], group, v1.FAILCNT)
     figures["stat"] = hierarchical_v1_stat(parse_counters(texts[v1.STAT], V1_STAT_KEYS))
+    # memory.oom_control has an oom_kill line since 4.13 (counted in the group alone on v1).
+    figures["events"] = parse_counters(texts[v1.OOM_CONTROL], frozenset({"oom_kill"}))
+    figures["processes"] = count_processes(texts[v1.PROCS])
     return figures
 
 
@@ -70,7 +74,13 @@ def _v2_figures(backend: Backend, group: Group) -> dict:
     figures["events"] = parse_counters(texts[v2.EVENTS])
     figures["stat"] = parse_counters(texts[v2.STAT], EXPORTED_STAT_KEYS)
     figures["pressure"] = parse_pressure_totals(texts[PRESSURE])
+    figures["processes"] = count_processes(texts[v2.PROCS])
     return figures
+
+
+def count_processes(text: str | None) -> int | None:
+    """The PIDs listed in cgroup.procs (the group itself, not the groups below)."""
+    return None if text is None else len(text.split())
 
 
 def _number(text: str | None, group: Group, name: str) -> int | None:

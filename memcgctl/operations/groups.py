@@ -6,11 +6,23 @@ from __future__ import annotations
 from ..errors import AlreadyExists, Busy, MemcgError, NotFound, UsageError
 from ..kernel.backend import Backend
 from ..kernel.fs import Action, Group, MakeDir, RemoveDir, Write, clean_group_name, resolves_to_root
-from .limits import check_hard_limit
+from .limits import check_hard_limit, holds
 
 
 class MissingParent(NotFound):
     """create: the parent group does not exist, and parents were not asked for."""
+
+
+class ExistsWithOtherLimit(AlreadyExists):
+    """create with exist_ok and a limit: the group exists with another limit
+    (73), left as it was.  HELD and WANTED: bytes, None for unlimited."""
+
+    def __init__(self, what: str, held: int | None, wanted: int | None, path: str):
+        def spelt(value):
+            return "no limit" if value is None else f"{value} bytes"
+
+        super().__init__(what, f"the group exists with {spelt(held)}, not {spelt(wanted)}; nothing was changed", path)
+        self.held, self.wanted = held, wanted
 
 
 class HasChildren(Busy):
@@ -48,7 +60,8 @@ def plan_create(backend: Backend, name: str, parents: bool = False, exist_ok: bo
 
     LIMIT: a memory limit to set on the new group (bytes, None for unlimited,
     False for none); one under a page is refused unless FORCE.  AlreadyExists
-    (73) unless EXIST_OK; NotFound (66) for a missing parent without PARENTS.
+    (73) unless EXIST_OK, and ExistsWithOtherLimit (73) if the existing group
+    holds another LIMIT; NotFound (66) for a missing parent without PARENTS.
     PLANNED: the actions of earlier plans of the same command, so that a dry
     run of `create -p a/b a/c` plans what the real run does (a, and on v2 its
     +memory, once).
@@ -57,9 +70,15 @@ def plan_create(backend: Backend, name: str, parents: bool = False, exist_ok: bo
     if limit is not False:
         check_hard_limit(limit, force)
     if backend.is_group(group) or MakeDir(group.path) in planned:
-        if exist_ok:
-            return []
-        raise AlreadyExists(f"create group {group.label}", "the group exists", str(group.path))
+        if not exist_ok:
+            raise AlreadyExists(f"create group {group.label}", "the group exists", str(group.path))
+        if limit is not False and backend.is_group(group):
+            # "Make sure it exists with this limit": an existing group with another
+            # limit is not quietly left so, nor its running workload's limit changed.
+            held = backend.read_limits(group)["limit"]
+            if not holds(held, limit):
+                raise ExistsWithOtherLimit(f"create group {group.label}", held, limit, str(group.path))
+        return []
     if backend.fs.is_file(group.path):
         raise UsageError(f"create group {group.label}", "names a file, not a group", str(group.path))
     missing = [each for each in _missing_ancestors(backend, group) if MakeDir(each.path) not in planned]

@@ -60,6 +60,21 @@ def check_hard_limit(value: int | None, force: bool) -> None:
                             "the kernel would round it down to 0 and OOM-kill the group's next process")
 
 
+def holds(current: int | None, wanted: int | None) -> bool:
+    """A limit CURRENT (bytes, None unlimited) is already WANTED as the kernel
+    would store it: in whole pages, rounded down (a write would change nothing)."""
+    if current is None or wanted is None:
+        return current is wanted
+    return current // page_size() == wanted // page_size()
+
+
+def changes_needed(backend: Backend, group: Group, changes: dict) -> dict:
+    """CHANGES without those GROUP already holds: `limit web 500M` twice
+    writes once, and a dry run of the second says there is nothing to do."""
+    current = backend.read_limits(group)
+    return {name: value for name, value in changes.items() if name not in current or not holds(current[name], value)}
+
+
 class LimitOutcome(NamedTuple):
     """The limits the kernel holds afterwards (bytes, None unlimited), the shrink
     that came first if any, and processes OOM-killed by a forced write."""
@@ -90,6 +105,7 @@ def plan_set_limits(backend: Backend, group: Group, changes: dict, force: bool =
     accepts.  Checks everything that can be checked without writing."""
     check_supported(backend, changes)
     check_hard_limit(changes.get("limit"), force)
+    changes = changes_needed(backend, group, changes)
     target = _shrink_target_first(backend, group, changes)
     shrink_steps = [backend.shrink_step(group, target)] if target is not None else []
     return shrink_steps + backend.plan_limits(group, changes)

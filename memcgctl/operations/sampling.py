@@ -63,9 +63,9 @@ class GroupRow(NamedTuple):
 
     @property
     def stands_out(self) -> bool:
-        """Over ALERT_PERCENT of its limit, or an OOM kill since start."""
+        """Over ALERT_PERCENT of its limit, or any OOM kill (before top started too)."""
         over = self.percent_of_limit is not None and self.percent_of_limit >= ALERT_PERCENT
-        return over or self.events_since_start.get("oom_kill", 0) > 0
+        return over or self.sample.events.get("oom_kill", 0) > 0
 
     def to_json(self) -> dict:
         figures = self.sample._asdict()
@@ -286,7 +286,7 @@ SORT_KEYS = {
     "file": (lambda row: row.sample.file, True),
     "swap": (lambda row: row.sample.swap, True),
     "pressure": (lambda row: _pressure_figure(row), True),
-    "events": (lambda row: sum(row.events_since_start.values()), True),
+    "events": (lambda row: (sum(row.events_since_start.values()), sum(row.sample.events.values())), True),
     "pids": (lambda row: row.sample.pids, True),
 }
 

@@ -49,7 +49,9 @@ def _pressure_cell(row: GroupRow) -> str:
 
 
 def _events_cell(row: GroupRow) -> str:
-    return "/".join(str(value) for value in row.events_since_start.values())
+    """Each counter's total, and what is new since top started: '12(+3)/1'."""
+    return "/".join(f"{total}(+{row.events_since_start[name]})" if row.events_since_start.get(name) else str(total)
+                    for name, total in row.sample.events.items())
 
 
 def _percent_cell(row: GroupRow) -> str:
@@ -61,27 +63,29 @@ class Column(NamedTuple):
     sort: str  # a key of sampling.SORT_KEYS
     key: str  # the key that sorts by it in the live view
     cell: object  # GroupRow -> str
+    importance: int  # a narrow window hides the least important columns first
 
 
 def columns(version: int) -> list[Column]:
     """The columns of top on cgroup VERSION, group name first."""
     found = [
-        Column("GROUP", "group", "n", lambda row: printable(row.group)),
-        Column("USAGE", "usage", "u", lambda row: compact_size(row.sample.usage)),
-        Column("LIMIT", "limit", "l", lambda row: compact_size(row.sample.limit)),
+        Column("GROUP", "group", "n", lambda row: printable(row.group), 99),
+        Column("USAGE", "usage", "u", lambda row: compact_size(row.sample.usage), 10),
+        Column("LIMIT", "limit", "l", lambda row: compact_size(row.sample.limit), 8),
     ]
     if version == 2:
-        found.append(Column("HIGH", "limit", "l", lambda row: compact_size(row.sample.high)))
+        found.append(Column("HIGH", "limit", "l", lambda row: compact_size(row.sample.high), 5))
     found += [
-        Column("%LIM", "percent", "%", _percent_cell),
-        Column("CHANGE/s", "change", "c", _change_cell),
-        Column("ANON", "anon", "a", lambda row: compact_size(row.sample.anon, "-")),
-        Column("FILE", "file", "f", lambda row: compact_size(row.sample.file, "-")),
-        Column("SWAP", "swap", "s", lambda row: compact_size(row.sample.swap, "-")),
+        Column("%LIM", "percent", "%", _percent_cell, 9),
+        Column("CHANGE/s", "change", "c", _change_cell, 6),
+        Column("ANON", "anon", "a", lambda row: compact_size(row.sample.anon, "-"), 3),
+        Column("FILE", "file", "f", lambda row: compact_size(row.sample.file, "-"), 2),
+        Column("SWAP", "swap", "s", lambda row: compact_size(row.sample.swap, "-"), 0),
         # v2: PSI some avg10 (% of time stalled); v1 has no per-group PSI: refaults/s.
-        Column("PSI10" if version == 2 else "REFLT/s", "pressure", "p", _pressure_cell),
-        Column("HIGH/MAX/OOM" if version == 2 else "FAIL/OOM", "events", "e", _events_cell),
-        Column("PIDS", "pids", "P", lambda row: str(row.sample.pids)),
+        Column("PSI10" if version == 2 else "REFLT/s", "pressure", "p", _pressure_cell, 1),
+        # Totals, and what is new since start (a kill before top started still counts).
+        Column("HIGH/MAX/OOM" if version == 2 else "FAIL/OOM", "events", "e", _events_cell, 7),
+        Column("PIDS", "pids", "P", lambda row: str(row.sample.pids), 4),
     ]
     return found
 
@@ -92,9 +96,17 @@ def sort_by_key(version: int) -> dict[str, str]:
 
 
 
-def frame_title(frame: Frame, interval: float, shown: int | None = None) -> str:
+def frame_title(frame: Frame, interval: float, shown: int | None = None,
+                rows: tuple[int, int] | None = None) -> str:
+    """The title line: the time, how many groups (SHOWN of them after a
+    filter) and, when they do not all fit, which ROWS (first, last; from 1)."""
     clock = time.strftime("%H:%M:%S", time.localtime(frame.time))
-    groups = f"{len(frame.rows)} groups" if shown is None else f"{shown} of {len(frame.rows)} groups"
+    total = len(frame.rows)
+    groups = f"{total} group" + ("" if total == 1 else "s")
+    if shown is not None and shown != total:
+        groups = f"{shown} of {groups}"
+    if rows is not None:
+        groups = f"rows {rows[0]}-{rows[1]} of {groups}"
     return f"memcgctl top - {clock} - cgroup v{frame.cgroup_version} - {groups} - every {interval:g} s"
 
 

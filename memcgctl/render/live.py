@@ -10,6 +10,7 @@ when writing fails.  A resized window is redrawn at once (SIGWINCH).
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import select
 import signal
@@ -23,40 +24,88 @@ from rich.live import Live
 from rich.text import Text
 
 from ..operations.sampling import Frame, Sampler, order_rows
-from .columns import aligned_lines
+from .columns import aligned_lines, column_widths
 from .frames import columns, frame_title, sort_by_key, table_cells
 
 ESCAPE, ENTER, BACKSPACES = "\x1b", ("\r", "\n"), ("\x7f", "\x08")
 ALERT_STYLE = "bold red"
 # Lines besides the rows: the title, the header, the footer.
 CHROME_LINES = 3
+# The keys that scroll, as terminals send them (xterm, tmux, the Linux console).
+ESCAPE_SEQUENCES = {
+    "\x1b[A": "up", "\x1bOA": "up", "\x1b[B": "down", "\x1bOB": "down",
+    "\x1b[5~": "page-up", "\x1b[6~": "page-down",
+    "\x1b[H": "home", "\x1bOH": "home", "\x1b[1~": "home", "\x1b[7~": "home",
+    "\x1b[F": "end", "\x1bOF": "end", "\x1b[4~": "end", "\x1b[8~": "end",
+}
+SCROLL_KEYS = ("up", "down", "page-up", "page-down", "home", "end")
+# The delays + and - step through (seconds).
+DELAY_STEPS = (0.1, 0.2, 0.5, 1, 2, 5, 10, 30, 60, 300, 900, 3600, 86400)
+HELP = """\
+Keys of memcgctl top
+
+  q               quit
+  h ?             this help (any key returns)
+  Up Down         scroll one row
+  PgUp PgDn       scroll one screen
+  Home End        first rows, last rows
+  t               tree or flat
+  /               filter by name (Enter apply, Esc cancel; empty: all)
+  d               delay: type seconds, Enter (Esc cancel)
+  + -             longer, shorter delay
+  space           pause
+  {sort_keys}
+                  sort (again: reverse)
+
+Rows at 90% of their limit or more, or with any OOM kill, stand out.
+Events: totals, with what is new since start in brackets: 12(+3).
+A narrow window hides the least important columns first (SWAP,
+pressure, FILE, ANON, PIDS, ...); the sorted column stays."""
 
 
 class View:
     """What the person chose: sort column and direction, tree or flat, the
-    name filter (and the one being typed), paused or not."""
+    name filter (and the one being typed), the delay, the first row shown,
+    help shown, paused or not."""
 
-    def __init__(self, version: int):
+    def __init__(self, version: int, interval: float = 1.0, interval_range: tuple = (0.1, 86400.0)):
         self.sort_keys = sort_by_key(version)
         self.sort = "usage"
         self.reverse = False
         self.tree = False
         self.name_filter = ""
-        self.typing: str | None = None  # the filter being typed after '/'
+        self.typing: str | None = None  # what is typed after '/' or 'd'
+        self.prompt = "filter"  # what is being typed: "filter" or "delay"
+        self.message = ""  # a complaint about what was typed, until the next key
+        self.interval = interval
+        self.interval_range = interval_range
+        self.first = 0  # index of the first row shown
+        self.page = 1  # rows on one screen, as last drawn
+        self.help = False
         self.paused = False
         self.quit = False
 
     def press(self, key: str) -> None:
-        if self.typing is not None:
+        self.message = ""
+        if self.help:
+            self.help = False  # any key returns from the help
+        elif self.typing is not None:
             self._type(key)
         elif key == "q":
             self.quit = True
+        elif key in ("h", "?"):
+            self.help = True
         elif key == "t":
             self.tree = not self.tree
         elif key == " ":
             self.paused = not self.paused
-        elif key == "/":
-            self.typing = self.name_filter
+        elif key in ("/", "d"):
+            self.prompt = "filter" if key == "/" else "delay"
+            self.typing = self.name_filter if key == "/" else ""
+        elif key in ("+", "-"):
+            self._step_delay(longer=key == "+")
+        elif key in SCROLL_KEYS:
+            self._scroll(key)
         elif key in self.sort_keys:
             chosen = self.sort_keys[key]
             self.reverse = not self.reverse if chosen == self.sort else False
@@ -64,43 +113,145 @@ class View:
 
     def _type(self, key: str) -> None:
         if key in ENTER:
-            self.name_filter, self.typing = self.typing, None
+            typed, self.typing = self.typing, None
+            if self.prompt == "filter":
+                self.name_filter = typed
+            else:
+                self._set_delay(typed)
         elif key == ESCAPE:
             self.typing = None
         elif key in BACKSPACES:
             self.typing = self.typing[:-1]
-        elif key.isprintable():
+        elif len(key) == 1 and key.isprintable():
             self.typing += key
+
+    def _set_delay(self, typed: str) -> None:
+        shortest, longest = self.interval_range
+        try:
+            seconds = float(typed)
+        except ValueError:
+            seconds = math.nan
+        if math.isfinite(seconds) and shortest <= seconds <= longest:
+            self.interval = seconds
+        else:
+            self.message = f"delay {typed!r} not changed: give seconds from {shortest:g} to {longest:g}"
+
+    def _step_delay(self, longer: bool) -> None:
+        shortest, longest = self.interval_range
+        steps = [step for step in DELAY_STEPS if shortest <= step <= longest]
+        if longer:
+            self.interval = next((step for step in steps if step > self.interval), self.interval)
+        else:
+            self.interval = next((step for step in reversed(steps) if step < self.interval), self.interval)
+
+    def _scroll(self, key: str) -> None:
+        if key == "home":
+            self.first = 0
+        elif key == "end":
+            self.first = sys.maxsize  # window() brings it back to the last screen
+        else:
+            step = {"up": -1, "down": 1, "page-up": -self.page, "page-down": self.page}[key]
+            self.first = max(0, self.first + step)
+
+    def window(self, total: int, rows: int) -> slice:
+        """The rows to show of TOTAL when ROWS fit: from the first chosen, but
+        never past the last screen (rows vanish, windows grow)."""
+        self.page = max(1, rows)
+        self.first = max(0, min(self.first, total - rows))
+        return slice(self.first, self.first + max(0, rows))
 
     def footer(self, width: int = 200) -> str:
         """The keys; the sort keys by name, or if that does not fit in WIDTH
         as letters in the order of the columns."""
         if self.typing is not None:
-            return f"filter by name: {self.typing}_   (Enter apply, Esc cancel)"
+            what = "filter by name" if self.prompt == "filter" else "delay in seconds"
+            return f"{what}: {self.typing}_   (Enter apply, Esc cancel)"
+        if self.message:
+            return self.message
+        if self.help:
+            return "press any key to return"
         named = " ".join(f"{key}={name}" for key, name in self.sort_keys.items())
-        full = f"q quit  t tree  / filter  space pause  sort: {named}"
-        if len(full) <= width:
-            return full
-        return f"q quit  t tree  / filter  space pause  sort by column: {' '.join(self.sort_keys)}"
+        letters = " ".join(self.sort_keys)
+        for footer in (f"q quit  h help  t tree  / filter  space pause  sort: {named}",
+                       f"q quit  h help  sort: {named}",
+                       f"q quit  h help  t tree  / filter  sort by column: {letters}"):
+            if len(footer) <= width:
+                return footer
+        return "q quit  h help (keys)"
 
 
-def render(frame: Frame, view: View, interval: float, width: int, height: int) -> Text:
+def fitting_columns(version: int, header: list[str], cells: list[list[str]], width: int, sort: str) -> list[int]:
+    """The indices of the columns to show in WIDTH: all of them if they fit,
+    else without the least important ones (never the group, nor the sorted
+    column); the group's name is cut at the right if even that is too wide."""
+    shown = columns(version)
+    widths = column_widths(header, cells)
+    kept = list(range(len(shown)))
+    for index in sorted(kept[1:], key=lambda index: shown[index].importance):
+        if sum(widths[i] for i in kept) + 2 * (len(kept) - 1) <= width:
+            break
+        if shown[index].sort != sort:
+            kept.remove(index)
+    return kept
+
+
+def render(frame: Frame, view: View, width: int, height: int) -> Text:
     """The screen for FRAME: only the rows that fit are formatted."""
     ordered = order_rows(frame.rows, view.sort, view.reverse, view.tree, view.name_filter)
-    visible = ordered[:max(0, height - CHROME_LINES)]
+    rows = max(0, height - CHROME_LINES)
+    window = view.window(len(ordered), rows)
+    visible = ordered[window]
+    scrolled = (window.start + 1, window.start + len(visible)) if 0 < len(visible) < len(ordered) else None
+    title = frame_title(frame, view.interval, len(ordered), scrolled)
+    title += (f" - filter: {view.name_filter}" if view.name_filter else "") + ("  PAUSED" if view.paused else "")
+    # A narrow window: which rows show matters more than the delay, then the name.
+    for dispensable in (f" - every {view.interval:g} s", "memcgctl top - "):
+        if len(title) > width:
+            title = title.replace(dispensable, "", 1)
+    text = Text(no_wrap=True, overflow="crop")
+    text.append(title[:width] + "\n", style="bold")
+    if view.help:
+        return _help_screen(text, view, width, height)
     header, cells = table_cells(frame, visible)
     sorted_index = next(i for i, column in enumerate(columns(frame.cgroup_version)) if column.sort == view.sort)
     header[sorted_index] += "^" if view.reverse else "v"
-    lines = aligned_lines(header, cells)
-    title = frame_title(frame, interval, len(ordered))
-    title += (f" - filter: {view.name_filter}" if view.name_filter else "") + ("  PAUSED" if view.paused else "")
-    text = Text(no_wrap=True, overflow="crop")
-    text.append(title[:width] + "\n", style="bold")
+    kept = fitting_columns(frame.cgroup_version, header, cells, width, view.sort)
+    lines = aligned_lines([header[i] for i in kept], [[line[i] for i in kept] for line in cells])
     text.append(lines[0][:width] + "\n", style="reverse")
     for line, (_, row) in zip(lines[1:], visible, strict=True):
         text.append(line[:width] + "\n", style=ALERT_STYLE if row.stands_out else None)
     text.append(view.footer(width)[:width], style="dim")
     return text
+
+
+def _help_screen(text: Text, view: View, width: int, height: int) -> Text:
+    sort_keys = " ".join(f"{key}={name}" for key, name in view.sort_keys.items())
+    lines = HELP.format(sort_keys=sort_keys).splitlines()[:max(0, height - 2)]
+    for line in lines:
+        text.append(line[:width] + "\n")
+    text.append(view.footer(width)[:width], style="dim")
+    return text
+
+
+def split_keys(data: str) -> list[str]:
+    """The keys in DATA as read from the terminal: characters, and the
+    escape sequences of SCROLL_KEYS by name; other sequences (F1, ...) are
+    dropped, and a lone Esc stays Esc."""
+    keys, index = [], 0
+    while index < len(data):
+        if data[index] == ESCAPE and data[index + 1:index + 2] in ("[", "O"):
+            end = index + 2
+            if data[index + 1] == "[":
+                while end < len(data) and "\x20" <= data[end] <= "\x3f":
+                    end += 1  # parameters (5 in ESC [ 5 ~)
+            sequence = data[index:end + 1]
+            if sequence in ESCAPE_SEQUENCES:
+                keys.append(ESCAPE_SEQUENCES[sequence])
+            index = end + 1
+        else:
+            keys.append(data[index])
+            index += 1
+    return keys
 
 
 class Keyboard:
@@ -126,9 +277,7 @@ class Keyboard:
         data = os.read(self.fd, 64).decode("utf-8", "replace")
         if not data:
             return None
-        if data.startswith(ESCAPE) and len(data) > 1:
-            return []  # an arrow or function key: not ours
-        return list(data)
+        return split_keys(data)
 
 
 @contextlib.contextmanager
@@ -157,11 +306,11 @@ def _wake_on(signals: tuple):
 class LiveTop:
     """Runs the live display until q, COUNT frames, or a stop signal."""
 
-    def __init__(self, sampler: Sampler, interval: float, count: int | None):
+    def __init__(self, sampler: Sampler, interval: float, count: int | None,
+                 interval_range: tuple = (0.1, 86400.0)):
         self.sampler = sampler
-        self.interval = interval
         self.count = count
-        self.view = View(sampler.backend.version)
+        self.view = View(sampler.backend.version, interval, interval_range)
         self.console = Console()
         self.keyboard = Keyboard(sys.stdin.fileno()) if sys.stdin.isatty() else None
 
@@ -201,14 +350,18 @@ class LiveTop:
         with contextlib.suppress(OSError):
             self.console.size = os.get_terminal_size(sys.stdout.fileno())
         width, height = self.console.size
-        live.update(render(frame, self.view, self.interval, width, height), refresh=True)
+        live.update(render(frame, self.view, width, height), refresh=True)
 
     def _loop(self, live: Live, frame: Frame, wake: int, arrived: set) -> None:
-        shown, due = 1, time.monotonic() + self.interval
+        shown, last = 1, time.monotonic()
         self._draw(live, frame)
         while not self.view.quit and (self.count is None or shown < self.count):
-            if time.monotonic() >= due:
-                due += self.interval * max(1, int((time.monotonic() - due) // self.interval) + 1)
+            # The delay may have changed (d, + and -): the next frame is due one delay after the last.
+            interval = self.view.interval
+            due = last + interval
+            now = time.monotonic()
+            if now >= due:
+                last = due + interval * int((now - due) // interval)  # frames missed (a stop) are skipped
                 if not self.view.paused:
                     frame, shown = self.sampler.next_frame(), shown + 1
                 self._draw(live, frame)

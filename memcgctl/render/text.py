@@ -79,14 +79,22 @@ def shrink_progress(result: ShrinkResult) -> str:
             f"(target {format_size(result.target)}) in {result.seconds:.2f} s")
 
 
+ROOT_LABEL = "/"  # how a GroupStat names the root (Group.label)
+
+
+def _depth(group: str) -> int:
+    """Levels below the root: the root 0, `a` 1, `a/b` 2."""
+    return 0 if group == ROOT_LABEL else group.count("/") + 1
+
+
 def tree_lines(stats: list[GroupStat]) -> list[str]:
     """One line per group, indented under its parent: name, usage / limit."""
     lines = []
     # Indented relative to the first group: `tree b/j` starts at the left.
-    top = min((stat.group.count("/") for stat in stats), default=0)
+    top = min((_depth(stat.group) for stat in stats), default=0)
     for stat in stats:
-        depth = stat.group.count("/") - top
-        name = stat.group.rsplit("/", 1)[-1]
+        depth = _depth(stat.group) - top
+        name = stat.group if stat.group == ROOT_LABEL else stat.group.rsplit("/", 1)[-1]
         pids = f"{stat.pids} pid" if stat.pids == 1 else f"{stat.pids} pids"
         lines.append(f"{'    ' * depth}{printable(name)}  {format_size(stat.usage)} / {_size_cell(stat.limit)}"
                      f"  ({pids})")

@@ -40,10 +40,11 @@ COMMON_ARGUMENTS = {
 class Memcgctl:
     """memcgctl on this host, for MODULE (an AnsibleModule)."""
 
-    def __init__(self, module):
+    def __init__(self, module, root: str | None = None):
+        """ROOT: another cgroup root than the task's (a fake tree)."""
         self.module = module
         self.executable = module.params.get("executable") or module.get_bin_path("memcgctl", required=True)
-        self.root = module.params.get("root")
+        self.root = root or module.params.get("root")
 
     def argv(self, args: list, dry_run: bool = False) -> list:
         prefix = [self.executable]

@@ -77,11 +77,15 @@ attributes:
 notes:
   - A limit unavailable on the host's cgroup version (O(soft_limit) on v2, O(high) on v1) fails the task (rc 69).
   - The kernel stores limits in whole pages; the values returned are what it holds.
+  - The manual page memcgctl(1) on the managed host says what each memcgctl command does.
 seealso:
   - module: memcgctl.memcg.shrink
-  - name: memcgctl(1)
-    description: The memcgctl manual page, on the managed host.
-    link: https://example.invalid/memcgctl
+  - name: Memory Resource Controller (cgroup v1)
+    description: The kernel's documentation of the v1 memory files.
+    link: https://docs.kernel.org/admin-guide/cgroup-v1/memory.html
+  - name: Control Group v2, memory
+    description: The kernel's documentation of the v2 memory files.
+    link: https://docs.kernel.org/admin-guide/cgroup-v2.html#memory
 author:
   - memcgctl developers
 """
@@ -147,6 +151,9 @@ rc:
   type: int
   sample: 2
 """
+
+import os  # noqa: E402
+import tempfile  # noqa: E402
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 
@@ -230,7 +237,7 @@ def create(memcgctl: Memcgctl, name: str, requested: dict, check_mode: bool) -> 
         memcgctl.run(limit_arguments(name, requested), dry_run=True, allowed=(0, 66))
     _, plan, _ = memcgctl.run(["create", "-p", "--", name], dry_run=True)
     if check_mode:
-        return {"changed": True, "before": description(None), "stat": {"cgroup_version": None, **requested}}
+        return {"changed": True, "before": description(None), "stat": new_group_stat(memcgctl, name, requested)}
     memcgctl.run(["create", "-p", "--", name])
     if requested:
         argv = memcgctl.argv(limit_arguments(name, requested))
@@ -239,6 +246,26 @@ def create(memcgctl: Memcgctl, name: str, requested: dict, check_mode: bool) -> 
             remove_created(memcgctl, name, plan)
             memcgctl.fail(argv, rc, out, err)
     return {"changed": True, "before": description(None), "stat": memcgctl.stat(name)}
+
+
+def new_group_stat(memcgctl: Memcgctl, name: str, requested: dict) -> dict:
+    """Check mode: the cgroup version and the limits a new group NAME would
+    hold after the REQUESTED ones, in bytes as a real run returns them (not
+    the sizes as given).  memcgctl itself turns the sizes into the writes:
+    `memcgctl -n limit` on a group of that name in a fake tree of this host's
+    cgroup version, made in the module's temporary directory."""
+    root = memcgctl.stat("/")  # the root of a v2 hierarchy has no memory.current: stat of it is 66
+    version = root["cgroup_version"] if root else 2
+    with tempfile.TemporaryDirectory(dir=memcgctl.module.tmpdir) as directory:
+        fake = Memcgctl(memcgctl.module, root=os.path.join(directory, "cgroup"))
+        argv = [fake.executable, "init-fake", "--cgroup-version", str(version), fake.root]
+        rc, out, err = memcgctl.module.run_command(argv, environ_update={"LC_ALL": "C.UTF-8"})
+        if rc != 0:
+            memcgctl.fail(argv, rc, out, err)
+        fake.run(["create", "-p", "--", name])
+        _, planned, _ = fake.run(limit_arguments(name, requested), dry_run=True)
+        limits = predicted_limits(limits_of(fake.stat(name)), planned_writes(planned))
+    return {"cgroup_version": version, **limits}
 
 
 def remove_created(memcgctl: Memcgctl, name: str, create_plan: str) -> None:

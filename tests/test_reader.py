@@ -66,8 +66,8 @@ def test_a_huge_number_in_memory_stat_is_logged_by_the_daemon_which_goes_on(fake
     config.write_text('[[group]]\nmatch = "web"\npolicy = "pressure"\n')  # the pressure policy reads memory.stat
     result = run_cli(fake_root, "daemon", "--config", str(config), "--once")
     assert result.exit_code == 0
-    assert (f"memcgctl daemon: web: cannot read the group: read memory.stat: expected 'key number' lines, "
-            f"found 'anon 999") in result.stderr
+    assert ("memcgctl daemon: web: cannot read the group: read memory.stat: expected 'key number' lines, "
+            "found 'anon 999") in result.stderr
     assert "Traceback" not in result.stderr
 
 

@@ -25,15 +25,24 @@ HUGE = "9" * 5000
 def test_flat_keyed_text_is_numbers_by_key_or_an_error_naming_the_file():
     from memcgctl.kernel.figures import parse_flat_keyed
 
-    path = Path("/x/memory.stat")
-    assert parse_flat_keyed("anon 1\nfile 2\n", path) == {"anon": 1, "file": 2}
-    assert parse_flat_keyed("anon 1\n\nfile 2", path) == {"anon": 1, "file": 2}
-    assert parse_flat_keyed("", path) == {}
+    path = Path("/x"), "memory.stat"
+    assert parse_flat_keyed("anon 1\nfile 2\n", *path) == {"anon": 1, "file": 2}
+    assert parse_flat_keyed("anon 1\n\nfile 2", *path) == {"anon": 1, "file": 2}
+    assert parse_flat_keyed("", *path) == {}
     for text, shown in (("anon 1\nfile\n", "'file'"), ("anon x\n", "'anon x'"), (f"anon {HUGE}\n", "'anon 999")):
         with pytest.raises(MemcgError) as caught:
-            parse_flat_keyed(text, path)
+            parse_flat_keyed(text, *path)
         assert str(caught.value).startswith(f"read memory.stat: expected 'key number' lines, found {shown}")
         assert str(caught.value).endswith("(/x/memory.stat)")
+
+
+def test_flat_keyed_text_with_keys_parses_only_those():
+    from memcgctl.kernel.figures import parse_flat_keyed
+
+    text = f"anon 1\nfile 2\nodd {HUGE}\n"
+    assert parse_flat_keyed(text, Path("/x"), "memory.stat", frozenset({"anon", "shmem"})) == {"anon": 1}
+    with pytest.raises(MemcgError):
+        parse_flat_keyed(text, Path("/x"), "memory.stat", frozenset({"odd"}))
 
 
 @pytest.mark.parametrize("command", [["stat"], ["stat", "--json"], ["stat", "web", "--detail"],

@@ -22,11 +22,13 @@ STAT_BYTES = ("cache", "rss", "mapped_file", "anon", "file", "kernel", "sock", "
               "dirty", "file_dirty", "swap")
 STAT_COUNTS = ("pgmajfault", "workingset_refault_anon", "workingset_refault_file")
 EXPORTED_STAT_KEYS = STAT_BYTES + STAT_COUNTS
+# What is parsed of memory.stat: those keys and (v1) their total_ twins.
+READ_STAT_KEYS = frozenset(EXPORTED_STAT_KEYS + tuple(f"total_{key}" for key in EXPORTED_STAT_KEYS))
 
 
 def read_figures(backend: Backend, group: Group) -> GroupFigures:
     """The record of GROUP with what a scrape exports (EXPORT_PARTS)."""
-    return backend.read_figures(group, EXPORT_PARTS)
+    return backend.read_figures(group, EXPORT_PARTS, READ_STAT_KEYS)
 
 
 def exported_stat(figures: GroupFigures) -> dict:

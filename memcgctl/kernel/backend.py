@@ -35,10 +35,11 @@ def number(texts: dict, directory: Path, name: str) -> int | None:
         return to_int(text, directory / name)  # raises the MemcgError that names the file
 
 
-def counters(texts: dict, directory: Path, name: str) -> dict | None:
-    """The flat-keyed file NAME of TEXTS as {key: int}; None if it is absent."""
+def counters(texts: dict, directory: Path, name: str, keys: frozenset | None = None) -> dict | None:
+    """The flat-keyed file NAME of TEXTS as {key: int} (only KEYS if given);
+    None if it is absent."""
     text = texts[name]
-    return None if text is None else parse_flat_keyed(text, directory / name)
+    return None if text is None else parse_flat_keyed(text, directory, name, keys)
 
 
 class Reclaim(NamedTuple):
@@ -119,12 +120,14 @@ class Backend:
 
     # --- figures --------------------------------------------------------------
 
-    def read_figures(self, group: Group, parts: frozenset = PARTS) -> GroupFigures:
+    def read_figures(self, group: Group, parts: frozenset = PARTS, stat_keys: frozenset | None = None
+                     ) -> GroupFigures:
         """The PARTS (names of GroupFigures fields: "usage", "limit", "stat",
         ...) of GROUP, its files read once each through one fd of its
-        directory.  NotFound if the group is gone (also while it is read);
-        a MemcgError naming the file for text that is not what the kernel
-        writes."""
+        directory; of memory.stat only STAT_KEYS if given (a frame of `top`
+        shows five of its 40 to 90 keys).  NotFound if the group is gone
+        (also while it is read); a MemcgError naming the file for text that
+        is not what the kernel writes."""
         if not isinstance(parts, frozenset):
             parts = frozenset(parts)
         names = self._file_lists.get(parts)
@@ -136,7 +139,7 @@ class Backend:
                 self.fs.require_group(group, self.marker)  # NotFound: removed meanwhile, or not a group
                 raise NotAvailable(f"read {name}", "not available on this root", str(group.path / name))
         return GroupFigures(group.label, str(group.path), self.version, parts,
-                            **self.decode(texts, group.path, parts))
+                            **self.decode(texts, group.path, parts, stat_keys))
 
     def _files_of(self, parts: frozenset) -> tuple:
         unknown = set(parts) - PARTS
@@ -146,10 +149,10 @@ class Backend:
         self._file_lists[parts] = names
         return names
 
-    def decode(self, texts: dict, directory: Path, parts: frozenset) -> dict:
+    def decode(self, texts: dict, directory: Path, parts: frozenset, stat_keys: frozenset | None = None) -> dict:
         """{part: value} of PARTS from TEXTS ({file name: text or None}) of
         the group at DIRECTORY: this version's files, in bytes, None for
-        unlimited or absent."""
+        unlimited or absent; memory.stat's STAT_KEYS only, if given."""
         raise NotImplementedError
 
     # --- limits ---------------------------------------------------------------

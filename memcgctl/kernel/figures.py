@@ -56,16 +56,19 @@ class GroupFigures(NamedTuple):
                 "stat": {} if self.stat is None else dict(self.stat), "pids": self.pids}
 
 
-def parse_flat_keyed(text: str, path: Path) -> dict:
+def parse_flat_keyed(text: str, directory: Path, name: str, keys: frozenset | None = None) -> dict:
     """A flat-keyed file ("key value" lines: memory.stat, memory.events,
-    memory.oom_control) as {key: int}; MemcgError naming PATH for a line
-    that is not one.  Split in one go when every line is one pair (a frame
-    of `top` parses a thousand memory.stat files), line by line otherwise."""
+    memory.oom_control) as {key: int}, only KEYS if given (the others are
+    not looked at); MemcgError naming the file for a line that is not one.
+    Split in one go when every line is one pair (a frame of `top` parses a
+    thousand memory.stat files), line by line otherwise."""
     words = text.split()
-    keys, values = words[::2], words[1::2]
-    if len(keys) == len(values) == text.count("\n") + (not text.endswith("\n")):
+    names, values = words[::2], words[1::2]
+    if len(names) == len(values) == text.count("\n") + (not text.endswith("\n")):
         try:
-            return dict(zip(keys, map(int, values), strict=True))
+            if keys is None:
+                return dict(zip(names, map(int, values), strict=True))
+            return {key: int(value) for key, value in zip(names, values, strict=True) if key in keys}
         except ValueError:
             pass  # the line at fault is named below
     counters = {}
@@ -73,11 +76,13 @@ def parse_flat_keyed(text: str, path: Path) -> dict:
         pair = line.split()
         if not pair:
             continue
+        if keys is not None and pair[0] not in keys:
+            continue
         try:
             if len(pair) != 2:
                 raise ValueError
             counters[pair[0]] = int(pair[1])
         except ValueError:  # not a number, or past Python's 4,300-digit limit
-            raise MemcgError(f"read {path.name}", f"expected 'key number' lines, found {line.strip()[:40]!r}",
-                             str(path)) from None
+            raise MemcgError(f"read {name}", f"expected 'key number' lines, found {line.strip()[:40]!r}",
+                             str(directory / name)) from None
     return counters

@@ -29,6 +29,9 @@ RECLAIMING_WRITES = frozenset({LIMIT, MEMSW_LIMIT, FORCE_EMPTY})
 # largest page size (64 KiB on arm64) of LONG_MAX is therefore unlimited.
 UNLIMITED_FROM = 2**63 - 2**16
 UNLIMITED_TEXT = "-1"
+# memory.stat's swap in use: total_swap (hierarchical, like usage), or the
+# group's own where a fake tree has no total_ lines; with swap accounting only.
+SWAP_KEYS = ("total_swap", "swap")
 
 LIMIT_REASONS = {
     errno.EBUSY: "the kernel could not reclaim enough memory to get under it; the limit is unchanged",
@@ -213,7 +216,7 @@ class V1Backend(Backend):
 
     # --- figures --------------------------------------------------------------
 
-    def decode(self, texts: dict, directory, parts: frozenset) -> dict:
+    def decode(self, texts: dict, directory, parts: frozenset, stat_keys: frozenset | None = None) -> dict:
         figures = {}
         for part in parts & {"usage", "peak", "failcnt"}:
             figures[part] = number(texts, directory, self.part_files[part][0])
@@ -226,12 +229,13 @@ class V1Backend(Backend):
             memsw = self._limit(texts, directory, MEMSW_LIMIT)
             figures["swap_limit"] = None if memsw is None or limit is None else memsw - limit
         if parts & {"stat", "swap"}:
-            stat = counters(texts, directory, STAT)
+            keys = stat_keys if stat_keys is None or "swap" not in parts else stat_keys.union(SWAP_KEYS)
+            stat = counters(texts, directory, STAT, keys)
             if "stat" in parts:
-                figures["stat"] = stat
+                figures["stat"] = stat if stat_keys is None or stat is None else {
+                    key: value for key, value in stat.items() if key in stat_keys}
             if "swap" in parts and stat is not None:
-                # total_swap (hierarchical, like usage) exists with swap accounting only.
-                figures["swap"] = stat.get("total_swap", stat.get("swap"))
+                figures["swap"] = stat.get(SWAP_KEYS[0], stat.get(SWAP_KEYS[1]))
         if "pids" in parts and texts[PROCS] is not None:
             figures["pids"] = len(texts[PROCS].split())
         if "events" in parts:

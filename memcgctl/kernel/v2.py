@@ -144,14 +144,16 @@ class V2Backend(Backend):
 
     # --- figures --------------------------------------------------------------
 
-    def decode(self, texts: dict, directory: Path, parts: frozenset) -> dict:
+    def decode(self, texts: dict, directory: Path, parts: frozenset, stat_keys: frozenset | None = None) -> dict:
         figures = {}
         for part in parts & {"usage", "peak", "swap"}:
             figures[part] = number(texts, directory, self.part_files[part][0])
         for name in parts & FILE_BY_LIMIT.keys():
             figures[name] = self._limit(texts, directory, FILE_BY_LIMIT[name])
-        for part in parts & {"stat", "events"}:
-            figures[part] = counters(texts, directory, self.part_files[part][0])
+        if "stat" in parts:
+            figures["stat"] = counters(texts, directory, STAT, stat_keys)
+        if "events" in parts:
+            figures["events"] = counters(texts, directory, EVENTS)
         if "pids" in parts and texts[PROCS] is not None:
             figures["pids"] = len(texts[PROCS].split())
         if "pressure" in parts and texts[GROUP_PRESSURE] is not None:

@@ -24,6 +24,9 @@ TOP_PARTS = frozenset({"usage", "limit", "high", "swap", "pids", "stat", "events
 # v1 memory.stat: the hierarchical twins (total_*), like usage_in_bytes;
 # workingset_refault_anon/_file since 5.9 (workingset_refault before).
 V1_REFAULTS = ("total_workingset_refault_anon", "total_workingset_refault_file", "total_workingset_refault")
+# The memory.stat keys a frame shows, of either version (the rest is not parsed).
+TOP_STAT_KEYS = frozenset({key for version in USAGE_PARTS.values() for part in ("anon", "file")
+                           for key in version[part]} | set(V1_REFAULTS))
 V2_EVENTS = ("high", "max", "oom_kill")
 V1_EVENTS = ("failcnt", "oom_kill")
 # A row stands out from this share of its limit on.
@@ -175,7 +178,7 @@ class Sampler:
 def read_sample(backend: Backend, group: Group) -> GroupSample | None:
     """What a frame shows of GROUP; None if it is gone (removed while read)."""
     try:
-        return sample_of(backend.read_figures(group, TOP_PARTS))
+        return sample_of(backend.read_figures(group, TOP_PARTS, TOP_STAT_KEYS))
     except NotFound:
         return None
 

@@ -866,7 +866,8 @@ class CgroupFS:
     def _file_refusal(self, status: os.stat_result) -> str | None:
         """Why a file with STATUS is not one this root holds; None if it is."""
         if self.is_kernel:
-            if status.st_dev != self._root_directory_status().st_dev:
+            root_status = self._root_status or self._root_directory_status()
+            if status.st_dev != root_status.st_dev:
                 return "refused: not a file of this cgroup filesystem"
         elif not stat.S_ISREG(status.st_mode):
             return "refused: not a regular file (a fake root holds only plain files)"

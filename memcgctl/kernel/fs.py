@@ -29,7 +29,7 @@ from ..errors import (
 MAX_NAME_BYTES = 255
 MAX_PATH_BYTES = 4095
 # The size of one os.read of a cgroup file: memory.stat (about 2 KiB) is one
-# read and the empty read of its end.
+# read, without the empty read of its end (see _read_to_end).
 SMALL_READ_BYTES = 65536
 # Half of the smallest seq_file buffer (a 4 KiB page; see _read_to_end).
 SHORT_READ_BYTES = 2048

@@ -246,3 +246,79 @@ def test_tree_of_the_root_names_it_and_indents_its_children(root):
         assert lines[2].startswith("        job1  ")
     else:
         assert result.stdout == plain.stdout
+# --- one reader: stat, top, export and the daemon agree ----------------------------------
+
+
+def top_json(root: Path, *groups: str) -> dict:
+    result = run_cli(root, "top", "--json", "-n", "1", *groups)
+    assert result.exit_code == 0, result.stderr
+    frame = json.loads(result.stdout)
+    return {row["group"]: row for row in frame["groups"]}
+
+
+def exported(root: Path, metric: str) -> dict:
+    """{group: value} of METRIC in `memcgctl export` (absent: unlimited)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    result = run_cli(root, "export")
+    assert result.exit_code == 0, result.stderr
+    values = {}
+    for family in text_string_to_metric_families(result.stdout):
+        for sample in family.samples:
+            if sample.name == f"memcgctl_{metric}":
+                values[sample.labels["group"]] = int(sample.value)
+    return values
+
+
+def daemon_reading(root: Path, name: str, directory: Path):
+    """The daemon's snapshot of group NAME (Engine.read), as a rule of any
+    policy gets it; its configuration file goes in DIRECTORY."""
+    from memcgctl.daemon.config import load_config
+    from memcgctl.daemon.engine import Engine
+    from memcgctl.daemon.log import DaemonLog
+    from memcgctl.kernel.discovery import open_hierarchy
+
+    config = directory / "daemon.toml"
+    config.write_text(f'[[group]]\nmatch = "{name}"\npolicy = "watermark"\nhigh = "900M"\nlow = "800M"\n')
+    engine = Engine(open_hierarchy(root), load_config(config), DaemonLog(verbose=False), dry_run=True)
+    try:
+        engine.discover(0.0)
+        return engine.read(engine.watched[name], 0.0)
+    finally:
+        engine.poller.close()
+
+
+@pytest.mark.parametrize("word", ["300M", "max"])
+def test_stat_top_export_and_the_daemon_agree_on_usage_and_limit(root, tmp_path, word):
+    """A fake v1 tree once showed `"limit": -1` and -104857600 percent in
+    top --json after `limit db max`, where stat and export said unlimited."""
+    assert run_cli(root, "create", "db", "--limit", "1G").exit_code == 0
+    created = stat_json(root, "db")[0]
+    if created["path"].startswith(str(tmp_path)):  # a fake tree: 100M in use, as its file says
+        usage_file = "memory.usage_in_bytes" if created["cgroup_version"] == 1 else "memory.current"
+        (root / "db" / usage_file).write_text(str(100 * MIB))
+    assert run_cli(root, "limit", "db", word).exit_code == 0
+    limit = None if word == "max" else 300 * MIB
+
+    stat = stat_json(root, "db")[0]
+    top = top_json(root, "db")["db"]
+    usages, limits = exported(root, "memory_usage_bytes"), exported(root, "memory_limit_bytes")
+    reading = daemon_reading(root, "db", tmp_path)
+
+    assert stat["limit"] == top["limit"] == limits.get("db") == reading.limit == limit
+    if limit is None:
+        assert "db" not in limits and top["percent_of_limit"] is None
+    else:
+        assert top["percent_of_limit"] == round(100 * top["usage"] / limit, 1)
+    # The kernel's usage moves a little between two readers: a page or so.
+    assert abs(stat["usage"] - top["usage"]) <= MIB and abs(stat["usage"] - usages["db"]) <= MIB
+    assert abs(stat["usage"] - reading.usage) <= MIB
+
+
+def test_stat_top_and_export_agree_on_v1_oom_kills_and_v2_events(root):
+    """memory.oom_control's oom_kill is v1's events figure, in all three."""
+    run_cli(root, "create", "db")
+    stat = stat_json(root, "db")[0]
+    top = top_json(root, "db")["db"]
+    kills = exported(root, "memory_events_oom_kill_total")
+    assert stat["events"]["oom_kill"] == top["events"]["oom_kill"] == kills["db"] == 0

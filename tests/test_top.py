@@ -12,7 +12,7 @@ import sys
 import pytest
 
 from memcgctl.kernel.discovery import open_hierarchy
-from memcgctl.operations.sampling import Sampler, counter, order_rows
+from memcgctl.operations.sampling import Sampler, order_rows
 from memcgctl.render.frames import compact_size
 
 from conftest import run_cli
@@ -170,13 +170,6 @@ def test_a_named_group_removed_later_is_left_out_without_error(fake_root):
     frame = sampler.next_frame()
     assert [row.group for row in frame.rows] == ["db"]
     assert sorted(frame.vanished) == ["web", "web/one"]
-
-
-def test_counter_reads_whole_keys_only():
-    text = "rss 1\ntotal_rss 2\nrss_huge 3\n"
-    assert (counter(text, "rss"), counter(text, "total_rss"), counter(text, "rss_huge")) == (1, 2, 3)
-    assert counter(text, "cache") is None
-    assert counter("x 1\nss 5", "ss") == 5
 
 
 def test_order_rows_sorts_reverses_filters_and_makes_a_tree(fake_v2):

@@ -23,12 +23,12 @@ def show_detail_or_fields(backend, groups, recursive: bool, as_json: bool, detai
 
 
 def _print_detail(backend, name: str) -> None:
+    from ..operations.stats import STAT_PARTS
     from ..render.detail import detail_lines
 
-    group = backend.group(name)
-    stat = backend.read_stat(group)
-    events = stat.events if stat.events is not None else {
-        "failcnt": stat.failcnt, "oom_kill": backend.read_oom_kills(group)}
+    stat = backend.read_figures(backend.group(name), STAT_PARTS)
+    # v1: memory.failcnt beside memory.oom_control's oom_kill
+    events = {**({} if stat.failcnt is None else {"failcnt": stat.failcnt}), **(stat.events or {})}
     for line in detail_lines(stat, backend.limit_names, events):
         click.echo(line)
 

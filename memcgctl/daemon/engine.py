@@ -26,10 +26,10 @@ import select
 import signal
 import time
 
-from ..errors import ConfigError, Interrupted, LockHeld, MemcgError, NotFound
+from ..errors import ConfigError, Interrupted, LockHeld, MemcgError, NotAvailable, NotFound
 from ..kernel.backend import Backend
 from ..kernel.fs import Group
-from ..kernel.psi import PressureTrigger, read_pressure
+from ..kernel.psi import PressureTrigger, read_host_pressure
 from ..kernel.watches import DirectoryWatch, EventsFileWatch, UsageThreshold
 from ..operations.recovery import exclusive, recover
 from ..operations.shrink import StopReason, shrink_locked
@@ -40,8 +40,9 @@ from .counters import MAX_WRITE_INTERVAL, Counters
 from .log import DaemonLog
 from .policies import PoolPolicy, Reading, Step
 
-STAT_FILE = "memory.stat"
-EVENTS_FILE = "memory.events"
+# What a snapshot always holds (usage, the hard limit, v2's protection);
+# Policy.reads adds "stat", "events", "pressure".
+SNAPSHOT_PARTS = frozenset({"usage", "limit", "low", "min"})
 # Steps smaller than this are not worth a kernel call (a v1 limit dip costs
 # two writes and a journal record).
 MIN_STEP_BYTES = 1024**2
@@ -103,13 +104,12 @@ def describe_spec(spec: tuple) -> str:
     return " ".join(str(part) for part in spec)
 
 
-# Reading fields beyond the basic ones, filled only for groups whose rules
-# list them in Policy.reads: {field: function(backend, group) -> value}
-# ("pressure": the group's PSI, or the host's on v1, from kernel/psi.py).
-EXTRA_READERS: dict = {
-    # A fake tree's files are not the kernel's: no PSI there (and no trigger written to them).
-    "pressure": lambda backend, group: read_pressure(backend.fs, group.path) if backend.fs.is_kernel else None,
-}
+def _host_pressure():
+    """/proc/pressure/memory (4.20+), or None without PSI."""
+    try:
+        return read_host_pressure()
+    except (NotAvailable, NotFound):
+        return None
 
 
 class RuleRun:
@@ -407,15 +407,17 @@ class Engine:
     # --- one pass ----------------------------------------------------------------
 
     def read(self, watched: Watched, now: float) -> Reading:
-        """One snapshot of the group: only what its rules need."""
-        backend, group = self.backend, watched.group
-        stat = backend.read_counters(group.path / STAT_FILE) if "stat" in watched.reads else {}
-        events = None
-        if backend.version == 2 and "events" in watched.reads:
-            events = backend.read_counters(group.path / EVENTS_FILE)
-        extras = {field: reader(backend, group) for field, reader in EXTRA_READERS.items() if field in watched.reads}
-        return Reading(group.name, now, backend.read_usage(group), backend.read_hard_limit(group),
-                       backend.read_protection(group), stat, events, **extras)
+        """One snapshot of the group: only what its rules need, each file once."""
+        backend, reads = self.backend, watched.reads
+        # A fake tree's files are not the kernel's: no PSI there (and no trigger written to them).
+        wants_pressure = "pressure" in reads and backend.fs.is_kernel
+        parts = SNAPSHOT_PARTS | (reads & {"stat", "events"}) | ({"pressure"} if wants_pressure else set())
+        figures = backend.read_figures(watched.group, parts)
+        pressure = figures.pressure
+        if wants_pressure and pressure is None:
+            pressure = _host_pressure()  # v1 has no per-group PSI
+        return Reading(watched.group.name, now, figures.usage, figures.limit, max(figures.low or 0, figures.min or 0),
+                       figures.stat or {}, figures.events if backend.version == 2 else None, pressure)
 
     def run_pass(self, names: set[str], with_pools: bool, now: float) -> None:
         snapshot = {}
@@ -491,11 +493,11 @@ class Engine:
             self.log.detail(f"{name}: {policy}: {step.why}: nothing to do within the floor and the rate cap")
             return
         if self.dry_run:
-            lines = [write.shell() for write in self.backend.plan_shrink(watched.group, target)]
+            lines = [write.shell() for write in self.backend.plan_shrink(watched.group, target, reading.usage)]
             self.log.would(name, policy, step.why, lines)
             return
         try:
-            result = self._shrink(watched.group, target, rule.settings["step_seconds"])
+            result = self._shrink(watched.group, target, rule.settings["step_seconds"], reading.usage)
         except LockHeld:
             self.log.detail(f"{name}: {policy}: another memcgctl holds the group; skipped this pass")
             self._recheck(watched.group.name, now + self.config.interval)
@@ -524,12 +526,14 @@ class Engine:
             bucket = watched.buckets[rule.key] = TokenBucket(rule.settings["max_bytes_per_second"], now)
         return bucket
 
-    def _shrink(self, group: Group, target: int, step_seconds: float):
+    def _shrink(self, group: Group, target: int, step_seconds: float, usage: int):
+        """The step, planned from the snapshot's USAGE (bytes): not read again."""
         try:
             with exclusive(self.backend, group.path, Deadline(0)):
                 self.step_in_flight = True  # SIGTERM/SIGINT now undo the step and stop
                 try:
-                    return shrink_locked(self.backend, group, ShrinkTarget(bytes=target), Deadline(step_seconds))
+                    return shrink_locked(self.backend, group, ShrinkTarget(bytes=target), Deadline(step_seconds),
+                                         usage)
                 finally:
                     self.step_in_flight = False
         finally:

@@ -21,9 +21,10 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from ..errors import MemcgError, NotFound
 from ..escape import printable
 from ..kernel.backend import Backend
+from ..kernel.figures import GroupFigures
 from ..operations.stats import select_groups
 from .daemon_counters import COUNTER_KEYS, UnreadableCounters, read_daemon_counters
-from .figures import STAT_BYTES, STAT_COUNTS, read_figures
+from .figures import STAT_BYTES, STAT_COUNTS, exported_stat, pressure_seconds, read_figures
 
 PREFIX = "memcgctl_"
 
@@ -40,7 +41,8 @@ GROUP_GAUGES = {
     "peak": ("memory_peak_bytes", "High-water mark of usage (v1 memory.max_usage_in_bytes, v2 memory.peak)."),
 }
 
-# v2 memory.events keys (cgroup-v2.rst); v1 has only memory.failcnt.
+# v2 memory.events keys (cgroup-v2.rst); v1 has memory.failcnt and the
+# oom_kill line of memory.oom_control (4.13+).
 EVENT_HELP = {
     "low": "Times the group was reclaimed below memory.low (v2 memory.events low).",
     "high": "Times the group was throttled above memory.high (v2 memory.events high).",
@@ -82,25 +84,25 @@ class GroupFamilies:
         # prometheus_client appends _total to a counter's name.
         self._family(CounterMetricFamily, name, documentation, label_names).add_metric(labels, value)
 
-    def add_group(self, group: str, figures: dict) -> None:
+    def add_group(self, group: str, figures: GroupFigures) -> None:
         labels = [group]
         for figure, (name, documentation) in GROUP_GAUGES.items():
-            value = figures.get(figure)
+            value = getattr(figures, figure)
             if value is not None:
                 self.gauge(name, documentation, labels, value)
-        if figures.get("processes") is not None:
+        if figures.pids is not None:
             self.gauge("processes", "Processes in the group itself (cgroup.procs), not in the groups below.",
-                       labels, figures["processes"])
-        if figures.get("failcnt") is not None:
+                       labels, figures.pids)
+        if figures.failcnt is not None:
             self.counter("memory_failcnt", "Times usage hit the v1 limit (memory.failcnt; reset when written).",
-                         labels, figures["failcnt"])
-        for key, value in (figures.get("events") or {}).items():
+                         labels, figures.failcnt)
+        for key, value in (figures.events or {}).items():
             if key in EVENT_HELP:
                 self.counter(f"memory_events_{key}", EVENT_HELP[key], labels, value)
-        for kind, seconds in (figures.get("pressure") or {}).items():
+        for kind, seconds in pressure_seconds(figures).items():
             if kind in PRESSURE_HELP:
                 self.counter(f"memory_pressure_{kind}_seconds", PRESSURE_HELP[kind], labels, seconds)
-        stat = figures["stat"]
+        stat = exported_stat(figures)
         for key in STAT_BYTES:
             if key in stat:
                 self.gauge(f"memory_stat_{key}_bytes", f"memory.stat {key}, in bytes.", labels, stat[key])

@@ -10,55 +10,50 @@ import enum
 from pathlib import Path
 from typing import NamedTuple
 
-from ..errors import NoProgress
+from ..errors import NoProgress, NotAvailable
 from ..safety.deadline import NEVER, Deadline
-from .fs import Action, CgroupFS, Group, MakeDir, Write
+from .figures import LIMITS, PARTS, GroupFigures, parse_flat_keyed
+from .fs import Action, CgroupFS, Group, MakeDir, Write, to_int
 
 # The limits a user can set, by the names `stat --json` uses.  Which of them a
 # version has is Backend.limit_names.
-LIMIT_NAMES = ("limit", "soft_limit", "high", "low", "min", "swap_limit")
+LIMIT_NAMES = LIMITS
+
+USAGE = frozenset({"usage"})
+HARD_LIMIT = frozenset({"limit"})
+PROTECTION = frozenset({"low", "min"})
+EVENTS = frozenset({"events"})
 
 
-class GroupStat(NamedTuple):
-    """One group's figures; sizes in bytes, None for unlimited or not applicable.
+def number(texts: dict, directory: Path, name: str) -> int | None:
+    """The number the file NAME of TEXTS holds; None if it is absent."""
+    text = texts[name]
+    if text is None:
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        return to_int(text, directory / name)  # raises the MemcgError that names the file
 
-    The field names are the stable keys of `memcgctl stat --json`.
-    """
 
-    group: str
-    path: str
-    cgroup_version: int
-    usage: int
-    limit: int | None
-    soft_limit: int | None
-    high: int | None
-    low: int | None
-    min: int | None
-    swap_limit: int | None
-    peak: int | None
-    failcnt: int | None
-    events: dict | None
-    stat: dict
-    pids: int
-
-    def to_json(self) -> dict:
-        figures = self._asdict()  # the counters copied, not shared, as asdict() did
-        figures["stat"] = dict(self.stat)
-        if self.events is not None:
-            figures["events"] = dict(self.events)
-        return figures
+def counters(texts: dict, directory: Path, name: str, keys: frozenset | None = None) -> dict | None:
+    """The flat-keyed file NAME of TEXTS as {key: int} (only KEYS if given);
+    None if it is absent."""
+    text = texts[name]
+    return None if text is None else parse_flat_keyed(text, directory, name, keys)
 
 
 class Reclaim(NamedTuple):
     """A step of a plan whose outcome the kernel decides: bring GROUP's usage to
-    TARGET bytes or as near as the kernel can (Backend.shrink_to carries it out).
+    TARGET bytes or as near as the kernel can (Backend.reclaim carries it out).
 
     WRITES are the writes it makes, as the backend's plan_shrink() computes them
-    (shrink_to computes them again, from the same files: on v1 under the same
-    lock, so that the limit it restores is the one shown here);
+    and Backend.reclaim() carries them out, never computed again (on v1 the
+    limit it restores is the one read for the plan, under the group's lock);
     COMMENTS ({index: text}) say, after the write of that index, what depends
     on the kernel's answer.  A dry run prints both; BEST_EFFORT: the kernel
-    reclaiming less is not a failure (empty).
+    reclaiming less is not a failure (empty).  USAGE: the bytes the plan was
+    made from (None: not known), where a reclaim loop starts.
     """
 
     group: Group
@@ -66,6 +61,7 @@ class Reclaim(NamedTuple):
     writes: tuple
     comments: dict
     best_effort: bool = False
+    usage: int | None = None
 
     def shell(self) -> str:
         lines = []
@@ -107,6 +103,11 @@ class Backend:
     limit_below_usage_kills: bool
     # The files a shrink lowers and a journal record may restore (v1's limits).
     restorable_files: tuple = ()
+    # The file this version reads usage from (a group without it is gone).
+    usage_file: str
+    # part of a GroupFigures -> the files of this version it is decoded from;
+    # a part this version does not have is left out (its figure is None).
+    part_files: dict
 
     def __init__(self, fs: CgroupFS, journal=None):
         self.fs = fs
@@ -118,6 +119,9 @@ class Backend:
         # Restores this memcgctl left undone because someone else wrote the
         # limit while it was lowered (Restore values, CHANGED_SINCE).
         self.kept = []
+        # parts -> the files to read for them: the same few sets, asked for
+        # at every frame of `top` and every scrape.
+        self._file_lists: dict = {}
 
     # --- groups ---------------------------------------------------------------
 
@@ -141,24 +145,63 @@ class Backend:
     def attach_action(self, group: Group, pid: int, threads: bool = False) -> Write:
         raise NotImplementedError
 
+    # --- figures --------------------------------------------------------------
+
+    def read_figures(self, group: Group, parts: frozenset = PARTS, stat_keys: frozenset | None = None
+                     ) -> GroupFigures:
+        """The PARTS (names of GroupFigures fields: "usage", "limit", "stat",
+        ...) of GROUP, its files read once each through one fd of its
+        directory; of memory.stat only STAT_KEYS if given (a frame of `top`
+        shows five of its 40 to 90 keys).  NotFound if the group is gone
+        (also while it is read); a MemcgError naming the file for text that
+        is not what the kernel writes."""
+        if not isinstance(parts, frozenset):
+            parts = frozenset(parts)
+        names = self._file_lists.get(parts)
+        if names is None:
+            names = self._files_of(parts)
+        texts = self.fs.read_group_files(group.path, names)
+        for name in (self.marker, self.usage_file):
+            if name in texts and texts[name] is None:  # never read as "unlimited" or 0
+                self.fs.require_group(group, self.marker)  # NotFound: removed meanwhile, or not a group
+                raise NotAvailable(f"read {name}", "not available on this root", str(group.path / name))
+        return GroupFigures(group.label, str(group.path), self.version, parts,
+                            **self.decode(texts, group.path, parts, stat_keys))
+
+    def _files_of(self, parts: frozenset) -> tuple:
+        unknown = set(parts) - PARTS
+        if unknown:
+            raise ValueError(f"not parts of GroupFigures: {sorted(unknown)}")
+        names = tuple(dict.fromkeys(name for part in sorted(parts) for name in self.part_files.get(part, ())))
+        self._file_lists[parts] = names
+        return names
+
+    def decode(self, texts: dict, directory: Path, parts: frozenset, stat_keys: frozenset | None = None) -> dict:
+        """{part: value} of PARTS from TEXTS ({file name: text or None}) of
+        the group at DIRECTORY: this version's files, in bytes, None for
+        unlimited or absent; memory.stat's STAT_KEYS only, if given."""
+        raise NotImplementedError
+
     # --- limits ---------------------------------------------------------------
 
     def read_usage(self, group: Group) -> int:
-        raise NotImplementedError
+        return self.read_figures(group, USAGE).usage
 
     def read_limits(self, group: Group) -> dict:
         """{name: bytes or None} for each of self.limit_names."""
-        raise NotImplementedError
+        figures = self.read_figures(group, frozenset(self.limit_names))
+        return {name: getattr(figures, name) for name in self.limit_names}
 
     def read_hard_limit(self, group: Group) -> int | None:
         """The hard limit in bytes (v1 memory.limit_in_bytes, v2 memory.max),
         None for unlimited: one file, for readers that need nothing else."""
-        return self.read_limits(group)["limit"]
+        return self.read_figures(group, HARD_LIMIT).limit
 
     def read_protection(self, group: Group) -> int:
         """Bytes the kernel protects from reclaim: v2 max(memory.min,
         memory.low); v1 has no protection (0)."""
-        return 0
+        figures = self.read_figures(group, PROTECTION)
+        return max(figures.low or 0, figures.min or 0)
 
     def plan_limits(self, group: Group, changes: dict, current: dict | None = None) -> list[Write]:
         """The writes that set CHANGES ({name: bytes or None}).
@@ -170,7 +213,7 @@ class Backend:
 
     def read_oom_kills(self, group: Group) -> int:
         """How many processes the kernel OOM-killed in GROUP so far."""
-        raise NotImplementedError
+        return (self.read_figures(group, EVENTS).events or {}).get("oom_kill", 0)
 
     def owner_warning(self, group: Group) -> str | None:
         """Why a change to GROUP may not last (someone else manages it), or None."""
@@ -188,29 +231,20 @@ class Backend:
         when DEADLINE passes first.  Leaves the group's limits as they were,
         also when interrupted.
         """
+        return self.reclaim(self.shrink_step(group, target), deadline)
+
+    def reclaim(self, step: Reclaim, deadline: Deadline = NEVER) -> int:
+        """Carry out STEP's writes as planned (shrink_to() says what comes of
+        them); return the usage reached, in bytes."""
         raise NotImplementedError
 
-    def plan_shrink(self, group: Group, target: int) -> list[Write]:
-        """The writes of a shrink to TARGET bytes, as shrink_to() makes them."""
+    def plan_shrink(self, group: Group, target: int, usage: int | None = None) -> list[Write]:
+        """The writes of a shrink to TARGET bytes, as reclaim() makes them;
+        USAGE: the group's usage in bytes if the caller has just read it."""
         raise NotImplementedError
 
-    def compare_restore(self, restore: Write, lowered: tuple) -> Restore:
-        """What RESTORE would find: whether its file still holds one of
-        LOWERED (what memcgctl wrote), already holds the value to restore,
-        or was changed by someone else since.  Reads; writes nothing."""
-        raise NotImplementedError
-
-    def restore_unless_changed(self, restore: Write, lowered: tuple) -> Restore:
-        """Make RESTORE only while its file holds one of LOWERED; what was found.
-        The kernel has no compare-and-swap for a limit: a write that lands
-        between the read and this one is overwritten (a window of microseconds,
-        under the group's lock, so never another memcgctl's)."""
-        found = self.compare_restore(restore, lowered)
-        if found.outcome is RestoreOutcome.RESTORE:
-            self.fs.apply(restore)
-        return found
-
-    def shrink_step(self, group: Group, target: int, best_effort: bool = False) -> Reclaim:
+    def shrink_step(self, group: Group, target: int, best_effort: bool = False,
+                    usage: int | None = None) -> Reclaim:
         """The plan step that shrinks GROUP to TARGET bytes (see Reclaim)."""
         raise NotImplementedError
 
@@ -226,12 +260,12 @@ class Backend:
 
     def carry_out(self, steps: list, deadline: Deadline = NEVER) -> None:
         """Carry out a plan: actions through apply_within, Reclaim steps
-        through shrink_to (NoProgress raised unless the step is best effort),
+        through reclaim (NoProgress raised unless the step is best effort),
         both bounded by DEADLINE (DeadlinePassed)."""
         for step in steps:
             if isinstance(step, Reclaim):
                 try:
-                    self.shrink_to(step.group, step.target, deadline)
+                    self.reclaim(step, deadline)
                 except NoProgress:
                     if not step.best_effort:
                         raise
@@ -244,20 +278,6 @@ class Backend:
         the kernel leaving that file as it was); here nothing waits."""
         for action in actions:
             self.fs.apply(action)
-
-    # --- figures --------------------------------------------------------------
-
-    def read_stat(self, group: Group) -> GroupStat:
-        raise NotImplementedError
-
-    def read_counters(self, path: Path) -> dict:
-        """A flat-keyed file such as memory.stat as {key: int}."""
-        counters = {}
-        for line in self.fs.read_text(path).splitlines():
-            key, _, value = line.partition(" ")
-            if value.strip().lstrip("-").isdigit():
-                counters[key] = int(value)
-        return counters
 
     # --- fake roots -----------------------------------------------------------
 

@@ -29,8 +29,10 @@ from ..errors import (
 MAX_NAME_BYTES = 255
 MAX_PATH_BYTES = 4095
 # The size of one os.read of a cgroup file: memory.stat (about 2 KiB) is one
-# read and the empty read of its end.
+# read, without the empty read of its end (see _read_to_end).
 SMALL_READ_BYTES = 65536
+# Half of the smallest seq_file buffer (a 4 KiB page; see _read_to_end).
+SHORT_READ_BYTES = 2048
 
 
 # The small value classes of memcgctl are NamedTuples or plain classes, not
@@ -220,6 +222,7 @@ class CgroupFS:
 
     def __init__(self, root: Path, is_kernel: bool, check_directory=None):
         self.root = Path(os.path.realpath(root))
+        self._root_text = str(self.root).rstrip("/")
         self.is_kernel = is_kernel
         self.check_directory = check_directory
         self._root_fd = None
@@ -477,7 +480,8 @@ class CgroupFS:
         try:
             return _read_to_end(fd)
         except OSError as err:
-            if err.errno in (errno.ENODEV, errno.ENOENT):
+            # EOPNOTSUPP: memory.pressure of a kernel booted with PSI off.
+            if err.errno in (errno.ENODEV, errno.ENOENT, errno.EOPNOTSUPP):
                 return None
             raise _error(err, what, directory / name, PERMISSION_TO_READ) from err
         finally:
@@ -794,6 +798,10 @@ class CgroupFS:
         self.close()
 
     def _parts(self, path: Path) -> tuple:
+        # By its text first: relative_to() was a good part of a frame of `top`.
+        text, root = str(path), self._root_text
+        if text.startswith(root) and text[len(root):len(root) + 1] == "/" and "/." not in text:
+            return tuple(part for part in text[len(root) + 1:].split("/") if part)
         try:
             return Path(path).relative_to(self.root).parts
         except ValueError:
@@ -806,16 +814,21 @@ class CgroupFS:
         while start > 0 and tuple(parts[:start]) not in self._pinned:
             start -= 1
         base = self._pinned[tuple(parts[:start])] if start else self._root_directory()
-        fd = os.dup(base)
-        path = self.root.joinpath(*parts[:start])
+        if start == len(parts):
+            return os.dup(base)
+        fd = None  # the base itself is never closed here
+        reached = start  # the components opened; the path is made only for an error
         try:
             for part in parts[start:]:
-                path = path / part
-                child = os.open(part, DIRECTORY_FLAGS, dir_fd=fd)
-                os.close(fd)
+                child = os.open(part, DIRECTORY_FLAGS, dir_fd=base if fd is None else fd)
+                reached += 1
+                if fd is not None:
+                    os.close(fd)
                 fd = child
         except OSError as err:
-            os.close(fd)
+            if fd is not None:
+                os.close(fd)
+            path = self.root.joinpath(*parts[:reached + 1])
             if err.errno in (errno.ELOOP, errno.ENOTDIR):
                 raise UsageError(what, "leads outside the cgroup root: "
                                  f"{'a symbolic link' if err.errno == errno.ELOOP else 'not a directory'} "
@@ -877,7 +890,8 @@ class CgroupFS:
     def _file_refusal(self, status: os.stat_result) -> str | None:
         """Why a file with STATUS is not one this root holds; None if it is."""
         if self.is_kernel:
-            if status.st_dev != self._root_directory_status().st_dev:
+            root_status = self._root_status or self._root_directory_status()
+            if status.st_dev != root_status.st_dev:
                 return "refused: not a file of this cgroup filesystem"
         elif not stat.S_ISREG(status.st_mode):
             return "refused: not a regular file (a fake root holds only plain files)"
@@ -895,8 +909,14 @@ class CgroupFS:
 
 def _read_to_end(fd: int) -> str:
     """The text of the open file FD, read until EOF: a cgroupfs seq_file
-    (cgroup.procs) may return less than asked for before its end."""
-    chunks = []
+    (cgroup.procs) may return less than asked for before its end, but only
+    when its next line would not fit its buffer (a page, 4 KiB, or more):
+    a read of less than SHORT_READ_BYTES is the end, without the empty read
+    that would say so (a frame of `top` saves a thousand system calls)."""
+    chunk = os.read(fd, SMALL_READ_BYTES)
+    if len(chunk) < SHORT_READ_BYTES:
+        return chunk.decode("utf-8", "replace")
+    chunks = [chunk]
     while chunk := os.read(fd, SMALL_READ_BYTES):
         chunks.append(chunk)
     return b"".join(chunks).decode("utf-8", "replace")

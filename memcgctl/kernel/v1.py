@@ -8,8 +8,8 @@ import os
 from ..errors import Busy, MemcgError, NoProgress, NotAvailable, UsageError
 from ..safety.deadline import NEVER, Deadline
 from ..sizes import MAX_BYTES
-from .backend import Backend, GroupStat, Reclaim, Restore, RestoreOutcome
-from .fs import Action, Group, Write, to_int
+from .backend import Backend, Reclaim, Restore, RestoreOutcome, counters, number
+from .fs import Action, Group, Write
 
 LIMIT = "memory.limit_in_bytes"
 MEMSW_LIMIT = "memory.memsw.limit_in_bytes"
@@ -32,6 +32,9 @@ UNLIMITED_FROM = 2**63 - 2**16
 UNLIMITED_TEXT = "-1"
 # The kernel keeps a limit in pages, rounded down: 4097 written reads back 4096.
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
+# memory.stat's swap in use: total_swap (hierarchical, like usage), or the
+# group's own where a fake tree has no total_ lines; with swap accounting only.
+SWAP_KEYS = ("total_swap", "swap")
 
 LIMIT_REASONS = {
     errno.EBUSY: "the kernel could not reclaim enough memory to get under it; the limit is unchanged",
@@ -79,36 +82,25 @@ class V1Backend(Backend):
     # Below usage, the kernel reclaims or answers EBUSY: lowering is safe.
     limit_below_usage_kills = False
     restorable_files = (LIMIT, MEMSW_LIMIT)
+    usage_file = USAGE
+    part_files = {
+        "usage": (USAGE,), "limit": (LIMIT,), "soft_limit": (SOFT_LIMIT,),
+        # v1 limits memory+swap together; we speak of swap alone, like v2.
+        "swap_limit": (LIMIT, MEMSW_LIMIT),
+        "peak": (MAX_USAGE,), "failcnt": (FAILCNT,), "swap": (STAT,), "pids": (PROCS,), "stat": (STAT,),
+        # memory.oom_control has an oom_kill line since 4.13.
+        "events": (OOM_CONTROL,),
+    }
 
     def attach_action(self, group: Group, pid: int, threads: bool = False) -> Write:
         return Write(group.path / (TASKS if threads else PROCS), str(pid))
 
     # --- limits ---------------------------------------------------------------
 
-    def read_usage(self, group: Group) -> int:
-        return self.fs.read_int(group.path / USAGE)
-
-    def _read_limit(self, group: Group, name: str) -> int | None:
-        return _from_kernel(self.fs.read_int(group.path / name))
-
-    def _read_memsw_limit(self, group: Group) -> int | None:
-        text = self.fs.read_optional_text(group.path / MEMSW_LIMIT)
-        return None if text is None else _from_kernel(to_int(text, group.path / MEMSW_LIMIT))
-
     @property
     def has_swap_accounting(self) -> bool:
         # memory.memsw.* exist only with CONFIG_MEMCG_SWAP and swapaccount=1.
         return self.fs.is_file(self.fs.root / MEMSW_LIMIT)
-
-    def read_hard_limit(self, group: Group) -> int | None:
-        return self._read_limit(group, LIMIT)
-
-    def read_limits(self, group: Group) -> dict:
-        limit = self._read_limit(group, LIMIT)
-        memsw = self._read_memsw_limit(group)
-        # v1 limits memory+swap together; we speak of swap alone, like v2.
-        swap = None if memsw is None or limit is None else memsw - limit
-        return {"limit": limit, "soft_limit": self._read_limit(group, SOFT_LIMIT), "swap_limit": swap}
 
     def plan_limits(self, group: Group, changes: dict, current: dict | None = None) -> list[Write]:
         if current is None:
@@ -156,13 +148,9 @@ class V1Backend(Backend):
             raise UsageError("set swap limit", "memory limit plus swap is larger than 2^63 - 1 bytes")
         return limit + swap
 
-    def read_oom_kills(self, group: Group) -> int:
-        # memory.oom_control has an oom_kill line since 4.13.
-        return self.read_counters(group.path / OOM_CONTROL).get("oom_kill", 0)
-
     # --- reclaim --------------------------------------------------------------
 
-    def shrink_to(self, group: Group, target: int, deadline: Deadline = NEVER) -> int:
+    def reclaim(self, step: Reclaim, deadline: Deadline = NEVER) -> int:
         # Lowering the limit makes the kernel reclaim synchronously; it answers
         # EBUSY (limit unchanged) when it cannot get under it.  The previous
         # limit and the lowered one are journaled first (so that a later
@@ -179,13 +167,14 @@ class V1Backend(Backend):
         # into its place while the limit is low; the restore still reaches
         # the group that was lowered, and the journal record names that
         # directory's inode.
-        with self.fs.pinned(group):
-            return self._shrink_pinned(group, target, deadline)
+        with self.fs.pinned(step.group):
+            return self._shrink_pinned(step, deadline)
 
-    def _shrink_pinned(self, group: Group, target: int, deadline: Deadline) -> int:
+    def _shrink_pinned(self, step: Reclaim, deadline: Deadline) -> int:
         from ..safety.signals import alarm_at, run_despite_signals
 
-        lower, restore = self.plan_shrink(group, target)
+        group = step.group
+        lower, restore = step.writes
         if self.journal is not None:
             self.journal.record(group.path, restore.path, restore.value, (lower.value,),
                                 identity=self.fs.identity(group))
@@ -238,16 +227,19 @@ class V1Backend(Backend):
             outcome = RestoreOutcome.CHANGED_SINCE
         return Restore(outcome, restore.path, restore.value, tuple(lowered), found)
 
-    def plan_shrink(self, group: Group, target: int) -> list[Write]:
-        previous = _from_kernel(self.fs.read_int(group.path / LIMIT))
+    def plan_shrink(self, group: Group, target: int, usage: int | None = None) -> list[Write]:
+        # The limit is read now, never taken from an earlier snapshot: it is
+        # the one restored, and someone may have changed it since.
+        previous = self.read_hard_limit(group)
         return [Write(group.path / LIMIT, str(target), SHRINK_REASONS),
                 Write(group.path / LIMIT, _to_kernel(previous), LIMIT_REASONS)]
 
-    def shrink_step(self, group: Group, target: int, best_effort: bool = False) -> Reclaim:
+    def shrink_step(self, group: Group, target: int, best_effort: bool = False,
+                    usage: int | None = None) -> Reclaim:
         return Reclaim(group, target, tuple(self.plan_shrink(group, target)), {0: (
             f"the kernel reclaims inside that write; if it cannot get under {target} bytes it refuses it "
             "(EBUSY) and there is nothing to restore; otherwise (done, interrupted, timed out) restore:")},
-            best_effort)
+            best_effort, usage)
 
     def plan_empty(self, group: Group) -> list[Write]:
         # Since 3.16 force_empty works with tasks attached; it returns 0 even
@@ -257,23 +249,38 @@ class V1Backend(Backend):
 
     # --- figures --------------------------------------------------------------
 
-    def read_stat(self, group: Group) -> GroupStat:
-        limits = self.read_limits(group)
-        return GroupStat(
-            group=group.label,
-            path=str(group.path),
-            cgroup_version=1,
-            usage=self.read_usage(group),
-            high=None,
-            low=None,
-            min=None,
-            peak=self.fs.read_int(group.path / MAX_USAGE),
-            failcnt=self.fs.read_int(group.path / FAILCNT),
-            events=None,
-            stat=self.read_counters(group.path / STAT),
-            pids=len(self.process_ids(group)),
-            **limits,
-        )
+    def decode(self, texts: dict, directory, parts: frozenset, stat_keys: frozenset | None = None) -> dict:
+        figures = {}
+        for part in parts & {"usage", "peak", "failcnt"}:
+            figures[part] = number(texts, directory, self.part_files[part][0])
+        limit = self._limit(texts, directory, LIMIT) if parts & {"limit", "swap_limit"} else None
+        if "limit" in parts:
+            figures["limit"] = limit
+        if "soft_limit" in parts:
+            figures["soft_limit"] = self._limit(texts, directory, SOFT_LIMIT)
+        if "swap_limit" in parts:
+            memsw = self._limit(texts, directory, MEMSW_LIMIT)
+            figures["swap_limit"] = None if memsw is None or limit is None else memsw - limit
+        if parts & {"stat", "swap"}:
+            keys = stat_keys if stat_keys is None or "swap" not in parts else stat_keys.union(SWAP_KEYS)
+            stat = counters(texts, directory, STAT, keys)
+            if "stat" in parts:
+                figures["stat"] = stat if stat_keys is None or stat is None else {
+                    key: value for key, value in stat.items() if key in stat_keys}
+            if "swap" in parts and stat is not None:
+                figures["swap"] = stat.get(SWAP_KEYS[0], stat.get(SWAP_KEYS[1]))
+        if "pids" in parts and texts[PROCS] is not None:
+            figures["pids"] = len(texts[PROCS].split())
+        if "events" in parts:
+            oom_control = counters(texts, directory, OOM_CONTROL)
+            if oom_control is not None and "oom_kill" in oom_control:
+                figures["events"] = {"oom_kill": oom_control["oom_kill"]}
+        return figures
+
+    @staticmethod
+    def _limit(texts: dict, directory, name: str) -> int | None:
+        value = number(texts, directory, name)
+        return None if value is None else _from_kernel(value)
 
     # --- fake roots -----------------------------------------------------------
 

@@ -7,8 +7,9 @@ from pathlib import Path
 
 from ..errors import Busy, DeadlinePassed, NoProgress
 from ..safety.deadline import NEVER, Deadline
-from .backend import Backend, GroupStat, Reclaim
-from .fs import Action, Group, MakeDir, Write, to_int
+from .backend import Backend, Reclaim, counters, number
+from .fs import Action, Group, MakeDir, Write
+from .psi import GROUP_PRESSURE, parse_pressure
 
 CURRENT = "memory.current"
 MAX = "memory.max"
@@ -17,6 +18,7 @@ LOW = "memory.low"
 MIN = "memory.min"
 SWAP_MAX = "memory.swap.max"
 PEAK = "memory.peak"  # since 5.19
+SWAP_CURRENT = "memory.swap.current"
 EVENTS = "memory.events"
 RECLAIM = "memory.reclaim"  # since 5.19
 STAT = "memory.stat"
@@ -47,10 +49,6 @@ DELEGATE_ATTRIBUTES = ("trusted.delegate", "user.delegate")
 NO_PROGRESS_ROUNDS = 2
 
 
-def _from_kernel(text: str, path: Path) -> int | None:
-    return None if text.strip() == UNLIMITED_TEXT else to_int(text, path)
-
-
 def _to_kernel(value: int | None) -> str:
     return UNLIMITED_TEXT if value is None else str(value)
 
@@ -61,6 +59,12 @@ class V2Backend(Backend):
     limit_names = ("limit", "high", "low", "min", "swap_limit")
     # Below usage, memory.max reclaims and then OOM-kills in the group.
     limit_below_usage_kills = True
+    usage_file = CURRENT
+    part_files = {
+        "usage": (CURRENT,), **{name: (file,) for name, file in FILE_BY_LIMIT.items()}, "peak": (PEAK,),
+        "swap": (SWAP_CURRENT,), "pids": (PROCS,), "stat": (STAT,), "events": (EVENTS,),
+        "pressure": (GROUP_PRESSURE,),  # PSI, per group since 5.2
+    }
 
     def plan_create(self, group: Group) -> list[Action]:
         # A child gets the memory controller only if its parent lists +memory
@@ -79,22 +83,6 @@ class V2Backend(Backend):
 
     # --- limits ---------------------------------------------------------------
 
-    def read_usage(self, group: Group) -> int:
-        return self.fs.read_int(group.path / CURRENT)
-
-    def _read_optional_limit(self, group: Group, name: str) -> int | None:
-        text = self.fs.read_optional_text(group.path / name)
-        return None if text is None else _from_kernel(text, group.path / name)
-
-    def read_hard_limit(self, group: Group) -> int | None:
-        return self._read_optional_limit(group, MAX)
-
-    def read_protection(self, group: Group) -> int:
-        return max(self._read_optional_limit(group, MIN) or 0, self._read_optional_limit(group, LOW) or 0)
-
-    def read_limits(self, group: Group) -> dict:
-        return {name: self._read_optional_limit(group, file) for name, file in FILE_BY_LIMIT.items()}
-
     def plan_limits(self, group: Group, changes: dict, current: dict | None = None) -> list[Write]:
         return [Write(group.path / FILE_BY_LIMIT[name], _to_kernel(value)) for name, value in changes.items()]
 
@@ -107,20 +95,21 @@ class V2Backend(Backend):
         return (f"{name} is a systemd unit that is not delegated: systemd may overwrite this change "
                 f"(use systemctl set-property {name} MemoryMax=..., or Delegate=yes)")
 
-    def read_oom_kills(self, group: Group) -> int:
-        return self.read_counters(group.path / EVENTS).get("oom_kill", 0)
-
     # --- reclaim --------------------------------------------------------------
 
-    def shrink_to(self, group: Group, target: int, deadline: Deadline = NEVER) -> int:
+    def reclaim(self, step: Reclaim, deadline: Deadline = NEVER) -> int:
         # memory.reclaim is stateless and may overshoot or answer EAGAIN when it
-        # reclaimed less than asked; we only trust memory.current.  memory.max
-        # is never touched, so nothing can be OOM-killed.
-        usage = self.read_usage(group)
+        # reclaimed less than asked; we only trust memory.current, read after
+        # each write.  The first write is the plan's, made from the usage the
+        # plan was made from; memory.max is never touched, so nothing can be
+        # OOM-killed.
+        group, target = step.group, step.target
+        usage = self.read_usage(group) if step.usage is None else step.usage
+        writes = list(step.writes)
         rounds_without_progress = 0
         while usage > target:
             try:
-                self.fs.apply(self._reclaim_write(group, usage - target))
+                self.fs.apply(writes.pop(0) if writes else self._reclaim_write(group, usage - target))
             except Busy:
                 pass  # EAGAIN: reclaimed less than asked; memory.current tells
             reached = self.read_usage(group)
@@ -136,35 +125,45 @@ class V2Backend(Backend):
     def _reclaim_write(self, group: Group, amount: int) -> Write:
         return Write(group.path / RECLAIM, str(amount))
 
-    def plan_shrink(self, group: Group, target: int) -> list[Write]:
-        usage = self.read_usage(group)
+    def plan_shrink(self, group: Group, target: int, usage: int | None = None) -> list[Write]:
+        if usage is None:
+            usage = self.read_usage(group)
         return [self._reclaim_write(group, usage - target)] if usage > target else []
 
-    def shrink_step(self, group: Group, target: int, best_effort: bool = False) -> Reclaim:
-        return Reclaim(group, target, tuple(self.plan_shrink(group, target)), {0: (
+    def shrink_step(self, group: Group, target: int, best_effort: bool = False,
+                    usage: int | None = None) -> Reclaim:
+        if usage is None:
+            usage = self.read_usage(group)
+        return Reclaim(group, target, tuple(self.plan_shrink(group, target, usage)), {0: (
             f"repeated with what is left while memory.current is above {target} bytes, until "
-            f"{NO_PROGRESS_ROUNDS} writes in a row free nothing; memory.max is not touched")}, best_effort)
+            f"{NO_PROGRESS_ROUNDS} writes in a row free nothing; memory.max is not touched")}, best_effort, usage)
 
     def plan_empty(self, group: Group) -> list:
-        return [self.shrink_step(group, 0, best_effort=True)] if self.read_usage(group) > 0 else []
+        usage = self.read_usage(group)
+        return [self.shrink_step(group, 0, best_effort=True, usage=usage)] if usage > 0 else []
 
     # --- figures --------------------------------------------------------------
 
-    def read_stat(self, group: Group) -> GroupStat:
-        peak = self.fs.read_optional_text(group.path / PEAK)
-        return GroupStat(
-            group=group.label,
-            path=str(group.path),
-            cgroup_version=2,
-            usage=self.read_usage(group),
-            soft_limit=None,
-            peak=None if peak is None else to_int(peak, group.path / PEAK),
-            failcnt=None,
-            events=self.read_counters(group.path / EVENTS),
-            stat=self.read_counters(group.path / STAT),
-            pids=len(self.process_ids(group)),
-            **self.read_limits(group),
-        )
+    def decode(self, texts: dict, directory: Path, parts: frozenset, stat_keys: frozenset | None = None) -> dict:
+        figures = {}
+        for part in parts & {"usage", "peak", "swap"}:
+            figures[part] = number(texts, directory, self.part_files[part][0])
+        for name in parts & FILE_BY_LIMIT.keys():
+            figures[name] = self._limit(texts, directory, FILE_BY_LIMIT[name])
+        if "stat" in parts:
+            figures["stat"] = counters(texts, directory, STAT, stat_keys)
+        if "events" in parts:
+            figures["events"] = counters(texts, directory, EVENTS)
+        if "pids" in parts and texts[PROCS] is not None:
+            figures["pids"] = len(texts[PROCS].split())
+        if "pressure" in parts and texts[GROUP_PRESSURE] is not None:
+            figures["pressure"] = parse_pressure(texts[GROUP_PRESSURE], "group", str(directory / GROUP_PRESSURE))
+        return figures
+
+    @staticmethod
+    def _limit(texts: dict, directory: Path, name: str) -> int | None:
+        text = texts[name]
+        return None if text is None or text.strip() == UNLIMITED_TEXT else number(texts, directory, name)
 
     # --- fake roots -----------------------------------------------------------
 

@@ -145,7 +145,7 @@ def _carry_out_locked(backend: Backend, group: Group, plan: list, force: bool, d
     writes = []
     for step in plan:  # plan_set_limits puts the shrink (a Reclaim step) before the writes
         if isinstance(step, Reclaim):
-            shrink_result = _shrink_first(backend, group, step.target, force, deadline)
+            shrink_result = _shrink_first(backend, group, step, force, deadline)
             oom_kills_before = backend.read_oom_kills(group)
         else:
             writes.append(step)
@@ -169,10 +169,12 @@ def _write_within(backend: Backend, group: Group, writes: list, deadline: Deadli
                    "under it; the limit was left as it was", str(group.path)) from None
 
 
-def _shrink_first(backend: Backend, group: Group, target: int, force: bool, deadline: Deadline) -> ShrinkResult:
+def _shrink_first(backend: Backend, group: Group, step: Reclaim, force: bool, deadline: Deadline) -> ShrinkResult:
     from .shrink import shrink_locked  # only v2 shrinks first: v1 limit commands never load it
 
-    result = shrink_locked(backend, group, ShrinkTarget(bytes=target), deadline)
+    # From the usage the plan was made from: the same writes as the plan's.
+    target = step.target
+    result = shrink_locked(backend, group, ShrinkTarget(bytes=target), deadline, step.usage)
     if not result.reached and not force:
         error = LimitWouldKill(f"set limit of {group.label}",
                                f"usage {result.after} bytes could not be brought under {target} bytes; the limit "

@@ -14,17 +14,19 @@ import time
 from typing import NamedTuple
 
 from ..errors import NotFound
-from ..kernel import v1, v2
 from ..kernel.backend import Backend
+from ..kernel.figures import GroupFigures
 from ..kernel.fs import Group
+from .stats import USAGE_PARTS
 
-# PSI of one group (per group since 5.2): "some avg10=0.12 avg60=... total=<us>".
-V2_PRESSURE = "memory.pressure"
-V2_SWAP_CURRENT = "memory.swap.current"
-# v1 memory.stat: the hierarchical twins (total_*), like usage_in_bytes.
-V1_ANON, V1_FILE, V1_SWAP = "total_rss", "total_cache", "total_swap"
+# What a frame reads of each group: only what top's columns show.
+TOP_PARTS = frozenset({"usage", "limit", "high", "swap", "pids", "stat", "events", "failcnt", "pressure"})
+# v1 memory.stat: the hierarchical twins (total_*), like usage_in_bytes;
 # workingset_refault_anon/_file since 5.9 (workingset_refault before).
 V1_REFAULTS = ("total_workingset_refault_anon", "total_workingset_refault_file", "total_workingset_refault")
+# The memory.stat keys a frame shows, of either version (the rest is not parsed).
+TOP_STAT_KEYS = frozenset({key for version in USAGE_PARTS.values() for part in ("anon", "file")
+                           for key in version[part]} | set(V1_REFAULTS))
 V2_EVENTS = ("high", "max", "oom_kill")
 V1_EVENTS = ("failcnt", "oom_kill")
 # A row stands out from this share of its limit on.
@@ -112,7 +114,6 @@ class Sampler:
         self._baselines: dict[str, dict] = {}
         self._frames = 0
         self._frame_time = 0.0  # monotonic time of the previous frame
-        self._read_group = _read_v1_group if backend.version == 1 else _read_v2_group
         # A GROUP named on the command line must exist at the start (exit 66).
         for name in self.names:
             backend.group(name)
@@ -137,7 +138,7 @@ class Sampler:
         started = self.clock()
         rows, current = [], {}
         for group in self.watched_groups():
-            sample = self._read_group(self.backend, group)
+            sample = read_sample(self.backend, group)
             if sample is None or sample.group in current:
                 continue  # removed while we read it, or named twice
             current[sample.group] = (started, sample)
@@ -171,105 +172,41 @@ class Sampler:
         return GroupRow(sample, percent, change, refaults, since_start)
 
 
-# --- reading one group (files through the filesystem layer, each once) ----------------
+# --- reading one group (the kernel layer's record, each file once) -------------------
 
 
-def counter(text: str, key: str) -> int | None:
-    """The value of KEY in a flat-keyed file (memory.stat), without splitting
-    all of it: memory.stat has 40 to 90 lines and a frame reads thousands."""
-    start = -1
-    while True:
-        start = text.find(key + " ", start + 1)
-        if start <= 0 or text[start - 1] == "\n":
-            break
-    if start < 0:
-        return None
-    end = text.find("\n", start)
+def read_sample(backend: Backend, group: Group) -> GroupSample | None:
+    """What a frame shows of GROUP; None if it is gone (removed while read)."""
     try:
-        return int(text[start + len(key) + 1:end if end >= 0 else None])
-    except ValueError:
-        return None
-
-
-def _number(text: str | None) -> int | None:
-    try:
-        return None if text is None else int(text)
-    except ValueError:
-        return None
-
-
-V1_FILES = (v1.USAGE, v1.STAT, v1.OOM_CONTROL, v1.FAILCNT, v1.LIMIT, v1.PROCS)
-V2_FILES = (v2.CURRENT, v2.STAT, v2.EVENTS, v2.PROCS, v2.MAX, v2.HIGH, V2_SWAP_CURRENT, V2_PRESSURE)
-
-
-def _read_files(backend: Backend, group: Group, names: tuple) -> dict | None:
-    """{name: text or None} of GROUP's files NAMES (one directory fd for all
-    of them: a frame reads thousands); None if the group is gone."""
-    try:
-        return backend.fs.read_group_files(group.path, names)
+        return sample_of(backend.read_figures(group, TOP_PARTS, TOP_STAT_KEYS))
     except NotFound:
         return None
 
 
-def _read_v1_group(backend: Backend, group: Group) -> GroupSample | None:
-    texts = _read_files(backend, group, V1_FILES)
-    if texts is None:
-        return None
-    usage = _number(texts[v1.USAGE])
-    stat = texts[v1.STAT]
-    oom_control = texts[v1.OOM_CONTROL]
-    failcnt = _number(texts[v1.FAILCNT])
-    limit = _number(texts[v1.LIMIT])
-    procs = texts[v1.PROCS]
-    if None in (usage, stat, oom_control, failcnt, limit, procs):
-        return None  # the group went away between two reads
-    refault_counts = [value for value in (counter(stat, key) for key in V1_REFAULTS) if value is not None]
+def sample_of(figures: GroupFigures) -> GroupSample:
+    """The figures of a frame's row, from the group's record."""
+    stat = figures.stat or {}
+    events = figures.events or {}
+    if figures.cgroup_version == 1:
+        refault_counts = [stat[key] for key in V1_REFAULTS if key in stat]
+        refaults = sum(refault_counts) if refault_counts else None
+        shown_events = {"failcnt": figures.failcnt or 0, "oom_kill": events.get("oom_kill", 0)}
+    else:
+        refaults = None
+        shown_events = {name: events.get(name, 0) for name in V2_EVENTS}
     return GroupSample(
-        group=group.label, usage=usage, limit=None if limit >= v1.UNLIMITED_FROM else limit, high=None,
-        anon=counter(stat, V1_ANON), file=counter(stat, V1_FILE), swap=counter(stat, V1_SWAP),
-        pressure=None, refaults=sum(refault_counts) if refault_counts else None,
-        # memory.oom_control has an oom_kill line since 4.13.
-        events={"failcnt": failcnt, "oom_kill": counter(oom_control, "oom_kill") or 0},
-        pids=_count_pids(procs),
+        group=figures.group, usage=figures.usage, limit=figures.limit, high=figures.high,
+        anon=_hierarchical(stat, figures.cgroup_version, "anon"),
+        file=_hierarchical(stat, figures.cgroup_version, "file"), swap=figures.swap,
+        pressure=None if figures.pressure is None else figures.pressure.some.avg10,
+        refaults=refaults, events=shown_events, pids=figures.pids or 0,
     )
 
 
-def _count_pids(procs: str) -> int:
-    """The PIDs listed in cgroup.procs TEXT: the kernel ends each with a newline,
-    but a fake tree's file holds the last one `attach` wrote, without one."""
-    return len(procs.split())
-
-
-def _v2_limit(text: str | None) -> int | None:
-    return None if text is None or text.strip() == v2.UNLIMITED_TEXT else _number(text)
-
-
-def _pressure_some_avg10(text: str | None) -> float | None:
-    if not text or not text.startswith("some avg10="):
-        return None
-    try:
-        return float(text[len("some avg10="):text.index(" ", len("some avg10="))])
-    except ValueError:
-        return None
-
-
-def _read_v2_group(backend: Backend, group: Group) -> GroupSample | None:
-    texts = _read_files(backend, group, V2_FILES)
-    if texts is None:
-        return None
-    usage = _number(texts[v2.CURRENT])
-    stat = texts[v2.STAT]
-    events = texts[v2.EVENTS]
-    procs = texts[v2.PROCS]
-    if None in (usage, stat, events, procs):
-        return None  # the group went away (memory.max etc. may be absent: not fatal)
-    return GroupSample(
-        group=group.label, usage=usage, limit=_v2_limit(texts[v2.MAX]),
-        high=_v2_limit(texts[v2.HIGH]), anon=counter(stat, "anon"), file=counter(stat, "file"),
-        swap=_number(texts[V2_SWAP_CURRENT]), pressure=_pressure_some_avg10(texts[V2_PRESSURE]),
-        refaults=None, events={name: counter(events, name) or 0 for name in V2_EVENTS},
-        pids=_count_pids(procs),
-    )
+def _hierarchical(stat: dict, version: int, part: str) -> int | None:
+    """The memory.stat figure PART counted with the descendants, like usage
+    (stats.USAGE_PARTS); None if memory.stat lacks it."""
+    return next((stat[key] for key in USAGE_PARTS[version][part] if key in stat), None)
 
 
 # --- ordering rows for a view ------------------------------------------------------------

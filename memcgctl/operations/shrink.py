@@ -20,6 +20,9 @@ from ..safety.deadline import NEVER, Deadline
 from ..sizes import ShrinkTarget
 from .recovery import exclusive
 
+# What what_is_left() reads.
+BREAKDOWN_PARTS = frozenset({"usage", "stat"})
+
 
 class StopReason(enum.Enum):
     """Why a shrink ended above its target."""
@@ -76,29 +79,34 @@ class ShrinkPlan(NamedTuple):
     steps: list
 
 
-def plan_shrink(backend: Backend, group: Group, target: ShrinkTarget) -> ShrinkPlan:
+def plan_shrink(backend: Backend, group: Group, target: ShrinkTarget, usage: int | None = None) -> ShrinkPlan:
     """The plan of a shrink of GROUP to TARGET, which shrink() carries out and a
-    dry run prints.  Reads usage (and on v1 the limit to restore), writes nothing."""
-    before = backend.read_usage(group)
+    dry run prints.  Reads usage unless USAGE (bytes) is given (the daemon's
+    snapshot holds it), and on v1 the limit to restore; writes nothing."""
+    before = backend.read_usage(group) if usage is None else usage
     target_bytes = target.resolve(before)
-    steps = [backend.shrink_step(group, target_bytes)] if before > target_bytes else []
+    steps = [backend.shrink_step(group, target_bytes, usage=before)] if before > target_bytes else []
     return ShrinkPlan(before, target_bytes, steps)
 
 
 def shrink_locked(backend: Backend, group: Group, target: ShrinkTarget,
-                  deadline: Deadline = NEVER) -> ShrinkResult:
-    """shrink(), for a caller that already holds the group's lock."""
+                  deadline: Deadline = NEVER, usage: int | None = None) -> ShrinkResult:
+    """shrink(), for a caller that already holds the group's lock; USAGE:
+    the group's usage in bytes if the caller has just read it."""
     started = time.monotonic()
-    plan = plan_shrink(backend, group, target)
+    plan = plan_shrink(backend, group, target, usage)
     stopped_because, detail, left = None, "", None
+    after: int | None = plan.before
     try:
-        backend.carry_out(plan.steps, deadline)
+        for step in plan.steps:  # one Reclaim step, or none; it says the usage it reached
+            after = backend.reclaim(step, deadline)
     except NoProgress as error:
-        stopped_because, detail = StopReason.NO_PROGRESS, error.why
+        stopped_because, detail, after = StopReason.NO_PROGRESS, error.why, None
         left = what_is_left(backend, group)
     except DeadlinePassed:
-        stopped_because = StopReason.DEADLINE
-    after = backend.read_usage(group) if plan.steps else plan.before
+        stopped_because, after = StopReason.DEADLINE, None
+    if after is None:
+        after = backend.read_usage(group)
     return ShrinkResult(group.label, plan.before, after, plan.target, time.monotonic() - started,
                         stopped_because, detail, left)
 
@@ -107,7 +115,7 @@ def what_is_left(backend: Backend, group: Group) -> dict:
     """What GROUP's usage is made of now, in bytes by kind (see ShrinkResult.left)."""
     from .stats import usage_breakdown
 
-    return usage_breakdown(backend.read_stat(group))
+    return usage_breakdown(backend.read_figures(group, BREAKDOWN_PARTS))
 
 
 def empty(backend: Backend, group: Group, deadline: Deadline = NEVER) -> int:

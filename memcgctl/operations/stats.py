@@ -5,8 +5,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from ..errors import NotFound
-from ..kernel.backend import Backend, GroupStat
+from ..kernel.backend import Backend
+from ..kernel.figures import GroupFigures
 from ..kernel.fs import Group
+
+# What `stat` shows of each group (GroupFigures.to_json: its JSON keys).
+STAT_PARTS = frozenset(("usage", "limit", "soft_limit", "high", "low", "min", "swap_limit", "peak", "failcnt",
+                        "pids", "stat", "events"))
 
 
 def select_groups(backend: Backend, names: tuple | list, recursive: bool = False) -> list[Group]:
@@ -34,7 +39,7 @@ USAGE_PARTS = {
 }
 
 
-def usage_breakdown(stat: GroupStat) -> dict:
+def usage_breakdown(stat: GroupFigures) -> dict:
     """What STAT's usage is made of, in bytes, as memory.stat shows it:
     anon (anonymous memory), file (page cache, shmem included), shmem (tmpfs
     and shared memory, which only swap can reclaim) and kernel: the rest of
@@ -42,23 +47,24 @@ def usage_breakdown(stat: GroupStat) -> dict:
     kernel.  Usage and memory.stat are updated at different moments, so kernel
     is approximate (to a few hundred KiB) and never negative."""
     parts = {}
+    counters = stat.stat or {}
     for part, keys in USAGE_PARTS[stat.cgroup_version].items():
-        parts[part] = next((stat.stat[key] for key in keys if key in stat.stat), 0)
+        parts[part] = next((counters[key] for key in keys if key in counters), 0)
     parts["kernel"] = max(0, stat.usage - parts["anon"] - parts["file"])
     return parts
 
 
-def read_stats(backend: Backend, groups: list[Group], skip_vanished: bool = False) -> list[GroupStat]:
-    """GroupStat of each of GROUPS.  With SKIP_VANISHED, a group removed while
+def read_stats(backend: Backend, groups: list[Group], skip_vanished: bool = False) -> list[GroupFigures]:
+    """The figures `stat` shows (STAT_PARTS) of each of GROUPS.  With SKIP_VANISHED, a group removed while
     we read (containers come and go) is left out instead of failing."""
     return list(iter_stats(backend, groups, skip_vanished))
 
 
-def iter_stats(backend: Backend, groups: list[Group], skip_vanished: bool = False) -> Iterator[GroupStat]:
+def iter_stats(backend: Backend, groups: list[Group], skip_vanished: bool = False) -> Iterator[GroupFigures]:
     """read_stats(), one group at a time (for many groups: memory stays flat)."""
     for group in groups:
         try:
-            yield backend.read_stat(group)
+            yield backend.read_figures(group, STAT_PARTS)
         except NotFound:
             if not skip_vanished:
                 raise

@@ -6,7 +6,7 @@ and cgroup-v2.rst; a counter this table does not know is still shown, under
 from __future__ import annotations
 
 from ..escape import printable
-from ..kernel.backend import GroupStat
+from ..kernel.figures import GroupFigures
 from ..sizes import format_size
 
 MEMORY, CACHE, RECLAIM, FAULTS, EVENTS, LIMITS, OTHER = (
@@ -141,7 +141,7 @@ LIMIT_MEANINGS = {
 }
 
 
-def detail_lines(stat: GroupStat, limit_names: tuple, events: dict) -> list[str]:
+def detail_lines(stat: GroupFigures, limit_names: tuple, events: dict) -> list[str]:
     """The report of one group: a title, then each section's counters as
     'name  value  meaning'.  LIMIT_NAMES: the limits of this cgroup version;
     EVENTS: v2 memory.events, or v1's failcnt and oom_kill."""
@@ -153,7 +153,7 @@ def detail_lines(stat: GroupStat, limit_names: tuple, events: dict) -> list[str]
     if stat.peak is not None:
         rows[MEMORY].append(("peak", format_size(stat.peak), "highest usage seen"))
     rows[MEMORY].append(("processes", str(stat.pids), "processes in this group itself"))
-    for source in (stat.stat, events):
+    for source in (stat.stat or {}, events):
         for key, value in source.items():
             section, unit, meaning = describe(key)
             rows[section].append((printable(key), humanise(value, unit), meaning))  # a fake tree's keys

@@ -10,7 +10,7 @@ import sys
 from collections.abc import Iterable
 
 from ..escape import printable
-from ..kernel.backend import GroupStat
+from ..kernel.figures import GroupFigures
 from ..operations.shrink import ShrinkResult, StopReason
 from ..operations.stats import usage_breakdown
 from ..sizes import format_size
@@ -26,7 +26,7 @@ def _size_cell(value: int | None, unlimited: str = "max") -> str:
     return unlimited if value is None else format_size(value)
 
 
-def stat_rows(stats: Iterable[GroupStat], version: int) -> tuple[list[str], list[list[str]]]:
+def stat_rows(stats: Iterable[GroupFigures], version: int) -> tuple[list[str], list[list[str]]]:
     """The header and the rows of the `stat` table, as text."""
     trouble_column = "FAILCNT" if version == 1 else "OOM_KILL"
     header = ["GROUP", "USAGE", "LIMIT", "PEAK", *(name for name, _ in USAGE_COLUMNS), "PIDS", trouble_column]
@@ -79,7 +79,7 @@ def shrink_progress(result: ShrinkResult) -> str:
             f"(target {format_size(result.target)}) in {result.seconds:.2f} s")
 
 
-ROOT_LABEL = "/"  # how a GroupStat names the root (Group.label)
+ROOT_LABEL = "/"  # how a GroupFigures names the root (Group.label)
 
 
 def _depth(group: str) -> int:
@@ -87,7 +87,7 @@ def _depth(group: str) -> int:
     return 0 if group == ROOT_LABEL else group.count("/") + 1
 
 
-def tree_lines(stats: list[GroupStat]) -> list[str]:
+def tree_lines(stats: list[GroupFigures]) -> list[str]:
     """One line per group, indented under its parent: name, usage / limit."""
     lines = []
     # Indented relative to the first group: `tree b/j` starts at the left.

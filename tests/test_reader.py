@@ -1,0 +1,171 @@
+"""The one reader of a group (kernel/figures.py, Backend.read_figures): bad
+text is a memcgctl error wherever it is read, and what the daemon's snapshot
+holds is not read again by the step it plans."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+import memcgctl.kernel.fs
+from memcgctl.errors import MemcgError
+from memcgctl.kernel.discovery import open_hierarchy
+from memcgctl.operations.shrink import plan_shrink, shrink_locked
+from memcgctl.sizes import ShrinkTarget
+
+from conftest import run_cli
+
+MIB = 1024**2
+# Past Python's int digit limit (4,300): int() raises ValueError.
+HUGE = "9" * 5000
+
+
+def test_flat_keyed_text_is_numbers_by_key_or_an_error_naming_the_file():
+    from memcgctl.kernel.figures import parse_flat_keyed
+
+    path = Path("/x"), "memory.stat"
+    assert parse_flat_keyed("anon 1\nfile 2\n", *path) == {"anon": 1, "file": 2}
+    assert parse_flat_keyed("anon 1\n\nfile 2", *path) == {"anon": 1, "file": 2}
+    assert parse_flat_keyed("", *path) == {}
+    for text, shown in (("anon 1\nfile\n", "'file'"), ("anon x\n", "'anon x'"), (f"anon {HUGE}\n", "'anon 999")):
+        with pytest.raises(MemcgError) as caught:
+            parse_flat_keyed(text, *path)
+        assert str(caught.value).startswith(f"read memory.stat: expected 'key number' lines, found {shown}")
+        assert str(caught.value).endswith("(/x/memory.stat)")
+
+
+def test_flat_keyed_text_with_keys_parses_only_those():
+    from memcgctl.kernel.figures import parse_flat_keyed
+
+    text = f"anon 1\nfile 2\nodd {HUGE}\n"
+    assert parse_flat_keyed(text, Path("/x"), "memory.stat", frozenset({"anon", "shmem"})) == {"anon": 1}
+    with pytest.raises(MemcgError):
+        parse_flat_keyed(text, Path("/x"), "memory.stat", frozenset({"odd"}))
+
+
+@pytest.mark.parametrize("command", [["stat"], ["stat", "--json"], ["stat", "web", "--detail"],
+                                     ["top", "-b", "-n", "1"]])
+def test_a_huge_number_in_memory_stat_is_an_error_not_a_traceback(fake_root, command):
+    run_cli(fake_root, "create", "web")
+    (fake_root / "web" / "memory.stat").write_text(f"anon {HUGE}\nfile 0\ncache {HUGE}\n")
+    result = run_cli(fake_root, *command)  # a traceback is raised by run_cli
+    assert result.exit_code == 74  # EX_IOERR: what a kernel file held is not what the kernel writes
+    assert result.stdout == ""
+    assert result.stderr.startswith("memcgctl: read memory.stat: expected 'key number' lines, found ")
+    assert result.stderr.rstrip().endswith(f"({fake_root / 'web' / 'memory.stat'})")
+
+
+def test_a_huge_number_makes_export_count_an_error_and_go_on(fake_root):
+    run_cli(fake_root, "create", "web")
+    run_cli(fake_root, "create", "db")
+    (fake_root / "web" / "memory.stat").write_text(f"anon {HUGE}\n")
+    result = run_cli(fake_root, "export")
+    assert result.exit_code == 0
+    assert "memcgctl_scrape_errors 1.0" in result.stdout and "memcgctl_scrape_groups 1.0" in result.stdout
+    assert 'memcgctl_memory_usage_bytes{group="db"}' in result.stdout
+    assert 'group="web"' not in result.stdout
+
+
+def test_a_huge_number_in_memory_stat_is_logged_by_the_daemon_which_goes_on(fake_root, tmp_path):
+    run_cli(fake_root, "create", "web")
+    (fake_root / "web" / "memory.stat").write_text(f"anon {HUGE}\n")
+    config = tmp_path / "daemon.toml"
+    config.write_text('[[group]]\nmatch = "web"\npolicy = "pressure"\n')  # the pressure policy reads memory.stat
+    result = run_cli(fake_root, "daemon", "--config", str(config), "--once")
+    assert result.exit_code == 0
+    assert ("memcgctl daemon: web: cannot read the group: read memory.stat: expected 'key number' lines, "
+            "found 'anon 999") in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def count_opens(monkeypatch, name: str) -> list:
+    """Every open of a file called NAME from now on (one entry each)."""
+    opened = []
+    real_open = os.open
+
+    def counting(path, *args, **kwargs):
+        if os.fsdecode(path).rpartition("/")[2] == name:
+            opened.append(path)
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(memcgctl.kernel.fs.os, "open", counting)
+    return opened
+
+
+def reclaim_that_works(monkeypatch, current: Path) -> list:
+    """A fake v2 memory.reclaim that frees what it is asked (memory.current
+    goes down by it); the amounts written, in order."""
+    written = []
+    real_write = os.write
+
+    def reclaiming(fd, data):
+        if os.readlink(f"/proc/self/fd/{fd}").endswith("/memory.reclaim"):
+            written.append(int(data))
+            current.write_text(str(int(current.read_text()) - int(data)))
+        return real_write(fd, data)
+
+    monkeypatch.setattr(memcgctl.kernel.fs.os, "write", reclaiming)
+    return written
+
+
+def test_the_daemon_reads_memory_current_once_for_the_snapshot_and_once_after_the_write(
+        fake_v2, tmp_path, monkeypatch):
+    """shrink_locked read memory.current five more times on v2 although the
+    daemon's snapshot held it."""
+    run_cli(fake_v2, "create", "web")
+    current = fake_v2 / "web" / "memory.current"
+    current.write_text(str(950 * MIB))
+    config = tmp_path / "daemon.toml"
+    config.write_text('[[group]]\nmatch = "web"\npolicy = "watermark"\nhigh = "900M"\nlow = "800M"\n')
+    written = reclaim_that_works(monkeypatch, current)
+    opened = count_opens(monkeypatch, "memory.current")
+    result = run_cli(fake_v2, "daemon", "--config", str(config), "--once")
+    assert result.exit_code == 0
+    assert "web: watermark: usage 950 MiB >= high 900 MiB: 950 MiB -> 800 MiB in " in result.stderr
+    assert written == [150 * MIB]
+    assert current.read_text() == str(800 * MIB)
+    assert len(opened) == 2, opened
+
+
+def test_v2_reclaim_makes_the_planned_write_not_one_planned_again(fake_v2, monkeypatch):
+    run_cli(fake_v2, "create", "web")
+    current = fake_v2 / "web" / "memory.current"
+    current.write_text(str(500 * MIB))
+    backend = open_hierarchy(fake_v2)
+    web = backend.group("web")
+    plan = plan_shrink(backend, web, ShrinkTarget(bytes=100 * MIB))
+    assert [write.value for write in plan.steps[0].writes] == [str(400 * MIB)]  # what a dry run shows
+    current.write_text(str(450 * MIB))  # the group freed some of its own since
+    written = reclaim_that_works(monkeypatch, current)
+    assert backend.reclaim(plan.steps[0]) == 50 * MIB
+    assert written == [400 * MIB]
+
+
+def test_v1_restores_the_limit_its_plan_read_not_one_read_again(fake_v1):
+    """v1's shrink_to made its plan a second time, reading the limit again."""
+    run_cli(fake_v1, "create", "web", "--limit", "1G")
+    (fake_v1 / "web" / "memory.usage_in_bytes").write_text(str(500 * MIB))
+    backend = open_hierarchy(fake_v1)
+    web = backend.group("web")
+    plan = plan_shrink(backend, web, ShrinkTarget(bytes=100 * MIB))
+    lower, restore = plan.steps[0].writes
+    assert (lower.value, restore.value) == (str(100 * MIB), str(1024 * MIB))
+    limit = fake_v1 / "web" / "memory.limit_in_bytes"
+    limit.write_text(str(2048 * MIB))  # not what the plan (and its dry run) said
+    backend.carry_out(plan.steps)
+    assert limit.read_text() == str(1024 * MIB)
+
+
+def test_shrink_locked_given_the_usage_does_not_read_it_to_plan(fake_v2, monkeypatch):
+    run_cli(fake_v2, "create", "web")
+    current = fake_v2 / "web" / "memory.current"
+    current.write_text(str(300 * MIB))
+    backend = open_hierarchy(fake_v2)
+    web = backend.group("web")
+    reclaim_that_works(monkeypatch, current)
+    opened = count_opens(monkeypatch, "memory.current")
+    result = shrink_locked(backend, web, ShrinkTarget(bytes=100 * MIB), usage=300 * MIB)
+    assert (result.before, result.after, result.reached) == (300 * MIB, 100 * MIB, True)
+    assert len(opened) == 1  # after the write: what it reached

@@ -64,7 +64,7 @@ def test_check_names_the_line_and_key_at_fault_and_exits_78(fake_v1, tmp_path, t
 def test_a_missing_file_is_78_too(fake_v1, tmp_path):
     result = run_cli(fake_v1, "daemon", "--config", str(tmp_path / "nothing.toml"), "--check")
     assert (result.exit_code, result.stderr) == (
-        78, f"memcgctl: read configuration: no such file or directory ({tmp_path / 'nothing.toml'})\n")
+        78, f"memcgctl: read configuration: no such file or directory (ENOENT) ({tmp_path / 'nothing.toml'})\n")
 
 
 def test_the_example_configuration_checks(fake_root):

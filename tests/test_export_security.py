@@ -9,14 +9,20 @@ from __future__ import annotations
 import http.client
 import os
 import resource
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import pytest
-from test_export import free_port, samples, stop, value, wait_for
+from test_export import MIB, free_port, samples, stop, value, wait_for, write_daemon_counters
+from unprivileged import NOBODY, memcgctl_as_nobody, needs_root_and_setpriv, nobody_directory, remove_tree
+
+from memcgctl.daemon.counters import counters_file_name
+from memcgctl.kernel.discovery import build_fake_root
 
 from conftest import run_cli
 
@@ -63,7 +69,7 @@ def test_only_metrics_and_the_index_page_are_served(exporter):
     _, port = exporter
     status, content_type, body = get(port, "/metrics")
     assert status == 200 and content_type.startswith("text/plain; version=0.0.4")
-    assert value(samples(body), "memcgctl_memory_limit_bytes", group="web") == 100 * 1024**2
+    assert value(samples(body), "memcgctl_memory_limit_bytes", group="web") == 100 * MIB
     status, content_type, body = get(port, "/")
     assert status == 200 and content_type.startswith("text/html") and 'href="/metrics"' in body
     for path in ("/etc/passwd", "/metrics/../etc/passwd", "/metricsx", "/favicon.ico", "/metrics/"):
@@ -92,7 +98,7 @@ def test_a_scrape_is_answered_while_many_clients_sit_idle(exporter):
         started = time.monotonic()
         status, _, body = get(port, "/metrics", timeout=5)
         answered_in = time.monotonic() - started
-        assert status == 200 and value(samples(body), "memcgctl_memory_limit_bytes", group="web") == 100 * 1024**2
+        assert status == 200 and value(samples(body), "memcgctl_memory_limit_bytes", group="web") == 100 * MIB
         assert answered_in < 3, answered_in
         assert open_fds(process.pid) < 100  # the bound on connections holds: no fd per idle client
         assert process.poll() is None
@@ -108,3 +114,94 @@ def test_an_idle_client_is_hung_up_on_after_the_timeout(exporter):
         started = time.monotonic()
         assert client.recv(100) == b""  # closed by the exporter, no answer
         assert 5 < time.monotonic() - started < 25
+
+
+# --- findings 3, 10, 12: the daemon's counters, per root, from a checked directory ----------
+
+WATERMARK_ALL = '[[group]]\nmatch = "*"\npolicy = "watermark"\nhigh = "900M"\nlow = "800M"\n'
+
+
+def test_daemons_on_two_roots_sharing_a_journal_keep_their_own_counters(tmp_path, journal_directory):
+    # Root A's group `a` is over its high watermark; root B (batch, say) has an idle `a`.
+    root_a, root_b = tmp_path / "a-root", tmp_path / "batch"
+    for root in (root_a, root_b):
+        build_fake_root(root, 1)
+        assert run_cli(root, "create", "a").exit_code == 0
+    (root_a / "a" / "memory.usage_in_bytes").write_text(str(950 * MIB))
+    config = tmp_path / "daemon.toml"
+    config.write_text(WATERMARK_ALL)
+    # In this process: the counters name a live pid, as a running daemon's do.
+    for root in (root_a, root_b):
+        assert run_cli(root, "daemon", "--config", str(config), "--once").exit_code == 0
+    assert sorted(path.name for path in journal_directory.glob("daemon-counters*")) == sorted(
+        [counters_file_name(root_a), counters_file_name(root_b)])
+    exported_a = samples(run_cli(root_a, "export").stdout)
+    exported_b = samples(run_cli(root_b, "export").stdout)
+    assert value(exported_a, "memcgctl_daemon_actions_total", group="a", policy="watermark") == 1
+    assert value(exported_b, "memcgctl_daemon_actions_total", group="a", policy="watermark") == 0
+    assert value(exported_a, "memcgctl_daemon_up") == value(exported_b, "memcgctl_daemon_up") == 1
+
+
+def test_counters_written_for_another_root_are_not_exported(tmp_path, journal_directory, fake_v1):
+    other = tmp_path / "other"
+    build_fake_root(other, 1)
+    # B's rows under A's name (a copy, or a root mounted again at A's path).
+    write_daemon_counters(journal_directory, fake_v1, os.getpid(),
+                          root_identity=(other.stat().st_dev, other.stat().st_ino))
+    result = run_cli(fake_v1, "export")
+    found = samples(result.stdout)
+    assert value(found, "memcgctl_daemon_up") is None and value(found, "memcgctl_scrape_errors") == 1
+    assert not any(name.startswith("memcgctl_daemon_actions") for name, _ in found)
+
+
+@needs_root_and_setpriv()
+def test_a_forged_counters_file_in_a_directory_nobody_owns_is_not_believed(fake_v1):
+    forged_directory = nobody_directory()
+    try:
+        forged = write_daemon_counters(forged_directory, fake_v1, os.getpid())  # a live pid, invented rows
+        os.chown(forged, NOBODY.pw_uid, NOBODY.pw_gid)
+        result = run_cli(fake_v1, "--journal-dir", str(forged_directory), "export")
+        assert result.exit_code == 0, result.stderr
+        found = samples(result.stdout)
+        assert value(found, "memcgctl_daemon_up") is None  # not 1
+        assert value(found, "memcgctl_scrape_errors") == 1
+        assert not any(name.startswith("memcgctl_daemon_reclaimed") for name, _ in found)
+    finally:
+        remove_tree(forged_directory)
+
+
+@pytest.fixture
+def exporter_code(code) -> Path:
+    """The readable copy of memcgctl, with prometheus_client, for export as nobody."""
+    import prometheus_client
+
+    target = code / "prometheus_client"
+    if not target.exists():
+        shutil.copytree(Path(prometheus_client.__file__).parent, target,
+                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        for path in [target, *target.rglob("*")]:
+            path.chmod(0o755 if path.is_dir() else 0o644)
+    return code
+
+
+@needs_root_and_setpriv()
+def test_a_non_root_exporter_does_not_say_the_daemon_is_down(exporter_code, journal_directory):
+    # Root's journal directory is 0700: nobody cannot read the counters of the
+    # daemon that runs, and must not report memcgctl_daemon_up 0 (an alert).
+    shared = Path(tempfile.mkdtemp(prefix="memcgctl-shared-"))
+    try:
+        shared.chmod(0o755)
+        root = shared / "cgroup"
+        build_fake_root(root, 1)
+        journal_directory.chmod(0o700)
+        write_daemon_counters(journal_directory, root, os.getpid())
+        assert samples(run_cli(root, "export").stdout)[("memcgctl_daemon_up", frozenset())] == 1  # root reads it
+        result = memcgctl_as_nobody(exporter_code, "--root", str(root), "--journal-dir", str(journal_directory),
+                                    "export")
+        assert result.returncode == 0, result.stderr
+        found = samples(result.stdout)
+        assert value(found, "memcgctl_daemon_up") is None
+        assert value(found, "memcgctl_scrape_errors") == 1
+        assert result.stderr == ""
+    finally:
+        remove_tree(shared)

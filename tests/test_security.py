@@ -583,19 +583,22 @@ def test_a_fake_file_of_init_fake_never_follows_a_planted_link(tmp_path):
     assert (root / plan[1].path.name).is_symlink()
 
 
-def test_the_exporter_never_follows_or_waits_on_a_planted_daemon_counters_file(tmp_path):
-    from memcgctl.export.daemon_counters import FILE_NAME, UnreadableCounters, read_daemon_counters
+def test_the_exporter_never_follows_or_waits_on_a_planted_daemon_counters_file(fake_v1, journal_directory, tmp_path):
+    from memcgctl.daemon.counters import counters_file_name
+    from memcgctl.export.daemon_counters import UnreadableCounters, read_daemon_counters
 
     victim = victim_file(tmp_path)
-    (tmp_path / FILE_NAME).symlink_to(victim)
+    planted = journal_directory / counters_file_name(fake_v1)
+    planted.symlink_to(victim)
+    journal, identity = Journal(journal_directory), (fake_v1.stat().st_dev, fake_v1.stat().st_ino)
     with pytest.raises(UnreadableCounters):
-        read_daemon_counters(tmp_path)
-    (tmp_path / FILE_NAME).unlink()
-    os.mkfifo(tmp_path / FILE_NAME)
+        read_daemon_counters(journal, fake_v1, identity)
+    planted.unlink()
+    os.mkfifo(planted)
     started = time.monotonic()
     with pytest.raises(UnreadableCounters, match="not a regular file"):
-        read_daemon_counters(tmp_path)
+        read_daemon_counters(journal, fake_v1, identity)
     assert time.monotonic() - started < 5
-    (tmp_path / FILE_NAME).unlink()
-    assert read_daemon_counters(tmp_path) is None  # no file: no daemon
+    planted.unlink()
+    assert read_daemon_counters(journal, fake_v1, identity) is None  # no file: no daemon
     assert victim.read_text() == "precious"

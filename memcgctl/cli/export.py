@@ -41,7 +41,7 @@ def export(settings, groups, recursive, listen, textfile):
     backend = settings.backend()
     for name in groups:
         backend.group(name)  # a misspelt group is an error now, not an empty scrape later
-    collector = GroupCollector(backend, groups, recursive, backend.journal.directory if backend.journal else None)
+    collector = GroupCollector(backend, groups, recursive, backend.journal)
     if textfile:
         write_textfile(collector, textfile)
         settings.say(f"wrote {textfile}")

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
@@ -104,14 +103,13 @@ class GroupFamilies:
 class GroupCollector:
     """Collects the figures of the groups NAMES (with RECURSIVE, and those
     below), or of every group under the backend's root; and the counters of a
-    memcgctl daemon found in JOURNAL_DIRECTORY."""
+    memcgctl daemon on that root, from JOURNAL (a Journal)."""
 
-    def __init__(self, backend: Backend, names: tuple = (), recursive: bool = False,
-                 journal_directory: Path | None = None):
+    def __init__(self, backend: Backend, names: tuple = (), recursive: bool = False, journal=None):
         self.backend = backend
         self.names = tuple(names)
         self.recursive = recursive
-        self.journal_directory = journal_directory
+        self.journal = journal
 
     def describe(self) -> list:
         return []  # the metrics depend on the groups present at each scrape
@@ -150,15 +148,17 @@ class GroupCollector:
         return read, errors
 
     def _collect_daemon(self, families: GroupFamilies) -> int:
-        """Add the daemon's counters, if a daemon runs; 1 if its file is unreadable."""
-        if self.journal_directory is None:
+        """Add the daemon's counters, if a daemon runs; 1 if its file cannot
+        be read or trusted.  Then memcgctl_daemon_up is left out rather than
+        0: whether a daemon runs is not known (an exporter that is not root
+        cannot read root's journal directory; see the man page)."""
+        if self.journal is None:
             return 0
         try:
-            counters = read_daemon_counters(self.journal_directory)
-        except UnreadableCounters:
-            families.gauge("daemon_up", "1 if a memcgctl daemon runs and its counters were read.", [], 0, ())
+            counters = read_daemon_counters(self.journal, self.backend.fs.root, self.backend.fs.root_identity())
+        except (UnreadableCounters, MemcgError):
             return 1
-        families.gauge("daemon_up", "1 if a memcgctl daemon runs and its counters were read.", [],
+        families.gauge("daemon_up", "1 if a memcgctl daemon runs on this root and its counters were read.", [],
                        0 if counters is None else 1, ())
         if counters is None:
             return 0

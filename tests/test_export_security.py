@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 from test_export import MIB, free_port, samples, stop, value, wait_for, write_daemon_counters
-from unprivileged import NOBODY, memcgctl_as_nobody, needs_root_and_setpriv, nobody_directory, remove_tree
+from unprivileged import NOBODY, as_nobody, memcgctl_as_nobody, needs_root_and_setpriv, nobody_directory, remove_tree
 
 from memcgctl.daemon.counters import counters_file_name
 from memcgctl.kernel.discovery import build_fake_root
@@ -205,3 +205,47 @@ def test_a_non_root_exporter_does_not_say_the_daemon_is_down(exporter_code, jour
         assert result.stderr == ""
     finally:
         remove_tree(shared)
+
+
+# --- finding 11: --textfile follows no link and writes through nothing planted -------
+
+
+@needs_root_and_setpriv()
+def test_textfile_in_a_directory_nobody_swapped_for_a_symlink_writes_nothing_elsewhere(fake_v1, tmp_path):
+    private = tmp_path / "root-only"
+    private.mkdir(mode=0o700)
+    attacker = nobody_directory()
+    try:
+        textfile_directory = attacker / "textfile"
+        as_nobody(["mkdir", str(textfile_directory)])
+        target = textfile_directory / "memcgctl.prom"
+        assert run_cli(fake_v1, "export", "--textfile", str(target)).exit_code == 0  # as meant: nobody's directory
+        # nobody swaps the directory for a link to one only root may write.
+        swapped = as_nobody(["sh", "-c", f"rm -r {textfile_directory} && ln -s {private} {textfile_directory}"])
+        assert swapped.returncode == 0, swapped.stderr
+        result = run_cli(fake_v1, "export", "--textfile", str(target))
+        assert result.exit_code == 74, result.stderr
+        assert result.stderr == ("memcgctl: write metrics: refused: a symbolic link or not a directory on the way "
+                                 f"(memcgctl never follows one here) ({textfile_directory})\n")
+        assert list(private.iterdir()) == []  # nothing made in root's directory
+    finally:
+        remove_tree(attacker)
+
+
+@needs_root_and_setpriv()
+def test_textfile_never_writes_through_a_planted_temporary_file(fake_v1, tmp_path):
+    private = tmp_path / "root-only"
+    private.mkdir(mode=0o700)
+    (private / "precious").write_text("precious")
+    attacker = nobody_directory()
+    try:
+        target = attacker / "memcgctl.prom"
+        # The name our temporary file will have (export runs in this process), planted as a link to root's file.
+        planted_name = attacker / f".memcgctl.prom.{os.getpid()}.tmp"
+        planted = as_nobody(["ln", "-s", str(private / "precious"), str(planted_name)])
+        assert planted.returncode == 0, planted.stderr
+        assert run_cli(fake_v1, "export", "--textfile", str(target)).exit_code == 0
+        assert (private / "precious").read_text() == "precious"
+        assert "memcgctl_scrape_groups" in target.read_text() and not target.is_symlink()
+    finally:
+        remove_tree(attacker)

@@ -8,7 +8,7 @@ import socket
 import threading
 from pathlib import Path
 
-from prometheus_client import CollectorRegistry, generate_latest, write_to_textfile
+from prometheus_client import CollectorRegistry, generate_latest
 
 from ..errors import UsageError, error_from_oserror
 from .collector import GroupCollector
@@ -32,11 +32,11 @@ def exposition(collector: GroupCollector) -> bytes:
 def write_textfile(collector: GroupCollector, path: Path) -> None:
     """One scrape written to PATH for node_exporter's textfile collector:
     to a temporary file beside it, then renamed over it, so that
-    node_exporter never reads half a file."""
-    try:
-        write_to_textfile(str(path), registry_of(collector))
-    except OSError as err:
-        raise error_from_oserror(err, "write metrics", str(path)) from err
+    node_exporter never reads half a file (fs.replace_file_atomically: no
+    link followed on the way, nothing planted written through)."""
+    from ..kernel.fs import replace_file_atomically
+
+    replace_file_atomically(Path(path), exposition(collector), "write metrics")
 
 
 def parse_listen_address(text: str) -> tuple[str, int]:

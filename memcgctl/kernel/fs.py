@@ -170,13 +170,15 @@ class DirectoryStatus(NamedTuple):
     status: os.stat_result
 
 
-def open_directory_chain(path: Path, what: str, check=None, create_mode: int | None = None) -> int:
+def open_directory_chain(path: Path, what: str, check=None, create_mode: int | None = None,
+                         resolve_links: bool = True) -> int:
     """An O_DIRECTORY fd of PATH, opened one component at a time from '/',
     each with O_NOFOLLOW.  CHECK(DirectoryStatus, is_last) may raise to refuse
     a directory (ownership); CREATE_MODE makes missing components.  The caller
-    closes the fd.  Symlinks in PATH itself are resolved first: the walk then
-    refuses any that someone swaps in meanwhile."""
-    path = Path(os.path.realpath(path))
+    closes the fd.  Symlinks in PATH itself are resolved first (unless not
+    RESOLVE_LINKS: then any is refused): the walk then refuses any that
+    someone swaps in meanwhile."""
+    path = Path(os.path.realpath(path) if resolve_links else os.path.abspath(path))
     fd = os.open("/", DIRECTORY_FLAGS)
     current = Path("/")
     try:
@@ -1064,3 +1066,40 @@ def _trusted_file_refusal(status: os.stat_result, max_bytes: int) -> str | None:
     if status.st_size > max_bytes:
         return f"refused: larger than {max_bytes} bytes"
     return None
+
+
+# --- files root writes where others may have a hand: export's textfile ----------
+
+
+def replace_file_atomically(path: Path, data: bytes, what: str, mode: int = 0o644) -> None:
+    """Replace PATH with DATA, whole or not at all: a new temporary file beside
+    it (O_EXCL | O_NOFOLLOW: nothing planted is written through) renamed over
+    it.  The directory is reached without following any symbolic link (one
+    swapped in by whoever owns a directory on the way is refused), and both
+    the file and the rename go through its fd."""
+    path = Path(path)
+    try:
+        directory = open_directory_chain(path.parent, what, resolve_links=False)
+    except MemcgError as error:
+        if error.why != REFUSED_LINKS[errno.ENOTDIR]:
+            raise
+        raise MemcgError(what, "refused: a symbolic link or not a directory on the way (memcgctl never follows "
+                         "one here)", error.path) from None
+    temporary = f".{path.name}.{os.getpid()}.tmp"
+    try:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary, dir_fd=directory)  # left by a dead process of the same pid
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | FILE_FLAGS, mode, dir_fd=directory)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+        finally:
+            os.close(fd)
+        os.replace(temporary, path.name, src_dir_fd=directory, dst_dir_fd=directory)
+    except OSError as err:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary, dir_fd=directory)
+        raise _error(err, what, path, {**PERMISSION_TO_WRITE, **REFUSED_LINKS}) from err
+    finally:
+        os.close(directory)

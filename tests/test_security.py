@@ -602,3 +602,25 @@ def test_the_exporter_never_follows_or_waits_on_a_planted_daemon_counters_file(f
     planted.unlink()
     assert read_daemon_counters(journal, fake_v1, identity) is None  # no file: no daemon
     assert victim.read_text() == "precious"
+
+
+def test_dry_run_plan_as_json_carries_hostile_names_as_data(fake_v1):
+    import json
+
+    name = "we'b\x01$(touch x)"
+    result = run_cli(fake_v1, "-n", "--plan-json", "create", "-p", f"a/{name}", "--limit", "1G")
+    assert (result.exit_code, result.stderr) == (0, "")
+    assert json.loads(result.stdout) == {"plan": [
+        {"action": "mkdir", "path": str(fake_v1 / "a")},
+        {"action": "mkdir", "path": str(fake_v1 / "a" / name)},
+        {"action": "write", "path": str(fake_v1 / "a" / name / "memory.limit_in_bytes"), "value": str(GIB)},
+    ]}
+    assert not (fake_v1 / "a").exists()
+    run = run_cli(fake_v1, "-n", "--plan-json", "run", "--create", "web", "--", "sh", "-c", "echo hi")
+    assert json.loads(run.stdout)["plan"][-2:] == [
+        {"action": "attach_self", "path": str(fake_v1 / "web" / "cgroup.procs")},
+        {"action": "exec", "argv": ["sh", "-c", "echo hi"]}]
+    without_n = run_cli(fake_v1, "--plan-json", "create", "web")
+    assert (without_n.exit_code, without_n.stdout) == (2, "")
+    assert without_n.stderr == "memcgctl: --plan-json: prints what a dry run would do: use it with -n\n"
+    assert not (fake_v1 / "web").exists()

@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from unprivileged import NOBODY, as_nobody, needs_root_and_setpriv, nobody_directory, remove_tree
+from unprivileged import NOBODY, as_nobody, needs_root_and_setpriv, remove_tree
 
 from conftest import run_cli, run_process
 
@@ -22,13 +22,6 @@ pytestmark = needs_root_and_setpriv()
 
 # What nobody would like the daemon to do: every group, down to 2M.
 HOSTILE = 'interval = 1.0\n[[group]]\nmatch = "*"\npolicy = "watermark"\nhigh = "2M"\nlow = "1M"\n'
-
-
-@pytest.fixture
-def attacker_dir():
-    directory = nobody_directory()
-    yield directory
-    remove_tree(directory)
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 from test_export import MIB, free_port, samples, stop, value, wait_for, write_daemon_counters
-from unprivileged import NOBODY, as_nobody, memcgctl_as_nobody, needs_root_and_setpriv, nobody_directory, remove_tree
+from unprivileged import NOBODY, as_nobody, memcgctl_as_nobody, needs_root_and_setpriv, remove_tree
 
 from memcgctl.daemon.counters import counters_file_name
 from memcgctl.kernel.discovery import build_fake_root
@@ -116,6 +116,15 @@ def test_an_idle_client_is_hung_up_on_after_the_timeout(exporter):
         assert 5 < time.monotonic() - started < 25
 
 
+@pytest.fixture
+def private(tmp_path) -> Path:
+    """A directory only root may write, holding root's file `precious`."""
+    directory = tmp_path / "root-only"
+    directory.mkdir(mode=0o700)
+    (directory / "precious").write_text("precious")
+    return directory
+
+
 # --- findings 3, 10, 12: the daemon's counters, per root, from a checked directory ----------
 
 WATERMARK_ALL = '[[group]]\nmatch = "*"\npolicy = "watermark"\nhigh = "900M"\nlow = "800M"\n'
@@ -155,19 +164,15 @@ def test_counters_written_for_another_root_are_not_exported(tmp_path, journal_di
 
 
 @needs_root_and_setpriv()
-def test_a_forged_counters_file_in_a_directory_nobody_owns_is_not_believed(fake_v1):
-    forged_directory = nobody_directory()
-    try:
-        forged = write_daemon_counters(forged_directory, fake_v1, os.getpid())  # a live pid, invented rows
-        os.chown(forged, NOBODY.pw_uid, NOBODY.pw_gid)
-        result = run_cli(fake_v1, "--journal-dir", str(forged_directory), "export")
-        assert result.exit_code == 0, result.stderr
-        found = samples(result.stdout)
-        assert value(found, "memcgctl_daemon_up") is None  # not 1
-        assert value(found, "memcgctl_scrape_errors") == 1
-        assert not any(name.startswith("memcgctl_daemon_reclaimed") for name, _ in found)
-    finally:
-        remove_tree(forged_directory)
+def test_a_forged_counters_file_in_a_directory_nobody_owns_is_not_believed(fake_v1, attacker_dir):
+    forged = write_daemon_counters(attacker_dir, fake_v1, os.getpid())  # a live pid, invented rows
+    os.chown(forged, NOBODY.pw_uid, NOBODY.pw_gid)
+    result = run_cli(fake_v1, "--journal-dir", str(attacker_dir), "export")
+    assert result.exit_code == 0, result.stderr
+    found = samples(result.stdout)
+    assert value(found, "memcgctl_daemon_up") is None  # not 1
+    assert value(found, "memcgctl_scrape_errors") == 1
+    assert not any(name.startswith("memcgctl_daemon_reclaimed") for name, _ in found)
 
 
 @pytest.fixture
@@ -211,41 +216,28 @@ def test_a_non_root_exporter_does_not_say_the_daemon_is_down(exporter_code, jour
 
 
 @needs_root_and_setpriv()
-def test_textfile_in_a_directory_nobody_swapped_for_a_symlink_writes_nothing_elsewhere(fake_v1, tmp_path):
-    private = tmp_path / "root-only"
-    private.mkdir(mode=0o700)
-    attacker = nobody_directory()
-    try:
-        textfile_directory = attacker / "textfile"
-        as_nobody(["mkdir", str(textfile_directory)])
-        target = textfile_directory / "memcgctl.prom"
-        assert run_cli(fake_v1, "export", "--textfile", str(target)).exit_code == 0  # as meant: nobody's directory
-        # nobody swaps the directory for a link to one only root may write.
-        swapped = as_nobody(["sh", "-c", f"rm -r {textfile_directory} && ln -s {private} {textfile_directory}"])
-        assert swapped.returncode == 0, swapped.stderr
-        result = run_cli(fake_v1, "export", "--textfile", str(target))
-        assert result.exit_code == 74, result.stderr
-        assert result.stderr == ("memcgctl: write metrics: refused: a symbolic link or not a directory on the way "
-                                 f"(memcgctl never follows one here) ({textfile_directory})\n")
-        assert list(private.iterdir()) == []  # nothing made in root's directory
-    finally:
-        remove_tree(attacker)
+def test_textfile_in_a_directory_nobody_swapped_for_a_symlink_writes_nothing_elsewhere(fake_v1, attacker_dir, private):
+    textfile_directory = attacker_dir / "textfile"
+    as_nobody(["mkdir", str(textfile_directory)])
+    target = textfile_directory / "memcgctl.prom"
+    assert run_cli(fake_v1, "export", "--textfile", str(target)).exit_code == 0  # as meant: nobody's directory
+    # nobody swaps the directory for a link to one only root may write.
+    swapped = as_nobody(["sh", "-c", f"rm -r {textfile_directory} && ln -s {private} {textfile_directory}"])
+    assert swapped.returncode == 0, swapped.stderr
+    result = run_cli(fake_v1, "export", "--textfile", str(target))
+    assert result.exit_code == 74, result.stderr
+    assert result.stderr == ("memcgctl: write metrics: refused: a symbolic link or not a directory on the way "
+                             f"(memcgctl never follows one here) ({textfile_directory})\n")
+    assert [path.name for path in private.iterdir()] == ["precious"]  # nothing made in root's directory
 
 
 @needs_root_and_setpriv()
-def test_textfile_never_writes_through_a_planted_temporary_file(fake_v1, tmp_path):
-    private = tmp_path / "root-only"
-    private.mkdir(mode=0o700)
-    (private / "precious").write_text("precious")
-    attacker = nobody_directory()
-    try:
-        target = attacker / "memcgctl.prom"
-        # The name our temporary file will have (export runs in this process), planted as a link to root's file.
-        planted_name = attacker / f".memcgctl.prom.{os.getpid()}.tmp"
-        planted = as_nobody(["ln", "-s", str(private / "precious"), str(planted_name)])
-        assert planted.returncode == 0, planted.stderr
-        assert run_cli(fake_v1, "export", "--textfile", str(target)).exit_code == 0
-        assert (private / "precious").read_text() == "precious"
-        assert "memcgctl_scrape_groups" in target.read_text() and not target.is_symlink()
-    finally:
-        remove_tree(attacker)
+def test_textfile_never_writes_through_a_planted_temporary_file(fake_v1, attacker_dir, private):
+    target = attacker_dir / "memcgctl.prom"
+    # The name our temporary file will have (export runs in this process), planted as a link to root's file.
+    planted_name = attacker_dir / f".memcgctl.prom.{os.getpid()}.tmp"
+    planted = as_nobody(["ln", "-s", str(private / "precious"), str(planted_name)])
+    assert planted.returncode == 0, planted.stderr
+    assert run_cli(fake_v1, "export", "--textfile", str(target)).exit_code == 0
+    assert (private / "precious").read_text() == "precious"
+    assert "memcgctl_scrape_groups" in target.read_text() and not target.is_symlink()

@@ -46,14 +46,6 @@ from conftest import run_cli, run_process
 pytestmark = needs_root_and_setpriv()
 
 
-@pytest.fixture
-def attacker_dir():
-    """/tmp/memcgctl-nobody-XXXX, owned by nobody (as a user's /tmp/cg would be)."""
-    directory = nobody_directory()
-    yield directory
-    remove_tree(directory)
-
-
 def nobody_fake_root(attacker_dir: Path, code: Path, version: int = 1) -> Path:
     """A fake root that nobody built (the README's init-fake), with group web."""
     root = attacker_dir / "cg"

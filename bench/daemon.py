@@ -39,6 +39,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _common as c  # noqa: E402
 
+from memcgctl.daemon.counters import counters_file_name  # noqa: E402
+
 ACTIVE_RATE = 10  # groups a second charged by the reader
 IDLE_GOAL_PERCENT = 0.1
 REACTION_GOAL_MS = 20.0
@@ -170,7 +172,7 @@ def cpu_per_hour(groups: int, window: float, active: bool, scratch: Path) -> tup
         config = write_config(scratch, '[[group]]\nmatch = "g*"\npolicy = "watermark"\nhigh = "2M"\nlow = "1M"\n')
         try:
             daemon = start_engine(processes, root, config, journal, "eventfd")
-            counters = journal / "daemon-counters.json"
+            counters = journal / counters_file_name(root)
             assert wait_until(counters.exists, 300, every=0.05), "the daemon never finished its first pass"
             settle(daemon.pid)
             if active:

@@ -255,3 +255,14 @@ for i in range(0, size, 4096):
 print("ready", flush=True)
 time.sleep(600)
 """
+
+
+@pytest.fixture
+def attacker_dir() -> Path:
+    """/tmp/memcgctl-nobody-XXXX, owned by nobody (the attacker's, or a user's
+    /tmp/cg), removed afterwards whatever nobody left in it."""
+    from unprivileged import nobody_directory, remove_tree
+
+    directory = nobody_directory()
+    yield directory
+    remove_tree(directory)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import PROJECT
+from conftest import PROJECT, run_cli
 
 ANSIBLE_PLAYBOOK = Path(sys.executable).parent / "ansible-playbook"
 ANSIBLE_DOC = Path(sys.executable).parent / "ansible-doc"
@@ -142,6 +142,24 @@ def test_check_mode_reports_the_change_and_makes_none(kernel_root, tmp_path):
     assert real.returncode == 0, real.stdout[-3000:]
     assert task_results(real)[-1]["limits"] == job["limits"]
     assert kernel_root.read("batch/job1", limit_file) == str(200 * MIB)
+
+
+def test_check_mode_reads_the_plan_of_a_name_with_a_quote_and_a_control_character(fake_v1, tmp_path):
+    # -n quotes such a name the bash way ($'we\'b\x01'), which shlex cannot
+    # read: the collection reads the plan as data (-n --plan-json).
+    name = "we'b\x01"
+    assert run_cli(fake_v1, "create", name, "--limit", "300M").exit_code == 0
+    playbook = write_playbook(tmp_path, fake_v1, [{"name": "odd", "memcgctl.memcg.group": {"name": name,
+                                                                                             "limit": "100M"}}])
+    completed = run_playbook(tmp_path, playbook, "--check", "--diff")
+    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
+    assert "Traceback" not in completed.stdout + completed.stderr
+    (result,) = task_results(completed)
+    assert result["changed"] and result["diff"]["after"]["limit"] == 100 * MIB
+    assert (fake_v1 / name / "memory.limit_in_bytes").read_text().strip() == str(300 * MIB)  # nothing changed
+    applied = run_playbook(tmp_path, playbook)
+    assert applied.returncode == 0, applied.stdout[-3000:]
+    assert (fake_v1 / name / "memory.limit_in_bytes").read_text().strip() == str(100 * MIB)
 
 
 def test_a_bad_size_fails_the_task_with_memcgctls_message_and_creates_nothing(kernel_root, tmp_path):

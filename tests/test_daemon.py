@@ -106,7 +106,7 @@ class Writer:
 
 
 def counters(journal_directory: Path) -> dict:
-    document = json.loads((journal_directory / "daemon-counters.json").read_text())
+    document = json.loads(next(journal_directory.glob("daemon-counters-*.json")).read_text())  # one root
     return {(row["group"], row["policy"]): row for row in document["rows"]}
 
 

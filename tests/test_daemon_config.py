@@ -7,12 +7,19 @@ from __future__ import annotations
 import errno
 import json
 import os
+import shutil
+import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
+from test_daemon import wait_for
 
 import memcgctl.kernel.fs
+from memcgctl.daemon.counters import counters_file_name
+from memcgctl.daemon.lock import root_key
 from memcgctl.daemon.policies import PoolPolicy, Reading
 from memcgctl.daemon.policies.pool import water_level
 from memcgctl.safety.journal import Journal
@@ -98,7 +105,7 @@ def test_pool_groups_that_cannot_nest_are_taken(fake_v1, tmp_path):
 def test_a_missing_file_is_78_too(fake_v1, tmp_path):
     result = run_cli(fake_v1, "daemon", "--config", str(tmp_path / "nothing.toml"), "--check")
     assert (result.exit_code, result.stderr) == (
-        78, f"memcgctl: read configuration: no such file or directory ({tmp_path / 'nothing.toml'})\n")
+        78, f"memcgctl: read configuration: no such file or directory (ENOENT) ({tmp_path / 'nothing.toml'})\n")
 
 
 def test_the_example_configuration_checks(fake_root):
@@ -134,7 +141,7 @@ def test_dry_run_logs_the_writes_it_would_make_and_writes_nothing(fake_v1, tmp_p
     assert result.stderr == (f"memcgctl daemon: web: watermark: usage 950 MiB >= high 900 MiB: would run: "
                              f"echo {800 * MIB} > {limit}; echo {1024 * MIB} > {limit}\n")
     assert limit.read_text() == str(1024 * MIB)
-    assert not (journal_directory / "daemon-counters.json").exists()
+    assert list(journal_directory.glob("daemon-counters*")) == []
 
 
 def test_once_counts_what_it_did_in_the_counters_file(fake_v1, tmp_path, journal_directory):
@@ -146,9 +153,10 @@ def test_once_counts_what_it_did_in_the_counters_file(fake_v1, tmp_path, journal
     assert result.exit_code == 0
     # A fake tree does not reclaim: the step ends where it began.
     assert "web: watermark: usage 950 MiB >= high 900 MiB: 950 MiB -> 950 MiB in " in result.stderr
-    document = json.loads((journal_directory / "daemon-counters.json").read_text())
-    assert set(document) == {"pid", "started", "root", "rows"}
-    assert document["root"] == str(fake_v1)
+    document = json.loads((journal_directory / counters_file_name(fake_v1)).read_text())
+    assert set(document) == {"pid", "started", "root", "root_device", "root_inode", "rows"}
+    assert (document["root"], document["root_device"], document["root_inode"]) == (
+        str(fake_v1), fake_v1.stat().st_dev, fake_v1.stat().st_ino)
     assert document["rows"] == [
         {"group": "idle", "policy": "watermark", "reclaimed_bytes": 0, "actions": 0, "backoffs": 0, "errors": 0},
         {"group": "web", "policy": "watermark", "reclaimed_bytes": 0, "actions": 1, "backoffs": 0, "errors": 0},
@@ -194,7 +202,7 @@ def test_ebusy_backs_off_only_when_usage_stayed_above_the_target(fake_v1, tmp_pa
 
 
 def counters(journal_directory: Path) -> dict:
-    document = json.loads((journal_directory / "daemon-counters.json").read_text())
+    document = json.loads(next(journal_directory.glob("daemon-counters-*.json")).read_text())  # one root
     return {(row["group"], row["policy"]): row for row in document["rows"]}
 
 
@@ -275,3 +283,66 @@ def test_a_dry_run_daemon_keeps_making_passes_and_stops_on_sigterm(fake_v2, tmp_
     # A fake tree does not reclaim: every interval pass plans the same step again.
     assert stderr.count("web: watermark: usage 950 MiB >= high 900 MiB: would run: ") >= 3, stderr
     assert (fake_v2 / "web" / "memory.current").read_text() == str(950 * MIB)
+
+
+# --- rows and lock files of vanished groups are forgotten (issue 17, finding 7) ---------
+
+
+def test_rows_of_vanished_groups_are_forgotten_after_a_grace_period_and_capped():
+    from memcgctl.daemon import counters as module
+
+    counters = module.Counters(Path("/cg"), (1, 2))
+    counters.add("stays", "watermark")
+    counters.add("goes", "watermark", actions=3)
+    counters.add("back", "watermark")
+    counters.gone("goes", 100.0)
+    counters.gone("back", 100.0)
+    counters.add("back", "watermark")  # made again before the grace period ended
+    counters.forget_expired(100.0 + module.FORGET_AFTER_SECONDS - 1)
+    assert counters.get("goes", "watermark")["actions"] == 3  # still exported for a while
+    counters.forget_expired(100.0 + module.FORGET_AFTER_SECONDS)
+    assert sorted(group for group, _ in counters.rows) == ["back", "stays"]
+    for number in range(module.MAX_GONE_ROWS + 50):
+        counters.add(f"job{number}", "watermark")
+        counters.gone(f"job{number}", 200.0 + number)
+    gone = [group for group, _ in counters.rows if group.startswith("job")]
+    assert len(gone) == module.MAX_GONE_ROWS and "job0" not in gone and f"job{module.MAX_GONE_ROWS + 49}" in gone
+    assert json.loads(counters.encode())["rows"][0]["group"] == "back"
+
+
+def test_500_short_lived_groups_leave_neither_500_rows_nor_500_lock_files(fake_v1, tmp_path, journal_directory):
+    from memcgctl.daemon.counters import MAX_GONE_ROWS
+
+    names = [f"job{number}" for number in range(500)]
+    config = write(tmp_path, 'rescan_interval = 0.5\n\n[[group]]\nmatch = "job*"\npolicy = "watermark"\n'
+                             'high = "900M"\nlow = "800M"\n')
+    log = (tmp_path / "log").open("w")
+    daemon = subprocess.Popen([sys.executable, "-m", "memcgctl", "--root", str(fake_v1), "daemon", "--config",
+                               str(config)], stdout=subprocess.DEVNULL, stderr=log)
+    counters_file = journal_directory / counters_file_name(fake_v1)
+
+    def rows() -> list:
+        try:
+            return json.loads(counters_file.read_text())["rows"]
+        except (OSError, ValueError):
+            return []
+
+    try:
+        for start in range(0, 500, 50):  # groups come (every tenth over its watermark: a step, a lock file)...
+            batch = set(names[start:start + 50])
+            for name in batch:
+                assert run_cli(fake_v1, "create", name).exit_code == 0
+                if name.endswith("0"):
+                    (fake_v1 / name / "memory.usage_in_bytes").write_text(str(950 * MIB))
+            assert wait_for(lambda batch=batch: batch <= {row["group"] for row in rows()}, seconds=60), len(rows())
+            for name in batch:  # ...and go
+                shutil.rmtree(fake_v1 / name)
+        assert wait_for(lambda: len(rows()) <= MAX_GONE_ROWS, seconds=60), len(rows())
+        daemon_lock = [f"daemon-{root_key(fake_v1)}.lock"]  # only the daemon's own stays
+        assert wait_for(lambda: [path.name for path in journal_directory.glob("*.lock")] == daemon_lock, 30), \
+            sorted(path.name for path in journal_directory.glob("*.lock"))
+        assert daemon.poll() is None
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        assert daemon.wait(timeout=30) == 0
+    assert len(rows()) <= MAX_GONE_ROWS

@@ -20,6 +20,8 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from memcgctl.daemon.counters import counters_file_name
+
 from conftest import run_cli, run_process
 
 PROMETHEUS = shutil.which("prometheus")
@@ -135,7 +137,7 @@ def test_a_group_that_does_not_exist_is_an_error(fake_root):
 @needs_promtool
 def test_promtool_accepts_the_exposition(fake_v1, journal_directory):
     assert run_cli(fake_v1, "create", "web", "batch", "--limit", "1G").exit_code == 0
-    write_daemon_counters(journal_directory, os.getpid())
+    write_daemon_counters(journal_directory, fake_v1, os.getpid())
     exposition = run_process(fake_v1, "export").stdout
     assert "memcgctl_daemon_reclaimed_bytes_total" in exposition
     completed = subprocess.run([PROMTOOL, "check", "metrics"], input=exposition, capture_output=True, text=True,
@@ -171,18 +173,26 @@ def test_textfile_in_a_missing_directory_is_one_line_and_nothing_written(fake_v1
 # --- the daemon's counters -------------------------------------------------------
 
 
-def write_daemon_counters(directory: Path, pid: int, rows: list | None = None, started: float = 0) -> None:
+def write_daemon_counters(directory: Path, root: Path, pid: int, rows: list | None = None, started: float = 0,
+                          root_identity: tuple | None = None) -> Path:
+    """The counters file a daemon on ROOT would write (ROOT_IDENTITY: the
+    device and inode it names, ROOT's own by default); its path."""
     rows = rows if rows is not None else [
         {"group": "web", "policy": "senpai", "reclaimed_bytes": 3 * MIB, "actions": 4, "backoffs": 1, "errors": 0},
         {"group": "batch", "policy": "limit-guard", "reclaimed_bytes": 0, "actions": 2, "backoffs": 0, "errors": 5},
     ]
-    counters = {"pid": pid, "started": started or time.time(), "root": "/sys/fs/cgroup/memory", "rows": rows}
-    (directory / "daemon-counters.json").write_text(json.dumps(counters))
+    device, inode = root_identity or (root.stat().st_dev, root.stat().st_ino)
+    counters = {"pid": pid, "started": started or time.time(), "root": str(root), "root_device": device,
+                "root_inode": inode, "rows": rows}
+    path = directory / counters_file_name(root)
+    path.write_text(json.dumps(counters))
+    return path
 
 
 def test_daemon_counters_of_a_running_daemon_are_exported(fake_v1, journal_directory):
     started = time.time()
-    write_daemon_counters(journal_directory, os.getpid(), started=started)  # this process stands for the daemon
+    # This process stands for the daemon.
+    write_daemon_counters(journal_directory, fake_v1, os.getpid(), started=started)
     found = samples(run_cli(fake_v1, "export").stdout)
     assert value(found, "memcgctl_daemon_up") == 1
     assert value(found, "memcgctl_daemon_start_time_seconds") == started
@@ -195,7 +205,7 @@ def test_daemon_counters_of_a_running_daemon_are_exported(fake_v1, journal_direc
 def test_daemon_counters_of_a_dead_daemon_are_not_exported(fake_v1, journal_directory):
     finished = subprocess.Popen([sys.executable, "-c", "pass"])
     finished.wait()  # reaped: its pid names no process now
-    write_daemon_counters(journal_directory, finished.pid)
+    write_daemon_counters(journal_directory, fake_v1, finished.pid)
     found = samples(run_cli(fake_v1, "export").stdout)
     assert value(found, "memcgctl_daemon_up") == 0
     assert not any(name.startswith("memcgctl_daemon_reclaimed") for name, _ in found)
@@ -203,18 +213,18 @@ def test_daemon_counters_of_a_dead_daemon_are_not_exported(fake_v1, journal_dire
 
 def test_daemon_counters_whose_pid_now_names_a_newer_process_are_not_exported(fake_v1, journal_directory):
     # This process began after the "daemon" started an hour ago: its pid was reused.
-    write_daemon_counters(journal_directory, os.getpid(), started=time.time() - 3600)
+    write_daemon_counters(journal_directory, fake_v1, os.getpid(), started=time.time() - 3600)
     found = samples(run_cli(fake_v1, "export").stdout)
     assert value(found, "memcgctl_daemon_up") == 0
     assert not any(name.startswith("memcgctl_daemon_actions") for name, _ in found)
 
 
 def test_unreadable_daemon_counters_count_as_a_scrape_error(fake_v1, journal_directory):
-    (journal_directory / "daemon-counters.json").write_text('{"pid": "x"')
+    (journal_directory / counters_file_name(fake_v1)).write_text('{"pid": "x"')
     result = run_cli(fake_v1, "export")
     assert result.exit_code == 0, result.stderr
     found = samples(result.stdout)
-    assert value(found, "memcgctl_daemon_up") == 0
+    assert value(found, "memcgctl_daemon_up") is None  # not known: not said to be 0
     assert value(found, "memcgctl_scrape_errors") == 1
 
 

@@ -46,14 +46,6 @@ from conftest import run_cli, run_process
 pytestmark = needs_root_and_setpriv()
 
 
-@pytest.fixture
-def attacker_dir():
-    """/tmp/memcgctl-nobody-XXXX, owned by nobody (as a user's /tmp/cg would be)."""
-    directory = nobody_directory()
-    yield directory
-    remove_tree(directory)
-
-
 def nobody_fake_root(attacker_dir: Path, code: Path, version: int = 1) -> Path:
     """A fake root that nobody built (the README's init-fake), with group web."""
     root = attacker_dir / "cg"
@@ -585,19 +577,44 @@ def test_a_fake_file_of_init_fake_never_follows_a_planted_link(tmp_path):
     assert (root / plan[1].path.name).is_symlink()
 
 
-def test_the_exporter_never_follows_or_waits_on_a_planted_daemon_counters_file(tmp_path):
-    from memcgctl.export.daemon_counters import FILE_NAME, UnreadableCounters, read_daemon_counters
+def test_the_exporter_never_follows_or_waits_on_a_planted_daemon_counters_file(fake_v1, journal_directory, tmp_path):
+    from memcgctl.daemon.counters import counters_file_name
+    from memcgctl.export.daemon_counters import UnreadableCounters, read_daemon_counters
 
     victim = victim_file(tmp_path)
-    (tmp_path / FILE_NAME).symlink_to(victim)
+    planted = journal_directory / counters_file_name(fake_v1)
+    planted.symlink_to(victim)
+    journal, identity = Journal(journal_directory), (fake_v1.stat().st_dev, fake_v1.stat().st_ino)
     with pytest.raises(UnreadableCounters):
-        read_daemon_counters(tmp_path)
-    (tmp_path / FILE_NAME).unlink()
-    os.mkfifo(tmp_path / FILE_NAME)
+        read_daemon_counters(journal, fake_v1, identity)
+    planted.unlink()
+    os.mkfifo(planted)
     started = time.monotonic()
     with pytest.raises(UnreadableCounters, match="not a regular file"):
-        read_daemon_counters(tmp_path)
+        read_daemon_counters(journal, fake_v1, identity)
     assert time.monotonic() - started < 5
-    (tmp_path / FILE_NAME).unlink()
-    assert read_daemon_counters(tmp_path) is None  # no file: no daemon
+    planted.unlink()
+    assert read_daemon_counters(journal, fake_v1, identity) is None  # no file: no daemon
     assert victim.read_text() == "precious"
+
+
+def test_dry_run_plan_as_json_carries_hostile_names_as_data(fake_v1):
+    import json
+
+    name = "we'b\x01$(touch x)"
+    result = run_cli(fake_v1, "-n", "--plan-json", "create", "-p", f"a/{name}", "--limit", "1G")
+    assert (result.exit_code, result.stderr) == (0, "")
+    assert json.loads(result.stdout) == {"plan": [
+        {"action": "mkdir", "path": str(fake_v1 / "a")},
+        {"action": "mkdir", "path": str(fake_v1 / "a" / name)},
+        {"action": "write", "path": str(fake_v1 / "a" / name / "memory.limit_in_bytes"), "value": str(GIB)},
+    ]}
+    assert not (fake_v1 / "a").exists()
+    run = run_cli(fake_v1, "-n", "--plan-json", "run", "--create", "web", "--", "sh", "-c", "echo hi")
+    assert json.loads(run.stdout)["plan"][-2:] == [
+        {"action": "attach_self", "path": str(fake_v1 / "web" / "cgroup.procs")},
+        {"action": "exec", "argv": ["sh", "-c", "echo hi"]}]
+    without_n = run_cli(fake_v1, "--plan-json", "create", "web")
+    assert (without_n.exit_code, without_n.stdout) == (2, "")
+    assert without_n.stderr == "memcgctl: --plan-json: prints what a dry run would do: use it with -n\n"
+    assert not (fake_v1 / "web").exists()

@@ -53,7 +53,7 @@ def export(settings, groups, recursive, depth, include, exclude, listen, textfil
     backend = settings.backend()
     for name in groups:
         backend.group(name)  # a misspelt group is an error now, not an empty scrape later
-    collector = GroupCollector(backend, groups, recursive, backend.journal.directory if backend.journal else None,
+    collector = GroupCollector(backend, groups, recursive, backend.journal,
                                Selection(depth, include, exclude))
     if textfile:
         write_textfile(collector, textfile)

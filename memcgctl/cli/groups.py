@@ -168,9 +168,7 @@ def run(settings, group, command, create):
     attach = backend.attach_action(target, os.getpid())
     settings.carry_out([WriteOwnPid(attach.path, attach.reasons)])
     if settings.dry_run:
-        from ..escape import shell_join
-
-        click.echo("exec " + shell_join(command))
+        settings.show_exec(command)
         return
     sys.stdout.flush()
     try:

@@ -28,6 +28,8 @@ class Settings:
         self.journal_dir = None
         self.cgroup_version = None
         self.dry_run = False
+        self.plan_json = False
+        self._planned_steps = None  # with --plan-json: the plan's steps as data, printed at the end
         self.verbose = 0
         self.trust_root = False
         self._backend = None
@@ -36,6 +38,8 @@ class Settings:
         """The backend of the hierarchy in use, opened once, after undoing any
         change a memcgctl that died left behind under its root."""
         if self._backend is None:
+            if self.plan_json and not self.dry_run:
+                raise UsageError("--plan-json", "prints what a dry run would do: use it with -n")
             from ..kernel.discovery import open_hierarchy
             from ..operations.recovery import recover
             from ..safety.journal import Journal
@@ -75,10 +79,32 @@ class Settings:
         kernel decides; a plan with no step says so."""
         if self._backend is not None:  # a plan for a cgroup root (not init-fake's)
             self._check_permitted(plan)
+        if self.plan_json:
+            self._plan_as_data(plan)
+            return
         if not plan:
             click.echo("# nothing to do")
         for step in plan:
             click.echo(step.shell())
+
+    def show_exec(self, argv: list) -> None:
+        """Print, for --dry-run, the command a plan ends by running (`run`)."""
+        if self.plan_json:
+            self._plan_as_data([], {"action": "exec", "argv": list(argv)})
+            return
+        from ..escape import shell_join
+
+        click.echo("exec " + shell_join(argv))
+
+    def _plan_as_data(self, plan: list, *more: dict) -> None:
+        """Keep PLAN's steps; the whole plan of the command is printed as one
+        JSON document when it ends (a command may plan group by group)."""
+        from ..render.plan import plan_text, step_data
+
+        if self._planned_steps is None:
+            self._planned_steps = []
+            click.get_current_context().call_on_close(lambda: click.echo(plan_text(self._planned_steps)))
+        self._planned_steps.extend([*(step_data(step) for step in plan), *more])
 
     def _check_permitted(self, plan: list) -> None:
         """-n fails as the real run would (77, nothing printed) where this user
@@ -163,6 +189,8 @@ def _global_option_decorators(read_environment: bool) -> tuple:
                      help="Treat the root as cgroup v1 or v2 instead of telling from its files."),
         click.option("-n", "--dry-run", is_flag=True, default=None, expose_value=False, callback=_store_setting,
                      help="Read and check, change nothing; print each write as a shell line."),
+        click.option("--plan-json", is_flag=True, default=None, expose_value=False, callback=_store_setting,
+                     help="With -n, print the plan as one JSON document instead of shell lines (for scripts)."),
         click.option("-v", "--verbose", count=True, expose_value=False, callback=_store_setting,
                      help="Say what was done."),
     )

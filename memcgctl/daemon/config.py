@@ -85,13 +85,22 @@ class Config(NamedTuple):
 
 
 def load_config(path: Path | str) -> Config:
-    """The configuration in PATH, or ConfigError saying where it is wrong."""
+    """The configuration in PATH, or ConfigError saying where it is wrong.
+    The daemon runs as root on what the file says: one that someone else
+    could write (it, or a directory above it), a link, a FIFO or a device is
+    PermissionDenied (77), not read (fs.read_trusted_file)."""
+    from ..errors import MemcgError, PermissionDenied
+    from ..kernel.fs import read_trusted_file
+
     path = Path(path)
     try:
-        text = path.read_bytes().decode("utf-8")
-    except (OSError, UnicodeDecodeError) as err:
-        why = err.strerror.lower() if isinstance(err, OSError) and err.strerror else str(err)
-        raise ConfigError("read configuration", why, str(path)) from None
+        text = read_trusted_file(path, "read configuration").decode("utf-8")
+    except PermissionDenied:
+        raise
+    except MemcgError as error:  # missing, unreadable: a configuration error, as --check reports
+        raise ConfigError(error.what, error.why, error.path) from None
+    except UnicodeDecodeError as err:
+        raise ConfigError("read configuration", str(err), str(path)) from None
     return parse_config(text, path)
 
 

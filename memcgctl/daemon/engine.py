@@ -181,7 +181,7 @@ class Engine:
         self.backend = backend
         self.log = log
         self.dry_run = dry_run
-        self.counters = Counters(backend.fs.root)
+        self.counters = Counters(backend.fs.root, backend.fs.root_identity())
         # The counters for `memcgctl export` go beside the journal's records;
         # a dry run writes nothing, and a library user without a journal has none.
         self.counters_journal = None if dry_run else backend.journal
@@ -341,6 +341,10 @@ class Engine:
 
     def _gone(self, name: str) -> None:
         self.log.detail(f"{name}: the group is gone; no longer watched")
+        # Its counter rows go after a grace period, its lock file now (unless held).
+        self.counters.gone(name, time.monotonic())
+        if self.counters_journal is not None:
+            self.counters_journal.forget_lock(self.watched[name].group.path)
         self._drop(name)
 
     # --- kernel watches ----------------------------------------------------------

@@ -12,8 +12,13 @@ from pathlib import Path
 from ..errors import Busy
 
 
+def root_key(root: Path | str) -> str:
+    """A name for ROOT's files in the journal directory (the lock, the counters)."""
+    return hashlib.sha256(str(root).encode("utf-8", "surrogateescape")).hexdigest()[:32]
+
+
 def lock_name(root: Path) -> str:
-    return f"daemon-{hashlib.sha256(str(root).encode('utf-8', 'surrogateescape')).hexdigest()[:32]}.lock"
+    return f"daemon-{root_key(root)}.lock"
 
 
 @contextlib.contextmanager

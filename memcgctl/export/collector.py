@@ -14,7 +14,6 @@ import fnmatch
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
@@ -149,15 +148,15 @@ def _levels_below(name: str, starts: list[str]) -> int:
 class GroupCollector:
     """Collects the figures of the groups NAMES (with RECURSIVE, and those
     below), or of every group under the backend's root, as far as SELECTION
-    keeps them; and the counters of a memcgctl daemon found in
-    JOURNAL_DIRECTORY."""
+    keeps them; and the counters of a memcgctl daemon on that root, from
+    JOURNAL (a Journal)."""
 
-    def __init__(self, backend: Backend, names: tuple = (), recursive: bool = False,
-                 journal_directory: Path | None = None, selection: Selection = Selection()):
+    def __init__(self, backend: Backend, names: tuple = (), recursive: bool = False, journal=None,
+                 selection: Selection = Selection()):
         self.backend = backend
         self.names = tuple(names)
         self.recursive = recursive or selection.walks
-        self.journal_directory = journal_directory
+        self.journal = journal
         self.selection = selection
 
     def describe(self) -> list:
@@ -202,15 +201,17 @@ class GroupCollector:
         return [group for group in groups if self.selection.keeps(group.name, starts)]
 
     def _collect_daemon(self, families: GroupFamilies) -> int:
-        """Add the daemon's counters, if a daemon runs; 1 if its file is unreadable."""
-        if self.journal_directory is None:
+        """Add the daemon's counters, if a daemon runs; 1 if its file cannot
+        be read or trusted.  Then memcgctl_daemon_up is left out rather than
+        0: whether a daemon runs is not known (an exporter that is not root
+        cannot read root's journal directory; see the man page)."""
+        if self.journal is None:
             return 0
         try:
-            counters = read_daemon_counters(self.journal_directory)
-        except UnreadableCounters:
-            families.gauge("daemon_up", "1 if a memcgctl daemon runs and its counters were read.", [], 0, ())
+            counters = read_daemon_counters(self.journal, self.backend.fs.root, self.backend.fs.root_identity())
+        except (UnreadableCounters, MemcgError):
             return 1
-        families.gauge("daemon_up", "1 if a memcgctl daemon runs and its counters were read.", [],
+        families.gauge("daemon_up", "1 if a memcgctl daemon runs on this root and its counters were read.", [],
                        0 if counters is None else 1, ())
         if counters is None:
             return 0

@@ -1,14 +1,11 @@
 """The counters a running memcgctl daemon leaves in its journal directory.
 
-The daemon replaces <journal dir>/daemon-counters.json atomically after each
-change; its shape:
-
-    {"pid": int, "started": unix seconds, "root": str,
-     "rows": [{"group": str, "policy": str, "reclaimed_bytes": int,
-               "actions": int, "backoffs": int, "errors": int}]}
-
-The file outlives a daemon that was killed, so it only counts while the
-process that wrote it is alive.
+The daemon replaces its root's counters file (one per root, see
+daemon/counters.py) atomically after each change.  It is read through the journal's
+checked directory (a directory someone else could write is refused, as the
+daemon refuses it), never through a link, and only counts when it names the
+root being exported (path, device and inode of its directory) and while the
+process that wrote it is alive: the file outlives a daemon that was killed.
 """
 
 from __future__ import annotations
@@ -18,66 +15,54 @@ import os
 from pathlib import Path
 from typing import NamedTuple
 
-FILE_NAME = "daemon-counters.json"
-# Each row's counters: the key in the file and what it counts.
-COUNTER_KEYS = ("reclaimed_bytes", "actions", "backoffs", "errors")
+from ..daemon.counters import COUNTER_NAMES as COUNTER_KEYS
+from ..daemon.counters import counters_file_name
+from ..errors import MemcgError
+
+# The file of a daemon watching thousands of groups stays well under this.
+MAX_FILE_BYTES = 16 * 1024 * 1024
 
 
 class DaemonCounters(NamedTuple):
     pid: int
     started: float
     root: str
+    root_identity: tuple[int, int]
     rows: list
 
 
 class UnreadableCounters(Exception):  # noqa: N818 (a state of the file, reported as a metric)
-    """The file exists but is not what the daemon writes."""
+    """The file cannot be read, or is not what the daemon writes for this root."""
 
 
-def read_daemon_counters(journal_directory: Path) -> DaemonCounters | None:
-    """The counters of the running daemon, or None when no daemon runs (no
-    file, or its writer is gone).  UnreadableCounters when the file is not in
-    the daemon's shape."""
+def read_daemon_counters(journal, root: Path, root_identity: tuple[int, int]) -> DaemonCounters | None:
+    """The counters of the daemon running on ROOT (whose directory has
+    ROOT_IDENTITY, device and inode) from JOURNAL (a Journal), or None when
+    no daemon runs there (no file, or its writer is gone).  UnreadableCounters
+    when the file cannot be read or trusted, is not in the daemon's shape, or
+    is about another root."""
     try:
-        text = _read_regular_file(Path(journal_directory) / FILE_NAME)
-    except FileNotFoundError:
+        data = journal.read_file(counters_file_name(root), "read daemon counters", MAX_FILE_BYTES)
+    except MemcgError as error:
+        raise UnreadableCounters(str(error)) from error
+    if data is None:
         return None
-    except (OSError, UnicodeDecodeError) as err:
-        raise UnreadableCounters(str(err)) from err
-    counters = _parse(text)
-    return counters if _writer_alive(counters) else None
-
-
-# The file of a daemon watching thousands of groups stays well under this.
-MAX_FILE_BYTES = 16 * 1024 * 1024
-
-
-def _read_regular_file(path: Path) -> str:
-    """The text of PATH, a regular file: a symbolic link, or a FIFO planted
-    where the daemon's file should be, is refused (OSError) rather than
-    followed or waited on, and the read is bounded."""
-    import stat
-
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise OSError(f"not a regular file: {path}")
-        chunks, size = [], 0
-        while size <= MAX_FILE_BYTES and (chunk := os.read(fd, 65536)):
-            chunks.append(chunk)
-            size += len(chunk)
-        if size > MAX_FILE_BYTES:
-            raise OSError(f"larger than {MAX_FILE_BYTES} bytes: {path}")
-    finally:
-        os.close(fd)
-    return b"".join(chunks).decode("utf-8")
+        counters = _parse(data.decode("utf-8"))
+    except UnicodeDecodeError as err:
+        raise UnreadableCounters(str(err)) from err
+    if (counters.root, counters.root_identity) != (str(root), tuple(root_identity)):
+        raise UnreadableCounters(f"written for another root ({counters.root}, device and inode "
+                                 f"{counters.root_identity}), not {root}")
+    return counters if _writer_alive(counters) else None
 
 
 def _parse(text: str) -> DaemonCounters:
     try:
         data = json.loads(text)
         rows = [_parse_row(row) for row in data["rows"]]
-        return DaemonCounters(int(data["pid"]), float(data["started"]), str(data["root"]), rows)
+        identity = (int(data["root_device"]), int(data["root_inode"]))
+        return DaemonCounters(int(data["pid"]), float(data["started"]), str(data["root"]), identity, rows)
     except (ValueError, KeyError, TypeError) as err:
         raise UnreadableCounters(f"not in the daemon's format: {err}") from err
 

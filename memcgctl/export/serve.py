@@ -1,16 +1,18 @@
 """Where the metrics go: an HTTP /metrics endpoint, a node_exporter textfile,
-or standard output.  prometheus_client does the exposition and the serving."""
+or standard output.  prometheus_client does the exposition; server.py serves it."""
 
 from __future__ import annotations
 
 import signal
 import socket
+import threading
 from pathlib import Path
 
-from prometheus_client import CollectorRegistry, generate_latest, start_http_server, write_to_textfile
+from prometheus_client import CollectorRegistry, generate_latest
 
 from ..errors import UsageError, error_from_oserror
 from .collector import GroupCollector
+from .server import MetricsServer
 
 # What stops a server: systemd's SIGTERM, Ctrl-C, a hang-up.
 STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
@@ -30,11 +32,11 @@ def exposition(collector: GroupCollector) -> bytes:
 def write_textfile(collector: GroupCollector, path: Path) -> None:
     """One scrape written to PATH for node_exporter's textfile collector:
     to a temporary file beside it, then renamed over it, so that
-    node_exporter never reads half a file."""
-    try:
-        write_to_textfile(str(path), registry_of(collector))
-    except OSError as err:
-        raise error_from_oserror(err, "write metrics", str(path)) from err
+    node_exporter never reads half a file (fs.replace_file_atomically: no
+    link followed on the way, nothing planted written through)."""
+    from ..kernel.fs import replace_file_atomically
+
+    replace_file_atomically(Path(path), exposition(collector), "write metrics")
 
 
 def parse_listen_address(text: str) -> tuple[str, int]:
@@ -50,19 +52,21 @@ def parse_listen_address(text: str) -> tuple[str, int]:
 
 
 def serve(collector: GroupCollector, address: str, port: int, on_ready=None) -> int:
-    """Serve /metrics on ADDRESS:PORT until SIGTERM, SIGINT or SIGHUP; the
-    number of the signal that stopped it.  ON_READY(address, port) is called
-    once the socket listens."""
+    """Serve /metrics on ADDRESS:PORT (server.MetricsServer) until SIGTERM,
+    SIGINT or SIGHUP; the number of the signal that stopped it.
+    ON_READY(address, port) is called once the socket listens."""
     # Blocked before the server's thread starts, so that the thread inherits
     # the mask and only sigwait() below receives them.
     previous = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
     try:
         try:
-            server, thread = start_http_server(port, address, registry_of(collector))
+            server = MetricsServer((address, port), registry_of(collector))
         except socket.gaierror as err:
             raise UsageError(f"listen on {address}:{port}", f"unknown address: {err.strerror}") from err
         except OSError as err:
             raise error_from_oserror(err, "listen for scrapes", f"{address}:{port}") from err
+        thread = threading.Thread(target=server.serve_forever, name="memcgctl-export", daemon=True)
+        thread.start()
         if on_ready is not None:
             on_ready(*server.server_address[:2])
         received = signal.sigwait(STOP_SIGNALS)

@@ -243,6 +243,22 @@ class Backend:
         USAGE: the group's usage in bytes if the caller has just read it."""
         raise NotImplementedError
 
+    def compare_restore(self, restore: Write, lowered: tuple) -> Restore:
+        """What RESTORE would find: whether its file still holds one of
+        LOWERED (what memcgctl wrote), already holds the value to restore,
+        or was changed by someone else since.  Reads; writes nothing."""
+        raise NotImplementedError
+
+    def restore_unless_changed(self, restore: Write, lowered: tuple) -> Restore:
+        """Make RESTORE only while its file holds one of LOWERED; what was found.
+        The kernel has no compare-and-swap for a limit: a write that lands
+        between the read and this one is overwritten (a window of microseconds,
+        under the group's lock, so never another memcgctl's)."""
+        found = self.compare_restore(restore, lowered)
+        if found.outcome is RestoreOutcome.RESTORE:
+            self.fs.apply(restore)
+        return found
+
     def shrink_step(self, group: Group, target: int, best_effort: bool = False,
                     usage: int | None = None) -> Reclaim:
         """The plan step that shrinks GROUP to TARGET bytes (see Reclaim)."""

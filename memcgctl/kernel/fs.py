@@ -172,13 +172,15 @@ class DirectoryStatus(NamedTuple):
     status: os.stat_result
 
 
-def open_directory_chain(path: Path, what: str, check=None, create_mode: int | None = None) -> int:
+def open_directory_chain(path: Path, what: str, check=None, create_mode: int | None = None,
+                         resolve_links: bool = True) -> int:
     """An O_DIRECTORY fd of PATH, opened one component at a time from '/',
     each with O_NOFOLLOW.  CHECK(DirectoryStatus, is_last) may raise to refuse
     a directory (ownership); CREATE_MODE makes missing components.  The caller
-    closes the fd.  Symlinks in PATH itself are resolved first: the walk then
-    refuses any that someone swaps in meanwhile."""
-    path = Path(os.path.realpath(path))
+    closes the fd.  Symlinks in PATH itself are resolved first (unless not
+    RESOLVE_LINKS: then any is refused): the walk then refuses any that
+    someone swaps in meanwhile."""
+    path = Path(os.path.realpath(path) if resolve_links else os.path.abspath(path))
     fd = os.open("/", DIRECTORY_FLAGS)
     current = Path("/")
     try:
@@ -1032,3 +1034,116 @@ def resolves_to_root(fs: CgroupFS, group: Group) -> bool:
     however it was named.  No path is resolved: fs.group() has already refused
     a symbolic link on the way."""
     return not group.name or fs.directory_identity(group) == fs.root_identity()
+
+
+# --- files root trusts: the daemon's configuration -------------------------------
+
+# A daemon's configuration is a few kilobytes; a bigger file is a mistake (or /dev/zero's kind).
+MAX_TRUSTED_FILE_BYTES = 1024 * 1024
+
+
+def read_trusted_file(path: Path, what: str, max_bytes: int = MAX_TRUSTED_FILE_BYTES) -> bytes:
+    """The bytes of the regular file PATH, which steers what we do as root:
+    PermissionDenied (77) unless the file and every directory above it are
+    owned by root (or by us) and writable by no one else, as systemd asks of
+    a unit's files.  The file is opened with O_NOFOLLOW and O_NONBLOCK (a
+    symbolic link, a FIFO or a device is refused, never followed or waited
+    on), relative to its checked directory, and read up to MAX_BYTES."""
+    path = Path(path)
+    def refuse_writable_by_others(entry: DirectoryStatus, is_last: bool) -> None:
+        refusal = _trusted_directory_refusal(entry)
+        if refusal is not None:
+            raise PermissionDenied(what, refusal, str(path))
+
+    directory = open_directory_chain(Path(os.path.abspath(path)).parent, what, refuse_writable_by_others)
+    try:
+        fd = os.open(path.name, os.O_RDONLY | FILE_FLAGS, dir_fd=directory)
+    except OSError as err:
+        if err.errno == errno.ELOOP:  # O_NOFOLLOW met a symbolic link
+            raise PermissionDenied(what, REFUSED_LINKS[errno.ELOOP], str(path)) from err
+        raise _error(err, what, path, PERMISSION_TO_READ) from err
+    finally:
+        os.close(directory)
+    try:
+        status = os.fstat(fd)
+        refusal = _trusted_file_refusal(status, max_bytes)
+        if refusal is not None:
+            raise PermissionDenied(what, refusal, str(path))
+        data = os.read(fd, max_bytes + 1)  # a regular file gives all it has up to the count
+        if len(data) > max_bytes:
+            raise PermissionDenied(what, f"refused: larger than {max_bytes} bytes", str(path))
+        return data
+    except OSError as err:
+        raise _error(err, what, path, PERMISSION_TO_READ) from err
+    finally:
+        os.close(fd)
+
+
+def _trusted_owner(status: os.stat_result) -> bool:
+    return status.st_uid in (0, os.geteuid())
+
+
+def _writable_by_others(status: os.stat_result) -> bool:
+    """Whether someone other than its owner (or root's group) may write it."""
+    return bool(status.st_mode & stat.S_IWOTH or (status.st_mode & stat.S_IWGRP and status.st_gid != 0))
+
+
+def _trusted_directory_refusal(entry: DirectoryStatus) -> str | None:
+    """Why a directory above a trusted file is refused: others could swap the
+    file (a sticky directory such as /tmp is fine: others cannot rename what
+    root owns in it)."""
+    status = entry.status
+    if not _trusted_owner(status):
+        return f"refused: {entry.path} is owned by uid {status.st_uid}, who could replace the file"
+    if _writable_by_others(status) and not status.st_mode & stat.S_ISVTX:
+        return f"refused: {entry.path} can be written by others, who could replace the file"
+    return None
+
+
+def _trusted_file_refusal(status: os.stat_result, max_bytes: int) -> str | None:
+    if not stat.S_ISREG(status.st_mode):
+        return "refused: not a regular file (a FIFO, a device or a directory)"
+    if not _trusted_owner(status):
+        return f"refused: owned by uid {status.st_uid}, who could rewrite it (chown root, chmod go-w)"
+    if _writable_by_others(status):
+        return "refused: others can write it (chmod go-w)"
+    if status.st_size > max_bytes:
+        return f"refused: larger than {max_bytes} bytes"
+    return None
+
+
+# --- files root writes where others may have a hand: export's textfile ----------
+
+
+def replace_file_atomically(path: Path, data: bytes, what: str, mode: int = 0o644) -> None:
+    """Replace PATH with DATA, whole or not at all: a new temporary file beside
+    it (O_EXCL | O_NOFOLLOW: nothing planted is written through) renamed over
+    it.  The directory is reached without following any symbolic link (one
+    swapped in by whoever owns a directory on the way is refused), and both
+    the file and the rename go through its fd."""
+    path = Path(path)
+    try:
+        directory = open_directory_chain(path.parent, what, resolve_links=False)
+    except MemcgError as error:
+        if error.why != REFUSED_LINKS[errno.ENOTDIR]:
+            raise
+        raise MemcgError(what, "refused: a symbolic link or not a directory on the way (memcgctl never follows "
+                         "one here)", error.path) from None
+    temporary = f".{path.name}.{os.getpid()}.tmp"
+    try:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary, dir_fd=directory)  # left by a dead process of the same pid
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | FILE_FLAGS, mode, dir_fd=directory)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+        finally:
+            os.close(fd)
+        os.replace(temporary, path.name, src_dir_fd=directory, dst_dir_fd=directory)
+    except OSError as err:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary, dir_fd=directory)
+        raise _error(err, what, path, {**PERMISSION_TO_WRITE, **REFUSED_LINKS}) from err
+    finally:
+        os.close(directory)

@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 from typing import NamedTuple
 
-from ..errors import LockHeld, MemcgError, PermissionDenied, UntrustedJournal, error_from_oserror
+from ..errors import LockHeld, MemcgError, NotFound, PermissionDenied, UntrustedJournal, error_from_oserror
 from .deadline import NEVER, Deadline
 
 DEFAULT_DIRECTORY = Path("/run/memcgctl")
@@ -171,6 +171,34 @@ class Journal:
             raise PermissionDenied(what, "not a regular file", str(self.directory / name))
         return fd
 
+    def read_file(self, name: str, what: str, max_bytes: int) -> bytes | None:
+        """The bytes of the regular file NAME in the journal directory (checked
+        as for records), or None if it or the directory is missing; never
+        through a link, never waiting on a FIFO, at most MAX_BYTES.  For
+        `memcgctl export`, reading the daemon's counters."""
+        path = str(self.directory / name)
+        try:
+            fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
+                         dir_fd=self._directory_fd(create=False))
+        except (FileNotFoundError, NotFound):
+            return None
+        except OSError as err:
+            raise error_from_oserror(err, what, path) from err
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise PermissionDenied(what, "refused: not a regular file", path)
+            chunks, size = [], 0
+            while size <= max_bytes and (chunk := os.read(fd, 65536)):
+                chunks.append(chunk)
+                size += len(chunk)
+        except OSError as err:
+            raise error_from_oserror(err, what, path) from err
+        finally:
+            os.close(fd)
+        if size > max_bytes:
+            raise MemcgError(what, f"refused: larger than {max_bytes} bytes", path)
+        return b"".join(chunks)
+
     def replace_file(self, name: str, data: bytes, what: str, mode: int = 0o600, durable: bool = True) -> None:
         """Replace NAME in the journal directory with DATA, atomically: a new
         temporary file (O_EXCL, never a link) renamed over it.  DURABLE
@@ -201,12 +229,55 @@ class Journal:
     def locked(self, group_path: Path, deadline: Deadline = NEVER):
         """Hold GROUP_PATH's lock for the block; wait until DEADLINE, then
         LockHeld (75).  A passed deadline still makes one attempt."""
-        fd = self.open_file(f"{self._key(group_path)}.lock", "open lock file")
+        fd = self._locked_fd(f"{self._key(group_path)}.lock", deadline, group_path)
         try:
-            self._acquire(fd, deadline, group_path)
             yield
         finally:
             os.close(fd)  # closing releases the flock
+
+    def _locked_fd(self, name: str, deadline: Deadline, group_path: Path) -> int:
+        """An fd of the lock file NAME, flocked.  forget_lock() may remove the
+        file between our open and our flock: then the lock is on a file no one
+        else will open, so take the one now under NAME instead."""
+        while True:
+            fd = self.open_file(name, "open lock file")
+            try:
+                self._acquire(fd, deadline, group_path)
+                if self._still_named(fd, name):
+                    return fd
+            except BaseException:
+                os.close(fd)
+                raise
+            os.close(fd)
+
+    def _still_named(self, fd: int, name: str) -> bool:
+        try:
+            named = os.stat(name, dir_fd=self._directory_fd(), follow_symlinks=False)
+        except FileNotFoundError:
+            return False
+        opened = os.fstat(fd)
+        return (named.st_dev, named.st_ino) == (opened.st_dev, opened.st_ino)
+
+    def forget_lock(self, group_path: Path) -> None:
+        """Remove the lock file of GROUP_PATH, a group that is gone, unless
+        someone holds it: lock files of short-lived groups must not pile up.
+        Removed while we hold its flock, so that a memcgctl that opened it
+        meanwhile sees it unnamed and takes a new one (_locked_fd)."""
+        import fcntl
+
+        name = f"{self._key(group_path)}.lock"
+        try:
+            fd = os.open(name, os.O_RDWR | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=self._directory_fd())
+        except OSError:
+            return  # none (or not ours to remove)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            if self._still_named(fd, name):
+                os.unlink(name, dir_fd=self._directory_fd())
+        except OSError:
+            pass  # held by a live memcgctl (it stays), or removed meanwhile
+        finally:
+            os.close(fd)
 
     @staticmethod
     def _acquire(fd: int, deadline: Deadline, group_path: Path) -> None:

@@ -2,7 +2,8 @@
 
 The modules do no cgroup work themselves: every read and change is a
 memcgctl command line (`stat --json`, `limit`, `create`, `shrink`, and with
--n their dry runs), so they behave exactly as memcgctl does on that host.  A
+-n --plan-json their dry runs, the plan as data), so they behave exactly as
+memcgctl does on that host.  A
 failing command fails the task with memcgctl's own message and exit code.
 """
 
@@ -50,8 +51,8 @@ class Memcgctl:
         prefix = [self.executable]
         if self.root:
             prefix += ["--root", self.root]
-        if dry_run:
-            prefix.append("-n")
+        if dry_run:  # the plan as one JSON document, not shell lines to parse
+            prefix += ["-n", "--plan-json"]
         return prefix + [str(arg) for arg in args]
 
     def run(self, args: list, dry_run: bool = False, allowed=(0,)) -> tuple:
@@ -75,14 +76,20 @@ class Memcgctl:
         return json.loads(out)[0]
 
 
+def planned_steps(dry_run_output: str) -> list:
+    """The steps of a `memcgctl -n --plan-json` plan, those inside a reclaim
+    step included (dicts with "action", "path", "value")."""
+    steps = []
+    for step in json.loads(dry_run_output)["plan"]:
+        steps.append(step)
+        steps.extend(step.get("writes", ()))
+    return steps
+
+
 def planned_writes(dry_run_output: str) -> list:
-    """[(file name, value)] of the `echo VALUE > PATH` lines a dry run prints."""
-    writes = []
-    for line in dry_run_output.splitlines():
-        words = shlex.split(line)
-        if len(words) == 4 and words[0] == "echo" and words[2] == ">":
-            writes.append((os.path.basename(words[3]), words[1]))
-    return writes
+    """[(file name, value)] of the writes a dry run's plan makes."""
+    return [(os.path.basename(step["path"]), step["value"]) for step in planned_steps(dry_run_output)
+            if step["action"] == "write"]
 
 
 def kernel_bytes(text: str) -> int | None:

@@ -163,6 +163,7 @@ from ansible_collections.memcgctl.memcg.plugins.module_utils.memcgctl import (  
     LIMIT_OPTIONS,
     Memcgctl,
     kernel_bytes,
+    planned_steps,
     planned_writes,
     same_limit,
 )
@@ -270,9 +271,9 @@ def new_group_stat(memcgctl: Memcgctl, name: str, requested: dict) -> dict:
 
 def remove_created(memcgctl: Memcgctl, name: str, create_plan: str) -> None:
     """Remove the groups a `create -p` with this PLAN made: the last k parts
-    of NAME, where k is the number of mkdir lines in the plan."""
+    of NAME, where k is the number of groups the plan makes."""
     parts = [part for part in name.split("/") if part]
-    created = sum(1 for line in create_plan.splitlines() if line.startswith("mkdir "))
+    created = sum(1 for step in planned_steps(create_plan) if step["action"] == "mkdir")
     if created:
         memcgctl.run(["delete", "-r", "--", "/".join(parts[:len(parts) - created + 1])], allowed=range(256))
 

@@ -26,6 +26,14 @@ class PoolPolicy:
 
     @classmethod
     def check(cls, rule: dict) -> tuple[str, str] | None:
+        """A share for a group the pool does not hold is a typo whose weight
+        would go unused: each entry must name (or glob) groups of `groups`."""
+        from fnmatch import fnmatchcase
+
+        groups = rule["groups"]
+        for pattern in rule.get("share", {}):
+            if not any(fnmatchcase(group, pattern) or fnmatchcase(pattern, group) for group in groups):
+                return "share", f"{pattern!r} is not in the pool's groups ({', '.join(groups)})"
         return None
 
     def stepped(self, after: Reading, state: dict) -> None:

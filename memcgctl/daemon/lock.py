@@ -12,8 +12,13 @@ from pathlib import Path
 from ..errors import Busy
 
 
+def root_key(root: Path) -> str:
+    """ROOT as a file name: the daemon's files of one root are daemon-<key>.*"""
+    return hashlib.sha256(str(root).encode("utf-8", "surrogateescape")).hexdigest()[:32]
+
+
 def lock_name(root: Path) -> str:
-    return f"daemon-{hashlib.sha256(str(root).encode('utf-8', 'surrogateescape')).hexdigest()[:32]}.lock"
+    return f"daemon-{root_key(root)}.lock"
 
 
 @contextlib.contextmanager

@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 from typing import NamedTuple
 
-from ..errors import LockHeld, MemcgError, PermissionDenied, UntrustedJournal, error_from_oserror
+from ..errors import LockHeld, MemcgError, NotFound, PermissionDenied, UntrustedJournal, error_from_oserror
 from .deadline import NEVER, Deadline
 
 DEFAULT_DIRECTORY = Path("/run/memcgctl")
@@ -169,6 +169,31 @@ class Journal:
             os.close(fd)
             raise PermissionDenied(what, "not a regular file", str(self.directory / name))
         return fd
+
+    def read_file(self, name: str, what: str, limit: int = 16 * 1024 * 1024) -> bytes | None:
+        """The bytes of the regular file NAME in the journal directory (at
+        most LIMIT), never through a link nor from a FIFO planted there;
+        None when it or the directory does not exist (nothing is made)."""
+        try:
+            fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
+                         dir_fd=self._directory_fd(create=False))
+        except FileNotFoundError:
+            return None
+        except OSError as err:
+            raise error_from_oserror(err, what, str(self.directory / name)) from err
+        except NotFound:
+            return None  # no journal directory yet: nothing ever ran here
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise PermissionDenied(what, "not a regular file", str(self.directory / name))
+            data = os.read(fd, limit + 1)
+        except OSError as err:
+            raise error_from_oserror(err, what, str(self.directory / name)) from err
+        finally:
+            os.close(fd)
+        if len(data) > limit:
+            raise MemcgError(what, f"larger than {limit} bytes", str(self.directory / name))
+        return data
 
     def replace_file(self, name: str, data: bytes, what: str, mode: int = 0o600, durable: bool = True) -> None:
         """Replace NAME in the journal directory with DATA, atomically: a new

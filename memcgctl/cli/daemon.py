@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import click
 
-from .options import global_options
+from .options import EXIT_STATUS_HELP, global_options
 
 
 @click.group(invoke_without_command=True, subcommand_metavar="[status]")
@@ -73,7 +73,7 @@ def show_check(engine) -> None:
         click.echo(f"memcgctl: warning: {printable(warning)} ({engine.config.path})", err=True)
 
 
-@daemon.command()
+@daemon.command(epilog=EXIT_STATUS_HELP)
 @click.option("--json", "as_json", is_flag=True, help="The daemon's status document, as JSON.")
 @global_options
 @click.pass_obj

@@ -52,6 +52,8 @@ MIN_STEP_BYTES = 1024**2
 FIRST_BACKOFF_SECONDS = 1.0
 # The start line and a reload's name at most this many groups per rule.
 NAMES_PER_RULE = 10
+# The shortest time between two writes of the status file (daemon.status).
+STATUS_WRITE_INTERVAL = 1.0
 # The longest pause the CPU budget imposes after one pass.
 MAX_CPU_PAUSE_SECONDS = 10.0
 WAKE_SIGNALS = (signal.SIGHUP, signal.SIGTERM, signal.SIGINT)
@@ -182,6 +184,7 @@ class Engine:
         self.watching = not dry_run
         self.ready = False  # READY=1 sent to systemd (after the first pass)
         self._status_sent: str | None = None  # the last STATUS= line, sent again only when it changes
+        self._status_written_at = -math.inf  # monotonic
         self._use(config)
 
     # --- configuration -----------------------------------------------------------
@@ -713,7 +716,10 @@ class Engine:
             return
         try:
             self.counters.write(self.counters_journal, now)
-            write_status(self.counters_journal, self.backend.fs.root, self.status_document(now))
+            # A row per group and rule (6 ms of JSON for 1,000 groups): at most once a second.
+            if force or now - self._status_written_at >= STATUS_WRITE_INTERVAL:
+                write_status(self.counters_journal, self.backend.fs.root, self.status_document(now))
+                self._status_written_at = now
         except MemcgError as error:
             self.counters.written_at = now  # say it again in MAX_WRITE_INTERVAL, not at every pass
             self.log.warning(f"cannot write the counters file: {error}")

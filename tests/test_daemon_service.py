@@ -141,6 +141,13 @@ def test_a_reload_that_fails_still_says_ready_and_why(fake_v1, tmp_path, journal
         ready = listener.receive_until("READY")
         assert ready["STATUS"].startswith("reload failed, kept the previous configuration: configuration line 4, "
                                           "key 'high': bad size 'lots'")
+        # The next passes say so too, until a reload works.
+        assert listener.receive_until("STATUS")["STATUS"].endswith(
+            "; the last reload failed (see the log), running the previous configuration")
+        config.write_text(WATERMARK)
+        daemon.send_signal(signal.SIGHUP)
+        assert listener.receive_until("READY") == {"READY": "1"}
+        assert "reload failed" not in listener.receive_until("STATUS")["STATUS"]
         assert daemon.poll() is None
     finally:
         listener.close()

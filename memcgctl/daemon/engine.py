@@ -183,6 +183,7 @@ class Engine:
         # registration is a write to cgroup.event_control), nor for one pass.
         self.watching = not dry_run
         self.ready = False  # READY=1 sent to systemd (after the first pass)
+        self.reload_failed = False  # the last SIGHUP found the file invalid: STATUS= says so until one works
         self._status_sent: str | None = None  # the last STATUS= line, sent again only when it changes
         self._status_written_at = -math.inf  # monotonic
         self._use(config)
@@ -206,9 +207,11 @@ class Engine:
             config = load_config(self.config.path)
         except ConfigError as error:
             self.log.error(f"reload failed, keeping the previous configuration: {error}")
+            self.reload_failed = True
             notify.notify("READY=1", f"STATUS=reload failed, kept the previous configuration: {error}"[:1000])
             self._status_sent = None
             return
+        self.reload_failed = False
         for name in list(self.watched):
             self._drop(name)
         self._use(config)
@@ -730,9 +733,11 @@ class Engine:
         """One line, even without -v: the rules and the groups each matched
         (the first NAMES_PER_RULE); then a warning for each rule that surely
         does not do what was meant (daemon.checks)."""
+        from ..render.escape import printable  # group names may hold control characters
+
         parts = []
         for label, policy, names in self.watched_by_rule():
-            shown = " ".join(names[:NAMES_PER_RULE]) or "(no group matches now)"
+            shown = printable(" ".join(names[:NAMES_PER_RULE])) or "(no group matches now)"
             more = f" and {len(names) - NAMES_PER_RULE} more" if len(names) > NAMES_PER_RULE else ""
             parts.append(f"{label} {policy}: {shown}{more}")
         self.log.note(f"{opening}: {len(self.rules)} rule(s), {len(self.pools)} pool(s), {len(self.watched)} "
@@ -788,6 +793,8 @@ class Engine:
         line = status_line(len(self.watched), len(self.rules) + len(self.pools),
                            sum(row["reclaimed_bytes"] for row in totals), sum(row["actions"] for row in totals),
                            backed_off)
+        if self.reload_failed:
+            line += "; the last reload failed (see the log), running the previous configuration"
         if line == self._status_sent and self.ready:
             return
         notify.notify(*(() if self.ready else ("READY=1",)), f"STATUS={line}")

@@ -180,8 +180,10 @@ class Engine:
         self._listed_directories: set = set()
         self._rescan_needed = False
         # Kernel watches are not used in a dry run, which writes nothing (a
-        # registration is a write to cgroup.event_control), nor for one pass.
-        self.watching = not dry_run
+        # registration is a write to cgroup.event_control), nor for one pass,
+        # nor on a fake tree, whose plain files notify nothing (and epoll
+        # refuses them: EPERM).
+        self.watching = not dry_run and backend.fs.is_kernel
         self.ready = False  # READY=1 sent to systemd (after the first pass)
         self.reload_failed = False  # the last SIGHUP found the file invalid: STATUS= says so until one works
         self._status_sent: str | None = None  # the last STATUS= line, sent again only when it changes

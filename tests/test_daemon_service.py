@@ -372,3 +372,15 @@ def test_a_planted_status_file_is_refused_not_followed(fake_v1, tmp_path, journa
     result = run_cli(fake_v1, "daemon", "status")
     assert (result.exit_code, result.stdout) == (74, "")
     assert result.stderr.startswith("memcgctl: read daemon status: too many levels of symbolic links (ELOOP)")
+
+
+@pytest.mark.parametrize("text", ["not json", "[]", '{"pid": 1}', '{"pid": true, "started": 1}'])
+def test_a_status_file_not_in_the_daemons_format_is_one_line_not_a_traceback(fake_v1, journal_directory, text):
+    from memcgctl.daemon.status import status_file_name
+
+    path = journal_directory / status_file_name(fake_v1)
+    path.write_text(text)
+    result = run_cli(fake_v1, "daemon", "status")
+    assert (result.exit_code, result.stdout) == (74, "")
+    assert result.stderr.startswith("memcgctl: read daemon status: not in the daemon's format (")
+    assert result.stderr.endswith(f" ({path})\n") and result.stderr.count("\n") == 1

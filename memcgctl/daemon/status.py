@@ -49,14 +49,33 @@ def read_status(journal, root: Path) -> dict | None:
         return None
     try:
         document = json.loads(data.decode("utf-8"))
-        if not isinstance(document, dict) or not isinstance(document.get("groups"), list):
-            raise ValueError("not the daemon's status")
-        int(document["pid"])
-        float(document["started"])
+        _check_shape(document, HEAD_SHAPE)
+        for row in document["groups"]:
+            _check_shape(row, ROW_SHAPE)
+            if row["last_action"] is not None:
+                _check_shape(row["last_action"], ACTION_SHAPE)
     except (ValueError, KeyError, TypeError) as err:
         raise MemcgError("read daemon status", f"not in the daemon's format ({err})",
                          str(journal.directory / name)) from None
     return document
+
+
+NUMBER = (int, float)
+HEAD_SHAPE = {"pid": int, "started": NUMBER, "written": NUMBER, "root": str, "version": int, "config": str,
+              "rules": list, "reclaimed_bytes": int, "steps": int, "groups": list}
+ROW_SHAPE = {"group": str, "rule": str, "policy": str, "last_action": (dict, type(None)),
+             "backed_off_until": (*NUMBER, type(None)), "failures": int, "reclaimed_bytes": int}
+ACTION_SHAPE = {"at": NUMBER, "why": str, "before": int, "after": int}
+
+
+def _check_shape(value, shape: dict) -> None:
+    """ValueError unless VALUE is a dict with each key of SHAPE of its type
+    (what the renderer reads: a hand-edited file never makes a traceback)."""
+    if not isinstance(value, dict):
+        raise ValueError(f"expected an object, not {type(value).__name__}")
+    for key, kind in shape.items():
+        if not isinstance(value.get(key), kind) or isinstance(value.get(key), bool):
+            raise ValueError(f"{key!r} is missing or not a {getattr(kind, '__name__', 'number')}")
 
 
 def status_line(groups: int, rules: int, reclaimed: int, steps: int, backed_off: int) -> str:

@@ -130,6 +130,13 @@ class UntrustedJournal(PermissionDenied):
     command line says how to use another."""
 
 
+class NotRunning(MemcgError):
+    """`daemon status`: no daemon runs on the root (3, as `systemctl status`
+    says of a unit that is not active)."""
+
+    exit_code = 3
+
+
 class ConfigError(MemcgError):
     """The daemon's configuration file is invalid (EX_CONFIG of sysexits.h)."""
 
@@ -151,6 +158,7 @@ class CommandNotFound(MemcgError):
 EXIT_CODES = {
     0: "success",
     2: "usage error or bad size",
+    3: "daemon status: no daemon runs on the root (as systemctl status says of a stopped unit)",
     65: "the kernel rejected the value (EINVAL)",
     66: "no such group or process (ENOENT, ESRCH)",
     69: "memory controller or feature not available (EOPNOTSUPP, errno 524, "

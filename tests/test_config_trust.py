@@ -106,6 +106,6 @@ def test_a_config_in_a_sticky_world_writable_directory_is_read(fake_v1, tmp_path
     sticky.mkdir()
     sticky.chmod(0o1777)
     config = sticky / "daemon.toml"
-    config.write_text("interval = 1.0\n")
+    config.write_text(HOSTILE)
     result = check(fake_v1, config)
     assert (result.exit_code, result.stderr) == (0, "")

@@ -165,6 +165,35 @@ def test_anonymous_memory_backs_off_exponentially_and_says_so_once(kernel_root, 
     assert holder.poll() is None, "the daemon must never kill"
 
 
+def test_a_backed_off_group_is_said_once_then_summed_up_and_daemon_status_shows_it(kernel_root, tmp_path,
+                                                                                     journal_directory):
+    run_cli(kernel_root.path, "create", "anon")
+    kernel_root.hold_anonymous_memory("anon", 60 * MIB)
+    config = write_config(tmp_path, 'interval = 0.1\n\n[[group]]\nmatch = "anon"\npolicy = "watermark"\n'
+                                    'high = "30M"\nlow = "20M"\nstep_seconds = 1\nbackoff_max = 2\n')
+    daemon = Daemon(kernel_root, config, tmp_path / "log")
+    # Tries at 0, 1, 3, 5, 7 s: the pause reaches backoff_max (2 s) at the second.
+    daemon.wait_for_log("still backing off")
+    time.sleep(4.5)
+    shown = run_process(kernel_root.path, "daemon", "status")
+    assert (shown.returncode, shown.stderr) == (0, ""), shown
+    anon_row = next(line for line in shown.stdout.splitlines() if line.startswith("anon "))
+    assert re.search(r"watermark +[\d.]+ \w+ +\d\d:\d\d:\d\d [\d.]+ MiB -> [\d.]+ MiB +until \d\d:\d\d:\d\d "
+                     r"\([3-6] tries\) +usage [\d.]+ MiB >= high 30 MiB", anon_row), anon_row
+    assert daemon.stop() == 0
+    row = counters(journal_directory)[("anon", "watermark")]
+    assert 4 <= row["actions"] <= 6, row
+    lines = [line.removeprefix("memcgctl daemon: ") for line in daemon.log().splitlines()]
+    about_anon = [line for line in lines if line.startswith("anon: ")]
+    # The first step in full, its backoff, one summary; the retries after it quietly (-v shows them).
+    assert len(about_anon) == 3, about_anon
+    assert re.match(r"anon: watermark: usage [\d.]+ MiB >= high 30 MiB: [\d.]+ MiB -> [\d.]+ MiB in ", about_anon[0])
+    assert about_anon[1].startswith("anon: watermark: backing off: the kernel could reclaim no more")
+    assert re.fullmatch(r"anon: watermark: still backing off: 2 steps without progress over 1 s \(.*\); trying "
+                        r"every 2 s from now on, without a line each time", about_anon[2]), about_anon[2]
+    assert kernel_root.read("anon", "memory.limit_in_bytes") == V1_UNLIMITED
+
+
 def test_the_rate_cap_spreads_a_big_step_over_seconds(kernel_root, tmp_path, journal_directory):
     run_cli(kernel_root.path, "create", "web")
     kernel_root.fill_page_cache("web", tmp_path / "cache", 150)
@@ -334,7 +363,8 @@ def test_groups_come_and_go_at_once_without_an_error_storm(kernel_root, tmp_path
     # With rescans 30 s apart, inotify found jobs/c, and the rmdir (or inotify) jobs/a's end.
     time.sleep(0.5)
     assert daemon.process.poll() is None
-    lines_about_a = [line.removeprefix("memcgctl daemon: ") for line in daemon.log().splitlines() if "jobs/a" in line]
+    lines_about_a = [line.removeprefix("memcgctl daemon: ") for line in daemon.log().splitlines()
+                     if "jobs/a" in line and " started on " not in line]
     # The rmdir wakes the daemon (unless a rescan sees the group gone first).
     woken = "woken by the kernel for jobs/a"
     assert lines_about_a.count(woken) <= 1
@@ -353,6 +383,8 @@ def test_groups_come_and_go_at_once_without_an_error_storm(kernel_root, tmp_path
 def test_once_and_check_exit_codes(kernel_root, tmp_path):
     run_cli(kernel_root.path, "create", "-p", "batch/x")
     run_cli(kernel_root.path, "create", "batch/y")
+    for name in ("batch/x", "batch/y"):  # the rule is in percent of their limits
+        assert run_cli(kernel_root.path, "limit", name, "1G").exit_code == 0
     good = write_config(tmp_path, '[[group]]\nmatch = "batch/*"\npolicy = "watermark"\nhigh = "90%"\n'
                                   'low = "80%"\n\n[[pool]]\ngroups = ["batch/x", "nothing*"]\nbudget = "1G"\n')
     checked = run_process(kernel_root.path, "daemon", "--config", str(good), "--check")

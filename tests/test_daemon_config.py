@@ -58,6 +58,24 @@ WATERMARK = '[[group]]\nmatch = "web"\npolicy = "watermark"\nhigh = "900M"\nlow 
      "configuration line 4, key 'share': expected a number above 0, not -1"),
     ('[[pool]]\ngroups = []\nbudget = "1G"\n', "configuration line 2, key 'groups': expected a list of group"),
     ("[[group]\n", "configuration: not valid TOML: "),
+    # Legal TOML that passed without a word, and surely is not what was meant:
+    ('[[pool]]\ngroups = ["a", "b"]\nbudget = "1G"\nshare = { a = 2, c = 3 }\n',
+     "configuration line 4, key 'share': 'c' is not in the pool's groups (a, b)"),
+    (WATERMARK + 'max_bytes_per_second = "0"\n', "configuration line 6, key 'max_bytes_per_second': 0 would never "
+                                                 "reclaim: to turn a rule off, remove or comment out its table"),
+    (WATERMARK + 'min = "850M"\n', "configuration line 6, key 'min': min (850 MiB) is above low (800M): the group "
+                                   "could never get down to low"),
+    (WATERMARK + "\n" + WATERMARK.replace('"900M"', '"2G"'),
+     "configuration line 8, key 'match': 'web' is matched by [[group]] 1 (line 1) already: one rule per group"),
+    (WATERMARK.replace('"900M"', "200").replace('"800M"', "100"),
+     "configuration line 4, key 'high': 200 is 200 bytes, surely not what is meant: write the unit (\"200M\", "
+     "or \"200B\" if bytes are meant)"),
+    (WATERMARK.replace('"800M"', '"512"'), "configuration line 5, key 'low': '512' is 512 bytes, surely not"),
+    ("", "configuration: empty: nothing for the daemon to do"),
+    ("# nothing yet\ninterval = 2\n", "configuration: no [[group]] or [[pool]] table: nothing for the daemon to do"),
+    ("interval = 1e-9\n" + WATERMARK, "configuration line 1, key 'interval': expected at least 0.01 s, not 1e-09: "
+                                      "each pass reads every polled group"),
+    ("rescan_interval = 0.001\n" + WATERMARK, "configuration line 1, key 'rescan_interval': expected at least 0.01 s"),
 ])
 def test_check_names_the_line_and_key_at_fault_and_exits_78(fake_v1, tmp_path, text, message):
     config = write(tmp_path, text)
@@ -90,7 +108,7 @@ def test_a_pool_whose_groups_nest_is_refused_at_check_and_at_load(fake_v1, tmp_p
         result = run_cli(fake_v1, "daemon", "--config", str(config), *args)
         assert (result.exit_code, result.stdout, result.stderr) == (78, "", message)
     assert {name: (fake_v1 / name / "memory.limit_in_bytes").read_text() for name in limits} == limits
-    assert not (journal_directory / "daemon-counters.json").exists()
+    assert not list(journal_directory.glob("daemon-counters*"))
 
 
 def test_pool_groups_that_cannot_nest_are_taken(fake_v1, tmp_path):
@@ -100,6 +118,15 @@ def test_pool_groups_that_cannot_nest_are_taken(fake_v1, tmp_path):
     result = run_cli(fake_v1, "daemon", "--config", str(config), "--check")
     assert (result.exit_code, result.stderr) == (0, "")
     assert result.stdout == "[[pool]] 1 (line 1): pool: ab batch/a web/x\n"
+@pytest.mark.parametrize("text", [
+    WATERMARK.replace('"900M"', '"1G"').replace('"800M"', "1048576"),  # a bare number of 1 MiB and up is bytes
+    WATERMARK + 'min = "800M"\nmax_bytes_per_second = "200B"\n',  # a unit says bytes are meant
+    '[[pool]]\ngroups = ["batch/*", "web"]\nbudget = "1G"\nshare = { "batch/a" = 2, "b*" = 3 }\n',
+    "interval = 0.01\n" + WATERMARK,
+])
+def test_values_near_the_new_checks_still_pass(fake_v1, tmp_path, text):
+    result = run_cli(fake_v1, "daemon", "--config", str(write(tmp_path, text)), "--check")
+    assert (result.exit_code, result.stderr) == (0, "")
 
 
 def test_a_missing_file_is_78_too(fake_v1, tmp_path):
@@ -109,8 +136,9 @@ def test_a_missing_file_is_78_too(fake_v1, tmp_path):
 
 
 def test_the_example_configuration_checks(fake_root):
-    for name in ("batch/one", "batch/two", "web", "a", "b"):
+    for name in ("batch/one", "batch/two", "a", "b"):
         assert run_cli(fake_root, "create", "-p", name).exit_code == 0
+    assert run_cli(fake_root, "create", "web", "--limit", "1G").exit_code == 0  # its rule is in percent of it
     result = run_cli(fake_root, "daemon", "--config", str(PROJECT / "examples" / "daemon.toml"), "--check")
     assert (result.exit_code, result.stderr) == (0, "")
     assert result.stdout.splitlines() == [
@@ -118,6 +146,34 @@ def test_the_example_configuration_checks(fake_root):
         "[[group]] 2 (line 21): watermark: web",
         "[[pool]] 1 (line 29): pool: a b",
     ]
+
+
+def test_check_warns_of_a_percentage_on_a_group_without_a_hard_limit_and_exits_0(fake_root, tmp_path):
+    for name, limit in (("web", "1G"), ("batch", None)):
+        assert run_cli(fake_root, "create", name, *(["--limit", limit] if limit else [])).exit_code == 0
+    config = write(tmp_path, WATERMARK.replace('"web"', '"*"').replace('"900M"', '"90%"').replace('"800M"', '"80%"'))
+    result = run_cli(fake_root, "daemon", "--config", str(config), "--check")
+    assert result.exit_code == 0
+    assert result.stdout == "[[group]] 1 (line 1): watermark: batch web\n"
+    assert result.stderr == (
+        'memcgctl: warning: batch: [[group]] 1 (line 1): high = "90%", low = "80%": a percentage of the hard limit, '
+        f"and the group has none: the rule does nothing for it until it gets one ({config})\n")
+    assert run_cli(fake_root, "limit", "batch", "2G").exit_code == 0  # given a limit, the rule works: no word
+    assert run_cli(fake_root, "daemon", "--config", str(config), "--check").stderr == ""
+
+
+def test_check_warns_of_two_rules_on_one_group_through_globs_and_exits_0(fake_v1, tmp_path):
+    for name in ("batch/a", "batch/b"):
+        assert run_cli(fake_v1, "create", "-p", name).exit_code == 0
+    config = write(tmp_path, WATERMARK.replace('"web"', '"batch/*"') + "\n"
+                   + WATERMARK.replace('"web"', '"batch/a"').replace('"900M"', '"2G"'))
+    result = run_cli(fake_v1, "daemon", "--config", str(config), "--check")
+    assert result.exit_code == 0
+    assert result.stdout.splitlines() == ["[[group]] 1 (line 1): watermark: batch/a batch/b",
+                                          "[[group]] 2 (line 7): watermark: batch/a"]
+    assert result.stderr == ("memcgctl: warning: batch/a: matched by [[group]] 1 (line 1) and [[group]] 2 (line 7): "
+                             "each rule acts on it on its own (one rule per group is what the daemon is made for) "
+                             f"({config})\n")
 
 
 def test_names_are_cleaned_and_globs_match_one_level_each(fake_v2, tmp_path):

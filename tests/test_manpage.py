@@ -124,9 +124,14 @@ def root_context() -> click.Context:
 
 
 def param_options(command: click.Command, ctx: click.Context) -> dict[str, click.Parameter]:
-    """{option: parameter} of COMMAND, the help option included."""
-    return {opt: param for param in command.get_params(ctx) if isinstance(param, click.Option)
-            for opt in (*param.opts, *param.secondary_opts)}
+    """{option: parameter} of COMMAND, the help option included, and those of
+    its subcommands (`daemon status`), which its subsection documents too."""
+    options = {opt: param for param in command.get_params(ctx) if isinstance(param, click.Option)
+               for opt in (*param.opts, *param.secondary_opts)}
+    for subcommand in getattr(command, "commands", {}).values():
+        sub_ctx = click.Context(subcommand, info_name=subcommand.name, parent=ctx)
+        options.update((opt, param) for opt, param in param_options(subcommand, sub_ctx).items() if opt not in options)
+    return options
 
 
 def global_options() -> dict[str, click.Parameter]:
@@ -268,7 +273,8 @@ def test_examples_are_valid_command_lines(monkeypatch):
     """Each example parses: its command, options, arguments and sizes (the
     commands themselves are replaced by no-ops)."""
     for command in all_commands().values():
-        monkeypatch.setattr(command, "callback", lambda *args, **kwargs: None)
+        for each in (command, *getattr(command, "commands", {}).values()):  # `daemon status` too
+            monkeypatch.setattr(each, "callback", lambda *args, **kwargs: None)
     lines = example_command_lines()
     assert len(lines) >= 10
     for args in lines:

@@ -32,7 +32,7 @@ from . import values
 DEFAULT_INTERVAL = 1.0
 DEFAULT_RESCAN_INTERVAL = 10.0
 
-TOP_LEVEL_KEYS = {"interval": values.seconds, "rescan_interval": values.seconds,
+TOP_LEVEL_KEYS = {"interval": values.interval_seconds, "rescan_interval": values.interval_seconds,
                   "max_cpu_percent": values.percent_of_a_core}
 DEFAULT_MAX_CPU_PERCENT = 10.0
 # Keys every [[group]] and [[pool]] takes, with their defaults (as written in
@@ -123,8 +123,25 @@ def parse_config(text: str, path: Path) -> Config:
                   for index, table in enumerate(_tables(path, locator, document, "group"), start=1))
     pools = tuple(_pool(path, locator, index, table)
                   for index, table in enumerate(_tables(path, locator, document, "pool"), start=1))
+    if not rules and not pools:
+        # An empty /etc/memcgctl/daemon.toml would run a daemon that does nothing, quietly.
+        raise ConfigError("configuration", f"{'empty' if not text.strip() else 'no [[group]] or [[pool]] table'}: "
+                                           "nothing for the daemon to do", str(path))
+    _refuse_a_second_rule_on_one_match(path, locator, rules)
     return Config(path, top.get("interval", DEFAULT_INTERVAL), top.get("rescan_interval", DEFAULT_RESCAN_INTERVAL),
                   rules, pools, top.get("max_cpu_percent", DEFAULT_MAX_CPU_PERCENT))
+
+
+def _refuse_a_second_rule_on_one_match(path: Path, locator: KeyLocator, rules: tuple) -> None:
+    """Two [[group]] tables with the same match would both act on each of its
+    groups (two watermarks: the lower `low` wins at every crossing).  Globs
+    that overlap are only known against the groups: see daemon.checks."""
+    first: dict[str, Rule] = {}
+    for rule in rules:
+        if rule.match in first:
+            raise _error(path, locator.line("group", rule.index, "match"), "match",
+                         f"{rule.match!r} is matched by {first[rule.match].label} already: one rule per group")
+        first[rule.match] = rule
 
 
 def _tables(path: Path, locator: KeyLocator, document: dict, name: str) -> list:
@@ -174,11 +191,18 @@ def _settings(path: Path, locator: KeyLocator, kind: str, index: int, table: dic
             settings[key] = _parse(path, locator.line(kind, index, key), key, parser, table[key])
         elif default is not None:
             settings[key] = parser(default)
-    problem = policy.check(settings)
+    problem = _check_common(settings) or policy.check(settings)
     if problem:
         key, why = problem
         raise _error(path, locator.line(kind, index, key), key, why)
     return settings
+
+
+def _check_common(settings: dict) -> tuple[str, str] | None:
+    """(key, why) when a value of COMMON_KEYS makes the rule pointless."""
+    if settings["max_bytes_per_second"] == 0:
+        return "max_bytes_per_second", "0 would never reclaim: to turn a rule off, remove or comment out its table"
+    return None
 
 
 def _required(path: Path, locator: KeyLocator, kind: str, index: int, table: dict, key: str):

@@ -34,11 +34,14 @@ from ..kernel.watches import DirectoryWatch, EventsFileWatch, UsageThreshold
 from ..operations.recovery import exclusive, recover
 from ..operations.shrink import StopReason, shrink_locked
 from ..safety.deadline import Deadline
-from ..sizes import ShrinkTarget
+from ..sizes import ShrinkTarget, format_size
+from . import notify
+from .checks import group_warnings
 from .config import Config, load_config
 from .counters import MAX_WRITE_INTERVAL, Counters
 from .log import DaemonLog
 from .policies import PoolPolicy, Reading, Step
+from .status import status_line, write_status
 
 # What a snapshot always holds (usage, the hard limit, v2's protection);
 # Policy.reads adds "stat", "events", "pressure".
@@ -48,6 +51,10 @@ SNAPSHOT_PARTS = frozenset({"usage", "limit", "low", "min"})
 MIN_STEP_BYTES = 1024**2
 # The first pause after a step that made no progress; it doubles each time.
 FIRST_BACKOFF_SECONDS = 1.0
+# The start line and a reload's name at most this many groups per rule.
+NAMES_PER_RULE = 10
+# The shortest time between two writes of the status file (daemon.status).
+STATUS_WRITE_INTERVAL = 1.0
 # The longest pause the CPU budget imposes after one pass.
 MAX_CPU_PAUSE_SECONDS = 10.0
 WAKE_SIGNALS = (signal.SIGHUP, signal.SIGTERM, signal.SIGINT)
@@ -123,11 +130,12 @@ class RuleRun:
 
 
 class Backoff:
-    __slots__ = ("failures", "until")
+    __slots__ = ("failures", "until", "since")
 
-    def __init__(self):
+    def __init__(self, now: float = 0.0):
         self.failures = 0
         self.until = 0.0
+        self.since = now  # monotonic seconds of the first step without progress
 
 
 class TokenBucket:
@@ -168,6 +176,7 @@ class Watched:
         self.unwatchable = False  # the kernel or root cannot notify: poll it
         self.capped = False  # not watched while the daemon holds its most watches: poll it
         self.read_error: str | None = None  # the last failure to read it, said once
+        self.last_actions: dict = {}  # rule key -> (unix seconds, why, bytes before, bytes after)
 
     def polled(self, version: int, watching: bool) -> bool:
         return (self.in_pools or self.unwatchable or self.capped or not watching
@@ -206,11 +215,17 @@ class Engine:
         self._listed_directories: set = set()
         self._rescan_needed = False
         # Kernel watches are not used in a dry run, which writes nothing (a
-        # registration is a write to cgroup.event_control), nor for one pass.
-        self.watching = not dry_run
+        # registration is a write to cgroup.event_control), nor for one pass,
+        # nor on a fake tree, whose plain files notify nothing (and epoll
+        # refuses them: EPERM).
+        self.watching = not dry_run and backend.fs.is_kernel
         # One fd per kernel watch: at most this many, so that steps and reads
         # always have fds (the rest are polled).
         self.watch_cap = watch_cap()
+        self.ready = False  # READY=1 sent to systemd (after the first pass)
+        self.reload_failed = False  # the last SIGHUP found the file invalid: STATUS= says so until one works
+        self._status_sent: str | None = None  # the last STATUS= line, sent again only when it changes
+        self._status_written_at = -math.inf  # monotonic
         self._use(config)
 
     # --- configuration -----------------------------------------------------------
@@ -225,18 +240,25 @@ class Engine:
         self.pool_state = {pool.key: {} for pool in self.pools}
 
     def reload(self) -> None:
-        """SIGHUP: read the file again; if it is invalid keep the rules in use."""
+        """SIGHUP: read the file again; if it is invalid keep the rules in use.
+        systemd hears RELOADING=1 first and READY=1 when done, either way."""
+        notify.reloading()
         try:
             config = load_config(self.config.path)
         except ConfigError as error:
-            self.log.note(f"reload failed, keeping the previous configuration: {error}")
+            self.log.error(f"reload failed, keeping the previous configuration: {error}")
+            self.reload_failed = True
+            notify.notify("READY=1", f"STATUS=reload failed, kept the previous configuration: {error}"[:1000])
+            self._status_sent = None
             return
+        self.reload_failed = False
         for name in list(self.watched):
             self._drop(name)
         self._use(config)
         self._rescan(time.monotonic())
-        self.log.note(f"reloaded {config.path}: {len(config.rules)} rule(s), {len(config.pools)} pool(s), "
-                      f"{len(self.watched)} group(s)")
+        self._say_what_it_watches(f"reloaded {config.path}")
+        notify.notify("READY=1")
+        self._status_sent = None  # the next pass says how it goes
 
     # --- the groups --------------------------------------------------------------
 
@@ -288,7 +310,7 @@ class Engine:
                 self.poller.register(self.directory_watch.fileno(), DirectoryWatch.poll_events)
             self.directory_watch.watch_only(self._listed_directories)
         except MemcgError as error:
-            self.log.note(f"cannot watch for new groups ({error}); looking every {self.config.rescan_interval:g} s")
+            self.log.warning(f"cannot watch for new groups ({error}); looking every {self.config.rescan_interval:g} s")
             if self.directory_watch:
                 self._unwatch(self.directory_watch)
             self.directory_watch = False
@@ -386,7 +408,7 @@ class Engine:
 
     def _cannot_watch(self, watched: Watched, error) -> None:
         """Poll WATCHED from now on, and say so once (not at every pass)."""
-        self.log.note(f"{watched.group.name}: cannot watch ({error}); reading it at every interval instead")
+        self.log.warning(f"{watched.group.name}: cannot watch ({error}); reading it at every interval instead")
         watched.unwatchable = True
         self._polled_names = None
 
@@ -439,7 +461,7 @@ class Engine:
             except MemcgError as error:
                 # Say it once per kind of failure, not at every pass.
                 if str(error) != watched.read_error:
-                    self.log.note(f"{name}: cannot read the group: {error}")
+                    self.log.warning(f"{name}: cannot read the group: {error}")
                 watched.read_error = str(error)
         self.log.detail(f"pass: read {len(snapshot)} group(s)" + (" and the pools" if with_pools else ""))
         for name in list(snapshot):
@@ -548,34 +570,51 @@ class Engine:
         name, policy = result.group, rule.policy.name
         reclaimed = max(0, result.before - result.after)
         self.counters.add(name, policy, actions=1, reclaimed_bytes=reclaimed)
+        watched.last_actions[rule.key] = (time.time(), step.why, result.before, result.after)
         outcome = ""
-        if result.stopped_because is StopReason.NO_PROGRESS and not result.reached:
+        # v1 can answer EBUSY while usage did get under the target (the
+        # group freed memory of its own meanwhile): that is no failure.
+        no_progress = result.stopped_because is StopReason.NO_PROGRESS and not result.reached
+        if no_progress:
             outcome = f"stopped short: {result.detail}"
         elif result.stopped_because is StopReason.DEADLINE:
             outcome = f"stopped short: step_seconds ({rule.settings['step_seconds']:g} s) ran out"
-        self.log.action(name, policy, step.why, result.before, result.after, result.seconds, outcome)
-        # v1 can answer EBUSY while usage did get under the target (the
-        # group freed memory of its own meanwhile): that is no failure.
-        if result.stopped_because is StopReason.NO_PROGRESS and not result.reached:
+        if no_progress and rule.key in watched.backoffs:
+            # Backed off already: its first step was said in full, the retries
+            # are summed up by _back_off (and shown by `memcgctl daemon status`).
+            self.log.detail(f"{name}: {policy}: retry: {format_size(result.before)} -> {format_size(result.after)}")
+        else:
+            self.log.action(name, policy, step.why, result.before, result.after, result.seconds, outcome)
+        if no_progress:
             self._back_off(watched, rule, name, result.detail, now)
             return
         backoff = watched.backoffs.pop(rule.key, None)
         if backoff is not None:
-            self.log.note(f"{name}: {policy}: reclaiming again after {backoff.failures} step(s) without progress")
+            self.log.note(f"{name}: {policy}: reclaiming again after {backoff.failures} step(s) without progress "
+                          f"over {now - backoff.since:.0f} s")
 
     def _back_off(self, watched: Watched, rule: RuleRun, name: str, why: str, now: float) -> None:
         """Pause the rule on this group, twice as long each time (up to
-        backoff_max), and say so once: a group full of anonymous memory
-        without swap would otherwise fail at every pass."""
-        backoff = watched.backoffs.setdefault(rule.key, Backoff())
+        backoff_max), and say so once, then once more in sum when the pause
+        reaches backoff_max: a group full of anonymous memory without swap
+        would otherwise fail at every pass, and fill the journal."""
+        backoff = watched.backoffs.get(rule.key)
+        if backoff is None:
+            backoff = watched.backoffs[rule.key] = Backoff(now)
         backoff.failures += 1
-        delay = min(FIRST_BACKOFF_SECONDS * 2 ** (backoff.failures - 1), rule.settings["backoff_max"])
+        longest = rule.settings["backoff_max"]
+        delay = min(FIRST_BACKOFF_SECONDS * 2 ** (backoff.failures - 1), longest)
+        reached_longest = delay == longest and FIRST_BACKOFF_SECONDS * 2 ** (backoff.failures - 2) < longest
         backoff.until = now + delay
         self.counters.add(name, rule.policy.name, backoffs=1)
         self._recheck(watched.group.name, backoff.until)
         if backoff.failures == 1:
-            self.log.note(f"{name}: {rule.policy.name}: backing off: {why}; trying again in {delay:g} s, "
-                          f"then doubling up to {rule.settings['backoff_max']:g} s")
+            self.log.warning(f"{name}: {rule.policy.name}: backing off: {why}; trying again in {delay:g} s, "
+                             f"then doubling up to {longest:g} s")
+        elif reached_longest:
+            self.log.warning(f"{name}: {rule.policy.name}: still backing off: {backoff.failures} steps without "
+                             f"progress over {now - backoff.since:.0f} s ({why}); trying every {longest:g} s "
+                             "from now on, without a line each time")
         else:
             self.log.detail(f"{name}: {rule.policy.name}: still no progress; next try in {delay:g} s")
 
@@ -596,6 +635,8 @@ class Engine:
         except Interrupted as interrupt:
             self.log.note(f"{interrupt.name}: stopping; the step in flight was undone")
         finally:
+            if not once:
+                notify.notify("STOPPING=1")
             self._write_counters(time.monotonic(), force=True)
             for name in list(self.watched):
                 self._drop(name)
@@ -608,6 +649,9 @@ class Engine:
         now = time.monotonic()
         self._recover()
         self.discover(now)
+        if not once:
+            self._say_what_it_watches(f"started on {self.backend.fs.root} (cgroup v{self.backend.version}), "
+                                      f"{self.config.path}")
         next_interval = now
         next_rescan = now + self.config.rescan_interval
         while True:
@@ -622,6 +666,8 @@ class Engine:
             self._write_counters(now)
             if once:
                 return
+            if due or interval_pass or not self.ready:
+                self._tell_systemd()
             self._keep_within_cpu_budget(cpu_before)
             wake_at = min([next_rescan, *self.recheck_at.values()]
                           + ([self.counters.written_at + MAX_WRITE_INTERVAL] if self.counters_journal else [])
@@ -654,7 +700,7 @@ class Engine:
         try:
             self.discover(now)
         except MemcgError as error:
-            self.log.note(f"cannot look for groups: {error}; keeping the {len(self.watched)} known")
+            self.log.warning(f"cannot look for groups: {error}; keeping the {len(self.watched)} known")
 
     def _recover(self) -> None:
         """Undo what a memcgctl that died left under the root (a `memcgctl
@@ -664,7 +710,7 @@ class Engine:
         try:
             recover(self.backend, strict=False)
         except MemcgError as error:
-            self.log.note(f"cannot recover: {error}")
+            self.log.warning(f"cannot recover: {error}")
         self._say_restores()
 
     def _say_restores(self) -> None:
@@ -676,7 +722,7 @@ class Engine:
         for recovered in self.backend.recovered:
             self.log.note(recovered_text(recovered))
         for restore in self.backend.kept:
-            self.log.note(kept_text(restore))
+            self.log.warning(kept_text(restore))
         self.backend.recovered.clear()
         self.backend.kept.clear()
 
@@ -774,6 +820,84 @@ class Engine:
             return
         try:
             self.counters.write(self.counters_journal, now)
+            # A row per group and rule (6 ms of JSON for 1,000 groups): at most once a second.
+            if force or now - self._status_written_at >= STATUS_WRITE_INTERVAL:
+                write_status(self.counters_journal, self.backend.fs.root, self.status_document(now))
+                self._status_written_at = now
         except MemcgError as error:
             self.counters.written_at = now  # say it again in MAX_WRITE_INTERVAL, not at every pass
-            self.log.note(f"cannot write the counters file: {error}")
+            self.log.warning(f"cannot write the counters file: {error}")
+
+    # --- the service: what systemd, the log and `daemon status` are told ---------
+
+    def _say_what_it_watches(self, opening: str) -> None:
+        """One line, even without -v: the rules and the groups each matched
+        (the first NAMES_PER_RULE); then a warning for each rule that surely
+        does not do what was meant (daemon.checks)."""
+        from ..escape import printable  # group names may hold control characters
+
+        parts = []
+        for label, policy, names in self.watched_by_rule():
+            shown = printable(" ".join(names[:NAMES_PER_RULE])) or "(no group matches now)"
+            more = f" and {len(names) - NAMES_PER_RULE} more" if len(names) > NAMES_PER_RULE else ""
+            parts.append(f"{label} {policy}: {shown}{more}")
+        self.log.note(f"{opening}: {len(self.rules)} rule(s), {len(self.pools)} pool(s), {len(self.watched)} "
+                      f"group(s): {'; '.join(parts)}")
+        for warning in group_warnings(self):
+            self.log.warning(warning)
+
+    def watched_by_rule(self) -> list[tuple[str, str, list[str]]]:
+        """(rule label, policy, names of the groups it watches now), as
+        matches() but from what discover() found."""
+        by_rule = {rule.key: [] for rule in self.rules}
+        for name, watched in sorted(self.watched.items()):
+            for rule in watched.rules:
+                by_rule[rule.key].append(name)
+        found = [(rule.label, rule.policy.name, by_rule[rule.key]) for rule in self.rules]
+        return found + [(pool.label, pool.policy.name, sorted(self.pool_members.get(pool.key, ())))
+                        for pool in self.pools]
+
+    def _rules_of(self, name: str, watched: Watched) -> list[RuleRun]:
+        return watched.rules + [pool for pool in self.pools if name in self.pool_members.get(pool.key, ())]
+
+    def status_document(self, now: float) -> dict:
+        """What `memcgctl daemon status` shows (daemon.status): per group and
+        rule, the last action and when, the backoff, what was reclaimed."""
+        wall = time.time()
+        rows = []
+        for name, watched in sorted(self.watched.items()):
+            for rule in self._rules_of(name, watched):
+                backoff = watched.backoffs.get(rule.key)
+                last = watched.last_actions.get(rule.key)
+                rows.append({
+                    "group": name, "rule": rule.label, "policy": rule.policy.name,
+                    "last_action": None if last is None else dict(zip(("at", "why", "before", "after"), last,
+                                                                      strict=True)),
+                    "backed_off_until": wall + backoff.until - now if backoff and backoff.until > now else None,
+                    "failures": backoff.failures if backoff else 0,
+                    "reclaimed_bytes": self.counters.get(name, rule.policy.name)["reclaimed_bytes"]})
+        totals = self.counters.rows.values()
+        return {"pid": os.getpid(), "started": self.counters.started, "written": wall,
+                "root": str(self.backend.fs.root), "version": self.backend.version,
+                "config": str(self.config.path.absolute()),
+                "rules": [{"rule": label, "policy": policy, "groups": len(names)}
+                          for label, policy, names in self.watched_by_rule()],
+                "reclaimed_bytes": sum(row["reclaimed_bytes"] for row in totals),
+                "steps": sum(row["actions"] for row in totals), "groups": rows}
+
+    def _tell_systemd(self) -> None:
+        """READY=1 after the first pass; STATUS= after each pass that changed it."""
+        now = time.monotonic()
+        totals = self.counters.rows.values()
+        backed_off = sum(1 for watched in self.watched.values()
+                         if any(backoff.until > now for backoff in watched.backoffs.values()))
+        line = status_line(len(self.watched), len(self.rules) + len(self.pools),
+                           sum(row["reclaimed_bytes"] for row in totals), sum(row["actions"] for row in totals),
+                           backed_off)
+        if self.reload_failed:
+            line += "; the last reload failed (see the log), running the previous configuration"
+        if line == self._status_sent and self.ready:
+            return
+        notify.notify(*(() if self.ready else ("READY=1",)), f"STATUS={line}")
+        self.ready = True
+        self._status_sent = line

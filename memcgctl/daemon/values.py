@@ -13,6 +13,14 @@ from typing import NamedTuple
 from ..errors import UsageError
 from ..sizes import parse_size
 
+# A size written without a unit is bytes.  Below this it is surely a unit
+# forgotten ("high = 200" is 200 bytes, and a watermark that low would take
+# every page of the group): no figure the daemon acts on is that small.
+SMALLEST_SIZE_WITHOUT_UNIT = 1024**2
+# The shortest time between passes: each pass reads every polled group, and a
+# shorter interval (interval = 1e-9) only spends the CPU budget on reading.
+SHORTEST_INTERVAL_SECONDS = 0.01
+
 
 class Amount(NamedTuple):
     """A size in bytes, or a percentage of the group's hard limit."""
@@ -35,19 +43,25 @@ class Amount(NamedTuple):
 
 
 def size(value) -> int:
-    """A size: "800M", "1.5G", or an integer of bytes."""
+    """A size: "800M", "1.5G", or an integer of bytes (0, or at least
+    SMALLEST_SIZE_WITHOUT_UNIT without a unit)."""
     if isinstance(value, bool):
         raise ValueError(f"expected a size such as \"800M\", not {value!r}")
     if isinstance(value, int):
         if value < 0:
             raise ValueError(f"a size cannot be negative ({value})")
-        return value
-    if not isinstance(value, str):
+        number = value
+    elif isinstance(value, str):
+        try:
+            number = parse_size(value)
+        except UsageError as error:
+            raise ValueError(f"{error.what}: {error.why}") from None
+    else:
         raise ValueError(f"expected a size such as \"800M\", not {value!r}")
-    try:
-        return parse_size(value)
-    except UsageError as error:
-        raise ValueError(f"{error.what}: {error.why}") from None
+    if 0 < number < SMALLEST_SIZE_WITHOUT_UNIT and str(value).strip().isdigit():
+        raise ValueError(f"{value!r} is {number} bytes, surely not what is meant: write the unit "
+                         f"(\"{str(value).strip()}M\", or \"{str(value).strip()}B\" if bytes are meant)")
+    return number
 
 
 def size_or_percent(value) -> Amount:
@@ -69,6 +83,15 @@ def seconds(value) -> float:
     number = number_value(value)
     if number <= 0:
         raise ValueError(f"expected a number of seconds above 0, not {value!r}")
+    return number
+
+
+def interval_seconds(value) -> float:
+    """Seconds between passes or looks: at least SHORTEST_INTERVAL_SECONDS."""
+    number = seconds(value)
+    if number < SHORTEST_INTERVAL_SECONDS:
+        raise ValueError(f"expected at least {SHORTEST_INTERVAL_SECONDS:g} s, not {value!r}: each pass reads "
+                         "every polled group, and a shorter interval only spends the CPU budget on reading")
     return number
 
 

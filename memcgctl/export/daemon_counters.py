@@ -54,7 +54,7 @@ def read_daemon_counters(journal, root: Path, root_identity: tuple[int, int]) ->
     if (counters.root, counters.root_identity) != (str(root), tuple(root_identity)):
         raise UnreadableCounters(f"written for another root ({counters.root}, device and inode "
                                  f"{counters.root_identity}), not {root}")
-    return counters if _writer_alive(counters) else None
+    return counters if writer_alive(counters.pid, counters.started) else None
 
 
 def _parse(text: str) -> DaemonCounters:
@@ -83,13 +83,14 @@ def _parse_row(row: dict) -> dict:
 START_SLACK_SECONDS = 5
 
 
-def _writer_alive(counters: DaemonCounters) -> bool:
-    """Whether the daemon that wrote COUNTERS still runs: its pid names a
-    process, and that process is not a newer one that was given the same pid."""
-    if not _process_alive(counters.pid):
+def writer_alive(pid: int, started: float) -> bool:
+    """Whether the daemon that wrote a counters or status file (its PID, and
+    STARTED, unix seconds) still runs: the pid names a process, and that
+    process is not a newer one that was given the same pid."""
+    if not _process_alive(pid):
         return False
-    began = _process_start_time(counters.pid)
-    return began is None or began <= counters.started + START_SLACK_SECONDS
+    began = _process_start_time(pid)
+    return began is None or began <= started + START_SLACK_SECONDS
 
 
 def _process_start_time(pid: int) -> float | None:

@@ -26,13 +26,22 @@ class PoolPolicy:
 
     @classmethod
     def check(cls, rule: dict) -> tuple[str, str] | None:
-        nested = nesting(rule["groups"])
-        if nested is None:
-            return None
-        outer, inner = nested
-        return "groups", (f"{inner!r} may name groups inside {outer!r}: a group's usage includes its "
-                          "children's (on both cgroup versions), so the pool would count their memory twice; "
-                          "list the parent or its children, not both")
+        """Refused: groups that nest (their memory would be counted twice), and
+        a share for a group the pool does not hold (a typo whose weight would
+        go unused: each entry must name, or glob, groups of `groups`)."""
+        from fnmatch import fnmatchcase
+
+        groups = rule["groups"]
+        nested = nesting(groups)
+        if nested is not None:
+            outer, inner = nested
+            return "groups", (f"{inner!r} may name groups inside {outer!r}: a group's usage includes its "
+                              "children's (on both cgroup versions), so the pool would count their memory twice; "
+                              "list the parent or its children, not both")
+        for pattern in rule.get("share", {}):
+            if not any(fnmatchcase(group, pattern) or fnmatchcase(pattern, group) for group in groups):
+                return "share", f"{pattern!r} is not in the pool's groups ({', '.join(groups)})"
+        return None
 
     def stepped(self, after: Reading, state: dict) -> None:
         """The pool keeps nothing across steps."""

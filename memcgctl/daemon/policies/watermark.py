@@ -20,6 +20,10 @@ class WatermarkPolicy(Policy):
         both_bytes = high.bytes is not None and low.bytes is not None
         if (both_percent and low.percent >= high.percent) or (both_bytes and low.bytes >= high.bytes):
             return "low", f"low ({low}) must be below high ({high})"
+        floor = rule.get("min", 0)
+        if low.bytes is not None and floor > low.bytes:
+            # min wins: the group would stop above low at every step, and look like a failure.
+            return "min", f"min ({format_size(floor)}) is above low ({low}): the group could never get down to low"
         return None
 
     def polls(self, version: int) -> bool:

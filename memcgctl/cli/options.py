@@ -55,7 +55,7 @@ class Settings:
         dead memcgctl left (restored or dropped), restores left undone."""
         if self._backend is None or not (self._backend.recovered or self._backend.kept):
             return
-        from ..render.text import kept_text, recovered_text
+        from ..render.restores import kept_text, recovered_text
 
         for recovered in self._backend.recovered:
             click.echo(f"memcgctl: {recovered_text(recovered)}", err=True)

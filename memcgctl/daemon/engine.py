@@ -33,6 +33,7 @@ from ..kernel.psi import PressureTrigger, read_host_pressure
 from ..kernel.watches import DirectoryWatch, EventsFileWatch, UsageThreshold
 from ..operations.recovery import exclusive, recover
 from ..operations.shrink import StopReason, shrink_locked
+from ..render.daemon_status import status_line
 from ..safety.deadline import Deadline
 from ..sizes import ShrinkTarget, format_size
 from . import notify
@@ -41,7 +42,7 @@ from .config import Config, load_config
 from .counters import MAX_WRITE_INTERVAL, Counters
 from .log import DaemonLog
 from .policies import PoolPolicy, Reading, Step
-from .status import status_line, write_status
+from .status import write_status
 
 # What a snapshot always holds (usage, the hard limit, v2's protection);
 # Policy.reads adds "stat", "events", "pressure".
@@ -717,7 +718,7 @@ class Engine:
         """Log what became of the limits memcgctl owed back (recovered, dropped, left as someone set them)."""
         if not (self.backend.recovered or self.backend.kept):
             return
-        from ..render.text import kept_text, recovered_text
+        from ..render.restores import kept_text, recovered_text
 
         for recovered in self.backend.recovered:
             self.log.note(recovered_text(recovered))

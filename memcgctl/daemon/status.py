@@ -76,20 +76,3 @@ def _check_shape(value, shape: dict) -> None:
     for key, kind in shape.items():
         if not isinstance(value.get(key), kind) or isinstance(value.get(key), bool):
             raise ValueError(f"{key!r} is missing or not a {getattr(kind, '__name__', 'number')}")
-
-
-def status_line(groups: int, rules: int, reclaimed: int, steps: int, backed_off: int) -> str:
-    """systemd's STATUS= (and the summary of `daemon status`): what the daemon
-    watches and has done, in one line."""
-    from ..sizes import format_size
-
-    line = (f"{groups} group(s) watched by {rules} rule(s); {format_size(reclaimed)} reclaimed in {steps} step(s)")
-    return line + (f"; {backed_off} backed off" if backed_off else "")
-
-
-def summary(document: dict) -> str:
-    """status_line() of a status document."""
-    groups = document["groups"]
-    return status_line(len({row["group"] for row in groups}), len(document["rules"]),
-                       document.get("reclaimed_bytes", 0), document.get("steps", 0),
-                       len({row["group"] for row in groups if row["backed_off_until"] is not None}))

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import time
 
-from ..daemon.status import summary
 from ..escape import printable
 from ..sizes import format_size
 
@@ -46,3 +45,18 @@ def left_aligned(lines: list[list[str]]) -> list[str]:
     widths = [max(len(line[index]) for line in lines) for index in range(len(lines[0]) - 1)]
     return ["  ".join([*(cell.ljust(width) for cell, width in zip(line, widths, strict=False)), line[-1]]).rstrip()
             for line in lines]
+
+
+def status_line(groups: int, rules: int, reclaimed: int, steps: int, backed_off: int) -> str:
+    """systemd's STATUS= (and the summary of `daemon status`): what the daemon
+    watches and has done, in one line."""
+    line = (f"{groups} group(s) watched by {rules} rule(s); {format_size(reclaimed)} reclaimed in {steps} step(s)")
+    return line + (f"; {backed_off} backed off" if backed_off else "")
+
+
+def summary(document: dict) -> str:
+    """status_line() of a status document."""
+    groups = document["groups"]
+    return status_line(len({row["group"] for row in groups}), len(document["rules"]),
+                       document.get("reclaimed_bytes", 0), document.get("steps", 0),
+                       len({row["group"] for row in groups if row["backed_off_until"] is not None}))

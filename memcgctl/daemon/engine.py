@@ -19,7 +19,6 @@ writes memory.reclaim; memory.high and memory.max are never left changed.
 from __future__ import annotations
 
 import contextlib
-import fnmatch
 import math
 import os
 import select
@@ -36,7 +35,7 @@ from ..operations.shrink import StopReason, shrink_locked
 from ..render.daemon_status import status_line
 from ..safety.deadline import Deadline
 from ..sizes import ShrinkTarget, format_size
-from . import notify
+from . import matching, notify
 from .checks import group_warnings
 from .config import Config, load_config
 from .counters import MAX_WRITE_INTERVAL, Counters
@@ -318,37 +317,11 @@ class Engine:
 
     def matches(self) -> list[tuple[str, str, list[str]]]:
         """(rule label, policy, names of the groups it matches now), for --check."""
-        found = [(rule.label, rule.policy.name, [group.name for group in self.expand(rule.settings["match"])])
-                 for rule in self.rules]
-        for pool in self.pools:
-            names = sorted({group.name for pattern in pool.settings["groups"] for group in self.expand(pattern)})
-            found.append((pool.label, pool.policy.name, names))
-        return found
+        return matching.matches(self.rules, self.pools, self.expand)
 
     def expand(self, pattern: str) -> list[Group]:
-        """The groups PATTERN names: a name, or a glob whose components
-        match one level each ("batch/*")."""
-        groups = [self.backend.group("", must_exist=False)]
-        for part in pattern.split("/"):
-            groups = [child for group in groups for child in self._children_matching(group, part)]
-        return [group for group in groups if group.name in self.watched or self.backend.is_group(group)]
-
-    def _children_matching(self, group: Group, part: str) -> list[Group]:
-        if not any(character in part for character in "*?["):
-            child = self.backend.fs.group(f"{group.name}/{part}" if group.name else part)
-            return [child] if self.backend.fs.is_dir(child.path) else []
-        try:
-            names = fnmatch.filter(self.backend.fs.child_names(group), part)
-        except NotFound:
-            return []  # removed while we looked
-        self._listed_directories.add(group.path)
-        # A rescan every few seconds over 1,000 groups: reuse what we know.
-        prefix = f"{group.name}/" if group.name else ""
-        children = []
-        for name in sorted(names):
-            known = self.watched.get(prefix + name)
-            children.append(known.group if known else Group(prefix + name, group.path / name))
-        return children
+        """The groups PATTERN names (see matching.expand)."""
+        return matching.expand(self.backend, pattern, self.watched, self._listed_directories)
 
     def _drop(self, name: str) -> None:
         self._last_signature = None  # a group of that name may come back

@@ -40,17 +40,13 @@ from .checks import group_warnings
 from .config import Config, load_config
 from .counters import MAX_WRITE_INTERVAL, Counters
 from .log import DaemonLog
+from .pacing import FIRST_BACKOFF_SECONDS, MIN_STEP_BYTES, Backoff, TokenBucket
 from .policies import PoolPolicy, Reading, Step
 from .status import write_status
 
 # What a snapshot always holds (usage, the hard limit, v2's protection);
 # Policy.reads adds "stat", "events", "pressure".
 SNAPSHOT_PARTS = frozenset({"usage", "limit", "low", "min"})
-# Steps smaller than this are not worth a kernel call (a v1 limit dip costs
-# two writes and a journal record).
-MIN_STEP_BYTES = 1024**2
-# The first pause after a step that made no progress; it doubles each time.
-FIRST_BACKOFF_SECONDS = 1.0
 # The start line and a reload's name at most this many groups per rule.
 NAMES_PER_RULE = 10
 # The shortest time between two writes of the status file (daemon.status).
@@ -127,37 +123,6 @@ class RuleRun:
         self.label = label
         self.policy = policy
         self.settings = settings
-
-
-class Backoff:
-    __slots__ = ("failures", "until", "since")
-
-    def __init__(self, now: float = 0.0):
-        self.failures = 0
-        self.until = 0.0
-        self.since = now  # monotonic seconds of the first step without progress
-
-
-class TokenBucket:
-    """At most RATE bytes per second, in bursts of at most one second's worth."""
-
-    __slots__ = ("rate", "tokens", "at")
-
-    def __init__(self, rate: int, now: float):
-        self.rate = rate
-        self.tokens = float(rate)
-        self.at = now
-
-    def available(self, now: float) -> int:
-        self.tokens = min(float(self.rate), self.tokens + (now - self.at) * self.rate)
-        self.at = now
-        return int(self.tokens)
-
-    def spend(self, amount: int) -> None:
-        self.tokens -= amount
-
-    def seconds_until(self, amount: int) -> float:
-        return max(0.0, (amount - self.tokens) / self.rate) if self.rate else math.inf
 
 
 class Watched:

@@ -40,7 +40,7 @@ from .checks import group_warnings
 from .config import Config, load_config
 from .counters import MAX_WRITE_INTERVAL, Counters
 from .log import DaemonLog
-from .pacing import FIRST_BACKOFF_SECONDS, MIN_STEP_BYTES, Backoff, TokenBucket
+from .pacing import MIN_STEP_BYTES, Backoff, TokenBucket
 from .policies import PoolPolicy, Reading, Step
 from .status import write_status
 
@@ -540,11 +540,8 @@ class Engine:
         backoff = watched.backoffs.get(rule.key)
         if backoff is None:
             backoff = watched.backoffs[rule.key] = Backoff(now)
-        backoff.failures += 1
         longest = rule.settings["backoff_max"]
-        delay = min(FIRST_BACKOFF_SECONDS * 2 ** (backoff.failures - 1), longest)
-        reached_longest = delay == longest and FIRST_BACKOFF_SECONDS * 2 ** (backoff.failures - 2) < longest
-        backoff.until = now + delay
+        delay, reached_longest = backoff.fail(now, longest)
         self.counters.add(name, rule.policy.name, backoffs=1)
         self._recheck(watched.group.name, backoff.until)
         if backoff.failures == 1:

@@ -14,12 +14,24 @@ FIRST_BACKOFF_SECONDS = 1.0
 
 
 class Backoff:
+    """The pause of one rule on one group after steps without progress."""
+
     __slots__ = ("failures", "until", "since")
 
     def __init__(self, now: float = 0.0):
         self.failures = 0
         self.until = 0.0
         self.since = now  # monotonic seconds of the first step without progress
+
+    def fail(self, now: float, longest: float) -> tuple[float, bool]:
+        """One more step without progress: pause FIRST_BACKOFF_SECONDS, twice
+        as long each time up to LONGEST.  (the pause in seconds, whether it
+        has just reached LONGEST)."""
+        self.failures += 1
+        delay = min(FIRST_BACKOFF_SECONDS * 2 ** (self.failures - 1), longest)
+        reached_longest = delay == longest and FIRST_BACKOFF_SECONDS * 2 ** (self.failures - 2) < longest
+        self.until = now + delay
+        return delay, reached_longest
 
 
 class TokenBucket:

@@ -20,8 +20,8 @@ import pytest
 from unprivileged import needs_root_and_setpriv
 
 from memcgctl.errors import InvalidValue
+from memcgctl.kernel.actions import Write
 from memcgctl.kernel.discovery import open_hierarchy
-from memcgctl.kernel.fs import Write
 
 from conftest import run_cli, run_process
 

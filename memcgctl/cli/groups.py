@@ -161,7 +161,7 @@ def run(settings, group, command, create):
         if creation:
             settings.carry_out(creation, report_to_stderr=True)
     target = target_group(backend, group, "run", must_exist=not (create and settings.dry_run))
-    from ..kernel.fs import WriteOwnPid
+    from ..kernel.actions import WriteOwnPid
 
     # The process that carries the plan out moves itself: a dry run prints
     # `echo $$`, the shell's own PID, never the PID of the dry run.

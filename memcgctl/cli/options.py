@@ -10,7 +10,7 @@ import click
 from click.core import ParameterSource
 
 from ..errors import EXIT_CODES, UsageError
-from ..kernel.fs import Action, MakeDir, RemoveDir
+from ..kernel.actions import Action, MakeDir, RemoveDir
 from ..sizes import parse_size
 
 # Start-up time is most of what a command costs: modules that only some

@@ -70,7 +70,7 @@ def tree(settings, group):
     Example:
       memcgctl tree batch
     """
-    from ..kernel.fs import clean_group_name
+    from ..kernel.names import clean_group_name
     from ..operations.stats import read_stats, select_groups
     from ..render.text import tree_lines
 

@@ -19,7 +19,6 @@ writes memory.reclaim; memory.high and memory.max are never left changed.
 from __future__ import annotations
 
 import contextlib
-import fnmatch
 import math
 import os
 import select
@@ -36,22 +35,18 @@ from ..operations.shrink import StopReason, shrink_locked
 from ..render.daemon_status import status_line
 from ..safety.deadline import Deadline
 from ..sizes import ShrinkTarget, format_size
-from . import notify
+from . import matching, notify
 from .checks import group_warnings
 from .config import Config, load_config
 from .counters import MAX_WRITE_INTERVAL, Counters
 from .log import DaemonLog
+from .pacing import MIN_STEP_BYTES, Backoff, TokenBucket
 from .policies import PoolPolicy, Reading, Step
 from .status import write_status
 
 # What a snapshot always holds (usage, the hard limit, v2's protection);
 # Policy.reads adds "stat", "events", "pressure".
 SNAPSHOT_PARTS = frozenset({"usage", "limit", "low", "min"})
-# Steps smaller than this are not worth a kernel call (a v1 limit dip costs
-# two writes and a journal record).
-MIN_STEP_BYTES = 1024**2
-# The first pause after a step that made no progress; it doubles each time.
-FIRST_BACKOFF_SECONDS = 1.0
 # The start line and a reload's name at most this many groups per rule.
 NAMES_PER_RULE = 10
 # The shortest time between two writes of the status file (daemon.status).
@@ -128,37 +123,6 @@ class RuleRun:
         self.label = label
         self.policy = policy
         self.settings = settings
-
-
-class Backoff:
-    __slots__ = ("failures", "until", "since")
-
-    def __init__(self, now: float = 0.0):
-        self.failures = 0
-        self.until = 0.0
-        self.since = now  # monotonic seconds of the first step without progress
-
-
-class TokenBucket:
-    """At most RATE bytes per second, in bursts of at most one second's worth."""
-
-    __slots__ = ("rate", "tokens", "at")
-
-    def __init__(self, rate: int, now: float):
-        self.rate = rate
-        self.tokens = float(rate)
-        self.at = now
-
-    def available(self, now: float) -> int:
-        self.tokens = min(float(self.rate), self.tokens + (now - self.at) * self.rate)
-        self.at = now
-        return int(self.tokens)
-
-    def spend(self, amount: int) -> None:
-        self.tokens -= amount
-
-    def seconds_until(self, amount: int) -> float:
-        return max(0.0, (amount - self.tokens) / self.rate) if self.rate else math.inf
 
 
 class Watched:
@@ -318,37 +282,11 @@ class Engine:
 
     def matches(self) -> list[tuple[str, str, list[str]]]:
         """(rule label, policy, names of the groups it matches now), for --check."""
-        found = [(rule.label, rule.policy.name, [group.name for group in self.expand(rule.settings["match"])])
-                 for rule in self.rules]
-        for pool in self.pools:
-            names = sorted({group.name for pattern in pool.settings["groups"] for group in self.expand(pattern)})
-            found.append((pool.label, pool.policy.name, names))
-        return found
+        return matching.matches(self.rules, self.pools, self.expand)
 
     def expand(self, pattern: str) -> list[Group]:
-        """The groups PATTERN names: a name, or a glob whose components
-        match one level each ("batch/*")."""
-        groups = [self.backend.group("", must_exist=False)]
-        for part in pattern.split("/"):
-            groups = [child for group in groups for child in self._children_matching(group, part)]
-        return [group for group in groups if group.name in self.watched or self.backend.is_group(group)]
-
-    def _children_matching(self, group: Group, part: str) -> list[Group]:
-        if not any(character in part for character in "*?["):
-            child = self.backend.fs.group(f"{group.name}/{part}" if group.name else part)
-            return [child] if self.backend.fs.is_dir(child.path) else []
-        try:
-            names = fnmatch.filter(self.backend.fs.child_names(group), part)
-        except NotFound:
-            return []  # removed while we looked
-        self._listed_directories.add(group.path)
-        # A rescan every few seconds over 1,000 groups: reuse what we know.
-        prefix = f"{group.name}/" if group.name else ""
-        children = []
-        for name in sorted(names):
-            known = self.watched.get(prefix + name)
-            children.append(known.group if known else Group(prefix + name, group.path / name))
-        return children
+        """The groups PATTERN names (see matching.expand)."""
+        return matching.expand(self.backend, pattern, self.watched, self._listed_directories)
 
     def _drop(self, name: str) -> None:
         self._last_signature = None  # a group of that name may come back
@@ -602,11 +540,8 @@ class Engine:
         backoff = watched.backoffs.get(rule.key)
         if backoff is None:
             backoff = watched.backoffs[rule.key] = Backoff(now)
-        backoff.failures += 1
         longest = rule.settings["backoff_max"]
-        delay = min(FIRST_BACKOFF_SECONDS * 2 ** (backoff.failures - 1), longest)
-        reached_longest = delay == longest and FIRST_BACKOFF_SECONDS * 2 ** (backoff.failures - 2) < longest
-        backoff.until = now + delay
+        delay, reached_longest = backoff.fail(now, longest)
         self.counters.add(name, rule.policy.name, backoffs=1)
         self._recheck(watched.group.name, backoff.until)
         if backoff.failures == 1:

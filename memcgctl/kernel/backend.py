@@ -12,8 +12,9 @@ from typing import NamedTuple
 
 from ..errors import NoProgress, NotAvailable
 from ..safety.deadline import NEVER, Deadline
+from .actions import Action, MakeDir, Write
 from .figures import LIMITS, PARTS, GroupFigures, parse_flat_keyed
-from .fs import Action, CgroupFS, Group, MakeDir, Write, to_int
+from .fs import CgroupFS, Group, to_int
 
 # The limits a user can set, by the names `stat --json` uses.  Which of them a
 # version has is Backend.limit_names.

@@ -24,10 +24,9 @@ from ..errors import (
     describe_errno,
     error_from_oserror,
 )
+from .actions import Action, MakeDir, MakeFakeFile, RemoveDir, Write
+from .names import MAX_PATH_BYTES, clean_group_name
 
-# NAME_MAX and PATH_MAX of Linux, cgroupfs included.
-MAX_NAME_BYTES = 255
-MAX_PATH_BYTES = 4095
 # The size of one os.read of a cgroup file: memory.stat (about 2 KiB) is one
 # read, without the empty read of its end (see _read_to_end).
 SMALL_READ_BYTES = 65536
@@ -50,94 +49,6 @@ class Group(NamedTuple):
     def label(self) -> str:
         return self.name or "/"
 
-
-# --- Actions: the changes a command makes, as data -------------------------------
-# A command computes a list of actions; CgroupFS.apply() carries them out, and a
-# dry run prints them instead as the shell lines that would do the same.
-
-
-def _quote(text: str) -> str:
-    from ..escape import shell_quote  # only dry runs print shell lines
-
-    return shell_quote(text)
-
-
-class Write:
-    """Write VALUE (plain text) to the kernel file PATH.  Immutable by
-    convention; equal (and hashed) by PATH and VALUE only."""
-
-    __slots__ = ("path", "value", "reasons")
-
-    def __init__(self, path: Path, value: str, reasons: dict | None = None):
-        self.path = path
-        self.value = value
-        # errno -> why, for errors this file gives a meaning of its own (EBUSY on a
-        # limit means "could not reclaim", on subtree_control "has processes").
-        self.reasons = {} if reasons is None else reasons
-
-    def __eq__(self, other):
-        if other.__class__ is not self.__class__:
-            return NotImplemented
-        return (self.path, self.value) == (other.path, other.value)
-
-    def __hash__(self):
-        return hash((self.path, self.value))
-
-    def __repr__(self) -> str:
-        return f"Write(path={self.path!r}, value={self.value!r})"
-
-    def shell(self) -> str:
-        # echo supplies the final newline itself
-        return f"echo {_quote(self.value.removesuffix(chr(10)))} > {_quote(str(self.path))}"
-
-
-class WriteOwnPid(Write):
-    """Write the PID of the process that carries it out (`run` moving itself);
-    a dry run prints `$$`, the shell's own, never the PID of the dry run."""
-
-    __slots__ = ()
-
-    def __init__(self, path: Path, reasons: dict | None = None):
-        super().__init__(path, str(os.getpid()), reasons)
-
-    def shell(self) -> str:
-        return f"echo $$ > {_quote(str(self.path))}"
-
-
-class MakeDir:
-    """Create a group.  On a fake root, also lay out its FAKE_FILES.  Equal by PATH."""
-
-    __slots__ = ("path", "fake_files")
-
-    def __init__(self, path: Path, fake_files: dict | None = None):
-        self.path = path
-        self.fake_files = {} if fake_files is None else fake_files
-
-    def __eq__(self, other):
-        if other.__class__ is not self.__class__:
-            return NotImplemented
-        return self.path == other.path
-
-    def __hash__(self):
-        return hash(self.path)
-
-    def __repr__(self) -> str:
-        return f"MakeDir(path={self.path!r})"
-
-    def shell(self) -> str:
-        return f"mkdir {_quote(str(self.path))}"
-
-
-class RemoveDir(NamedTuple):
-    """Remove an empty group."""
-
-    path: Path
-
-    def shell(self) -> str:
-        return f"rmdir {_quote(str(self.path))}"
-
-
-Action = Write | MakeDir | RemoveDir  # WriteOwnPid is a Write; MakeFakeFile (init-fake) is at the end
 
 # What the user lacks when the kernel says EACCES or EPERM.
 PERMISSION_TO_READ = dict.fromkeys(
@@ -525,6 +436,10 @@ class CgroupFS:
         elif isinstance(action, RemoveDir):
             self._remove_dir(action)
         elif isinstance(action, MakeFakeFile):
+            # kernel/fake.py builds on this module's openers (it imports it):
+            # imported here, where only init-fake's plan needs it.
+            from .fake import make_fake_file
+
             make_fake_file(self, action)
         else:
             raise TypeError(f"not an action the cgroup filesystem carries out: {action!r}")
@@ -954,79 +869,6 @@ def to_int(text: str, path: Path) -> int:
         return int(text.strip())
     except ValueError:
         raise MemcgError(f"read {path.name}", f"expected a number, found {text.strip()[:40]!r}", str(path)) from None
-
-
-def clean_group_name(name: str) -> list[str]:
-    """The components of a group name, or UsageError if it is not one.
-
-    A leading '/' means the root; '..' and '.' are refused (never resolved), as
-    are NUL and newline (the kernel would refuse or mangle them).
-    """
-    if "\0" in name or "\n" in name:
-        raise UsageError(f"group '{name}'", "a group name cannot contain NUL or newline")
-    parts = [part for part in name.split("/") if part]
-    for part in parts:
-        if part in (".", ".."):
-            raise UsageError(f"group '{name}'", f"'{part}' is not allowed in a group name")
-        if is_kernel_file_name(part):
-            raise UsageError(f"group '{name}'", f"'{part}' is the name of a kernel file of a cgroup, "
-                             "not of a group")
-        if len(part.encode("utf-8", "surrogateescape")) > MAX_NAME_BYTES:
-            raise UsageError(f"group '{name}'", f"a name component is longer than {MAX_NAME_BYTES} bytes")
-    return parts
-
-
-# --- names the kernel gives to the files of a cgroup --------------------------------
-
-# Every cgroup directory holds cgroup.* files and, with the memory controller,
-# memory.* files; v1 adds tasks (and notify_on_release, release_agent), v2 the
-# cpu.stat and *.pressure files of the cgroup core (cpu.stat.local since 6.7,
-# irq.pressure since 6.2).  A group named like one of them collides with the
-# file in its parent (EEXIST) or, on a fake tree, is taken for it.
-KERNEL_FILE_PREFIXES = ("cgroup.", "memory.")
-KERNEL_FILE_NAMES = frozenset(("tasks", "notify_on_release", "release_agent", "cpu.stat", "cpu.stat.local",
-                               "cpu.pressure", "io.pressure", "irq.pressure"))
-
-
-def is_kernel_file_name(component: str) -> bool:
-    """Whether COMPONENT (one name of a group path) is, or could be, a kernel file's."""
-    return component.startswith(KERNEL_FILE_PREFIXES) or component in KERNEL_FILE_NAMES
-
-
-# --- init-fake: the plain files of a fake root -------------------------------------
-
-
-class MakeFakeFile(NamedTuple):
-    """Create the plain file PATH holding CONTENT (a fake root's own files)."""
-
-    path: Path
-    content: str
-
-    def shell(self) -> str:
-        if self.content.endswith("\n") and "\n" not in self.content[:-1]:
-            return f"echo {_quote(self.content[:-1])} > {_quote(str(self.path))}"
-        # One line: printf's %b turns the \n back into newlines.
-        escaped = self.content.replace("\\", "\\\\").replace("\n", "\\n")
-        return f"printf %b {_quote(escaped)} > {_quote(str(self.path))}"
-
-
-def make_fake_file(fs: CgroupFS, action: MakeFakeFile) -> None:
-    """Carry out a MakeFakeFile: only ever a new plain file (O_CREAT|O_EXCL,
-    O_NOFOLLOW), opened relative to its directory's fd, never on the kernel's tree."""
-    what = "build fake root"
-    if fs.is_kernel:
-        raise UsageError(what, "the directory is on a cgroup filesystem", str(action.path))
-    parts = fs._parts(action.path)
-    try:
-        directory = fs._open_directory(parts[:-1], what)
-    except UsageError as error:
-        raise PermissionDenied(what, f"refused: {error.why}", error.path) from None
-    try:
-        _write_new_file(directory, parts[-1], action.content)
-    except OSError as err:
-        raise _error(err, what, action.path, {**PERMISSION_TO_WRITE, **REFUSED_LINKS}) from err
-    finally:
-        os.close(directory)
 
 
 def resolves_to_root(fs: CgroupFS, group: Group) -> bool:

@@ -8,8 +8,9 @@ import os
 from ..errors import Busy, MemcgError, NoProgress, NotAvailable, UsageError
 from ..safety.deadline import NEVER, Deadline
 from ..sizes import MAX_BYTES
+from .actions import Action, Write
 from .backend import Backend, Reclaim, Restore, RestoreOutcome, counters, number
-from .fs import Action, Group, Write
+from .fs import Group
 
 LIMIT = "memory.limit_in_bytes"
 MEMSW_LIMIT = "memory.memsw.limit_in_bytes"

@@ -7,8 +7,9 @@ from pathlib import Path
 
 from ..errors import Busy, DeadlinePassed, NoProgress
 from ..safety.deadline import NEVER, Deadline
+from .actions import Action, MakeDir, Write
 from .backend import Backend, Reclaim, counters, number
-from .fs import Action, Group, MakeDir, Write
+from .fs import Group
 from .psi import GROUP_PRESSURE, parse_pressure
 
 CURRENT = "memory.current"

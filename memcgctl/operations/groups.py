@@ -4,8 +4,10 @@ that the user did not name."""
 from __future__ import annotations
 
 from ..errors import AlreadyExists, Busy, MemcgError, NotFound, UsageError
+from ..kernel.actions import Action, MakeDir, RemoveDir, Write
 from ..kernel.backend import Backend
-from ..kernel.fs import Action, Group, MakeDir, RemoveDir, Write, clean_group_name, resolves_to_root
+from ..kernel.fs import Group, resolves_to_root
+from ..kernel.names import clean_group_name
 from .limits import check_hard_limit, holds
 
 

@@ -23,8 +23,9 @@ from pathlib import Path
 from typing import NamedTuple
 
 from ..errors import LockHeld, MemcgError, UsageError
+from ..kernel.actions import Write
 from ..kernel.backend import Backend, Restore, RestoreOutcome
-from ..kernel.fs import Write, clean_group_name
+from ..kernel.names import clean_group_name
 from ..safety.deadline import NEVER, Deadline
 from ..safety.journal import PendingRestore, current_boot
 

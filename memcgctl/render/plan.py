@@ -15,8 +15,8 @@ from __future__ import annotations
 
 def step_data(step) -> dict:
     """One step of a plan (an fs Action, a Reclaim, MakeFakeFile) as a dict."""
+    from ..kernel.actions import MakeDir, MakeFakeFile, RemoveDir, Write, WriteOwnPid
     from ..kernel.backend import Reclaim
-    from ..kernel.fs import MakeDir, MakeFakeFile, RemoveDir, Write, WriteOwnPid
 
     if isinstance(step, Reclaim):
         return {"action": "reclaim", "group": step.group.name, "target": step.target,

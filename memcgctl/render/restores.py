@@ -36,7 +36,7 @@ def recovered_text(recovered) -> str:
     text = (f"dropped a journal record that would restore {pending.value} to {path}{holds} (pid {pending.pid}): "
             f"{recovered.why}; nothing was written")
     if recovered.verdict is Verdict.OLD_RECORD:
-        from ..kernel.fs import Write
+        from ..kernel.actions import Write
 
         text += f" (if {found} is the limit it lowered: {Write(pending.path, pending.value).shell()})"
     return text

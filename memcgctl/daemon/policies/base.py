@@ -27,7 +27,8 @@ class Step(NamedTuple):
 
 
 class Policy:
-    """One instance per [[group]] rule of the configuration.
+    """One instance per [[group]] rule of the configuration (and, as
+    pool.PoolPolicy, per [[pool]]).
 
     Class attributes say what the configuration may hold and what the engine
     must read and watch for it:

@@ -10,19 +10,17 @@ from __future__ import annotations
 
 from ...sizes import format_size
 from .. import values
-from .base import Reading, Step
+from .base import Policy, Reading, Step
 
 
-class PoolPolicy:
-    """One instance per [[pool]] of the configuration."""
+class PoolPolicy(Policy):
+    """One instance per [[pool]] of the configuration.  A Policy whose plan()
+    takes the readings of all the pool's groups at once (engine._run_pool);
+    its groups are read at every interval, so it watches nothing."""
 
     name = "pool"
     keys = {"groups": values.group_patterns, "budget": values.size, "share": values.shares}
     required = ("groups", "budget")
-    reads: frozenset = frozenset()
-
-    def __init__(self, rule: dict) -> None:
-        self.rule = rule
 
     @classmethod
     def check(cls, rule: dict) -> tuple[str, str] | None:
@@ -56,7 +54,8 @@ class PoolPolicy:
                 return weight
         return 1.0
 
-    def plan(self, readings: list[Reading], state: dict) -> list[tuple[str, Step]]:
+    # A pool plans over its groups together: not Policy.plan's one reading.
+    def plan(self, readings: list[Reading], state: dict) -> list[tuple[str, Step]]:  # type: ignore[override]
         """(group, step) for each group to shrink so that the pool's total gets
         back under its budget; [] while it is under."""
         budget = self.rule["budget"]

@@ -19,6 +19,7 @@ class MemcgError(Exception):
     """Base class: something memcgctl could not do.  Exit code 74."""
 
     exit_code = 74
+    limit_name: str | None = None  # the limit concerned, as `stat --json` names it, where one is
 
     def __init__(self, what: str, why: str, path: str | None = None):
         super().__init__(what, why, path)
@@ -194,7 +195,7 @@ _CLASS_BY_ERRNO = {
 
 def error_from_oserror(err: OSError, what: str, path: str, why: str | None = None) -> MemcgError:
     """Translate an OSError into the memcgctl error that carries its exit code."""
-    error_class = _CLASS_BY_ERRNO.get(err.errno, MemcgError)
+    error_class = MemcgError if err.errno is None else _CLASS_BY_ERRNO.get(err.errno, MemcgError)
     if why is None:
         why = describe_errno(err.errno)
     return error_class(what, why, path)

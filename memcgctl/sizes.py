@@ -18,7 +18,7 @@ through, we parse it here and write decimal bytes.
 from __future__ import annotations
 
 import re
-from typing import NamedTuple
+from typing import Literal, NamedTuple, overload
 
 from .errors import UsageError
 
@@ -33,6 +33,10 @@ _SIZE_PATTERN = (
 )
 
 
+@overload
+def parse_size(text: str, allow_unlimited: Literal[False] = False) -> int: ...
+@overload
+def parse_size(text: str, allow_unlimited: bool) -> int | None: ...
 def parse_size(text: str, allow_unlimited: bool = False) -> int | None:
     """Bytes for TEXT, or None for unlimited (only when allow_unlimited).
 
@@ -66,9 +70,11 @@ class ShrinkTarget(NamedTuple):
 
     def resolve(self, usage: int) -> int:
         """The target in bytes, given the group's current usage in bytes."""
-        if self.percent is None:
-            return self.bytes
-        return int(usage * self.percent // 100)
+        if self.percent is not None:
+            return int(usage * self.percent // 100)
+        if self.bytes is None:
+            raise ValueError("a shrink target needs bytes or a percent")
+        return self.bytes
 
 
 _PERCENT_PATTERN = r"[0-9]+(?:\.[0-9]+)?%"

@@ -13,6 +13,8 @@ from __future__ import annotations
 import functools
 import importlib
 import sys
+from collections.abc import Sequence
+from typing import Any
 
 import click
 
@@ -55,13 +57,20 @@ class MemcgctlGroup(click.Group):
         command.epilog = command.epilog or EXIT_STATUS_HELP  # every -h ends with the exit status table
         return command
 
-    def main(self, *args, standalone_mode: bool = True, **kwargs):
+    def main(
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
         """click's main, but a usage error is one line on stderr, as every
         other error: `memcgctl: <command>: <what is wrong> (see 'memcgctl <command> -h')`."""
         if not standalone_mode:
-            return super().main(*args, standalone_mode=False, **kwargs)
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         try:
-            result = super().main(*args, standalone_mode=False, **kwargs)
+            result = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         except click.exceptions.NoArgsIsHelpError as error:  # `memcgctl` alone: the help, as click gives it
             error.show()
             sys.exit(error.exit_code)
@@ -146,6 +155,7 @@ def main():
 
     sys.stdout = CheckedOutput(sys.stdout)
     sys.stderr = CheckedOutput(sys.stderr, quiet=True)
+    code: str | int | None
     try:
         try:
             cli(prog_name="memcgctl")

@@ -4,8 +4,12 @@ so it lists one directory and never fails loudly."""
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 from ..errors import MemcgError
+
+if TYPE_CHECKING:
+    import click
 
 COMPLETE_VARIABLE = "_MEMCGCTL_COMPLETE"
 
@@ -49,17 +53,17 @@ BASH_SCRIPT = r"""%(complete_func)s() {
 """
 
 
-def completion_script(command, shell: str) -> str:
+def completion_script(command: click.Command, shell: str) -> str:
     """The script that SHELL sources to complete memcgctl (click's protocol;
     for bash, a script of ours that quotes what it inserts)."""
-    from click.shell_completion import BashComplete, get_completion_class
+    from click.shell_completion import BashComplete, FishComplete, ShellComplete, ZshComplete
 
-    if shell == "bash":
-        class QuotingBashComplete(BashComplete):
-            source_template = BASH_SCRIPT
+    class QuotingBashComplete(BashComplete):
+        source_template = BASH_SCRIPT
 
-        return QuotingBashComplete(command, {}, "memcgctl", COMPLETE_VARIABLE).source()
-    return get_completion_class(shell)(command, {}, "memcgctl", COMPLETE_VARIABLE).source()
+    completers: dict[str, type[ShellComplete]] = {"bash": QuotingBashComplete, "zsh": ZshComplete,
+                                                  "fish": FishComplete}
+    return completers[shell](command, {}, "memcgctl", COMPLETE_VARIABLE).source()
 
 
 def group_names(settings, incomplete: str) -> list[str]:

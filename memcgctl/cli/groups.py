@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from ..errors import CommandNotExecutable, CommandNotFound, UsageError
 from .options import GROUP, GROUPS, SizeType, complete_pid, given, global_options
+
+if TYPE_CHECKING:
+    from ..errors import MemcgError
+    from ..kernel.actions import Action
 
 
 @click.command()
@@ -33,7 +39,8 @@ def create(ctx, groups, parents, exist_ok, limit, force):
 
     settings = ctx.obj
     limit_to_set = limit if given(ctx, "limit") else False
-    failures, planned = [], set()
+    failures: list[MemcgError] = []
+    planned: set[Action] = set()
     for name in groups:
         try:
             refuse_root_name(name, "create")
@@ -66,7 +73,8 @@ def delete(settings, groups, recursive):
     from ..errors import MemcgError
     from ..operations.groups import plan_delete, refuse_root_name
 
-    failures, removed = [], set()
+    failures: list[MemcgError] = []
+    removed: set[Path] = set()
     for name in groups:
         try:
             refuse_root_name(name, "delete")
@@ -174,6 +182,6 @@ def run(settings, group, command, create):
     try:
         os.execv(program, list(command))
     except OSError as err:
-        raise CommandNotExecutable(f"run {command[0]}", os.strerror(err.errno).lower(), program) from err
+        raise CommandNotExecutable(f"run {command[0]}", (err.strerror or "unknown error").lower(), program) from err
 
 

@@ -22,9 +22,9 @@ def worded(error: MemcgError) -> MemcgError:
     `stat --json` does and never speaks of options."""
     from ..operations.limits import ForceRequired, LimitWouldKill, UnsupportedLimit
 
-    limit_name = getattr(error, "limit_name", None)
+    limit_name = error.limit_name
     if isinstance(error, UnsupportedLimit):
-        error.what = f"set {OPTION_BY_LIMIT[limit_name]}"
+        error.what = f"set {OPTION_BY_LIMIT[error.limit_name]}"
         error.why = f"not available on cgroup v{error.version} ({HINT_BY_VERSION[error.version]})"
     elif isinstance(error, LimitWouldKill):
         from ..sizes import format_size

@@ -5,6 +5,7 @@ argument types for sizes, group-name completion, and the plan runner
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 import click
 from click.core import ParameterSource
@@ -12,6 +13,9 @@ from click.core import ParameterSource
 from ..errors import EXIT_CODES, UsageError
 from ..kernel.actions import Action, MakeDir, RemoveDir
 from ..sizes import parse_size
+
+if TYPE_CHECKING:
+    from ..kernel.backend import Backend
 
 # Start-up time is most of what a command costs: modules that only some
 # commands need (json, shutil, signals, render and with it rich and
@@ -29,12 +33,12 @@ class Settings:
         self.cgroup_version = None
         self.dry_run = False
         self.plan_json = False
-        self._planned_steps = None  # with --plan-json: the plan's steps as data, printed at the end
+        self._planned_steps: list[dict] | None = None  # with --plan-json: the plan's steps as data, printed at the end
         self.verbose = 0
         self.trust_root = False
-        self._backend = None
+        self._backend: Backend | None = None
 
-    def backend(self):
+    def backend(self) -> Backend:
         """The backend of the hierarchy in use, opened once, after undoing any
         change a memcgctl that died left behind under its root."""
         if self._backend is None:
@@ -78,7 +82,7 @@ class Settings:
         """Print PLAN for --dry-run: shell lines, and `#` comments for what the
         kernel decides; a plan with no step says so."""
         if self._backend is not None:  # a plan for a cgroup root (not init-fake's)
-            self._check_permitted(plan)
+            self._check_permitted(self._backend, plan)
         if self.plan_json:
             self._plan_as_data(plan)
             return
@@ -102,17 +106,19 @@ class Settings:
         from ..render.plan import plan_text, step_data
 
         if self._planned_steps is None:
-            self._planned_steps = []
-            click.get_current_context().call_on_close(lambda: click.echo(plan_text(self._planned_steps)))
+            steps: list[dict] = []
+            self._planned_steps = steps
+            click.get_current_context().call_on_close(lambda: click.echo(plan_text(steps)))
         self._planned_steps.extend([*(step_data(step) for step in plan), *more])
 
-    def _check_permitted(self, plan: list) -> None:
+    @staticmethod
+    def _check_permitted(backend: Backend, plan: list) -> None:
         """-n fails as the real run would (77, nothing printed) where this user
         may not write: the writes inside a Reclaim step (shrink) included."""
         from ..kernel.backend import Reclaim
 
         actions = [write for step in plan for write in (step.writes if isinstance(step, Reclaim) else (step,))]
-        self._backend.fs.check_permitted(actions)
+        backend.fs.check_permitted(actions)
 
     def _report(self, action: Action, to_stderr: bool) -> None:
         verb = "created" if isinstance(action, MakeDir) else "deleted" if isinstance(action, RemoveDir) else None
@@ -161,7 +167,7 @@ def _refuse_empty(ctx: click.Context, param: click.Parameter, value) -> None:
     in a script or a unit's drop-in), whatever else the command line says."""
     if value == "":
         raise click.BadParameter("empty (is the variable that names it unset?)", ctx, param)
-    if param.envvar and os.environ.get(param.envvar) == "":
+    if isinstance(param.envvar, str) and os.environ.get(param.envvar) == "":  # ours name one variable each
         raise click.UsageError(f"environment variable {param.envvar} is set but empty (is the variable that "
                                f"names it unset?): unset {param.envvar} or give it a directory", ctx)
 

@@ -120,7 +120,7 @@ def say_error(line: str) -> None:
         pass
 
 
-def exit_now(code) -> None:
+def exit_now(code: str | int | None) -> None:
     """End the process with exit status CODE (as sys.exit takes it), without
     the interpreter's shutdown, once the output is flushed.
 

@@ -23,6 +23,7 @@ SIGHUP reload can say what is wrong.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
@@ -50,7 +51,9 @@ COMMON_KEYS = {
 }
 
 
-class Rule(NamedTuple):
+# Dataclasses, not NamedTuples: a field named `index` would hide tuple.index.
+@dataclass(frozen=True)
+class Rule:
     """One [[group]] table: its POLICY class over the groups MATCH names."""
 
     index: int  # 1 for the first [[group]]
@@ -64,7 +67,8 @@ class Rule(NamedTuple):
         return f"[[group]] {self.index} (line {self.line})"
 
 
-class PoolRule(NamedTuple):
+@dataclass(frozen=True)
+class PoolRule:
     index: int
     line: int
     groups: tuple

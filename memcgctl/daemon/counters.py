@@ -77,7 +77,7 @@ class Counters:
     def forget_expired(self, now: float) -> None:
         """Drop the rows of groups gone FORGET_AFTER_SECONDS ago, and the
         oldest gone beyond MAX_GONE_ROWS groups."""
-        by_age = sorted(self.gone_since, key=self.gone_since.get)
+        by_age = sorted(self.gone_since, key=self.gone_since.__getitem__)
         expired = [group for group in by_age if now - self.gone_since[group] >= FORGET_AFTER_SECONDS]
         expired += [group for group in by_age[:max(0, len(by_age) - MAX_GONE_ROWS)] if group not in expired]
         if not expired:

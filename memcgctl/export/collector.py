@@ -68,9 +68,10 @@ class GroupFamilies:
     """The metric families of one scrape, filled one group at a time."""
 
     def __init__(self):
-        self.families: dict[str, Metric] = {}
+        self.families: dict[str, GaugeMetricFamily | CounterMetricFamily] = {}
 
-    def _family(self, kind, name: str, documentation: str, labels=("group",)) -> Metric:
+    def _family(self, kind: type[GaugeMetricFamily] | type[CounterMetricFamily], name: str, documentation: str,
+                labels: tuple = ("group",)) -> GaugeMetricFamily | CounterMetricFamily:
         family = self.families.get(name)
         if family is None:
             family = self.families[name] = kind(PREFIX + name, documentation, labels=list(labels))

@@ -68,7 +68,7 @@ def _parse(text: str) -> DaemonCounters:
 
 
 def _parse_row(row: dict) -> dict:
-    parsed = {"group": str(row["group"]), "policy": str(row["policy"])}
+    parsed: dict[str, str | int] = {"group": str(row["group"]), "policy": str(row["policy"])}
     for key in COUNTER_KEYS:
         value = row[key]
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:

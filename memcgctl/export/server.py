@@ -13,6 +13,8 @@ however many clients sit idle or send half a request.
 
 from __future__ import annotations
 
+import errno
+import os
 import socket
 import socketserver
 import threading
@@ -85,7 +87,10 @@ class MetricsServer(socketserver.ThreadingMixIn, HTTPServer):
         # sending their request (idle); those being answered are in _answering.
         self._waiting: dict[socket.socket, float] = {}
         self._answering: set[socket.socket] = set()
-        super().__init__(sockaddr[:2], MetricsHandler)
+        host, port = sockaddr[0], sockaddr[1]
+        if not isinstance(host, str) or not isinstance(port, int):  # (int, bytes): a Python built without IPv6
+            raise OSError(errno.EAFNOSUPPORT, os.strerror(errno.EAFNOSUPPORT))
+        super().__init__((host, port), MetricsHandler)
 
     def scrape(self, accept: str) -> tuple[bytes, str]:
         """One scrape in the format ACCEPT (an Accept header) asks for, and its content type."""
@@ -100,7 +105,7 @@ class MetricsServer(socketserver.ThreadingMixIn, HTTPServer):
             if len(self._waiting) + len(self._answering) >= self.max_connections:
                 if not self._waiting:
                     return False  # closed at once by socketserver
-                oldest = min(self._waiting, key=self._waiting.get)
+                oldest = min(self._waiting, key=self._waiting.__getitem__)
                 del self._waiting[oldest]
                 _hang_up(oldest)  # its thread's read returns, and the thread ends
             self._waiting[request] = time.monotonic()

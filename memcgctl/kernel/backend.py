@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import enum
 from pathlib import Path
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 from ..errors import NoProgress, NotAvailable
 from ..safety.deadline import NEVER, Deadline
@@ -93,6 +93,16 @@ class Restore(NamedTuple):
     found: str
 
 
+class RestoreJournal(Protocol):
+    """What a backend asks of safety.journal.Journal (a layer above, so
+    named here by what it does): note a restore durably, then forget it."""
+
+    def record(self, group_path: Path, restore_path: Path, value: str, lowered: tuple,
+               identity: dict | None = None) -> None: ...
+
+    def clear(self, group_path: Path) -> None: ...
+
+
 class Backend:
     """The interface of one cgroup version over one cgroup root."""
 
@@ -110,16 +120,16 @@ class Backend:
     # a part this version does not have is left out (its figure is None).
     part_files: dict
 
-    def __init__(self, fs: CgroupFS, journal=None):
+    def __init__(self, fs: CgroupFS, journal: RestoreJournal | None = None):
         self.fs = fs
         # The Journal that makes temporary changes crash-safe; None: none.
         self.journal = journal
         # What became of the records a dead memcgctl left behind, as
         # operations.recovery.Recovered values (restored, or dropped and why).
-        self.recovered = []
+        self.recovered: list[tuple] = []
         # Restores this memcgctl left undone because someone else wrote the
         # limit while it was lowered (Restore values, CHANGED_SINCE).
-        self.kept = []
+        self.kept: list[Restore] = []
         # parts -> the files to read for them: the same few sets, asked for
         # at every frame of `top` and every scrape.
         self._file_lists: dict = {}
@@ -186,7 +196,10 @@ class Backend:
     # --- limits ---------------------------------------------------------------
 
     def read_usage(self, group: Group) -> int:
-        return self.read_figures(group, USAGE).usage
+        usage = self.read_figures(group, USAGE).usage
+        if usage is None:  # not met: read_figures raises when the usage file is absent
+            raise NotAvailable(f"read {self.usage_file}", "not available on this root", str(group.path))
+        return usage
 
     def read_limits(self, group: Group) -> dict:
         """{name: bytes or None} for each of self.limit_names."""

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
 from ..errors import MemcgError, NotAvailable, UntrustedRoot, UsageError
 from .actions import Action, MakeDir, MakeFakeFile
-from .backend import Backend
+from .backend import Backend, RestoreJournal
 from .fs import CgroupFS, DirectoryStatus, read_system_text
 from .v1 import LIMIT as V1_MARKER
 from .v1 import V1Backend
@@ -112,12 +113,13 @@ def refuse_untrusted(entry: DirectoryStatus, is_last: bool) -> None:
                             "files in it; as root memcgctl refuses it", str(entry.path))
 
 
-def _root_check(trust_root: bool):
+def _root_check(trust_root: bool) -> Callable[[DirectoryStatus, bool], None] | None:
     return None if trust_root or os.geteuid() != 0 else refuse_untrusted
 
 
 def open_hierarchy(root: str | os.PathLike | None = None, version: int | None = None,
-                   mountinfo: Path = MOUNTINFO, journal=None, trust_root: bool = False) -> Backend:
+                   mountinfo: Path = MOUNTINFO, journal: RestoreJournal | None = None,
+                   trust_root: bool = False) -> Backend:
     """The backend for ROOT (None: this host's memory hierarchy).
 
     VERSION (1 or 2) overrides what the files of ROOT suggest.  JOURNAL (a
@@ -139,7 +141,7 @@ def open_hierarchy(root: str | os.PathLike | None = None, version: int | None = 
     return BACKENDS[version](fs, journal)
 
 
-def plan_fake_root(directory: Path, version: int, trust_root: bool = False) -> list[Action]:
+def plan_fake_root(directory: Path, version: int, trust_root: bool = False) -> list[Action | MakeFakeFile]:
     """The plan that lays out an empty fake hierarchy of VERSION in DIRECTORY,
     a NEW directory (its missing parents are made too): build_fake_root()
     carries it out, a dry run prints it.  UsageError (2) for a directory that
@@ -148,10 +150,10 @@ def plan_fake_root(directory: Path, version: int, trust_root: bool = False) -> l
     backend = _fake_backend(directory, version, trust_root)
     backend.fs.check_new_root()
     files = backend.fake_root_files()
-    return [MakeDir(backend.fs.root)] + [MakeFakeFile(backend.fs.root / name, text) for name, text in files.items()]
+    return [MakeDir(backend.fs.root), *(MakeFakeFile(backend.fs.root / name, text) for name, text in files.items())]
 
 
-def build_fake_root(directory: Path, version: int, plan: list[Action] | None = None,
+def build_fake_root(directory: Path, version: int, plan: list[Action | MakeFakeFile] | None = None,
                     trust_root: bool = False) -> Backend:
     """Lay out an empty fake hierarchy of VERSION in DIRECTORY (plain files):
     carry out PLAN, the plan_fake_root() of the same arguments (None: make it).

@@ -14,9 +14,12 @@ MemcgError naming the file, never a ValueError.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from ..errors import MemcgError
+
+if TYPE_CHECKING:
+    from .psi import MemoryPressure
 
 # The parts of a record a caller may ask for; each names a field below.
 LIMITS = ("limit", "soft_limit", "high", "low", "min", "swap_limit")
@@ -46,7 +49,7 @@ class GroupFigures(NamedTuple):
     pids: int | None = None  # processes in the group itself (cgroup.procs)
     stat: dict | None = None  # memory.stat {key: int}, as the kernel names them
     events: dict | None = None  # v2 memory.events; v1 {"oom_kill": n} from memory.oom_control (4.13+)
-    pressure: object | None = None  # v2 memory.pressure, a psi.MemoryPressure
+    pressure: MemoryPressure | None = None  # v2 memory.pressure
 
     def to_json(self) -> dict:
         """The keys of `memcgctl stat --json` (counters copied, not shared)."""

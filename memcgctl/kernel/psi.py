@@ -41,7 +41,8 @@ MAX_WINDOW_US = 10_000_000
 # A window every writer may use.
 DEFAULT_WINDOW_US = 2_000_000
 
-TRIGGER_REASONS = {
+# Looked up by OSError.errno, which may be None (no reason of ours then).
+TRIGGER_REASONS: dict[int | None, str] = {
     errno.EINVAL: "the kernel refused the trigger (window 500 ms to 10 s, a multiple of 2 s "
     "without CAP_SYS_RESOURCE since 6.4; stall no longer than the window)",
     errno.EBUSY: "this file descriptor already has a trigger",
@@ -231,7 +232,7 @@ class PressureTrigger:
     def __enter__(self) -> PressureTrigger:
         return self
 
-    def __exit__(self, *exc_info) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.close()
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+from pathlib import Path
 
 from ..errors import Busy, MemcgError, NoProgress, NotAvailable, UsageError
 from ..safety.deadline import NEVER, Deadline
@@ -250,8 +251,8 @@ class V1Backend(Backend):
 
     # --- figures --------------------------------------------------------------
 
-    def decode(self, texts: dict, directory, parts: frozenset, stat_keys: frozenset | None = None) -> dict:
-        figures = {}
+    def decode(self, texts: dict, directory: Path, parts: frozenset, stat_keys: frozenset | None = None) -> dict:
+        figures: dict = {}
         for part in parts & {"usage", "peak", "failcnt"}:
             figures[part] = number(texts, directory, self.part_files[part][0])
         limit = self._limit(texts, directory, LIMIT) if parts & {"limit", "swap_limit"} else None
@@ -279,7 +280,7 @@ class V1Backend(Backend):
         return figures
 
     @staticmethod
-    def _limit(texts: dict, directory, name: str) -> int | None:
+    def _limit(texts: dict, directory: Path, name: str) -> int | None:
         value = number(texts, directory, name)
         return None if value is None else _from_kernel(value)
 

@@ -146,7 +146,7 @@ class V2Backend(Backend):
     # --- figures --------------------------------------------------------------
 
     def decode(self, texts: dict, directory: Path, parts: frozenset, stat_keys: frozenset | None = None) -> dict:
-        figures = {}
+        figures: dict = {}
         for part in parts & {"usage", "peak", "swap"}:
             figures[part] = number(texts, directory, self.part_files[part][0])
         for name in parts & FILE_BY_LIMIT.keys():

@@ -17,7 +17,7 @@ import errno
 import os
 import select
 
-from ..errors import error_from_oserror
+from ..errors import MemcgError, error_from_oserror
 from .fs import CgroupFS, Group
 
 V1_USAGE = "memory.usage_in_bytes"
@@ -161,7 +161,7 @@ class DirectoryWatch:
 
         return ctypes.get_errno()
 
-    def _last_error(self, what: str, path: str):
+    def _last_error(self, what: str, path: str) -> MemcgError:
         number = self._errno()
         return error_from_oserror(OSError(number, os.strerror(number)), what, path)
 

@@ -3,6 +3,8 @@ that the user did not name."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from ..errors import AlreadyExists, Busy, MemcgError, NotFound, UsageError
 from ..kernel.actions import Action, MakeDir, RemoveDir, Write
 from ..kernel.backend import Backend
@@ -146,7 +148,7 @@ def plan_attach(backend: Backend, group: Group, pid: int, threads: bool = False)
 
 
 def attach(backend: Backend, group: Group, pids: list[int], threads: bool = False,
-           apply=None) -> list[MemcgError]:
+           apply: Callable[[Action], None] | None = None) -> list[MemcgError]:
     """Move each of PIDS into GROUP; the failures, in order (the others moved).
     APPLY carries out each write (default: the filesystem's; a dry run prints)."""
     apply = apply or backend.fs.apply

@@ -24,6 +24,8 @@ if TYPE_CHECKING:
 class UnsupportedLimit(NotAvailable):
     """A limit this cgroup version does not have (69)."""
 
+    limit_name: str
+
     def __init__(self, limit_name: str, version: int, available: tuple):
         super().__init__(f"set {limit_name}", f"not available on cgroup v{version} "
                          f"(cgroup v{version} has {', '.join(available)})")
@@ -43,7 +45,12 @@ class LimitBelowOnePage(ForceRequired, UsageError):
 
 
 class LimitWouldKill(ForceRequired, Busy):
-    """A v2 hard limit below a usage that shrinking could not bring under it (75)."""
+    """A v2 hard limit below a usage that shrinking could not bring under it (75).
+    SHRINK: the shrink that fell short, for the command line to word."""
+
+    def __init__(self, what: str, why: str, path: str, shrink: ShrinkResult):
+        super().__init__(what, why, path)
+        self.shrink = shrink
 
 
 def page_size() -> int:
@@ -176,10 +183,8 @@ def _shrink_first(backend: Backend, group: Group, step: Reclaim, force: bool, de
     target = step.target
     result = shrink_locked(backend, group, ShrinkTarget(bytes=target), deadline, step.usage)
     if not result.reached and not force:
-        error = LimitWouldKill(f"set limit of {group.label}",
-                               f"usage {result.after} bytes could not be brought under {target} bytes; the limit "
-                               "was left as it was, as writing it would make the kernel OOM-kill processes",
-                               str(group.path))
-        error.shrink = result  # for the command line to word
-        raise error
+        raise LimitWouldKill(f"set limit of {group.label}",
+                             f"usage {result.after} bytes could not be brought under {target} bytes; the limit "
+                             "was left as it was, as writing it would make the kernel OOM-kill processes",
+                             str(group.path), result)
     return result

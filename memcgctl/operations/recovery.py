@@ -19,6 +19,7 @@ import contextlib
 import enum
 import os
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple
 
@@ -27,7 +28,7 @@ from ..kernel.actions import Write
 from ..kernel.backend import Backend, Restore, RestoreOutcome
 from ..kernel.names import clean_group_name
 from ..safety.deadline import NEVER, Deadline
-from ..safety.journal import PendingRestore, current_boot
+from ..safety.journal import Journal, PendingRestore, current_boot
 
 # The only values a restore writes: a v1 limit in decimal bytes, or -1.
 RESTORABLE_VALUE = re.compile(r"(-1|[0-9]{1,19})\Z")
@@ -64,15 +65,25 @@ class Recovered(NamedTuple):
         return self.restore is not None and self.restore.outcome is RestoreOutcome.RESTORE
 
 
+def journal_of(backend: Backend) -> Journal | None:
+    """BACKEND's journal, as recovery reads it: the kernel layer knows it
+    only as a RestoreJournal, and open_hierarchy is given a Journal."""
+    journal = backend.journal
+    if journal is None or isinstance(journal, Journal):
+        return journal
+    raise TypeError(f"recovery reads a safety.journal.Journal, not a {type(journal).__name__}")
+
+
 @contextlib.contextmanager
-def exclusive(backend: Backend, group_path: Path, deadline: Deadline = NEVER):
+def exclusive(backend: Backend, group_path: Path, deadline: Deadline = NEVER) -> Iterator[None]:
     """Hold the group's lock for a change, after undoing what a dead memcgctl
     left behind in it.  Without a journal (library default), no locking."""
-    if backend.journal is None:
+    journal = journal_of(backend)
+    if journal is None:
         yield
         return
-    with backend.journal.locked(group_path, deadline):
-        _restore_pending(backend, group_path, backend.journal.pending(group_path))
+    with journal.locked(group_path, deadline):
+        _restore_pending(backend, journal, group_path, journal.pending(group_path))
         yield
 
 
@@ -81,22 +92,23 @@ def recover(backend: Backend, strict: bool = True) -> None:
     died, skipping groups a live memcgctl holds; see backend.recovered.
     STRICT: a record that cannot be read or restored raises (after the
     others were done); otherwise it is left for a later memcgctl."""
-    if backend.journal is None:
+    journal = journal_of(backend)
+    if journal is None:
         return
     failures = []
-    for group_path, _ in backend.journal.all_pending():
+    for group_path, _ in journal.all_pending():
         if not _is_under(group_path, backend.fs.root):
             continue
         try:
-            with backend.journal.locked(group_path, Deadline(0)):
-                _restore_pending(backend, group_path, backend.journal.pending(group_path))
+            with journal.locked(group_path, Deadline(0)):
+                _restore_pending(backend, journal, group_path, journal.pending(group_path))
         except LockHeld:
             continue  # a live memcgctl holds it and will restore it itself
         except MemcgError as error:
             failures.append(error)
-    if strict and backend.journal.unreadable:
-        path, why = backend.journal.unreadable[0]
-        more = f" (and {len(backend.journal.unreadable) - 1} more)" if len(backend.journal.unreadable) > 1 else ""
+    if strict and journal.unreadable:
+        path, why = journal.unreadable[0]
+        more = f" (and {len(journal.unreadable) - 1} more)" if len(journal.unreadable) > 1 else ""
         raise MemcgError("recover", f"{why}{more}", str(path))
     if strict and failures:
         raise failures[0]
@@ -105,13 +117,15 @@ def recover(backend: Backend, strict: bool = True) -> None:
 def plan_recover(backend: Backend) -> list[Write]:
     """The writes recover() would make (for a dry run): a record's restore,
     while its limit holds what the dead memcgctl wrote."""
-    if backend.journal is None:
+    journal = journal_of(backend)
+    if journal is None:
         return []
     writes = []
-    for group_path, pending in backend.journal.all_pending():
+    for group_path, pending in journal.all_pending():
         if not _is_under(group_path, backend.fs.root):
             continue
-        if judge(backend, group_path, pending).verdict is not Verdict.REPLAY:
+        # A REPLAY verdict means the record notes what it wrote (LOWERED).
+        if judge(backend, group_path, pending).verdict is not Verdict.REPLAY or pending.lowered is None:
             continue
         restore = Write(pending.path, pending.value)
         if backend.compare_restore(restore, pending.lowered).outcome is RestoreOutcome.RESTORE:
@@ -119,10 +133,9 @@ def plan_recover(backend: Backend) -> list[Write]:
     return writes
 
 
-def _restore_pending(backend: Backend, group_path: Path, pending: PendingRestore | None) -> None:
+def _restore_pending(backend: Backend, journal: Journal, group_path: Path, pending: PendingRestore | None) -> None:
     if pending is None:
         return
-    journal = backend.journal
     judgement = judge(backend, group_path, pending)
     if judgement.verdict is Verdict.REFUSED:
         raise MemcgError("recover", f"the journal record does not match its group ({judgement.why}); it was not "
@@ -143,13 +156,17 @@ def _compare_and_restore(backend: Backend, pending: PendingRestore,
     """Restore PENDING's limit while it holds what the dead memcgctl wrote
     (an OLD_RECORD, which does not say, is only compared)."""
     fs = backend.fs
-    group = fs.group(pending.identity["group"])
+    identity = pending.identity
+    if identity is None:  # not met: judge() refuses a record without one first
+        raise ValueError("a journal record without its group's identity cannot be compared")
+    group = fs.group(identity["group"])
     with fs.pinned(group):
         # Checked again through the fd the write goes through: the group
         # may have been swapped since judge() looked.
-        if fs.directory_identity(group) != (pending.identity["device"], pending.identity["inode"]):
+        if fs.directory_identity(group) != (identity["device"], identity["inode"]):
             return Judgement(Verdict.STALE, "the group was removed and made again"), None
-        lowered = pending.lowered if judgement.verdict is Verdict.REPLAY else ()
+        # Only a REPLAY (a record that notes what it wrote) may be restored.
+        lowered = pending.lowered if judgement.verdict is Verdict.REPLAY and pending.lowered is not None else ()
         return judgement, backend.restore_unless_changed(Write(pending.path, pending.value), lowered)
 
 

@@ -11,6 +11,7 @@ left out of that frame, never an error.  Never prints.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import NamedTuple
 
 from ..errors import NotFound
@@ -106,7 +107,8 @@ class Sampler:
     """Takes frames of the groups NAMES (and all below them) under BACKEND's
     root; no names: every group under the root."""
 
-    def __init__(self, backend: Backend, names: tuple | list = (), clock=time.monotonic):
+    def __init__(self, backend: Backend, names: tuple | list = (),
+                 clock: Callable[[], float] = time.monotonic):
         self.backend = backend
         self.names = list(names)
         self.clock = clock
@@ -185,6 +187,8 @@ def read_sample(backend: Backend, group: Group) -> GroupSample | None:
 
 def sample_of(figures: GroupFigures) -> GroupSample:
     """The figures of a frame's row, from the group's record."""
+    if figures.usage is None:  # not met: TOP_PARTS reads usage, and a group without it is gone
+        raise ValueError("a frame's row needs the figures' usage part")
     stat = figures.stat or {}
     events = figures.events or {}
     if figures.cgroup_version == 1:

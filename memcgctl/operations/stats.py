@@ -19,7 +19,7 @@ def select_groups(backend: Backend, names: tuple | list, recursive: bool = False
     group under the root."""
     if not names:
         return backend.fs.descendants(backend.group("", must_exist=False))
-    selected = {}  # by name, in order: a group named twice, or also below another, is listed once
+    selected: dict[str, Group] = {}  # by name, in order: a group named twice, or also below another, is listed once
     for name in names:
         group = backend.group(name)
         selected.setdefault(group.name, group)
@@ -33,7 +33,7 @@ def select_groups(backend: Backend, names: tuple | list, recursive: bool = False
 # keys (rss, cache) count the group alone, its total_* twins the group and
 # everything below it; v2's keys are all hierarchical.  A v1 tree without the
 # total_* keys (an old fake tree) falls back to the group's own.
-USAGE_PARTS = {
+USAGE_PARTS: dict[int, dict[str, tuple[str, ...]]] = {
     1: {"anon": ("total_rss", "rss"), "file": ("total_cache", "cache"), "shmem": ("total_shmem", "shmem")},
     2: {"anon": ("anon",), "file": ("file",), "shmem": ("shmem",)},
 }
@@ -46,6 +46,8 @@ def usage_breakdown(stat: GroupFigures) -> dict:
     usage (slab, stacks, page tables, sockets), so that usage = anon + file +
     kernel.  Usage and memory.stat are updated at different moments, so kernel
     is approximate (to a few hundred KiB) and never negative."""
+    if stat.usage is None:
+        raise ValueError("a usage breakdown needs the figures' usage part")
     parts = {}
     counters = stat.stat or {}
     for part, keys in USAGE_PARTS[stat.cgroup_version].items():

@@ -145,7 +145,7 @@ def detail_lines(stat: GroupFigures, limit_names: tuple, events: dict) -> list[s
     """The report of one group: a title, then each section's counters as
     'name  value  meaning'.  LIMIT_NAMES: the limits of this cgroup version;
     EVENTS: v2 memory.events, or v1's failcnt and oom_kill."""
-    rows = {section: [] for section in SECTIONS}
+    rows: dict[str, list[tuple[str, str, str]]] = {section: [] for section in SECTIONS}
     for name in limit_names:
         value = getattr(stat, name)
         rows[LIMITS].append((name, "max" if value is None else format_size(value), LIMIT_MEANINGS[name]))

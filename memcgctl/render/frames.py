@@ -9,6 +9,7 @@ thousand groups formats thousands of them, and columns must stay narrow.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import NamedTuple
 
 from ..escape import printable
@@ -62,7 +63,7 @@ class Column(NamedTuple):
     header: str
     sort: str  # a key of sampling.SORT_KEYS
     key: str  # the key that sorts by it in the live view
-    cell: object  # GroupRow -> str
+    cell: Callable[[GroupRow], str]
     importance: int  # a narrow window hides the least important columns first
 
 

@@ -19,16 +19,14 @@ from ..escape import valid_utf8
 
 try:
     from _json import encode_basestring_ascii as _quote
-except ImportError:  # an interpreter without json's C accelerator
-    _quote = None
+except ImportError:  # an interpreter without json's C accelerator: its Python twin, same text
+    from json.encoder import py_encode_basestring_ascii as _quote
 
 INDENT = "  "
 
 
 def to_json_text(value, level: int = 0) -> str:
     """json.dumps(VALUE, indent=2), as if it were nested LEVEL deep."""
-    if _quote is None:
-        return _with_json(value, level)
     try:
         return _text(value, level)
     except TypeError:  # a float, a non-string key, ...: json knows best

@@ -90,7 +90,7 @@ class View:
         if self.help:
             self.help = False  # any key returns from the help
         elif self.typing is not None:
-            self._type(key)
+            self._type(self.typing, key)
         elif key == "q":
             self.quit = True
         elif key in ("h", "?"):
@@ -111,9 +111,10 @@ class View:
             self.reverse = not self.reverse if chosen == self.sort else False
             self.sort = chosen
 
-    def _type(self, key: str) -> None:
+    def _type(self, typed: str, key: str) -> None:
+        """KEY pressed while TYPED is what was typed so far."""
         if key in ENTER:
-            typed, self.typing = self.typing, None
+            self.typing = None
             if self.prompt == "filter":
                 self.name_filter = typed
             else:
@@ -121,9 +122,9 @@ class View:
         elif key == ESCAPE:
             self.typing = None
         elif key in BACKSPACES:
-            self.typing = self.typing[:-1]
+            self.typing = typed[:-1]
         elif len(key) == 1 and key.isprintable():
-            self.typing += key
+            self.typing = typed + key
 
     def _set_delay(self, typed: str) -> None:
         shortest, longest = self.interval_range

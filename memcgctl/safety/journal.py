@@ -104,10 +104,10 @@ class Journal:
 
     def __init__(self, directory: Path | str | None = None):
         self.directory = Path(directory) if directory else default_directory()
-        self._fd = None
+        self._fd: int | None = None
         # The records recovery could not read, as (record path, why): the
         # recover command says so.
-        self.unreadable = []
+        self.unreadable: list[tuple[Path, str]] = []
 
     def _key(self, group_path: Path) -> str:
         return _sha256(str(group_path).encode("utf-8", "surrogateescape")).hexdigest()[:32]

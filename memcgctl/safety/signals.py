@@ -92,7 +92,8 @@ def alarm_at(deadline: Deadline):
     elsewhere the block runs unbounded.  A deadline already passed still
     gives the call ATTEMPT_FLOOR_SECONDS: a timeout of 0 means one attempt.
     """
-    if deadline.at is None or not _in_main_thread():
+    remaining = deadline.remaining()
+    if remaining is None or not _in_main_thread():
         yield
         return
 
@@ -100,7 +101,7 @@ def alarm_at(deadline: Deadline):
         raise DeadlinePassed()
 
     previous = signal.signal(signal.SIGALRM, handler)
-    signal.setitimer(signal.ITIMER_REAL, max(deadline.remaining(), ATTEMPT_FLOOR_SECONDS))
+    signal.setitimer(signal.ITIMER_REAL, max(remaining, ATTEMPT_FLOOR_SECONDS))
     try:
         yield
     finally:

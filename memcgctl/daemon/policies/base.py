@@ -5,7 +5,10 @@ the kernel."""
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
+
+if TYPE_CHECKING:
+    from ...kernel.psi import MemoryPressure
 
 
 class Reading(NamedTuple):
@@ -18,7 +21,7 @@ class Reading(NamedTuple):
     protected: int  # bytes never to go below: v2 max(memory.min, memory.low), v1 0
     stat: dict  # memory.stat counters ({} unless a rule of the group reads "stat")
     events: dict | None  # v2 memory.events (when a rule reads "events"), None on v1
-    pressure: object | None = None  # filled by kernel/psi.py where a rule reads "pressure"
+    pressure: MemoryPressure | None = None  # filled by kernel/psi.py where a rule reads "pressure"
 
 
 class Step(NamedTuple):

@@ -38,7 +38,7 @@ import math
 import os
 from typing import NamedTuple
 
-from ...kernel.psi import DEFAULT_WINDOW_US, stalled_percent
+from ...kernel.psi import DEFAULT_WINDOW_US, MemoryPressure, stalled_percent
 from ...sizes import format_size
 from .. import values
 from .base import Policy, Reading, Step
@@ -152,7 +152,8 @@ class PressurePolicy(Policy):
             state["step"] = 0
             return self._idle(state, f"at the floor ({format_size(floor)})")
         if signal.load >= 1:
-            return self._back_off(reading, state, signal)
+            self._back_off(reading, state, signal)
+            return None
         if reading.time < state.get("hold_until", 0.0):
             return self._idle(state, f"{signal.what}; holding off after pressure")
         near_edge = reading.usage < state.get("edge", 0) * EDGE_MARGIN
@@ -210,22 +211,22 @@ class PressurePolicy(Policy):
         previous = state.get("sample")
         state["sample"] = (reading.time, reading.pressure, _refaults(reading.stat))
         pressure = reading.pressure
-        has_psi = pressure is not None and pressure.scope == "group"
-        if previous is None or reading.time <= previous[0] or (has_psi and previous[1] is None):
-            return self._first_signal(pressure) if has_psi else None
+        group_psi = pressure if pressure is not None and pressure.scope == "group" else None
+        if previous is None or reading.time <= previous[0] or (group_psi is not None and previous[1] is None):
+            return None if group_psi is None else self._first_signal(group_psi)
         seconds = reading.time - previous[0]
         last_pressure = previous[1]
-        if has_psi:
+        if group_psi is not None:
             if last_pressure.scope != "group":
-                return self._first_signal(pressure)
-            return self._group_signal(last_pressure, pressure, seconds)
+                return self._first_signal(group_psi)
+            return self._group_signal(last_pressure, group_psi, seconds)
         return self._refault_signal(reading, previous, seconds)
 
-    def _first_signal(self, pressure) -> Signal:
+    def _first_signal(self, pressure: MemoryPressure) -> Signal:
         average = pressure.some.avg10
         return Signal(average / self.target, f"pressure avg10 {average:.2f}% at a first look (target {self.target:g}%)")
 
-    def _group_signal(self, before, after, seconds: float) -> Signal:
+    def _group_signal(self, before: MemoryPressure, after: MemoryPressure, seconds: float) -> Signal:
         stalled = stalled_percent(before, after, seconds)
         return Signal(stalled / self.target, f"pressure {stalled:.3f}% over {seconds:.1f} s "
                                              f"(target {self.target:g}%)")

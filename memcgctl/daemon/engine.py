@@ -24,13 +24,15 @@ import os
 import select
 import signal
 import time
+from collections.abc import Callable
+from typing import Literal
 
 from ..errors import ConfigError, Interrupted, LockHeld, MemcgError, NotAvailable, NotFound
 from ..kernel.backend import Backend
 from ..kernel.fs import Group
 from ..kernel.psi import PressureTrigger, read_host_pressure
 from ..kernel.watches import DirectoryWatch, EventsFileWatch, UsageThreshold
-from ..operations.recovery import exclusive, recover
+from ..operations.recovery import exclusive, journal_of, recover
 from ..operations.shrink import StopReason, shrink_locked
 from ..render.daemon_status import status_line
 from ..safety.deadline import Deadline
@@ -58,7 +60,8 @@ WAKE_SIGNALS = (signal.SIGHUP, signal.SIGTERM, signal.SIGINT)
 # Policy.watch_specs() kind -> how to make the kernel watch.
 # Each opens its files through the filesystem layer (CgroupFS.open_for_watch),
 # which refuses on a fake root: its groups are read at every interval.
-WATCH_KINDS = {
+# What a kernel watch is made from: kind -> maker(fs, group, *arguments).
+WATCH_KINDS: dict[str, Callable[..., UsageThreshold | EventsFileWatch | PressureTrigger]] = {
     "usage": lambda fs, group, threshold: UsageThreshold(fs, group, threshold),
     "events": lambda fs, group: EventsFileWatch(fs, group),
     "pressure": lambda fs, group, stall_us, window_us: PressureTrigger.for_group(fs, group, stall_us, window_us),
@@ -158,7 +161,7 @@ class Engine:
         self.counters = Counters(backend.fs.root, backend.fs.root_identity())
         # The counters for `memcgctl export` go beside the journal's records;
         # a dry run writes nothing, and a library user without a journal has none.
-        self.counters_journal = None if dry_run else backend.journal
+        self.counters_journal = None if dry_run else journal_of(backend)
         self.watched: dict[str, Watched] = {}
         self.by_fd: dict[int, str] = {}
         self.poller = select.epoll()
@@ -175,8 +178,9 @@ class Engine:
         self._polled_names: list | None = None  # read at every interval (None: work out again)
         self._last_signature: list | None = None  # the names each rule matched at the last discover()
         # inotify on the directories the globs list: new groups are found at
-        # once, and idle rescans are not needed to find them.
-        self.directory_watch = None
+        # once, and idle rescans are not needed to find them.  False: it
+        # cannot be made, the directories are looked at every rescan.
+        self.directory_watch: DirectoryWatch | Literal[False] | None = None
         self._listed_directories: set = set()
         self._rescan_needed = False
         # Kernel watches are not used in a dry run, which writes nothing (a
@@ -334,7 +338,7 @@ class Engine:
                 self.poller.register(watch.fileno(), watch.poll_events)
             except OSError as err:  # epoll refuses the fd (EPERM, ENOSPC: max_user_watches)
                 watch.close()
-                self._cannot_watch(watched, f"epoll: {os.strerror(err.errno)}")
+                self._cannot_watch(watched, f"epoll: {err.strerror or err}")
                 return
             watched.watches[spec] = watch
             self.by_fd[watch.fileno()] = reading.name
@@ -378,6 +382,8 @@ class Engine:
         wants_pressure = "pressure" in reads and backend.fs.is_kernel
         parts = SNAPSHOT_PARTS | (reads & {"stat", "events"}) | ({"pressure"} if wants_pressure else set())
         figures = backend.read_figures(watched.group, parts)
+        if figures.usage is None:  # the root of v2 has no memory.current: never a rule's group
+            raise NotAvailable(f"read {watched.group.label}", "no usage to read here")
         pressure = figures.pressure
         if wants_pressure and pressure is None:
             pressure = _host_pressure()  # v1 has no per-group PSI
@@ -413,6 +419,8 @@ class Engine:
 
     def _run_rules(self, name: str, snapshot: dict, now: float) -> None:
         watched = self.watched.get(name)
+        if watched is None:
+            return
         try:
             if self.watching and self.backend.fs.is_kernel:  # a fake root notifies nothing: polled
                 self._update_watches(watched, snapshot[name], now)
@@ -785,7 +793,7 @@ class Engine:
     def watched_by_rule(self) -> list[tuple[str, str, list[str]]]:
         """(rule label, policy, names of the groups it watches now), as
         matches() but from what discover() found."""
-        by_rule = {rule.key: [] for rule in self.rules}
+        by_rule: dict[str, list] = {rule.key: [] for rule in self.rules}
         for name, watched in sorted(self.watched.items()):
             for rule in watched.rules:
                 by_rule[rule.key].append(name)

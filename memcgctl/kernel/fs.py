@@ -12,6 +12,7 @@ import contextlib
 import errno
 import os
 import stat
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import NamedTuple
 
@@ -83,7 +84,11 @@ class DirectoryStatus(NamedTuple):
     status: os.stat_result
 
 
-def open_directory_chain(path: Path, what: str, check=None, create_mode: int | None = None,
+# Called for each directory on the way (and True for the last): raises to refuse it.
+DirectoryCheck = Callable[["DirectoryStatus", bool], None]
+
+
+def open_directory_chain(path: Path, what: str, check: DirectoryCheck | None = None, create_mode: int | None = None,
                          resolve_links: bool = True) -> int:
     """An O_DIRECTORY fd of PATH, opened one component at a time from '/',
     each with O_NOFOLLOW.  CHECK(DirectoryStatus, is_last) may raise to refuse
@@ -133,15 +138,15 @@ class CgroupFS:
     is_last) is called for the root and each of its ancestors when the root
     is first opened (see discovery.refuse_untrusted)."""
 
-    def __init__(self, root: Path, is_kernel: bool, check_directory=None):
+    def __init__(self, root: Path, is_kernel: bool, check_directory: DirectoryCheck | None = None):
         self.root = Path(os.path.realpath(root))
         self._root_text = str(self.root).rstrip("/")
         self.is_kernel = is_kernel
         self.check_directory = check_directory
-        self._root_fd = None
-        self._root_status = None
+        self._root_fd: int | None = None
+        self._root_status: os.stat_result | None = None
         # group parts -> fd, for groups held with pinned()
-        self._pinned = {}
+        self._pinned: dict[tuple, int] = {}
 
     # --- names ----------------------------------------------------------------
 
@@ -249,7 +254,7 @@ class CgroupFS:
         found = []
         top = self._open_directory(self._parts(group.path), f"list groups under {group.label}")
         # (fd, (child, link count) still to visit, reversed) per level
-        stack = [(top, [])]
+        stack: list[tuple[int, list]] = [(top, [])]
         try:
             stack[0] = (top, list(reversed(self._child_directories(top, group, skip_leaves))))
             while stack:
@@ -449,7 +454,7 @@ class CgroupFS:
         the same, for the first Write whose file, or MakeDir/RemoveDir whose parent
         directory, this process may not write, as access(2) tells without writing.
         Other steps, and paths below a directory the plan makes, are not checked."""
-        made = []
+        made: list[Path] = []
         for action in plan:
             if isinstance(action, Write):
                 target, what, reasons = action.path, f"write {action.value} to {action.path.name}", {
@@ -646,7 +651,7 @@ class CgroupFS:
     # --- pinned groups: one directory for the whole of a change ---------------
 
     @contextlib.contextmanager
-    def pinned(self, group: Group):
+    def pinned(self, group: Group) -> Iterator[None]:
         """Within the block, every file of GROUP is reached through one fd of
         its directory, opened now: a group renamed away meanwhile (and another
         renamed into its place) does not divert the rest of the change."""
@@ -701,6 +706,7 @@ class CgroupFS:
 
     def _root_directory_status(self) -> os.stat_result:
         self._root_directory()
+        assert self._root_status is not None  # set with the fd
         return self._root_status
 
     def close(self) -> None:
@@ -733,7 +739,7 @@ class CgroupFS:
         base = self._pinned[tuple(parts[:start])] if start else self._root_directory()
         if start == len(parts):
             return os.dup(base)
-        fd = None  # the base itself is never closed here
+        fd: int | None = None  # the base itself is never closed here
         reached = start  # the components opened; the path is made only for an error
         try:
             for part in parts[start:]:
@@ -753,6 +759,7 @@ class CgroupFS:
             if err.errno == errno.ENOENT:
                 raise NotFound(what, "no such group", str(path)) from None
             raise _error(err, what, path, PERMISSION_TO_ENTER) from err
+        assert fd is not None  # parts[start:] was not empty
         return fd
 
     def _open_file(self, path: Path, flags: int, what: str, reasons: dict) -> int | None:

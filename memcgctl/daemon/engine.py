@@ -427,11 +427,11 @@ class Engine:
             self.log.detail(f"{name}: {policy}: {step.why}: nothing to do within the floor and the rate cap")
             return
         if self.dry_run:
-            lines = [write.shell() for write in self.backend.plan_shrink(watched.group, target)]
+            lines = [write.shell() for write in self.backend.plan_shrink(watched.group, target, step.swappiness)]
             self.log.would(name, policy, step.why, lines)
             return
         try:
-            result = self._shrink(watched.group, target, rule.settings["step_seconds"])
+            result = self._shrink(watched.group, target, rule.settings["step_seconds"], step.swappiness)
         except LockHeld:
             self.log.detail(f"{name}: {policy}: another memcgctl holds the group; skipped this pass")
             self._recheck(watched.group.name, now + self.config.interval)
@@ -460,11 +460,12 @@ class Engine:
             bucket = watched.buckets[rule.key] = TokenBucket(rule.settings["max_bytes_per_second"], now)
         return bucket
 
-    def _shrink(self, group: Group, target: int, step_seconds: float):
+    def _shrink(self, group: Group, target: int, step_seconds: float, swappiness: int | None = None):
         with exclusive(self.backend, group.path, Deadline(0)):
             self.step_in_flight = True  # SIGTERM/SIGINT now undo the step and stop
             try:
-                return shrink_locked(self.backend, group, ShrinkTarget(bytes=target), Deadline(step_seconds))
+                return shrink_locked(self.backend, group, ShrinkTarget(bytes=target), Deadline(step_seconds),
+                                     swappiness)
             finally:
                 self.step_in_flight = False
         self.stopping = False  # SIGTERM or SIGINT came: end the pass early

@@ -57,7 +57,9 @@ class Reclaim(NamedTuple):
     lock, so that the limit it restores is the one shown here);
     COMMENTS ({index: text}) say, after the write of that index, what depends
     on the kernel's answer.  A dry run prints both; BEST_EFFORT: the kernel
-    reclaiming less is not a failure (empty).
+    reclaiming less is not a failure (empty).  SWAPPINESS (0-200, v2 6.11+):
+    how the kernel weighs anonymous against file pages in this reclaim, None
+    for its own setting.
     """
 
     group: Group
@@ -65,6 +67,7 @@ class Reclaim(NamedTuple):
     writes: tuple
     comments: dict
     best_effort: bool = False
+    swappiness: int | None = None
 
     def shell(self) -> str:
         lines = []
@@ -154,20 +157,22 @@ class Backend:
 
     # --- reclaim --------------------------------------------------------------
 
-    def shrink_to(self, group: Group, target: int, deadline: Deadline = NEVER) -> int:
+    def shrink_to(self, group: Group, target: int, deadline: Deadline = NEVER, swappiness: int | None = None) -> int:
         """Reclaim until usage is at most TARGET bytes; return the usage reached.
 
         Raises NoProgress when the kernel cannot get there, DeadlinePassed
         when DEADLINE passes first.  Leaves the group's limits as they were,
-        also when interrupted.
+        also when interrupted.  SWAPPINESS: see Reclaim (only v2 6.11+ has
+        a per-reclaim one; elsewhere it is left out).
         """
         raise NotImplementedError
 
-    def plan_shrink(self, group: Group, target: int) -> list[Write]:
+    def plan_shrink(self, group: Group, target: int, swappiness: int | None = None) -> list[Write]:
         """The writes of a shrink to TARGET bytes, as shrink_to() makes them."""
         raise NotImplementedError
 
-    def shrink_step(self, group: Group, target: int, best_effort: bool = False) -> Reclaim:
+    def shrink_step(self, group: Group, target: int, best_effort: bool = False,
+                    swappiness: int | None = None) -> Reclaim:
         """The plan step that shrinks GROUP to TARGET bytes (see Reclaim)."""
         raise NotImplementedError
 
@@ -188,7 +193,7 @@ class Backend:
         for step in steps:
             if isinstance(step, Reclaim):
                 try:
-                    self.shrink_to(step.group, step.target, deadline)
+                    self.shrink_to(step.group, step.target, deadline, step.swappiness)
                 except NoProgress:
                     if not step.best_effort:
                         raise

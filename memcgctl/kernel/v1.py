@@ -146,7 +146,9 @@ class V1Backend(Backend):
 
     # --- reclaim --------------------------------------------------------------
 
-    def shrink_to(self, group: Group, target: int, deadline: Deadline = NEVER) -> int:
+    def shrink_to(self, group: Group, target: int, deadline: Deadline = NEVER, swappiness: int | None = None) -> int:
+        # v1 has no per-reclaim swappiness (memory.swappiness is the group's
+        # lasting setting, not ours to change): SWAPPINESS is left out.
         # Lowering the limit makes the kernel reclaim synchronously; it answers
         # EBUSY (limit unchanged) when it cannot get under it.  The previous
         # limit is journaled first (so that a later memcgctl can restore it if
@@ -205,12 +207,13 @@ class V1Backend(Backend):
         if self.journal is not None:
             self.journal.clear(group.path)
 
-    def plan_shrink(self, group: Group, target: int) -> list[Write]:
+    def plan_shrink(self, group: Group, target: int, swappiness: int | None = None) -> list[Write]:
         previous = _from_kernel(self.fs.read_int(group.path / LIMIT))
         return [Write(group.path / LIMIT, str(target), SHRINK_REASONS),
                 Write(group.path / LIMIT, _to_kernel(previous), LIMIT_REASONS)]
 
-    def shrink_step(self, group: Group, target: int, best_effort: bool = False) -> Reclaim:
+    def shrink_step(self, group: Group, target: int, best_effort: bool = False,
+                    swappiness: int | None = None) -> Reclaim:
         return Reclaim(group, target, tuple(self.plan_shrink(group, target)), {0: (
             f"the kernel reclaims inside that write; if it cannot get under {target} bytes it refuses it "
             "(EBUSY) and there is nothing to restore; otherwise (done, interrupted, timed out) restore:")},

@@ -5,7 +5,7 @@ from __future__ import annotations
 import errno
 from pathlib import Path
 
-from ..errors import Busy, DeadlinePassed, NoProgress
+from ..errors import Busy, DeadlinePassed, InvalidValue, NoProgress
 from ..safety.deadline import NEVER, Deadline
 from .backend import Backend, GroupStat, Reclaim
 from .fs import Action, Group, MakeDir, Write, to_int
@@ -19,6 +19,7 @@ SWAP_MAX = "memory.swap.max"
 PEAK = "memory.peak"  # since 5.19
 EVENTS = "memory.events"
 RECLAIM = "memory.reclaim"  # since 5.19
+RECLAIM_SWAPPINESS = "swappiness"  # memory.reclaim's "<bytes> swappiness=<0-200>", since 6.11
 STAT = "memory.stat"
 PROCS = "cgroup.procs"
 THREADS = "cgroup.threads"
@@ -61,6 +62,9 @@ class V2Backend(Backend):
     limit_names = ("limit", "high", "low", "min", "swap_limit")
     # Below usage, memory.max reclaims and then OOM-kills in the group.
     limit_below_usage_kills = True
+    # Whether memory.reclaim takes swappiness= (6.11+): None until the first
+    # reclaim that asks for it tells (before 6.11 the kernel answers EINVAL).
+    reclaim_takes_swappiness: bool | None = None
 
     def plan_create(self, group: Group) -> list[Action]:
         # A child gets the memory controller only if its parent lists +memory
@@ -112,7 +116,7 @@ class V2Backend(Backend):
 
     # --- reclaim --------------------------------------------------------------
 
-    def shrink_to(self, group: Group, target: int, deadline: Deadline = NEVER) -> int:
+    def shrink_to(self, group: Group, target: int, deadline: Deadline = NEVER, swappiness: int | None = None) -> int:
         # memory.reclaim is stateless and may overshoot or answer EAGAIN when it
         # reclaimed less than asked; we only trust memory.current.  memory.max
         # is never touched, so nothing can be OOM-killed.
@@ -120,7 +124,7 @@ class V2Backend(Backend):
         rounds_without_progress = 0
         while usage > target:
             try:
-                self.fs.apply(self._reclaim_write(group, usage - target))
+                self._reclaim(group, usage - target, swappiness)
             except Busy:
                 pass  # EAGAIN: reclaimed less than asked; memory.current tells
             reached = self.read_usage(group)
@@ -133,17 +137,36 @@ class V2Backend(Backend):
                 raise DeadlinePassed()
         return usage
 
-    def _reclaim_write(self, group: Group, amount: int) -> Write:
-        return Write(group.path / RECLAIM, str(amount))
+    def _reclaim(self, group: Group, amount: int, swappiness: int | None) -> None:
+        """One memory.reclaim write.  The first one that asks for SWAPPINESS
+        is the probe: a kernel before 6.11 rejects the option (EINVAL), and
+        from then on it is left out (the kernel's own vm.swappiness rules)."""
+        try:
+            self.fs.apply(self._reclaim_write(group, amount, swappiness))
+        except InvalidValue:
+            if swappiness is None or self.reclaim_takes_swappiness is not None:
+                raise
+            self.reclaim_takes_swappiness = False
+            self.fs.apply(self._reclaim_write(group, amount, None))
+            return
+        if swappiness is not None and self.reclaim_takes_swappiness is None:
+            self.reclaim_takes_swappiness = True
 
-    def plan_shrink(self, group: Group, target: int) -> list[Write]:
+    def _reclaim_write(self, group: Group, amount: int, swappiness: int | None = None) -> Write:
+        if swappiness is None or self.reclaim_takes_swappiness is False:
+            return Write(group.path / RECLAIM, str(amount))
+        return Write(group.path / RECLAIM, f"{amount} {RECLAIM_SWAPPINESS}={swappiness}")
+
+    def plan_shrink(self, group: Group, target: int, swappiness: int | None = None) -> list[Write]:
         usage = self.read_usage(group)
-        return [self._reclaim_write(group, usage - target)] if usage > target else []
+        return [self._reclaim_write(group, usage - target, swappiness)] if usage > target else []
 
-    def shrink_step(self, group: Group, target: int, best_effort: bool = False) -> Reclaim:
-        return Reclaim(group, target, tuple(self.plan_shrink(group, target)), {0: (
+    def shrink_step(self, group: Group, target: int, best_effort: bool = False,
+                    swappiness: int | None = None) -> Reclaim:
+        return Reclaim(group, target, tuple(self.plan_shrink(group, target, swappiness)), {0: (
             f"repeated with what is left while memory.current is above {target} bytes, until "
-            f"{NO_PROGRESS_ROUNDS} writes in a row free nothing; memory.max is not touched")}, best_effort)
+            f"{NO_PROGRESS_ROUNDS} writes in a row free nothing; memory.max is not touched")}, best_effort,
+            swappiness)
 
     def plan_empty(self, group: Group) -> list:
         return [self.shrink_step(group, 0, best_effort=True)] if self.read_usage(group) > 0 else []

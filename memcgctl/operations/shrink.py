@@ -76,20 +76,21 @@ class ShrinkPlan(NamedTuple):
     steps: list
 
 
-def plan_shrink(backend: Backend, group: Group, target: ShrinkTarget) -> ShrinkPlan:
+def plan_shrink(backend: Backend, group: Group, target: ShrinkTarget, swappiness: int | None = None) -> ShrinkPlan:
     """The plan of a shrink of GROUP to TARGET, which shrink() carries out and a
-    dry run prints.  Reads usage (and on v1 the limit to restore), writes nothing."""
+    dry run prints.  Reads usage (and on v1 the limit to restore), writes nothing.
+    SWAPPINESS: see kernel.backend.Reclaim (the daemon's pressure policy steers it)."""
     before = backend.read_usage(group)
     target_bytes = target.resolve(before)
-    steps = [backend.shrink_step(group, target_bytes)] if before > target_bytes else []
+    steps = [backend.shrink_step(group, target_bytes, swappiness=swappiness)] if before > target_bytes else []
     return ShrinkPlan(before, target_bytes, steps)
 
 
 def shrink_locked(backend: Backend, group: Group, target: ShrinkTarget,
-                  deadline: Deadline = NEVER) -> ShrinkResult:
+                  deadline: Deadline = NEVER, swappiness: int | None = None) -> ShrinkResult:
     """shrink(), for a caller that already holds the group's lock."""
     started = time.monotonic()
-    plan = plan_shrink(backend, group, target)
+    plan = plan_shrink(backend, group, target, swappiness)
     stopped_because, detail, left = None, "", None
     try:
         backend.carry_out(plan.steps, deadline)

@@ -24,6 +24,10 @@ class Reading(NamedTuple):
 class Step(NamedTuple):
     target: int  # bytes to shrink the group to
     why: str  # words for the log line ("usage 950M > high 900M")
+    # v2 6.11+: memory.reclaim's swappiness= for this step (0 file pages
+    # only ... 200 anonymous only), None for the kernel's own; left out on
+    # kernels without it.
+    swappiness: int | None = None
 
 
 class Policy:

@@ -4,19 +4,31 @@ The idea of Meta's senpai and of the TMO paper: take memory from a group in
 small steps as long as its tasks do not stall on memory, and back off as soon
 as they start to.  What it does differently:
 
-- The signal is the stalled time over the last pass, the difference of the
-  PSI `some` totals (microseconds), not avg10: avg10 lags a 10-second decay
-  behind, so a policy that reads it keeps reclaiming into a stall and then
-  waits long after it ended.  Senpai at its defaults stays safe by moving
-  slowly (1% per 6 s); reading the exact figure of each pass (and being woken
-  by a PSI trigger) lets us move faster AND stop sooner.
+- The signal is stalled time from the PSI `some` totals (microseconds), not
+  avg10: avg10 lags a 10-second decay behind, so a policy that reads it keeps
+  reclaiming into a stall and then waits long after it ended.  On v2 it is
+  the stall over the last PRESSURE_WINDOW seconds against `target`, or over
+  the last pass against PASS_SPIKE times `target`: one swap-in of a few
+  milliseconds within a calm window is no reason to stop (a policy that
+  backed off on every such blip stalled at twice the working set), a real
+  stall stops it within a pass (and a PSI trigger wakes it).
 - The step grows while pressure stays about zero (doubling each pass up to
   `max_step`) and shrinks in proportion to the room left below `target`
   (the TMO paper's reclaim = size x ratio x (1 - pressure / target)).
 - Past `target` it stops, quarters its step and holds off for `hold` seconds
-  (twice as long each time it hits pressure again soon after a hold); near
-  the usage where it felt pressure, its step grows by a quarter a pass
-  instead of doubling.
+  (twice as long each time it hits pressure again soon after a hold).
+- Refaults mark the edge of the working set: while the group refaults more
+  than `refault_target` percent of its size a second, or near the usage
+  where it last did, its step is at most CAREFUL_SHARE of usage and grows by
+  a quarter a pass instead of doubling; when the workload needs more memory
+  the kernel gives it back (memory.reclaim leaves no limit), the refaults say
+  so and the policy follows.  That usage is the group's working-set
+  estimate (working_set()), which the engine counts and exports.
+- v2 on 6.11+: each step tells memory.reclaim its `swappiness=`, steered
+  toward the kind of memory that does not refault: file pages refaulting
+  means take anonymous ones (up to 200), anonymous ones refaulting means take
+  page cache (down to 0).  Older kernels reject the option; the backend then
+  leaves it out (kernel.v2) and the kernel's own vm.swappiness decides.
 - It never goes below a floor: the group's protection (memory.min/low) or
   `min`, whichever is larger.
 - It only plans: the engine shrinks (memory.reclaim on v2, the journaled
@@ -56,6 +68,22 @@ FIRST_STEP_FRACTION = 1 / 8
 # step grows by CAREFUL_GROWTH a pass instead of doubling.
 EDGE_MARGIN = 1.25
 CAREFUL_GROWTH = 1.25
+# v2: pressure is judged over this many seconds of PSI totals, and a single
+# pass backs off alone only past PASS_SPIKE times the target.
+PRESSURE_WINDOW = 10.0
+PASS_SPIKE = 5.0
+# At the edge of the working set (refaulting, or near where it last did) a
+# step takes at most this share of usage.
+CAREFUL_SHARE = 0.01
+# memory.reclaim's swappiness= (6.11+): where it starts (anonymous and file
+# pages alike), how far a pass moves it, its range; one kind of refaults
+# "dominates" above SKEW times the other's.
+SWAPPINESS_START = 100
+SWAPPINESS_MOVE = 40
+SWAPPINESS_RANGE = (0, 200)
+SKEW = 2.0
+# The working-set estimate follows the usage of edge passes this fast (EWMA).
+ESTIMATE_WEIGHT = 0.5
 # Each back-off soon after the previous one holds twice as long, up to this many times `hold`.
 MAX_HOLD_FACTOR = 8
 
@@ -96,10 +124,12 @@ def hold_seconds(value) -> float:
 
 class Signal(NamedTuple):
     """What the last pass measured.  LOAD is pressure as a share of its
-    target (1.0: at target); WHAT says it in words for the log."""
+    target (1.0: at target); WHAT says it in words for the log; EDGE: the
+    group refaults or stalls, it is at the edge of its working set."""
 
     load: float
     what: str
+    edge: bool = False
 
 
 class PressurePolicy(Policy):
@@ -147,6 +177,8 @@ class PressurePolicy(Policy):
         signal = self._measure(reading, state)
         if signal is None:
             return self._idle(state, "measuring: no refault rate before a second pass")
+        if signal.edge:
+            self._estimate(reading, state)
         floor = max(reading.protected, self.minimum)
         if reading.usage <= floor:
             state["step"] = 0
@@ -155,11 +187,27 @@ class PressurePolicy(Policy):
             return self._back_off(reading, state, signal)
         if reading.time < state.get("hold_until", 0.0):
             return self._idle(state, f"{signal.what}; holding off after pressure")
-        near_edge = reading.usage < state.get("edge", 0) * EDGE_MARGIN
-        step = self._next_step(reading.usage, state.get("step", 0), signal.load, near_edge)
+        estimate = state.get("working_set", (0, 0.0))[0]
+        near_edge = signal.edge or reading.usage < max(state.get("edge", 0), estimate) * EDGE_MARGIN
+        step = self._next_step(reading.usage, state.get("step", 0), signal.load, near_edge,
+                               careful=signal.edge and "psi_history" in state)
         state["step"] = step
         target = max(floor, reading.usage - step)
-        return Step(target, f"{signal.what}: reclaim {format_size(reading.usage - target)}")
+        swappiness = state.get("swappiness")
+        why = f"{signal.what}: reclaim {format_size(reading.usage - target)}"
+        return Step(target, why + ("" if swappiness is None else f" (swappiness {swappiness})"), swappiness)
+
+    def working_set(self, state: dict) -> tuple[int, float] | None:
+        """The group's working-set estimate: (bytes, monotonic time of its last
+        update), the usage at which it refaults or stalls; None before the
+        policy has seen that."""
+        return state.get("working_set")
+
+    def _estimate(self, reading: Reading, state: dict) -> None:
+        previous = state.get("working_set")
+        usage = reading.usage if previous is None else int(
+            previous[0] + ESTIMATE_WEIGHT * (reading.usage - previous[0]))
+        state["working_set"] = (usage, reading.time)
 
     def _back_off(self, reading: Reading, state: dict, signal: Signal) -> None:
         """Stop, quarter the step, hold off.  A back-off soon after the last
@@ -181,11 +229,14 @@ class PressurePolicy(Policy):
         state["idle_why"] = why
         return None
 
-    def _next_step(self, usage: int, previous: int, load: float, near_edge: bool) -> int:
+    def _next_step(self, usage: int, previous: int, load: float, near_edge: bool, careful: bool = False) -> int:
         """Bytes to reclaim this pass: grow the previous step while calm
         (double it, or a quarter more NEAR_EDGE of the working set), shrink
-        it by the share of the target already used otherwise."""
+        it by the share of the target already used otherwise.  CAREFUL (v2,
+        refaulting): at most CAREFUL_SHARE of usage."""
         largest = self._max_step(usage)
+        if careful:
+            largest = min(largest, max(MIN_STEP, int(usage * CAREFUL_SHARE)))
         smallest = min(MIN_STEP, largest)
         if previous <= 0:
             previous = int(largest * FIRST_STEP_FRACTION)
@@ -212,23 +263,57 @@ class PressurePolicy(Policy):
         pressure = reading.pressure
         has_psi = pressure is not None and pressure.scope == "group"
         if previous is None or reading.time <= previous[0] or (has_psi and previous[1] is None):
+            state.pop("psi_history", None)
             return self._first_signal(pressure) if has_psi else None
         seconds = reading.time - previous[0]
         last_pressure = previous[1]
         if has_psi:
             if last_pressure.scope != "group":
                 return self._first_signal(pressure)
-            return self._group_signal(last_pressure, pressure, seconds)
+            return self._group_signal(reading, state, last_pressure, seconds)
         return self._refault_signal(reading, previous, seconds)
 
     def _first_signal(self, pressure) -> Signal:
         average = pressure.some.avg10
         return Signal(average / self.target, f"pressure avg10 {average:.2f}% at a first look (target {self.target:g}%)")
 
-    def _group_signal(self, before, after, seconds: float) -> Signal:
-        stalled = stalled_percent(before, after, seconds)
-        return Signal(stalled / self.target, f"pressure {stalled:.3f}% over {seconds:.1f} s "
-                                             f"(target {self.target:g}%)")
+    def _group_signal(self, reading: Reading, state: dict, before, seconds: float) -> Signal:
+        """v2: the stall of the last PRESSURE_WINDOW seconds against `target`,
+        of the last pass against PASS_SPIKE times it; the refaults of the pass
+        mark the edge of the working set and steer swappiness."""
+        after = reading.pressure
+        history = state.setdefault("psi_history", [(before.some.total_us, reading.time - seconds)])
+        history.append((after.some.total_us, reading.time))
+        while len(history) > 2 and reading.time - history[1][1] >= PRESSURE_WINDOW:
+            history.pop(0)
+        passed = stalled_percent(before, after, seconds)
+        first_total, first_time = history[0]
+        windowed = max(0, after.some.total_us - first_total) / ((reading.time - first_time) * 1e6) * 100
+        load = max(windowed / self.target, passed / (self.target * PASS_SPIKE))
+        what = (f"pressure {windowed:.3f}% over {reading.time - first_time:.0f} s, {passed:.3f}% over "
+                f"{seconds:.1f} s (target {self.target:g}%)")
+        anon, file = _refaults_by_kind(reading.stat)
+        last = state.get("refaults_by_kind")
+        state["refaults_by_kind"] = (anon, file)
+        if last is None:
+            return Signal(load, what)
+        anon_bytes, file_bytes = max(0, anon - last[0]) * PAGE_SIZE, max(0, file - last[1]) * PAGE_SIZE
+        rate = (anon_bytes + file_bytes) / max(reading.usage, PAGE_SIZE) / seconds * 100
+        self._steer(state, anon_bytes, file_bytes)
+        what += f", refaults {rate:.3f}%/s"
+        return Signal(load, what, edge=load >= 1 or rate >= self.refault_target)
+
+    @staticmethod
+    def _steer(state: dict, anon_bytes: int, file_bytes: int) -> None:
+        """Move memory.reclaim's swappiness toward the kind that does not
+        refault (file refaults: take anonymous memory, higher; anonymous
+        refaults: take page cache, lower)."""
+        swappiness = state.get("swappiness", SWAPPINESS_START)
+        if file_bytes > SKEW * anon_bytes and file_bytes >= MIN_STEP // 4:
+            swappiness += SWAPPINESS_MOVE
+        elif anon_bytes > SKEW * file_bytes and anon_bytes >= MIN_STEP // 4:
+            swappiness -= SWAPPINESS_MOVE
+        state["swappiness"] = max(SWAPPINESS_RANGE[0], min(SWAPPINESS_RANGE[1], swappiness))
 
     def _refault_signal(self, reading: Reading, previous: tuple, seconds: float) -> Signal:
         refaulted = max(0, _refaults(reading.stat) - previous[2]) * PAGE_SIZE
@@ -240,15 +325,15 @@ class PressurePolicy(Policy):
             stalled = stalled_percent(last_host, host, seconds)
             load = max(load, stalled / self.host_target)
             what += f", host pressure {stalled:.3f}% (guard {self.host_target:g}%)"
-        return Signal(load, what)
+        return Signal(load, what, edge=load >= 1)
 
 
 def _refaults(stat: dict) -> int:
     """Pages refaulted so far: hierarchical on v1 (total_*), the group's own
     counters otherwise (v2's are hierarchical already)."""
-    total = 0
-    for key in REFAULT_KEYS:
-        total += stat.get(f"total_{key}", stat.get(key, 0))
-    return total
+    return sum(_refaults_by_kind(stat))
 
 
+def _refaults_by_kind(stat: dict) -> tuple[int, int]:
+    """(anonymous, file) pages refaulted so far (see _refaults)."""
+    return tuple(stat.get(f"total_{key}", stat.get(key, 0)) for key in REFAULT_KEYS)

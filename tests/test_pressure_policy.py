@@ -247,3 +247,67 @@ def test_steps_are_data():
     state = {"sample": (0.0, group_pressure(0), 0)}
     step = pressure_policy({"max_step": "8M"}).plan(reading(1.0, 100 * MIB, group_pressure(0)), state)
     assert isinstance(step, Step) and step.target == 98 * MIB and step.why.endswith("reclaim 2 MiB")
+
+
+# --- the working set's edge (v2: refaults), swappiness steering, the estimate --------------------------------
+
+
+def reading_v2(time: float, usage: int, total_us: int, anon_pages: int, file_pages: int) -> Reading:
+    stat = {"workingset_refault_anon": anon_pages, "workingset_refault_file": file_pages}
+    return Reading("web", time, usage, None, 0, stat, None, group_pressure(total_us))
+
+
+def test_file_refaults_steer_reclaim_toward_anonymous_memory_and_back():
+    policy = pressure_policy({"max_step": "10%"})
+    state, usage = {}, 1000 * MIB
+    assert policy.plan(reading_v2(0.0, usage, 0, 0, 0), state).swappiness is None  # a first look: nothing to steer by
+    calm = policy.plan(reading_v2(1.0, usage, 0, 0, 0), state)
+    assert calm.swappiness == 100 and calm.why.endswith("(swappiness 100)")
+    # 8 MiB of page cache read back in a second, no anonymous memory: take anonymous memory.
+    pages = 8 * MIB // PAGE_SIZE
+    assert policy.plan(reading_v2(2.0, usage, 0, 0, pages), state).swappiness == 140
+    assert policy.plan(reading_v2(3.0, usage, 0, 0, 2 * pages), state).swappiness == 180
+    assert policy.plan(reading_v2(4.0, usage, 0, 0, 3 * pages), state).swappiness == 200  # its range ends at 200
+    # Then anonymous memory refaults (swap-ins): back toward page cache.
+    assert policy.plan(reading_v2(5.0, usage, 0, pages, 3 * pages), state).swappiness == 160
+    # Both alike, or too few to matter: it stays.
+    assert policy.plan(reading_v2(6.0, usage, 0, 2 * pages, 4 * pages), state).swappiness == 160
+    assert policy.plan(reading_v2(7.0, usage, 0, 2 * pages + 1, 4 * pages), state).swappiness == 160
+
+
+def test_refaults_make_the_steps_careful_and_set_the_working_set():
+    policy = pressure_policy({"max_step": "10%", "refault_target": 0.1})
+    state, usage = {}, 1000 * MIB
+    for second in range(4):  # calm: the step grows to 10% of usage
+        step = policy.plan(reading_v2(float(second), usage, 0, 0, 0), state)
+    assert usage - step.target == 100 * MIB and policy.working_set(state) is None
+    # 4 MiB refaulted in a second at 600 MiB: 0.67%/s, past the 0.1 target.
+    # The group is at the edge of its working set: steps of at most 1% of
+    # usage, and the estimate is that usage.
+    refaulted = 2 * MIB // PAGE_SIZE
+    step = policy.plan(reading_v2(4.0, 600 * MIB, 0, refaulted, refaulted), state)
+    assert 600 * MIB - step.target == 6 * MIB
+    assert "refaults 0.667%/s" in step.why
+    assert policy.working_set(state) == (600 * MIB, 4.0)
+    # Still refaulting at 500 MiB: the estimate follows halfway (550 MiB).
+    step = policy.plan(reading_v2(5.0, 500 * MIB, 0, 2 * refaulted, 2 * refaulted), state)
+    assert 500 * MIB - step.target == 5 * MIB
+    assert policy.working_set(state) == (550 * MIB, 5.0)
+    # Calm again right above the estimate: the step grows by a quarter, not double.
+    step = policy.plan(reading_v2(6.0, 560 * MIB, 0, 2 * refaulted, 2 * refaulted), state)
+    assert 560 * MIB - step.target == int(5 * MIB * 1.25)
+    assert policy.working_set(state) == (550 * MIB, 5.0)  # unchanged while it does not refault
+
+
+def test_the_group_grows_back_and_the_estimate_follows():
+    # The hot set grew: the kernel gave the group memory back (memory.reclaim
+    # sets no limit) and it refaults as it grows; the estimate follows it up.
+    policy = pressure_policy({"refault_target": 0.1})
+    state = {}
+    refaulted = 4 * MIB // PAGE_SIZE
+    policy.plan(reading_v2(0.0, 300 * MIB, 0, 0, 0), state)
+    policy.plan(reading_v2(1.0, 300 * MIB, 0, refaulted, 0), state)
+    assert policy.working_set(state) == (300 * MIB, 1.0)
+    policy.plan(reading_v2(2.0, 400 * MIB, 0, 2 * refaulted, 0), state)
+    policy.plan(reading_v2(3.0, 420 * MIB, 0, 3 * refaulted, 0), state)
+    assert policy.working_set(state) == (385 * MIB, 3.0)

@@ -6,6 +6,9 @@ journal directory as daemon-counters.json:
     {"pid": 1234, "started": 1764150000.0, "root": "/sys/fs/cgroup/memory",
      "rows": [{"group": "batch/a", "policy": "watermark", "reclaimed_bytes": 0,
                "actions": 0, "backoffs": 0, "errors": 0}]}
+
+A row of a policy that estimates the group's working set (pressure) also has
+"working_set_bytes" and "working_set_updated" (unix seconds of its last change).
 """
 
 from __future__ import annotations
@@ -37,6 +40,15 @@ class Counters:
         row = self.rows.setdefault((group, policy), dict.fromkeys(COUNTER_NAMES, 0))
         for name, amount in amounts.items():
             row[name] += amount
+        self._encoded_rows.pop((group, policy), None)
+        self.changed = True
+
+    def set_working_set(self, group: str, policy: str, size: int, updated: float) -> None:
+        """The policy's working-set estimate of GROUP: SIZE bytes, last changed at UPDATED (unix time)."""
+        row = self.rows.setdefault((group, policy), dict.fromkeys(COUNTER_NAMES, 0))
+        if (row.get("working_set_bytes"), row.get("working_set_updated")) == (size, updated):
+            return
+        row["working_set_bytes"], row["working_set_updated"] = size, updated
         self._encoded_rows.pop((group, policy), None)
         self.changed = True
 

@@ -394,10 +394,19 @@ class Engine:
                 return
             state = watched.states.setdefault(rule.key, {})
             step = rule.policy.plan(reading, state)
+            self._count_working_set(name, rule, state, now)
             if step is not None:
                 self._carry_out(watched, rule, reading, step, snapshot, now)
             elif state.get("idle_why"):  # a policy may say why it took nothing (pressure does)
                 self.log.detail(f"{name}: {rule.policy.name}: {state['idle_why']}")
+
+    def _count_working_set(self, name: str, rule: RuleRun, state: dict, now: float) -> None:
+        """The policy's working-set estimate, if it has one, into the counters
+        (its monotonic time turned into unix time, for readers elsewhere)."""
+        estimate = rule.policy.working_set(state)
+        if estimate is not None:
+            size, at = estimate
+            self.counters.set_working_set(name, rule.policy.name, size, round(time.time() - (now - at), 3))
 
     def _run_pool(self, pool: RuleRun, snapshot: dict, now: float) -> None:
         readings = [snapshot[name] for name in sorted(self.pool_members.get(pool.key, ())) if name in snapshot]

@@ -5,7 +5,10 @@ change; its shape:
 
     {"pid": int, "started": unix seconds, "root": str,
      "rows": [{"group": str, "policy": str, "reclaimed_bytes": int,
-               "actions": int, "backoffs": int, "errors": int}]}
+               "actions": int, "backoffs": int, "errors": int,
+               "working_set_bytes": int, "working_set_updated": unix seconds}]}
+
+(the working_set_* keys only in rows of a policy that estimates it: pressure).
 
 The file outlives a daemon that was killed, so it only counts while the
 process that wrote it is alive.
@@ -89,6 +92,12 @@ def _parse_row(row: dict) -> dict:
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise ValueError(f"{key} of {parsed['group']} is not a count: {value!r}")
         parsed[key] = value
+    if "working_set_bytes" in row:
+        size, updated = row["working_set_bytes"], row["working_set_updated"]
+        if isinstance(size, bool) or not isinstance(size, int) or size < 0 \
+                or isinstance(updated, bool) or not isinstance(updated, (int, float)):
+            raise ValueError(f"the working set of {parsed['group']} is not a size and a time: {size!r}, {updated!r}")
+        parsed["working_set_bytes"], parsed["working_set_updated"] = size, float(updated)
     return parsed
 
 

@@ -71,6 +71,12 @@ class Policy:
         for this group; the engine drops it when the group vanishes."""
         raise NotImplementedError
 
+    def working_set(self, state: dict) -> tuple[int, float] | None:
+        """The policy's estimate of what the group's workload needs: (bytes,
+        monotonic time it was last updated), or None (the engine counts and
+        exports it)."""
+        return None
+
     def stepped(self, after: Reading, state: dict) -> None:
         """The engine carried out this rule's step: AFTER is the reading with
         the usage the step reached.  For policies that keep state across steps."""

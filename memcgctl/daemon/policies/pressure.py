@@ -262,6 +262,9 @@ class PressurePolicy(Policy):
         state["sample"] = (reading.time, reading.pressure, _refaults(reading.stat))
         pressure = reading.pressure
         has_psi = pressure is not None and pressure.scope == "group"
+        last_refaults = state.get("refaults_by_kind")
+        if has_psi:
+            state["refaults_by_kind"] = _refaults_by_kind(reading.stat)
         if previous is None or reading.time <= previous[0] or (has_psi and previous[1] is None):
             state.pop("psi_history", None)
             return self._first_signal(pressure) if has_psi else None
@@ -270,14 +273,15 @@ class PressurePolicy(Policy):
         if has_psi:
             if last_pressure.scope != "group":
                 return self._first_signal(pressure)
-            return self._group_signal(reading, state, last_pressure, seconds)
+            return self._group_signal(reading, state, last_pressure, last_refaults, seconds)
         return self._refault_signal(reading, previous, seconds)
 
     def _first_signal(self, pressure) -> Signal:
         average = pressure.some.avg10
         return Signal(average / self.target, f"pressure avg10 {average:.2f}% at a first look (target {self.target:g}%)")
 
-    def _group_signal(self, reading: Reading, state: dict, before, seconds: float) -> Signal:
+    def _group_signal(self, reading: Reading, state: dict, before, last_refaults: tuple | None,
+                      seconds: float) -> Signal:
         """v2: the stall of the last PRESSURE_WINDOW seconds against `target`,
         of the last pass against PASS_SPIKE times it; the refaults of the pass
         mark the edge of the working set and steer swappiness."""
@@ -292,12 +296,11 @@ class PressurePolicy(Policy):
         load = max(windowed / self.target, passed / (self.target * PASS_SPIKE))
         what = (f"pressure {windowed:.3f}% over {reading.time - first_time:.0f} s, {passed:.3f}% over "
                 f"{seconds:.1f} s (target {self.target:g}%)")
-        anon, file = _refaults_by_kind(reading.stat)
-        last = state.get("refaults_by_kind")
-        state["refaults_by_kind"] = (anon, file)
-        if last is None:
+        if last_refaults is None:
             return Signal(load, what)
-        anon_bytes, file_bytes = max(0, anon - last[0]) * PAGE_SIZE, max(0, file - last[1]) * PAGE_SIZE
+        anon, file = state["refaults_by_kind"]
+        anon_bytes = max(0, anon - last_refaults[0]) * PAGE_SIZE
+        file_bytes = max(0, file - last_refaults[1]) * PAGE_SIZE
         rate = (anon_bytes + file_bytes) / max(reading.usage, PAGE_SIZE) / seconds * 100
         self._steer(state, anon_bytes, file_bytes)
         what += f", refaults {rate:.3f}%/s"

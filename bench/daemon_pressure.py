@@ -137,12 +137,14 @@ def table_row(kernel: str, figures: dict) -> str:
              f"{figures['stall_ms_per_min']:.1f}", f"{figures.get('throughput_ratio', float('nan')):.3f}",
              f"{figures['cpu_seconds']:.1f}" if "cpu_seconds" in figures else "",
              f"{figures['cpu_ms_per_mib']:.1f}" if "cpu_ms_per_mib" in figures else "",
+             f"{figures['guest_busy_seconds']:.0f}",
              "" if estimate is None else f"{estimate / MIB:.0f} MiB ({estimate / figures['hot_set'] - 1:+.0%})"]
     return "| " + " | ".join(cells) + " |"
 
 
 TABLE_HEAD = ("| kernel | controller | saved, mean 30-90 s | MiB at the end | PSI some ms/min | throughput ratio | "
-              "CPU s | CPU ms/MiB | working-set estimate (hot set 250 MiB) |\n|---|---|---|---|---|---|---|---|---|")
+              "CPU s | CPU ms/MiB | guest busy CPU s | working-set estimate (hot set 250 MiB) |\n"
+              "|---|---|---|---|---|---|---|---|---|---|")
 
 
 def series_lines(figures: dict) -> str:

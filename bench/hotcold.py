@@ -252,14 +252,15 @@ def own_parent_group() -> Path:
     return parent
 
 
-def start_daemon(parent: Path, name: str, target: float, interval: float, cpu: int | None) -> subprocess.Popen:
+def start_daemon(parent: Path, name: str, target: float, interval: float, cpu: int | None,
+                 cpu_percent: float = DAEMON_CPU_PERCENT) -> subprocess.Popen:
     config = Path(f"/tmp/hotcold-{os.getpid()}.toml")
     # Under TCG the guest's CPU is many times slower than the host's (Python
     # about 15 times, tests/vm/README.md), and so is the kernel's reclaim the
     # daemon does in its writes: the daemon's
     # CPU budget (max_cpu_percent, default 10% of a core) would pause it for
     # seconds after each step.  Its CPU time is measured and reported instead.
-    config.write_text(f'interval = {interval}\nmax_cpu_percent = {DAEMON_CPU_PERCENT}\n\n[[group]]\n'
+    config.write_text(f'interval = {interval}\nmax_cpu_percent = {cpu_percent}\n\n[[group]]\n'
                       f'match = "{name}"\npolicy = "pressure"\ntarget = {target}\n')
     argv = [sys.executable, "-m", "memcgctl", "--root", str(parent), "-v", "daemon", "--config", str(config)]
     return subprocess.Popen(argv, stderr=subprocess.PIPE, text=True, start_new_session=True, cwd="/",
@@ -377,10 +378,20 @@ def start_controller(kind: str, group: Path, target: float, interval: float, cpu
     if kind == "none":
         return None
     if kind == "memcgctl":
-        return start_daemon(group.parent, group.name, target, interval, cpu)
+        # A whole vCPU, as the loop and senpai have: under TCG the kernel's
+        # swap-out charged to the daemon's writes costs tens of ms a MiB, and
+        # at half a core the budget, not pressure, would set the pace.
+        return start_daemon(group.parent, group.name, target, interval, cpu, cpu_percent=100)
     argv = [sys.executable, str(Path(__file__).resolve()), kind, "--cgroup", str(group), "--target", str(target)]
     return subprocess.Popen(argv, stderr=subprocess.PIPE, text=True, start_new_session=True, cwd="/",
                             preexec_fn=lambda: os.sched_setaffinity(0, {cpu}) if cpu is not None else None)
+
+
+def guest_busy_seconds() -> float:
+    """CPU time the whole guest spent not idle (every vCPU), from /proc/stat."""
+    fields = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle, iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
 def read_stat(group: Path) -> dict:
@@ -415,7 +426,7 @@ def run_scenario(parent: Path, kind: str, seconds: float = 90.0, settle: float =
         rate_before = each.swept_between(calibration, time.monotonic()) / (time.monotonic() - calibration)
         driver = start_controller(kind, group, target, interval, controller_cpu)
         started = time.monotonic()
-        stall0, stat0 = read_some_total_us(group), read_stat(group)
+        stall0, stat0, busy0 = read_some_total_us(group), read_stat(group), guest_busy_seconds()
         series = []
         while time.monotonic() - started < seconds:
             time.sleep(1.0)
@@ -428,7 +439,9 @@ def run_scenario(parent: Path, kind: str, seconds: float = 90.0, settle: float =
                            "anon": stat.get("anon", 0), "file": stat.get("file", 0),
                            "swept": int(each.swept_between(started, now))})
         ended = time.monotonic()
-        figures = {"controller": kind, "kernel": os.uname().release, "seconds": round(ended - started, 1),
+        busy = guest_busy_seconds() - busy0
+        figures = {"controller": kind, "guest_busy_seconds": busy, "kernel": os.uname().release,
+                   "seconds": round(ended - started, 1),
                    "ready_after": round(ready_at - started, 1), "series": series,
                    "hot_set": (sizes["hot_anon"] + sizes["hot_file"]) * MIB,
                    "usage_before": sum(before_usage) / len(before_usage),
@@ -473,7 +486,8 @@ def daemon_figures(parent: Path, group: Path) -> dict:
         return {}
     for row in document.get("rows", []):
         if row.get("group") == group.name and "working_set_bytes" in row:
-            return {"working_set_bytes": row["working_set_bytes"], "working_set_age": row.get("working_set_age")}
+            return {"working_set_bytes": row["working_set_bytes"],
+                    "working_set_age": round(time.time() - row["working_set_updated"], 1)}
     return {}
 
 

@@ -311,3 +311,31 @@ def test_the_group_grows_back_and_the_estimate_follows():
     policy.plan(reading_v2(2.0, 400 * MIB, 0, 2 * refaulted, 0), state)
     policy.plan(reading_v2(3.0, 420 * MIB, 0, 3 * refaulted, 0), state)
     assert policy.working_set(state) == (385 * MIB, 3.0)
+
+
+def reading_split(time: float, anon: int, file: int, anon_pages: int, file_pages: int) -> Reading:
+    stat = {"anon": anon, "file": file, "workingset_refault_anon": anon_pages, "workingset_refault_file": file_pages}
+    return Reading("web", time, anon + file + 10 * MIB, None, 0, stat, None, group_pressure(0))
+
+
+def test_each_kind_of_memory_has_its_own_edge_in_the_estimate():
+    # v2's memory.stat splits usage: page cache refaulting at 100 MiB says its
+    # hot part is 100 MiB, while anonymous memory that does not refault yet
+    # counts what it holds (an upper bound), and follows it down.
+    policy = pressure_policy({"refault_target": 0.1})
+    state = {}
+    file_refaults = 4 * MIB // PAGE_SIZE
+    policy.plan(reading_split(0.0, 600 * MIB, 100 * MIB, 0, 0), state)
+    assert policy.plan(reading_split(1.0, 600 * MIB, 100 * MIB, 0, 0), state) is not None
+    assert policy.working_set(state) is None  # no refaults yet: no estimate
+    policy.plan(reading_split(2.0, 590 * MIB, 100 * MIB, 0, file_refaults), state)
+    assert policy.working_set(state) == (700 * MIB, 2.0)  # 590 + 100 + 10
+    policy.plan(reading_split(3.0, 400 * MIB, 100 * MIB, 0, file_refaults), state)
+    assert policy.working_set(state) == (510 * MIB, 3.0)
+    # Then anonymous memory refaults at 150 MiB: both edges known.
+    anon_refaults = 4 * MIB // PAGE_SIZE
+    policy.plan(reading_split(4.0, 150 * MIB, 100 * MIB, anon_refaults, file_refaults), state)
+    assert policy.working_set(state) == (260 * MIB, 4.0) and state["working_set_complete"]
+    # Calm passes that change nothing keep the time of the last evidence: its age grows.
+    policy.plan(reading_split(5.0, 150 * MIB, 100 * MIB, anon_refaults, file_refaults), state)
+    assert policy.working_set(state) == (260 * MIB, 4.0)

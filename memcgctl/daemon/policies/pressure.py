@@ -130,6 +130,7 @@ class Signal(NamedTuple):
     load: float
     what: str
     edge: bool = False
+    edge_kinds: tuple = ()  # v2: which kinds ("anon", "file") are at their edge
 
 
 class PressurePolicy(Policy):
@@ -177,8 +178,7 @@ class PressurePolicy(Policy):
         signal = self._measure(reading, state)
         if signal is None:
             return self._idle(state, "measuring: no refault rate before a second pass")
-        if signal.edge:
-            self._estimate(reading, state)
+        self._estimate(reading, state, signal)
         floor = max(reading.protected, self.minimum)
         if reading.usage <= floor:
             state["step"] = 0
@@ -187,7 +187,7 @@ class PressurePolicy(Policy):
             return self._back_off(reading, state, signal)
         if reading.time < state.get("hold_until", 0.0):
             return self._idle(state, f"{signal.what}; holding off after pressure")
-        estimate = state.get("working_set", (0, 0.0))[0]
+        estimate = state["working_set"][0] if state.get("working_set_complete") else 0
         near_edge = signal.edge or reading.usage < max(state.get("edge", 0), estimate) * EDGE_MARGIN
         step = self._next_step(reading.usage, state.get("step", 0), signal.load, near_edge,
                                careful=signal.edge and "psi_history" in state)
@@ -203,11 +203,37 @@ class PressurePolicy(Policy):
         policy has seen that."""
         return state.get("working_set")
 
-    def _estimate(self, reading: Reading, state: dict) -> None:
+    def _estimate(self, reading: Reading, state: dict, signal: Signal) -> None:
+        """Update the working-set estimate.  Where memory.stat splits usage into
+        anon and file (v2), each kind has an edge of its own: the size of that
+        kind when it refaulted (or the group stalled), followed halfway at each
+        such pass, and lowered to what the kind holds when it holds less
+        without refaulting.  A kind with no edge yet counts what it holds (an
+        upper bound); kernel memory and the rest count as they are.  Without
+        the split (v1), the edge is the whole usage."""
         previous = state.get("working_set")
-        usage = reading.usage if previous is None else int(
-            previous[0] + ESTIMATE_WEIGHT * (reading.usage - previous[0]))
-        state["working_set"] = (usage, reading.time)
+        stat = reading.stat
+        if not ("anon" in stat and "file" in stat and "psi_history" in state):
+            if signal.edge:
+                usage = reading.usage if previous is None else int(
+                    previous[0] + ESTIMATE_WEIGHT * (reading.usage - previous[0]))
+                state["working_set"] = (usage, reading.time)
+                state["working_set_complete"] = True
+            return
+        edges = state.setdefault("edges", {})
+        for kind in ("anon", "file"):
+            held = stat[kind]
+            if kind in signal.edge_kinds:
+                edges[kind] = held if kind not in edges else int(edges[kind] + ESTIMATE_WEIGHT * (held - edges[kind]))
+            elif kind in edges and held < edges[kind]:
+                edges[kind] = held
+        if not edges:
+            return
+        rest = max(0, reading.usage - stat["anon"] - stat["file"])
+        size = rest + sum(edges.get(kind, stat[kind]) for kind in ("anon", "file"))
+        state["working_set_complete"] = len(edges) == 2
+        changed = previous is None or abs(size - previous[0]) > previous[0] / 100
+        state["working_set"] = (size, reading.time) if changed or signal.edge else (size, previous[1])
 
     def _back_off(self, reading: Reading, state: dict, signal: Signal) -> None:
         """Stop, quarter the step, hold off.  A back-off soon after the last
@@ -301,10 +327,15 @@ class PressurePolicy(Policy):
         anon, file = state["refaults_by_kind"]
         anon_bytes = max(0, anon - last_refaults[0]) * PAGE_SIZE
         file_bytes = max(0, file - last_refaults[1]) * PAGE_SIZE
-        rate = (anon_bytes + file_bytes) / max(reading.usage, PAGE_SIZE) / seconds * 100
+        per_second = max(reading.usage, PAGE_SIZE) * seconds / 100  # bytes a second per percent
+        rate = (anon_bytes + file_bytes) / per_second
         self._steer(state, anon_bytes, file_bytes)
         what += f", refaults {rate:.3f}%/s"
-        return Signal(load, what, edge=load >= 1 or rate >= self.refault_target)
+        # A kind is at its edge when it alone refaults half the target, or
+        # (pressure) both are.
+        kinds = tuple(kind for kind, refaulted in (("anon", anon_bytes), ("file", file_bytes))
+                      if load >= 1 or refaulted / per_second >= self.refault_target / 2)
+        return Signal(load, what, edge=load >= 1 or rate >= self.refault_target, edge_kinds=kinds)
 
     @staticmethod
     def _steer(state: dict, anon_bytes: int, file_bytes: int) -> None:

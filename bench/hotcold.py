@@ -479,7 +479,7 @@ def run_scenario(parent: Path, kind: str, seconds: float = 90.0, settle: float =
 
 def daemon_figures(parent: Path, group: Path) -> dict:
     """The working-set estimate from memcgctl's counters file, where it has one."""
-    path = Path("/run/memcgctl/daemon-counters.json")
+    path = Path(os.environ.get("MEMCGCTL_JOURNAL_DIR") or "/run/memcgctl") / "daemon-counters.json"
     try:
         document = json.loads(path.read_text())
     except (OSError, ValueError):

@@ -328,8 +328,11 @@ def test_each_kind_of_memory_has_its_own_edge_in_the_estimate():
     policy.plan(reading_split(0.0, 600 * MIB, 100 * MIB, 0, 0), state)
     assert policy.plan(reading_split(1.0, 600 * MIB, 100 * MIB, 0, 0), state) is not None
     assert policy.working_set(state) is None  # no refaults yet: no estimate
-    policy.plan(reading_split(2.0, 590 * MIB, 100 * MIB, 0, file_refaults), state)
+    step = policy.plan(reading_split(2.0, 590 * MIB, 100 * MIB, 0, file_refaults), state)
     assert policy.working_set(state) == (700 * MIB, 2.0)  # 590 + 100 + 10
+    # One kind at its edge: the step is steered to the other (swappiness up)
+    # and may take up to 2% of usage (1% once both refault).
+    assert step.swappiness == 140 and 0.01 < (700 * MIB - step.target) / (700 * MIB) <= 0.02
     policy.plan(reading_split(3.0, 400 * MIB, 100 * MIB, 0, file_refaults), state)
     assert policy.working_set(state) == (510 * MIB, 3.0)
     # Then anonymous memory refaults at 150 MiB: both edges known.

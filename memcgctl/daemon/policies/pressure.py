@@ -190,7 +190,7 @@ class PressurePolicy(Policy):
         estimate = state["working_set"][0] if state.get("working_set_complete") else 0
         near_edge = signal.edge or reading.usage < max(state.get("edge", 0), estimate) * EDGE_MARGIN
         step = self._next_step(reading.usage, state.get("step", 0), signal.load, near_edge,
-                               careful=signal.edge and "psi_history" in state)
+                               careful=self._careful_share(signal, state))
         state["step"] = step
         target = max(floor, reading.usage - step)
         swappiness = state.get("swappiness")
@@ -255,14 +255,24 @@ class PressurePolicy(Policy):
         state["idle_why"] = why
         return None
 
-    def _next_step(self, usage: int, previous: int, load: float, near_edge: bool, careful: bool = False) -> int:
+    @staticmethod
+    def _careful_share(signal: Signal, state: dict) -> float | None:
+        """v2, refaulting: the largest share of usage a step may take.  Both
+        kinds at their edge: CAREFUL_SHARE; one only (the step is steered to
+        the other, where the kernel takes swappiness=): twice that."""
+        if not (signal.edge and "psi_history" in state):
+            return None
+        return CAREFUL_SHARE * (1 if len(signal.edge_kinds) != 1 else 2)
+
+    def _next_step(self, usage: int, previous: int, load: float, near_edge: bool,
+                   careful: float | None = None) -> int:
         """Bytes to reclaim this pass: grow the previous step while calm
         (double it, or a quarter more NEAR_EDGE of the working set), shrink
         it by the share of the target already used otherwise.  CAREFUL (v2,
-        refaulting): at most CAREFUL_SHARE of usage."""
+        refaulting): at most that share of usage."""
         largest = self._max_step(usage)
-        if careful:
-            largest = min(largest, max(MIN_STEP, int(usage * CAREFUL_SHARE)))
+        if careful is not None:
+            largest = min(largest, max(MIN_STEP, int(usage * careful)))
         smallest = min(MIN_STEP, largest)
         if previous <= 0:
             previous = int(largest * FIRST_STEP_FRACTION)

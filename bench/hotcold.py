@@ -330,6 +330,7 @@ def trivial_loop(group: Path, target: float, share: float = 0.02) -> None:
     less than TARGET percent of that second (PSI some), reclaim SHARE of
     memory.current."""
     last = read_some_total_us(group)
+    print("ready", file=sys.stderr, flush=True)
     while True:
         time.sleep(1.0)
         total = read_some_total_us(group)
@@ -352,6 +353,7 @@ def senpai_like(group: Path, target: float, interval: float = 1.0, max_probe: fl
     high_file.write_text(str(limit))
     budget = target / 100 * interval * 1e6
     last, integral, since_probe = read_some_total_us(group), 0.0, 0.0
+    print("ready", file=sys.stderr, flush=True)
     try:
         while True:
             time.sleep(1.0)
@@ -394,6 +396,24 @@ def guest_busy_seconds() -> float:
     return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
+def wait_until_working(driver, timeout: float = 180.0) -> list[str]:
+    """Wait until the controller DRIVER does its work (the loop and senpai say
+    `ready`, the daemon logs its first pass with -v): under TCG starting
+    Python and its imports takes seconds, and the window is counted from
+    there.  The lines read meanwhile."""
+    if driver is None:
+        return []
+    lines, deadline = [], time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = driver.stderr.readline()
+        if not line:
+            break
+        lines.append(line.rstrip("\n"))
+        if line.startswith("ready") or "pass: read" in line:
+            break
+    return lines
+
+
 def read_stat(group: Path) -> dict:
     lines = (group / "memory.stat").read_text().splitlines()
     return {key: int(value) for key, value in (line.split() for line in lines)}
@@ -425,6 +445,11 @@ def run_scenario(parent: Path, kind: str, seconds: float = 90.0, settle: float =
             before_usage.append(read_current(group))
         rate_before = each.swept_between(calibration, time.monotonic()) / (time.monotonic() - calibration)
         driver = start_controller(kind, group, target, interval, controller_cpu)
+        launched = time.monotonic()
+        log = wait_until_working(driver)
+        if driver is not None:  # drain its log all along: a full pipe would stop it
+            threading.Thread(target=lambda: log.extend(line.rstrip("\n") for line in driver.stderr),
+                             daemon=True).start()
         started = time.monotonic()
         stall0, stat0, busy0 = read_some_total_us(group), read_stat(group), guest_busy_seconds()
         series = []
@@ -440,7 +465,8 @@ def run_scenario(parent: Path, kind: str, seconds: float = 90.0, settle: float =
                            "swept": int(each.swept_between(started, now))})
         ended = time.monotonic()
         busy = guest_busy_seconds() - busy0
-        figures = {"controller": kind, "guest_busy_seconds": busy, "kernel": os.uname().release,
+        figures = {"controller": kind, "guest_busy_seconds": busy,
+                   "start_seconds": round(started - launched, 1), "kernel": os.uname().release,
                    "seconds": round(ended - started, 1),
                    "ready_after": round(ready_at - started, 1), "series": series,
                    "hot_set": (sizes["hot_anon"] + sizes["hot_file"]) * MIB,
@@ -450,9 +476,10 @@ def run_scenario(parent: Path, kind: str, seconds: float = 90.0, settle: float =
             figures["cpu_seconds"] = cpu_seconds(driver.pid)
             figures.update(daemon_figures(parent, group))
             driver.send_signal(signal.SIGTERM)
-            _, log = driver.communicate(timeout=60)
+            driver.wait(60)
+            time.sleep(0.5)  # the last lines
             figures["controller_exit"] = driver.returncode
-            figures["controller_log"] = log.splitlines()[-200:]
+            figures["controller_log"] = log[-300:]
         window = [row for row in series if WINDOW[0] <= row["t"] <= WINDOW[1]]
         figures["mean_in_window"] = sum(row["current"] for row in window) / max(1, len(window))
         figures["memory_saved"] = 1 - figures["mean_in_window"] / figures["usage_before"]

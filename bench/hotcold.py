@@ -476,9 +476,14 @@ def run_scenario(parent: Path, kind: str, seconds: float = 90.0, settle: float =
             figures["cpu_seconds"] = cpu_seconds(driver.pid)
             figures.update(daemon_figures(parent, group))
             driver.send_signal(signal.SIGTERM)
-            driver.wait(60)
+            try:
+                driver.wait(60)
+                figures["controller_exit"] = driver.returncode
+            except subprocess.TimeoutExpired:
+                os.killpg(driver.pid, signal.SIGKILL)
+                driver.wait()
+                figures["controller_exit"] = "killed: still running 60 s after SIGTERM"
             time.sleep(0.5)  # the last lines
-            figures["controller_exit"] = driver.returncode
             figures["controller_log"] = log[-300:]
         window = [row for row in series if WINDOW[0] <= row["t"] <= WINDOW[1]]
         figures["mean_in_window"] = sum(row["current"] for row in window) / max(1, len(window))
@@ -497,8 +502,8 @@ def run_scenario(parent: Path, kind: str, seconds: float = 90.0, settle: float =
         return figures
     finally:
         if driver is not None and driver.poll() is None:
-            driver.send_signal(signal.SIGTERM)
-            driver.wait(60)
+            os.killpg(driver.pid, signal.SIGKILL)
+            driver.wait()
         if each is not None:
             each.stop()
             remove_group(group)

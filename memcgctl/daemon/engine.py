@@ -488,7 +488,10 @@ class Engine:
             outcome = f"stopped short: {result.detail}"
         elif result.stopped_because is StopReason.DEADLINE:
             outcome = f"stopped short: step_seconds ({rule.settings['step_seconds']:g} s) ran out"
-        self.log.action(name, policy, step.why, result.before, result.after, result.seconds, outcome)
+        why = step.why
+        if step.swappiness is not None and getattr(self.backend, "reclaim_takes_swappiness", None):
+            why += f" (swappiness {step.swappiness})"  # not before 6.11: the kernel rejected it, it was left out
+        self.log.action(name, policy, why, result.before, result.after, result.seconds, outcome)
         # v1 can answer EBUSY while usage did get under the target (the
         # group freed memory of its own meanwhile): that is no failure.
         if result.stopped_because is StopReason.NO_PROGRESS and not result.reached:

@@ -193,9 +193,9 @@ class PressurePolicy(Policy):
                                careful=self._careful_share(signal, state))
         state["step"] = step
         target = max(floor, reading.usage - step)
-        swappiness = state.get("swappiness")
-        why = f"{signal.what}: reclaim {format_size(reading.usage - target)}"
-        return Step(target, why + ("" if swappiness is None else f" (swappiness {swappiness})"), swappiness)
+        # The engine says the swappiness in its log where the kernel took it.
+        return Step(target, f"{signal.what}: reclaim {format_size(reading.usage - target)}",
+                    state.get("swappiness"))
 
     def working_set(self, state: dict) -> tuple[int, float] | None:
         """The group's working-set estimate: (bytes, monotonic time of its last

@@ -19,7 +19,24 @@ start, < 5% throughput loss, PSI some < 0.1% of wall time.
 
     python3 bench/daemon_pressure.py [--seconds 90] [--settle 20] [--swappiness 100] [--json FILE]
 
-Needs root, the VM assets (bash tests/vm/setup.sh) and several minutes (TCG).
+The side-by-side table (issue 19): `--table` runs the issue's workload
+(1100 MiB: hot 150 MiB anonymous touched + 100 MiB page cache read
+continuously; cold 450 MiB anonymous written once + 400 MiB page cache read
+once) alone in a fresh 2 GiB guest with a 1 GiB swap file, once per kernel
+and controller: memcgctl's pressure policy, the 20-line loop (PSI-gated, 2%
+of memory.current a second), senpai's algorithm (reimplemented in
+bench/hotcold.py from its README, at a 1 s interval, stall target 0.1%), and
+none.  Per run: the mean saving over 30-90 s after the controller's start
+(against the group's own usage before it started), memory.current at the
+end, PSI some (ms a minute), throughput against the group's own before the
+start, the controller's CPU (its reclaim in the kernel included) per MiB the
+group shrank, and memcgctl's working-set estimate against the hot set.
+
+    python3 bench/daemon_pressure.py --table [--kernels 6.12,6.1] [--controllers memcgctl,loop,senpai,none]
+        [--repeat 1] [--move-at S] [--swappiness N] [--json FILE]
+
+Needs root, the VM assets (bash tests/vm/setup.sh, and MEMCGCTL_VM_KERNEL=6.12
+for 6.12) and several minutes a run (TCG).
 """
 
 from __future__ import annotations
@@ -27,6 +44,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -96,6 +114,64 @@ def report(figures: dict, took: float) -> str:
     return "\n".join(lines)
 
 
+def run_scenario_in_vm(kernel: str, controller: str, seconds: float, settle: float, swappiness: int | None,
+                       move_at: float | None) -> dict:
+    """One fresh guest (2 GiB) on KERNEL, the issue's workload, CONTROLLER on it."""
+    os.environ["MEMCGCTL_VM_KERNEL"] = kernel  # run.py reads it at each run
+    vmrun = load_vm_runner()
+    argv = [sys.executable, str(PROJECT / "bench" / "hotcold.py"), "scenario", "--controller", controller,
+            "--seconds", str(seconds), "--settle", str(settle)]
+    argv += ["--swappiness", str(swappiness)] if swappiness is not None else []
+    argv += ["--move-at", str(move_at)] if move_at is not None else []
+    code, output = vmrun.run_in_vm(argv, timeout=seconds + settle + 900, cwd=str(PROJECT), memory=2048)
+    if code != 0:
+        return {"controller": controller, "kernel": kernel, "failed": f"exit {code}: {output[-1500:]}"}
+    return json.loads(next(line for line in reversed(output.splitlines()) if line.startswith("{")))
+
+
+def table_row(kernel: str, figures: dict) -> str:
+    if "failed" in figures:
+        return f"| {kernel} | {figures['controller']} | failed: {figures['failed'][-200:]!r} |"
+    estimate = figures.get("working_set_bytes")
+    cells = [kernel, figures["controller"], f"{figures['memory_saved']:.1%}", f"{figures['current_end'] / MIB:.0f}",
+             f"{figures['stall_ms_per_min']:.1f}", f"{figures.get('throughput_ratio', float('nan')):.3f}",
+             f"{figures['cpu_seconds']:.1f}" if "cpu_seconds" in figures else "",
+             f"{figures['cpu_ms_per_mib']:.1f}" if "cpu_ms_per_mib" in figures else "",
+             f"{figures['guest_busy_seconds']:.0f}",
+             "" if estimate is None else f"{estimate / MIB:.0f} MiB ({estimate / figures['hot_set'] - 1:+.0%})"]
+    return "| " + " | ".join(cells) + " |"
+
+
+TABLE_HEAD = ("| kernel | controller | saved, mean 30-90 s | MiB at the end | PSI some ms/min | throughput ratio | "
+              "CPU s | CPU ms/MiB | guest busy CPU s | working-set estimate (hot set 250 MiB) |\n"
+              "|---|---|---|---|---|---|---|---|---|---|")
+
+
+def series_lines(figures: dict) -> str:
+    """memory.current (MiB) every 5 s, for the time series of the note."""
+    rows = figures.get("series", [])[4::5]
+    return " ".join(f"{row['t']:.0f}s:{row['current'] / MIB:.0f}" for row in rows)
+
+
+def run_table(args) -> None:
+    results = []
+    for kernel in args.kernels.split(","):
+        for _ in range(args.repeat):
+            for controller in args.controllers.split(","):
+                started = time.monotonic()
+                figures = run_scenario_in_vm(kernel, controller, args.seconds, args.settle, args.swappiness,
+                                             args.move_at)
+                figures["took"] = time.monotonic() - started
+                results.append((kernel, figures))
+                print(table_row(kernel, figures), flush=True)
+                print(f"    series: {series_lines(figures)}", flush=True)
+                if args.json:
+                    args.json.write_text(json.dumps(results, indent=1))
+    print(TABLE_HEAD)
+    for kernel, figures in results:
+        print(table_row(kernel, figures))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=90)
@@ -103,7 +179,15 @@ def main() -> None:
     parser.add_argument("--swappiness", type=int, default=DEFAULT_SWAPPINESS,
                         help=f"vm.swappiness in the VM (default {DEFAULT_SWAPPINESS}; the kernel's own is 60)")
     parser.add_argument("--json", type=Path, help="also write every figure (and the series) to this file")
+    parser.add_argument("--table", action="store_true", help="the side-by-side table (see above)")
+    parser.add_argument("--kernels", default="6.12,6.1")
+    parser.add_argument("--controllers", default="memcgctl,loop,senpai,none")
+    parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument("--move-at", type=float, help="--table: the hot set moves this many seconds after the start")
     args = parser.parse_args()
+    if args.table:
+        run_table(args)
+        return
     figures, took = run_in_vm(args.seconds, args.settle, args.swappiness)
     if args.json:
         args.json.write_text(json.dumps(figures, indent=1))

@@ -70,25 +70,34 @@ def fill_file(path: Path, size: int) -> int:
 
 
 def workload(cgroup: Path, anon_mib: int, file_mib: int, hot: float, path: Path, seconds: float,
-             cpu: int | None) -> None:
+             cpu: int | None, hot_anon_mib: int | None = None, hot_file_mib: int | None = None,
+             move_at: float | None = None) -> None:
+    """HOT_ANON_MIB / HOT_FILE_MIB, when given, size the hot set instead of
+    the HOT fraction.  MOVE_AT: seconds after `ready` at which the hot set
+    moves to the pages right after it (cold until then): a second phase."""
     (cgroup / "cgroup.procs").write_text(str(os.getpid()))
     if cpu is not None:
         os.sched_setaffinity(0, {cpu})
     anon = fill_anonymous(anon_mib * MIB)
     fd = fill_file(path, file_mib * MIB)
-    hot_anon = int(anon_mib * MIB * hot) // PAGE * PAGE
-    hot_file = int(file_mib * MIB * hot) // MIB * MIB
+    hot_anon = (hot_anon_mib * MIB if hot_anon_mib is not None else int(anon_mib * MIB * hot)) // PAGE * PAGE
+    hot_file = (hot_file_mib * MIB if hot_file_mib is not None else int(file_mib * MIB * hot)) // MIB * MIB
     view = memoryview(anon)
     scratch = bytearray(MIB)
     print("ready", flush=True)
     swept, started, next_report = 0, time.monotonic(), 0.0
+    anon_start = file_start = 0
     while time.monotonic() - started < seconds:
-        for offset in range(0, hot_anon, MIB):
-            chunk = view[offset:offset + MIB]
+        if move_at is not None and anon_start == 0 and time.monotonic() - started >= move_at:
+            anon_start = min(hot_anon, anon_mib * MIB - hot_anon)
+            file_start = min(hot_file, file_mib * MIB - hot_file)
+            print("moved", flush=True)
+        for offset in range(anon_start, anon_start + hot_anon, MIB):
+            chunk = view[offset:min(offset + MIB, anon_start + hot_anon)]
             scratch[: len(chunk)] = chunk
             swept += len(chunk)
             next_report = report(swept, next_report)
-        for offset in range(0, hot_file, MIB):
+        for offset in range(file_start, file_start + hot_file, MIB):
             os.preadv(fd, [scratch], offset)
             swept += MIB
             next_report = report(swept, next_report)
@@ -137,13 +146,14 @@ def swap_on(path: Path, mebibytes: int, swappiness: int | None = None) -> None:
 class Workload:
     """A workload process in GROUP, and the progress it reported."""
 
-    def __init__(self, group: Path, anon_mib: int, file_mib: int, hot: float, seconds: float, cpu: int | None):
+    def __init__(self, group: Path, anon_mib: int, file_mib: int, hot: float, seconds: float, cpu: int | None,
+                 extra: tuple = ()):
         self.group = group
         group.mkdir()
         self.path = Path(f"/tmp/hotcold-{group.name}-{os.getpid()}")
         argv = [sys.executable, str(Path(__file__).resolve()), "workload", "--cgroup", str(group),
                 "--anon", str(anon_mib), "--file", str(file_mib), "--hot", str(hot),
-                "--path", str(self.path), "--seconds", str(seconds)]
+                "--path", str(self.path), "--seconds", str(seconds), *extra]
         if cpu is not None:
             argv += ["--cpu", str(cpu)]
         self.process = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True, start_new_session=True)
@@ -242,14 +252,15 @@ def own_parent_group() -> Path:
     return parent
 
 
-def start_daemon(parent: Path, name: str, target: float, interval: float, cpu: int | None) -> subprocess.Popen:
+def start_daemon(parent: Path, name: str, target: float, interval: float, cpu: int | None,
+                 cpu_percent: float = DAEMON_CPU_PERCENT) -> subprocess.Popen:
     config = Path(f"/tmp/hotcold-{os.getpid()}.toml")
     # Under TCG the guest's CPU is many times slower than the host's (Python
     # about 15 times, tests/vm/README.md), and so is the kernel's reclaim the
     # daemon does in its writes: the daemon's
     # CPU budget (max_cpu_percent, default 10% of a core) would pause it for
     # seconds after each step.  Its CPU time is measured and reported instead.
-    config.write_text(f'interval = {interval}\nmax_cpu_percent = {DAEMON_CPU_PERCENT}\n\n[[group]]\n'
+    config.write_text(f'interval = {interval}\nmax_cpu_percent = {cpu_percent}\n\n[[group]]\n'
                       f'match = "{name}"\npolicy = "pressure"\ntarget = {target}\n')
     argv = [sys.executable, "-m", "memcgctl", "--root", str(parent), "-v", "daemon", "--config", str(config)]
     return subprocess.Popen(argv, stderr=subprocess.PIPE, text=True, start_new_session=True, cwd="/",
@@ -304,6 +315,217 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+# --- one workload, one controller (the side-by-side table: bench/daemon_pressure.py --table) -------------------
+
+# The issue's workload: 1100 MiB, of which 250 MiB hot (150 anonymous touched
+# continuously, 100 of page cache read continuously), the rest cold (450
+# anonymous written once, 400 of page cache read once).
+SCENARIO_WORKLOAD = {"anon": 600, "file": 500, "hot_anon": 150, "hot_file": 100}
+CONTROLLERS = ("memcgctl", "loop", "senpai", "none")
+WINDOW = (30.0, 90.0)  # seconds after the controller's start: the mean saving is taken over it
+
+
+def trivial_loop(group: Path, target: float, share: float = 0.02) -> None:
+    """The simplest thing that could work: once a second, if the group stalled
+    less than TARGET percent of that second (PSI some), reclaim SHARE of
+    memory.current."""
+    last = read_some_total_us(group)
+    print("ready", file=sys.stderr, flush=True)
+    while True:
+        time.sleep(1.0)
+        total = read_some_total_us(group)
+        if total - last < target / 100 * 1e6:
+            with contextlib.suppress(OSError):  # EAGAIN: less than asked
+                (group / "memory.reclaim").write_text(str(int(read_current(group) * share)))
+        last = total
+
+
+def senpai_like(group: Path, target: float, interval: float = 1.0, max_probe: float = 0.01,
+                max_backoff: float = 0.1, min_size: int = 100 * MIB) -> None:
+    """Senpai's published algorithm (facebookincubator/senpai, its README),
+    reimplemented here, not its code: memory.high starts at memory.current;
+    each second the PSI some stall is added to an integral; above the stall
+    target (TARGET percent of INTERVAL) memory.high goes up by up to
+    MAX_BACKOFF of itself, in proportion to the excess; else every INTERVAL it
+    probes down by up to MAX_PROBE, less as the integral nears the target."""
+    high_file = group / "memory.high"
+    limit = read_current(group)
+    high_file.write_text(str(limit))
+    budget = target / 100 * interval * 1e6
+    last, integral, since_probe = read_some_total_us(group), 0.0, 0.0
+    print("ready", file=sys.stderr, flush=True)
+    try:
+        while True:
+            time.sleep(1.0)
+            total = read_some_total_us(group)
+            integral += total - last
+            last = total
+            since_probe += 1.0
+            if integral > budget:
+                limit += int(limit * min(max_backoff, max_backoff * (integral / budget - 1)))
+                integral, since_probe = 0.0, 0.0
+            elif since_probe >= interval:
+                limit -= int(limit * max_probe * (1 - integral / budget))
+                integral, since_probe = 0.0, 0.0
+            else:
+                continue
+            limit = max(min_size, limit)
+            with contextlib.suppress(OSError):
+                high_file.write_text(str(limit))
+    finally:
+        high_file.write_text("max")
+
+
+def start_controller(kind: str, group: Path, target: float, interval: float, cpu: int | None):
+    if kind == "none":
+        return None
+    if kind == "memcgctl":
+        # A whole vCPU, as the loop and senpai have: under TCG the kernel's
+        # swap-out charged to the daemon's writes costs tens of ms a MiB, and
+        # at half a core the budget, not pressure, would set the pace.
+        return start_daemon(group.parent, group.name, target, interval, cpu, cpu_percent=100)
+    argv = [sys.executable, str(Path(__file__).resolve()), kind, "--cgroup", str(group), "--target", str(target)]
+    return subprocess.Popen(argv, stderr=subprocess.PIPE, text=True, start_new_session=True, cwd="/",
+                            preexec_fn=lambda: os.sched_setaffinity(0, {cpu}) if cpu is not None else None)
+
+
+def guest_busy_seconds() -> float:
+    """CPU time the whole guest spent not idle (every vCPU), from /proc/stat."""
+    fields = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle, iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def wait_until_working(driver, timeout: float = 180.0) -> list[str]:
+    """Wait until the controller DRIVER does its work (the loop and senpai say
+    `ready`, the daemon logs its first pass with -v): under TCG starting
+    Python and its imports takes seconds, and the window is counted from
+    there.  The lines read meanwhile."""
+    if driver is None:
+        return []
+    lines, deadline = [], time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = driver.stderr.readline()
+        if not line:
+            break
+        lines.append(line.rstrip("\n"))
+        if line.startswith("ready") or "pass: read" in line:
+            break
+    return lines
+
+
+def read_stat(group: Path) -> dict:
+    lines = (group / "memory.stat").read_text().splitlines()
+    return {key: int(value) for key, value in (line.split() for line in lines)}
+
+
+def run_scenario(parent: Path, kind: str, seconds: float = 90.0, settle: float = 20.0, target: float = 0.1,
+                 interval: float = 1.0, move_at: float | None = None) -> dict:
+    """One workload (SCENARIO_WORKLOAD) in a new child of PARENT, controller
+    KIND on it for SECONDS; the figures, with a series a second.  MOVE_AT:
+    seconds after the controller's start at which the hot set moves."""
+    cpus = sorted(os.sched_getaffinity(0))
+    work_cpu, controller_cpu = (cpus[0], cpus[1]) if len(cpus) >= 2 else (None, None)
+    sizes = SCENARIO_WORKLOAD
+    extra = ("--hot-anon", str(sizes["hot_anon"]), "--hot-file", str(sizes["hot_file"]))
+    group = parent / "work"
+    each = driver = None
+    try:
+        if move_at is not None:  # the workload counts from its `ready`, the controller starts SETTLE later
+            extra += ("--move-at", str(settle + move_at))
+        each = Workload(group, sizes["anon"], sizes["file"], 0.25, settle + seconds + 120, work_cpu, extra)
+        if not each.ready.wait(600):
+            raise RuntimeError("the workload did not get ready")
+        ready_at = time.monotonic()
+        time.sleep(settle / 2)
+        calibration = time.monotonic()
+        before_usage = []
+        while time.monotonic() - calibration < settle / 2:
+            time.sleep(1.0)
+            before_usage.append(read_current(group))
+        rate_before = each.swept_between(calibration, time.monotonic()) / (time.monotonic() - calibration)
+        driver = start_controller(kind, group, target, interval, controller_cpu)
+        launched = time.monotonic()
+        log = wait_until_working(driver)
+        if driver is not None:  # drain its log all along: a full pipe would stop it
+            threading.Thread(target=lambda: log.extend(line.rstrip("\n") for line in driver.stderr),
+                             daemon=True).start()
+        started = time.monotonic()
+        stall0, stat0, busy0 = read_some_total_us(group), read_stat(group), guest_busy_seconds()
+        series = []
+        while time.monotonic() - started < seconds:
+            time.sleep(1.0)
+            now = time.monotonic()
+            stat = read_stat(group)
+            series.append({"t": round(now - started, 1), "current": read_current(group),
+                           "stall_us": read_some_total_us(group) - stall0,
+                           **{f"refault_{kind}": stat.get(f"workingset_refault_{kind}", 0)
+                              - stat0.get(f"workingset_refault_{kind}", 0) for kind in ("anon", "file")},
+                           "anon": stat.get("anon", 0), "file": stat.get("file", 0),
+                           "swept": int(each.swept_between(started, now))})
+        ended = time.monotonic()
+        busy = guest_busy_seconds() - busy0
+        figures = {"controller": kind, "guest_busy_seconds": busy,
+                   "start_seconds": round(started - launched, 1), "kernel": os.uname().release,
+                   "seconds": round(ended - started, 1),
+                   "ready_after": round(ready_at - started, 1), "series": series,
+                   "hot_set": (sizes["hot_anon"] + sizes["hot_file"]) * MIB,
+                   "usage_before": sum(before_usage) / len(before_usage),
+                   "throughput_before": rate_before}
+        if driver is not None:
+            figures["cpu_seconds"] = cpu_seconds(driver.pid)
+            figures.update(daemon_figures(parent, group))
+            driver.send_signal(signal.SIGTERM)
+            try:
+                driver.wait(60)
+                figures["controller_exit"] = driver.returncode
+            except subprocess.TimeoutExpired:
+                os.killpg(driver.pid, signal.SIGKILL)
+                driver.wait()
+                figures["controller_exit"] = "killed: still running 60 s after SIGTERM"
+            time.sleep(0.5)  # the last lines
+            figures["controller_log"] = log[-300:]
+        window = [row for row in series if WINDOW[0] <= row["t"] <= WINDOW[1]]
+        figures["mean_in_window"] = sum(row["current"] for row in window) / max(1, len(window))
+        figures["memory_saved"] = 1 - figures["mean_in_window"] / figures["usage_before"]
+        figures["current_end"] = series[-1]["current"]
+        figures["stall_ms_per_min"] = series[-1]["stall_us"] / 1000 / ((ended - started) / 60)
+        span = [row for row in series if row["t"] >= WINDOW[0]]
+        if len(span) >= 2:
+            rate = (span[-1]["swept"] - span[0]["swept"]) / (span[-1]["t"] - span[0]["t"])
+            figures["throughput_ratio"] = rate / rate_before
+        shrunk = figures["usage_before"] - min(row["current"] for row in series)
+        figures["shrunk_mib"] = shrunk / MIB
+        if "cpu_seconds" in figures and shrunk > 0:
+            figures["cpu_ms_per_mib"] = figures["cpu_seconds"] * 1000 / (shrunk / MIB)
+        figures["swap_current"] = int((group / "memory.swap.current").read_text())
+        return figures
+    finally:
+        if driver is not None and driver.poll() is None:
+            os.killpg(driver.pid, signal.SIGKILL)
+            driver.wait()
+        if each is not None:
+            each.stop()
+            remove_group(group)
+
+
+def daemon_figures(parent: Path, group: Path) -> dict:
+    """The working-set estimate from memcgctl's counters file, where it has one."""
+    from memcgctl.daemon.counters import counters_file_name
+
+    journal = Path(os.environ.get("MEMCGCTL_JOURNAL_DIR") or "/run/memcgctl")
+    path = journal / counters_file_name(Path(os.path.realpath(parent)))
+    try:
+        document = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    for row in document.get("rows", []):
+        if row.get("group") == group.name and "working_set_bytes" in row:
+            return {"working_set_bytes": row["working_set_bytes"],
+                    "working_set_age": round(time.time() - row["working_set_updated"], 1)}
+    return {}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     sub = parser.add_subparsers(dest="command", required=True)
@@ -322,9 +544,38 @@ def main() -> None:
     experiment.add_argument("--settle", type=float, default=20.0)
     experiment.add_argument("--no-daemon", action="store_true")
     experiment.add_argument("--swappiness", type=int, help="set vm.swappiness first (the kernel's default is 60)")
+    work.add_argument("--hot-anon", type=int, help="MiB of hot anonymous memory (instead of --hot)")
+    work.add_argument("--hot-file", type=int, help="MiB of hot page cache (instead of --hot)")
+    work.add_argument("--move-at", type=float, help="seconds after ready when the hot set moves")
+    scenario = sub.add_parser("scenario")
+    scenario.add_argument("--controller", choices=CONTROLLERS, required=True)
+    scenario.add_argument("--seconds", type=float, default=90)
+    scenario.add_argument("--settle", type=float, default=20)
+    scenario.add_argument("--target", type=float, default=0.1)
+    scenario.add_argument("--move-at", type=float, help="seconds after the controller's start when the hot set moves")
+    scenario.add_argument("--swap-mib", type=int, default=1024)
+    scenario.add_argument("--swappiness", type=int, help="set vm.swappiness first (the kernel's default is 60)")
+    for name in ("loop", "senpai"):
+        controller = sub.add_parser(name)
+        controller.add_argument("--cgroup", type=Path, required=True)
+        controller.add_argument("--target", type=float, default=0.1)
     args = parser.parse_args()
     if args.command == "workload":
-        workload(args.cgroup, args.anon, args.file, args.hot, args.path, args.seconds, args.cpu)
+        workload(args.cgroup, args.anon, args.file, args.hot, args.path, args.seconds, args.cpu,
+                 args.hot_anon, args.hot_file, args.move_at)
+    elif args.command in ("loop", "senpai"):
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # senpai_like puts memory.high back on the way out
+        (trivial_loop if args.command == "loop" else senpai_like)(args.cgroup, args.target)
+    elif args.command == "scenario":
+        swap_on(SWAP_FILE, args.swap_mib, args.swappiness)
+        parent = own_parent_group()
+        try:
+            figures = run_scenario(parent, args.controller, args.seconds, args.settle, args.target,
+                                   move_at=args.move_at)
+        finally:
+            parent.rmdir()
+        figures["swappiness"] = int(Path("/proc/sys/vm/swappiness").read_text())
+        print(json.dumps(figures))
     else:
         swap_on(SWAP_FILE, 2 * (args.anon + args.file), args.swappiness)
         parent = own_parent_group()

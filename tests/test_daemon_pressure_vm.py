@@ -11,6 +11,7 @@ throughput loss, PSI some < 0.1%).
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import time
 from pathlib import Path
@@ -91,3 +92,16 @@ def test_hot_cold_workload_gives_up_its_cold_memory_without_feeling_it(kernel_ro
     # Reclaim went through memory.reclaim: memory.max and memory.high were never touched.
     assert (managed["memory_high"], managed["memory_max"]) == ("max", "max"), summary
     assert not (kernel_root.path / "managed").exists()
+    # The daemon's working-set estimate of the managed twin, in its counters
+    # file: there, no smaller than its hot set (less 15%), no larger than the
+    # untouched twin (it is the usage where the twin refaulted or stalled, or
+    # for a kind of memory that did not refault yet, what that kind held).
+    from memcgctl.daemon.counters import counters_file_name
+
+    journal = Path(os.environ.get("MEMCGCTL_JOURNAL_DIR") or "/run/memcgctl")
+    counters = journal / counters_file_name(Path(os.path.realpath(kernel_root.path)))
+    rows = [row for row in json.loads(counters.read_text())["rows"] if row["group"] == "managed"]
+    assert rows and "working_set_bytes" in rows[0], (rows, summary)
+    estimate = rows[0]["working_set_bytes"]
+    print(f"working-set estimate {estimate / MIB:.0f} MiB, hot set {hot_mib} MiB")
+    assert hot_mib * MIB * 0.85 <= estimate <= control["memory_current_end"], (estimate, summary)

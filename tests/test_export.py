@@ -202,6 +202,26 @@ def test_daemon_counters_of_a_running_daemon_are_exported(fake_v1, journal_direc
     assert value(found, "memcgctl_daemon_errors_total", group="batch", policy="limit-guard") == 5
 
 
+def test_the_working_set_estimate_is_exported_with_its_age(fake_v1, journal_directory):
+    rows = [{"group": "web", "policy": "pressure", "reclaimed_bytes": 3 * MIB, "actions": 4, "backoffs": 1,
+             "errors": 0, "working_set_bytes": 250 * MIB, "working_set_updated": time.time() - 30},
+            {"group": "batch", "policy": "watermark", "reclaimed_bytes": 0, "actions": 0, "backoffs": 0, "errors": 0}]
+    write_daemon_counters(journal_directory, fake_v1, os.getpid(), rows)
+    found = samples(run_cli(fake_v1, "export").stdout)
+    assert value(found, "memcgctl_daemon_working_set_bytes", group="web", policy="pressure") == 250 * MIB
+    assert 30 <= value(found, "memcgctl_daemon_working_set_age_seconds", group="web", policy="pressure") < 40
+    # A policy without an estimate has none.
+    assert value(found, "memcgctl_daemon_working_set_bytes", group="batch", policy="watermark") is None
+
+
+def test_a_working_set_that_is_not_a_size_is_a_scrape_error(fake_v1, journal_directory):
+    rows = [{"group": "web", "policy": "pressure", "reclaimed_bytes": 0, "actions": 0, "backoffs": 0, "errors": 0,
+             "working_set_bytes": "lots", "working_set_updated": 0}]
+    write_daemon_counters(journal_directory, fake_v1, os.getpid(), rows)
+    found = samples(run_cli(fake_v1, "export").stdout)
+    assert value(found, "memcgctl_daemon_up") is None and value(found, "memcgctl_scrape_errors") == 1
+
+
 def test_daemon_counters_of_a_dead_daemon_are_not_exported(fake_v1, journal_directory):
     finished = subprocess.Popen([sys.executable, "-c", "pass"])
     finished.wait()  # reaped: its pid names no process now

@@ -180,3 +180,60 @@ def test_read_stats_of_a_group_removed_meanwhile(kernel_backend):
     with pytest.raises(NotFound):
         read_stats(kernel_backend, groups)
     assert read_stats(kernel_backend, groups, skip_vanished=True) == []
+
+
+# --- memory.reclaim's swappiness= (6.11+), probed on first use ---------------------------------------------
+
+
+class ReclaimingKernel:
+    """Stands for v2's memory.reclaim on a fake tree: each write lowers
+    memory.current by the amount asked; a kernel before 6.11 (TAKES_SWAPPINESS
+    false) answers EINVAL to the swappiness= option, as the kernel does."""
+
+    def __init__(self, backend, takes_swappiness: bool):
+        self.backend, self.takes_swappiness, self.writes = backend, takes_swappiness, []
+        self.apply = backend.fs.apply
+
+    def __call__(self, action):
+        if getattr(action, "path", None) is None or action.path.name != "memory.reclaim":
+            return self.apply(action)
+        self.writes.append(action.value)
+        if "swappiness=" in action.value and not self.takes_swappiness:
+            from memcgctl.errors import InvalidValue
+
+            raise InvalidValue("write memory.reclaim", "invalid argument (EINVAL)", str(action.path))
+        current = action.path.parent / "memory.current"
+        current.write_text(str(int(current.read_text()) - int(action.value.split()[0])))
+        return None
+
+
+@pytest.mark.parametrize("takes_swappiness", [True, False], ids=["6.11+", "before 6.11"])
+def test_reclaim_asks_for_swappiness_where_the_kernel_takes_it(fake_v2, journal_directory, monkeypatch,
+                                                               takes_swappiness):
+    from memcgctl.operations.shrink import shrink_locked
+    from memcgctl.sizes import ShrinkTarget
+
+    backend = with_group_web(open_hierarchy(fake_v2, journal=Journal(journal_directory)))
+    kernel = ReclaimingKernel(backend, takes_swappiness)
+    monkeypatch.setattr(backend.fs, "apply", kernel)
+    (fake_v2 / "web" / "memory.current").write_text(str(300 * MIB))
+    group = backend.group("web")
+    first = shrink_locked(backend, group, ShrinkTarget(bytes=200 * MIB), swappiness=150)
+    second = shrink_locked(backend, group, ShrinkTarget(bytes=150 * MIB), swappiness=20)
+    assert (first.after, second.after) == (200 * MIB, 150 * MIB) and first.reached and second.reached
+    assert backend.reclaim_takes_swappiness is takes_swappiness
+    if takes_swappiness:
+        assert kernel.writes == [f"{100 * MIB} swappiness=150", f"{50 * MIB} swappiness=20"]
+    else:  # the first refusal is the probe: the step goes on without the option, and so do the next ones
+        assert kernel.writes == [f"{100 * MIB} swappiness=150", str(100 * MIB), str(50 * MIB)]
+    # A step that asks for none leaves it out, and the dry run shows what the real run writes.
+    steps = backend.shrink_step(group, 100 * MIB, swappiness=20).writes
+    assert [write.value for write in steps] == [f"{50 * MIB} swappiness=20" if takes_swappiness else str(50 * MIB)]
+    assert [write.value for write in backend.shrink_step(group, 100 * MIB).writes] == [str(50 * MIB)]
+
+
+def test_v1_leaves_swappiness_out(fake_v1, journal_directory):
+    backend = with_group_web(open_hierarchy(fake_v1, journal=Journal(journal_directory)))
+    step = backend.shrink_step(backend.group("web"), 100 * MIB, swappiness=150)
+    assert all("swappiness" not in write.value for write in step.writes)
+    assert all(write.path.name != "memory.swappiness" for write in step.writes)

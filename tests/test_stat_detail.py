@@ -5,8 +5,17 @@ from __future__ import annotations
 
 import csv
 import io
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
+
+from memcgctl.daemon.counters import counters_file_name
 
 from conftest import run_cli, run_process
 
@@ -50,6 +59,43 @@ def test_detail_shows_every_counter_grouped_and_explained(web):
     else:
         assert shown["failcnt"] == "4  times usage hit memory.limit_in_bytes"
         assert shown["total_cache"].endswith("; this group and below")
+
+
+def write_counters(journal_directory, root, pid: int, rows: list) -> Path:
+    """The counters file a daemon on ROOT (process PID) would write; its path."""
+    document = {"pid": pid, "started": time.time(), "root": str(root), "root_device": root.stat().st_dev,
+                "root_inode": root.stat().st_ino, "rows": rows}
+    path = journal_directory / counters_file_name(root)
+    path.write_text(json.dumps(document))
+    return path
+
+
+def test_detail_shows_a_running_daemons_working_set_estimate(web, journal_directory):
+    rows = [{"group": "web", "policy": "pressure", "reclaimed_bytes": 0, "actions": 0, "backoffs": 0, "errors": 0,
+             "working_set_bytes": 250 * MIB, "working_set_updated": time.time() - 12},
+            {"group": "other", "policy": "pressure", "reclaimed_bytes": 0, "actions": 0, "backoffs": 0, "errors": 0,
+             "working_set_bytes": MIB, "working_set_updated": time.time()}]
+    write_counters(journal_directory, web, os.getpid(), rows)  # this process stands for the daemon
+    result = run_cli(web, "stat", "web", "--detail")
+    assert result.exit_code == 0, result.stderr
+    lines = result.stdout.splitlines()
+    shown = [line for line in lines if line.startswith("  working_set")]
+    assert len(shown) == 1 and lines[lines.index(shown[0]) - 1] == "daemon"
+    assert re.fullmatch(r"  working_set +250 MiB  what the workload needs, as the daemon's pressure policy "
+                        r"estimates it \(the usage where it refaults or stalls\), 1[23] s ago", shown[0]), shown
+
+
+def test_detail_without_a_running_daemon_has_no_daemon_section(web, journal_directory):
+    finished = subprocess.Popen([sys.executable, "-c", "pass"])
+    finished.wait()
+    counters = write_counters(journal_directory, web, finished.pid, [
+        {"group": "web", "policy": "pressure", "reclaimed_bytes": 0, "actions": 0, "backoffs": 0, "errors": 0,
+         "working_set_bytes": 250 * MIB, "working_set_updated": time.time()}])
+    result = run_cli(web, "stat", "web", "--detail")
+    assert result.exit_code == 0 and "working_set" not in result.stdout and "\ndaemon\n" not in result.stdout
+    counters.write_text("{broken")  # unreadable: the kernel's figures anyway
+    result = run_cli(web, "stat", "web", "--detail")
+    assert result.exit_code == 0 and "working_set" not in result.stdout, result.stderr
 
 
 @pytest.mark.parametrize("args", [["stat", "--detail"], ["stat", "--detail", "web", "web"],

@@ -16,6 +16,9 @@ A row stays while its group exists and FORGET_AFTER_SECONDS after it goes
 (so the last counts are scraped), and at most MAX_GONE_ROWS rows of vanished
 groups are kept: a glob over short-lived groups does not grow the file and
 the exported series without bound.
+
+A row of a policy that estimates the group's working set (pressure) also has
+"working_set_bytes" and "working_set_updated" (unix seconds of its last change).
 """
 
 from __future__ import annotations
@@ -62,6 +65,15 @@ class Counters:
         self.gone_since.pop(group, None)  # back, or never gone
         for name, amount in amounts.items():
             row[name] += amount
+        self._encoded_rows.pop((group, policy), None)
+        self.changed = True
+
+    def set_working_set(self, group: str, policy: str, size: int, updated: float) -> None:
+        """The policy's working-set estimate of GROUP: SIZE bytes, last changed at UPDATED (unix time)."""
+        row = self.rows.setdefault((group, policy), dict.fromkeys(COUNTER_NAMES, 0))
+        if (row.get("working_set_bytes"), row.get("working_set_updated")) == (size, updated):
+            return
+        row["working_set_bytes"], row["working_set_updated"] = size, updated
         self._encoded_rows.pop((group, policy), None)
         self.changed = True
 

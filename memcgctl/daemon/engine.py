@@ -433,10 +433,19 @@ class Engine:
                 return
             state = watched.states.setdefault(rule.key, {})
             step = rule.policy.plan(reading, state)
+            self._count_working_set(name, rule, state, now)
             if step is not None:
                 self._carry_out(watched, rule, reading, step, snapshot, now)
             elif state.get("idle_why"):  # a policy may say why it took nothing (pressure does)
                 self.log.detail(f"{name}: {rule.policy.name}: {state['idle_why']}")
+
+    def _count_working_set(self, name: str, rule: RuleRun, state: dict, now: float) -> None:
+        """The policy's working-set estimate, if it has one, into the counters
+        (its monotonic time turned into unix time, for readers elsewhere)."""
+        estimate = rule.policy.working_set(state)
+        if estimate is not None:
+            size, at = estimate
+            self.counters.set_working_set(name, rule.policy.name, size, round(time.time() - (now - at), 3))
 
     def _run_pool(self, pool: RuleRun, snapshot: dict, now: float) -> None:
         readings = [snapshot[name] for name in sorted(self.pool_members.get(pool.key, ())) if name in snapshot]
@@ -466,11 +475,13 @@ class Engine:
             self.log.detail(f"{name}: {policy}: {step.why}: nothing to do within the floor and the rate cap")
             return
         if self.dry_run:
-            lines = [write.shell() for write in self.backend.plan_shrink(watched.group, target, reading.usage)]
+            lines = [write.shell() for write in self.backend.plan_shrink(watched.group, target, reading.usage,
+                                                                          step.swappiness)]
             self.log.would(name, policy, step.why, lines)
             return
         try:
-            result = self._shrink(watched.group, target, rule.settings["step_seconds"], reading.usage)
+            result = self._shrink(watched.group, target, rule.settings["step_seconds"], reading.usage,
+                                  step.swappiness)
         except LockHeld:
             self.log.detail(f"{name}: {policy}: another memcgctl holds the group; skipped this pass")
             self._recheck(watched.group.name, now + self.config.interval)
@@ -499,14 +510,14 @@ class Engine:
             bucket = watched.buckets[rule.key] = TokenBucket(rule.settings["max_bytes_per_second"], now)
         return bucket
 
-    def _shrink(self, group: Group, target: int, step_seconds: float, usage: int):
+    def _shrink(self, group: Group, target: int, step_seconds: float, usage: int, swappiness: int | None = None):
         """The step, planned from the snapshot's USAGE (bytes): not read again."""
         try:
             with exclusive(self.backend, group.path, Deadline(0)):
                 self.step_in_flight = True  # SIGTERM/SIGINT now undo the step and stop
                 try:
                     return shrink_locked(self.backend, group, ShrinkTarget(bytes=target), Deadline(step_seconds),
-                                         usage)
+                                         usage, swappiness)
                 finally:
                     self.step_in_flight = False
         finally:
@@ -526,12 +537,15 @@ class Engine:
             outcome = f"stopped short: {result.detail}"
         elif result.stopped_because is StopReason.DEADLINE:
             outcome = f"stopped short: step_seconds ({rule.settings['step_seconds']:g} s) ran out"
+        why = step.why
+        if step.swappiness is not None and getattr(self.backend, "reclaim_takes_swappiness", None):
+            why += f" (swappiness {step.swappiness})"  # not before 6.11: the kernel rejected it, it was left out
         if no_progress and rule.key in watched.backoffs:
             # Backed off already: its first step was said in full, the retries
             # are summed up by _back_off (and shown by `memcgctl daemon status`).
             self.log.detail(f"{name}: {policy}: retry: {format_size(result.before)} -> {format_size(result.after)}")
         else:
-            self.log.action(name, policy, step.why, result.before, result.after, result.seconds, outcome)
+            self.log.action(name, policy, why, result.before, result.after, result.seconds, outcome)
         if no_progress:
             self._back_off(watched, rule, name, result.detail, now)
             return

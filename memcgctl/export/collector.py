@@ -62,6 +62,8 @@ DAEMON_HELP = {
     "backoffs": "Times the memcgctl daemon backed off from the group under the policy.",
     "errors": "Errors the memcgctl daemon met on the group under the policy.",
 }
+WORKING_SET_HELP = ("The memcgctl daemon's estimate of the memory the group's workload needs: the usage at which "
+                    "it refaults or stalls (pressure policy).")
 
 
 class GroupFamilies:
@@ -218,8 +220,16 @@ class GroupCollector:
             return 0
         families.gauge("daemon_start_time_seconds", "When the memcgctl daemon started (unix time).", [],
                        counters.started, ())
+        now = time.time()
         for row in counters.rows:
             for key in COUNTER_KEYS:
                 families.counter(f"daemon_{key}", DAEMON_HELP[key], [printable(row["group"]), row["policy"]], row[key],
                                  ("group", "policy"))
+            if "working_set_bytes" in row:
+                labels = [row["group"], row["policy"]]
+                families.gauge("daemon_working_set_bytes", WORKING_SET_HELP, labels, row["working_set_bytes"],
+                               ("group", "policy"))
+                families.gauge("daemon_working_set_age_seconds", "Seconds since the daemon last changed its "
+                               "working-set estimate of the group.", labels,
+                               max(0.0, now - row["working_set_updated"]), ("group", "policy"))
         return 0

@@ -6,6 +6,8 @@ checked directory (a directory someone else could write is refused, as the
 daemon refuses it), never through a link, and only counts when it names the
 root being exported (path, device and inode of its directory) and while the
 process that wrote it is alive: the file outlives a daemon that was killed.
+A row of a policy that estimates the group's working set (pressure) also has
+"working_set_bytes" and "working_set_updated" (unix seconds of its last change).
 """
 
 from __future__ import annotations
@@ -68,12 +70,18 @@ def _parse(text: str) -> DaemonCounters:
 
 
 def _parse_row(row: dict) -> dict:
-    parsed: dict[str, str | int] = {"group": str(row["group"]), "policy": str(row["policy"])}
+    parsed: dict[str, str | int | float] = {"group": str(row["group"]), "policy": str(row["policy"])}
     for key in COUNTER_KEYS:
         value = row[key]
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise ValueError(f"{key} of {parsed['group']} is not a count: {value!r}")
         parsed[key] = value
+    if "working_set_bytes" in row:
+        size, updated = row["working_set_bytes"], row["working_set_updated"]
+        if isinstance(size, bool) or not isinstance(size, int) or size < 0 \
+                or isinstance(updated, bool) or not isinstance(updated, (int, float)):
+            raise ValueError(f"the working set of {parsed['group']} is not a size and a time: {size!r}, {updated!r}")
+        parsed["working_set_bytes"], parsed["working_set_updated"] = size, float(updated)
     return parsed
 
 

@@ -54,7 +54,9 @@ class Reclaim(NamedTuple):
     COMMENTS ({index: text}) say, after the write of that index, what depends
     on the kernel's answer.  A dry run prints both; BEST_EFFORT: the kernel
     reclaiming less is not a failure (empty).  USAGE: the bytes the plan was
-    made from (None: not known), where a reclaim loop starts.
+    made from (None: not known), where a reclaim loop starts.  SWAPPINESS
+    (0-200, v2 6.11+): how the kernel weighs anonymous against file pages in
+    this reclaim, None for its own setting.
     """
 
     group: Group
@@ -63,6 +65,7 @@ class Reclaim(NamedTuple):
     comments: dict
     best_effort: bool = False
     usage: int | None = None
+    swappiness: int | None = None
 
     def shell(self) -> str:
         lines = []
@@ -238,23 +241,26 @@ class Backend:
 
     # --- reclaim --------------------------------------------------------------
 
-    def shrink_to(self, group: Group, target: int, deadline: Deadline = NEVER) -> int:
+    def shrink_to(self, group: Group, target: int, deadline: Deadline = NEVER, swappiness: int | None = None) -> int:
         """Reclaim until usage is at most TARGET bytes; return the usage reached.
 
         Raises NoProgress when the kernel cannot get there, DeadlinePassed
         when DEADLINE passes first.  Leaves the group's limits as they were,
-        also when interrupted.
+        also when interrupted.  SWAPPINESS: see Reclaim (only v2 6.11+ has
+        a per-reclaim one; elsewhere it is left out).
         """
-        return self.reclaim(self.shrink_step(group, target), deadline)
+        return self.reclaim(self.shrink_step(group, target, swappiness=swappiness), deadline)
 
     def reclaim(self, step: Reclaim, deadline: Deadline = NEVER) -> int:
         """Carry out STEP's writes as planned (shrink_to() says what comes of
         them); return the usage reached, in bytes."""
         raise NotImplementedError
 
-    def plan_shrink(self, group: Group, target: int, usage: int | None = None) -> list[Write]:
+    def plan_shrink(self, group: Group, target: int, usage: int | None = None,
+                    swappiness: int | None = None) -> list[Write]:
         """The writes of a shrink to TARGET bytes, as reclaim() makes them;
-        USAGE: the group's usage in bytes if the caller has just read it."""
+        USAGE: the group's usage in bytes if the caller has just read it;
+        SWAPPINESS: see Reclaim."""
         raise NotImplementedError
 
     def compare_restore(self, restore: Write, lowered: tuple) -> Restore:
@@ -274,7 +280,7 @@ class Backend:
         return found
 
     def shrink_step(self, group: Group, target: int, best_effort: bool = False,
-                    usage: int | None = None) -> Reclaim:
+                    usage: int | None = None, swappiness: int | None = None) -> Reclaim:
         """The plan step that shrinks GROUP to TARGET bytes (see Reclaim)."""
         raise NotImplementedError
 

@@ -153,6 +153,8 @@ class V1Backend(Backend):
     # --- reclaim --------------------------------------------------------------
 
     def reclaim(self, step: Reclaim, deadline: Deadline = NEVER) -> int:
+        # v1 has no per-reclaim swappiness (memory.swappiness is the group's
+        # lasting setting, not ours to change): step.swappiness is left out.
         # Lowering the limit makes the kernel reclaim synchronously; it answers
         # EBUSY (limit unchanged) when it cannot get under it.  The previous
         # limit and the lowered one are journaled first (so that a later
@@ -229,7 +231,8 @@ class V1Backend(Backend):
             outcome = RestoreOutcome.CHANGED_SINCE
         return Restore(outcome, restore.path, restore.value, tuple(lowered), found)
 
-    def plan_shrink(self, group: Group, target: int, usage: int | None = None) -> list[Write]:
+    def plan_shrink(self, group: Group, target: int, usage: int | None = None,
+                    swappiness: int | None = None) -> list[Write]:
         # The limit is read now, never taken from an earlier snapshot: it is
         # the one restored, and someone may have changed it since.
         previous = self.read_hard_limit(group)
@@ -237,7 +240,7 @@ class V1Backend(Backend):
                 Write(group.path / LIMIT, _to_kernel(previous), LIMIT_REASONS)]
 
     def shrink_step(self, group: Group, target: int, best_effort: bool = False,
-                    usage: int | None = None) -> Reclaim:
+                    usage: int | None = None, swappiness: int | None = None) -> Reclaim:
         return Reclaim(group, target, tuple(self.plan_shrink(group, target)), {0: (
             f"the kernel reclaims inside that write; if it cannot get under {target} bytes it refuses it "
             "(EBUSY) and there is nothing to restore; otherwise (done, interrupted, timed out) restore:")},

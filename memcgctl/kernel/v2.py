@@ -5,7 +5,7 @@ from __future__ import annotations
 import errno
 from pathlib import Path
 
-from ..errors import Busy, DeadlinePassed, NoProgress
+from ..errors import Busy, DeadlinePassed, InvalidValue, NoProgress
 from ..safety.deadline import NEVER, Deadline
 from .actions import Action, MakeDir, Write
 from .backend import Backend, Reclaim, counters, number
@@ -22,6 +22,7 @@ PEAK = "memory.peak"  # since 5.19
 SWAP_CURRENT = "memory.swap.current"
 EVENTS = "memory.events"
 RECLAIM = "memory.reclaim"  # since 5.19
+RECLAIM_SWAPPINESS = "swappiness"  # memory.reclaim's "<bytes> swappiness=<0-200>", since 6.11
 STAT = "memory.stat"
 PROCS = "cgroup.procs"
 THREADS = "cgroup.threads"
@@ -66,6 +67,9 @@ class V2Backend(Backend):
         "swap": (SWAP_CURRENT,), "pids": (PROCS,), "stat": (STAT,), "events": (EVENTS,),
         "pressure": (GROUP_PRESSURE,),  # PSI, per group since 5.2
     }
+    # Whether memory.reclaim takes swappiness= (6.11+): None until the first
+    # reclaim that asks for it tells (before 6.11 the kernel answers EINVAL).
+    reclaim_takes_swappiness: bool | None = None
 
     def plan_create(self, group: Group) -> list[Action]:
         # A child gets the memory controller only if its parent lists +memory
@@ -110,7 +114,7 @@ class V2Backend(Backend):
         rounds_without_progress = 0
         while usage > target:
             try:
-                self.fs.apply(writes.pop(0) if writes else self._reclaim_write(group, usage - target))
+                self._reclaim(group, usage - target, step.swappiness, writes.pop(0) if writes else None)
             except Busy:
                 pass  # EAGAIN: reclaimed less than asked; memory.current tells
             reached = self.read_usage(group)
@@ -123,21 +127,41 @@ class V2Backend(Backend):
                 raise DeadlinePassed()
         return usage
 
-    def _reclaim_write(self, group: Group, amount: int) -> Write:
-        return Write(group.path / RECLAIM, str(amount))
+    def _reclaim(self, group: Group, amount: int, swappiness: int | None, planned: Write | None = None) -> None:
+        """One memory.reclaim write (PLANNED, the plan's first, or one for
+        AMOUNT bytes).  The first one that asks for SWAPPINESS is the probe: a
+        kernel before 6.11 rejects the option (EINVAL), and from then on it is
+        left out (the kernel's own vm.swappiness rules)."""
+        try:
+            self.fs.apply(planned or self._reclaim_write(group, amount, swappiness))
+        except InvalidValue:
+            if swappiness is None or self.reclaim_takes_swappiness is not None:
+                raise
+            self.reclaim_takes_swappiness = False
+            self.fs.apply(self._reclaim_write(group, amount, None))
+            return
+        if swappiness is not None and self.reclaim_takes_swappiness is None:
+            self.reclaim_takes_swappiness = True
 
-    def plan_shrink(self, group: Group, target: int, usage: int | None = None) -> list[Write]:
+    def _reclaim_write(self, group: Group, amount: int, swappiness: int | None = None) -> Write:
+        if swappiness is None or self.reclaim_takes_swappiness is False:
+            return Write(group.path / RECLAIM, str(amount))
+        return Write(group.path / RECLAIM, f"{amount} {RECLAIM_SWAPPINESS}={swappiness}")
+
+    def plan_shrink(self, group: Group, target: int, usage: int | None = None,
+                    swappiness: int | None = None) -> list[Write]:
         if usage is None:
             usage = self.read_usage(group)
-        return [self._reclaim_write(group, usage - target)] if usage > target else []
+        return [self._reclaim_write(group, usage - target, swappiness)] if usage > target else []
 
     def shrink_step(self, group: Group, target: int, best_effort: bool = False,
-                    usage: int | None = None) -> Reclaim:
+                    usage: int | None = None, swappiness: int | None = None) -> Reclaim:
         if usage is None:
             usage = self.read_usage(group)
-        return Reclaim(group, target, tuple(self.plan_shrink(group, target, usage)), {0: (
+        return Reclaim(group, target, tuple(self.plan_shrink(group, target, usage, swappiness)), {0: (
             f"repeated with what is left while memory.current is above {target} bytes, until "
-            f"{NO_PROGRESS_ROUNDS} writes in a row free nothing; memory.max is not touched")}, best_effort, usage)
+            f"{NO_PROGRESS_ROUNDS} writes in a row free nothing; memory.max is not touched")}, best_effort, usage,
+            swappiness)
 
     def plan_empty(self, group: Group) -> list:
         usage = self.read_usage(group)

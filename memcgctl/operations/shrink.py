@@ -79,22 +79,27 @@ class ShrinkPlan(NamedTuple):
     steps: list
 
 
-def plan_shrink(backend: Backend, group: Group, target: ShrinkTarget, usage: int | None = None) -> ShrinkPlan:
+def plan_shrink(backend: Backend, group: Group, target: ShrinkTarget, usage: int | None = None,
+                swappiness: int | None = None) -> ShrinkPlan:
     """The plan of a shrink of GROUP to TARGET, which shrink() carries out and a
     dry run prints.  Reads usage unless USAGE (bytes) is given (the daemon's
-    snapshot holds it), and on v1 the limit to restore; writes nothing."""
+    snapshot holds it), and on v1 the limit to restore; writes nothing.
+    SWAPPINESS: see kernel.backend.Reclaim (the daemon's pressure policy steers it)."""
     before = backend.read_usage(group) if usage is None else usage
     target_bytes = target.resolve(before)
-    steps = [backend.shrink_step(group, target_bytes, usage=before)] if before > target_bytes else []
+    steps = ([backend.shrink_step(group, target_bytes, usage=before, swappiness=swappiness)]
+             if before > target_bytes else [])
     return ShrinkPlan(before, target_bytes, steps)
 
 
 def shrink_locked(backend: Backend, group: Group, target: ShrinkTarget,
-                  deadline: Deadline = NEVER, usage: int | None = None) -> ShrinkResult:
+                  deadline: Deadline = NEVER, usage: int | None = None,
+                  swappiness: int | None = None) -> ShrinkResult:
     """shrink(), for a caller that already holds the group's lock; USAGE:
-    the group's usage in bytes if the caller has just read it."""
+    the group's usage in bytes if the caller has just read it; SWAPPINESS:
+    see kernel.backend.Reclaim."""
     started = time.monotonic()
-    plan = plan_shrink(backend, group, target, usage)
+    plan = plan_shrink(backend, group, target, usage, swappiness)
     stopped_because, detail, left = None, "", None
     after: int | None = plan.before
     try:

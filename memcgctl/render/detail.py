@@ -9,9 +9,9 @@ from ..escape import printable
 from ..kernel.figures import GroupFigures
 from ..sizes import format_size
 
-MEMORY, CACHE, RECLAIM, FAULTS, EVENTS, LIMITS, OTHER = (
-    "memory", "page cache", "reclaim", "faults and huge pages", "events", "limits", "other")
-SECTIONS = (LIMITS, MEMORY, CACHE, RECLAIM, FAULTS, EVENTS, OTHER)
+MEMORY, CACHE, RECLAIM, FAULTS, EVENTS, LIMITS, OTHER, DAEMON = (
+    "memory", "page cache", "reclaim", "faults and huge pages", "events", "limits", "other", "daemon")
+SECTIONS = (LIMITS, MEMORY, CACHE, RECLAIM, FAULTS, EVENTS, DAEMON, OTHER)
 BYTES, COUNT = "bytes", "count"
 
 # counter -> (section, unit, meaning).  v1 names and v2 names side by side.
@@ -141,11 +141,16 @@ LIMIT_MEANINGS = {
 }
 
 
-def detail_lines(stat: GroupFigures, limit_names: tuple, events: dict) -> list[str]:
+def detail_lines(stat: GroupFigures, limit_names: tuple, events: dict, working_sets: tuple = ()) -> list[str]:
     """The report of one group: a title, then each section's counters as
     'name  value  meaning'.  LIMIT_NAMES: the limits of this cgroup version;
-    EVENTS: v2 memory.events, or v1's failcnt and oom_kill."""
+    EVENTS: v2 memory.events, or v1's failcnt and oom_kill; WORKING_SETS: a
+    running daemon's estimates of the group, (policy, bytes, age in seconds)."""
     rows: dict[str, list[tuple[str, str, str]]] = {section: [] for section in SECTIONS}
+    for policy, size, age in working_sets:
+        rows[DAEMON].append(("working_set", format_size(size),
+                             f"what the workload needs, as the daemon's {policy} policy estimates it "
+                             f"(the usage where it refaults or stalls), {age:.0f} s ago"))
     for name in limit_names:
         value = getattr(stat, name)
         rows[LIMITS].append((name, "max" if value is None else format_size(value), LIMIT_MEANINGS[name]))

@@ -11,6 +11,9 @@ Called by tests/vm/setup.sh; stdlib only.
 * OUT/initramfs.cpio: uncompressed newc cpio with a static busybox, the
   modules needed for virtio 9p + virtio-blk + ext4 (dependencies resolved
   through each module's modinfo "depends=") and a tiny /init that loads them,
+  (modules are taken from lib/modules, or usr/lib/modules on a merged /usr
+  as in Debian 13; compressed .ko.xz / .ko.zst ones are stored decompressed,
+  since busybox insmod loads plain .ko files only)
   mounts the control share (9p tag "vmctl") and runs /vm/guest-init.sh from
   it.  The real guest logic lives in run.py, so it never goes stale here.
 """
@@ -107,9 +110,24 @@ def elf_has_pvh_note(data):
     return False
 
 
-def modinfo(path):
+MODULE_SUFFIXES = (".ko", ".ko.xz", ".ko.zst")
+
+
+def module_bytes(path):
+    """The ELF of a kernel module, decompressed if it is .ko.xz or .ko.zst."""
     with open(path, "rb") as f:
         data = f.read()
+    if path.endswith(".xz"):
+        return lzma.decompress(data, format=lzma.FORMAT_XZ)
+    if path.endswith(".zst"):
+        if not shutil.which("zstd"):
+            die(f"{path} is zstd-compressed: install zstd")
+        return subprocess.run(["zstd", "-dc"], input=data, stdout=subprocess.PIPE, check=True).stdout
+    return data
+
+
+def modinfo(path):
+    data = module_bytes(path)
     raw = elf_sections(data).get(".modinfo", b"")
     info = {}
     for item in raw.split(b"\0"):
@@ -179,14 +197,17 @@ def resolve_modules(moddir):
     index = {}
     for root, _dirs, files in os.walk(os.path.join(moddir, "kernel")):
         for fn in files:
-            if fn.endswith(".ko"):
-                index[norm(fn[:-3])] = os.path.join(root, fn)
+            suffix = next((s for s in MODULE_SUFFIXES if fn.endswith(s)), None)
+            if suffix:
+                index[norm(fn[:-len(suffix)])] = os.path.join(root, fn)
     builtin = set()
     bpath = os.path.join(moddir, "modules.builtin")
     if os.path.exists(bpath):
         with open(bpath) as f:
             for line in f:
-                builtin.add(norm(os.path.basename(line.strip())[:-3]))
+                name = os.path.basename(line.strip())
+                suffix = next((s for s in MODULE_SUFFIXES if name.endswith(s)), "")
+                builtin.add(norm(name[:len(name) - len(suffix)]))
 
     order, seen, infos = [], set(), {}
 
@@ -275,8 +296,7 @@ def build_initramfs(dest, busybox, modules):
         c.file("init", INIT.encode(), 0o755)
         names = []
         for name, path in modules:
-            with open(path, "rb") as m:
-                c.file(f"lib/modules/{name}.ko", m.read())
+            c.file(f"lib/modules/{name}.ko", module_bytes(path))
             names.append(name)
         c.file("modules.list", ("\n".join(names) + "\n").encode())
         c.close()
@@ -295,9 +315,12 @@ def main():
     if not vmlinuz:
         die(f"no vmlinuz-* in {boot}")
     version = vmlinuz[-1][len("vmlinuz-"):]
-    moddir = os.path.join(a.kernel_root, "lib", "modules", version)
-    if not os.path.isdir(moddir):
-        die(f"no modules directory {moddir}")
+    # Debian 13 ships its modules under usr/lib (merged /usr), Debian 12 under lib.
+    candidates = [os.path.join(a.kernel_root, *prefix, "modules", version)
+                  for prefix in (("lib",), ("usr", "lib"))]
+    moddir = next((d for d in candidates if os.path.isdir(d)), None)
+    if moddir is None:
+        die("no modules directory: none of {}".format(", ".join(candidates)))
 
     os.makedirs(a.out, exist_ok=True)
     shutil.copyfile(os.path.join(boot, vmlinuz[-1]), os.path.join(a.out, "vmlinuz"))

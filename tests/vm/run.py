@@ -33,6 +33,11 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 PROJECT_DIR = os.path.dirname(os.path.dirname(HERE))
 DEFAULT_CACHE = "/var/cache/memcgctl-vm"
+# MEMCGCTL_VM_KERNEL picks the guest kernel: Debian 12's 6.1 (the default
+# while it is Debian's oldstable) or Debian 13's 6.12 (no cgroup v1, MGLRU,
+# memory.reclaim swappiness=).  Each has its own asset folder under the cache.
+KERNELS = ("6.1", "6.12")
+DEFAULT_KERNEL = "6.1"
 DEFAULT_TIMEOUT = 600
 DEFAULT_MEMORY = 1536  # MiB
 DEFAULT_CPUS = 2
@@ -58,8 +63,18 @@ class MissingAssets(VMError):
     pass
 
 
+def guest_kernel():
+    """The kernel chosen by MEMCGCTL_VM_KERNEL, read at each run (importers
+    set it in os.environ too)."""
+    kernel = os.environ.get("MEMCGCTL_VM_KERNEL", "").strip() or DEFAULT_KERNEL
+    if kernel not in KERNELS:
+        raise VMError(f"MEMCGCTL_VM_KERNEL={kernel}: expected one of {', '.join(KERNELS)}")
+    return kernel
+
+
 def cache_dir():
-    return os.environ.get("MEMCGCTL_VM_CACHE") or DEFAULT_CACHE
+    base = os.environ.get("MEMCGCTL_VM_CACHE") or DEFAULT_CACHE
+    return os.path.join(base, guest_kernel())
 
 
 def find_assets():
@@ -79,7 +94,8 @@ def find_assets():
     if not mkfs:
         missing.append("mkfs.ext4 (e2fsprogs)")
     if missing:
-        raise MissingAssets("VM assets missing in {} ({}): run tests/vm/setup.sh first".format(d, ", ".join(missing)))
+        raise MissingAssets("VM assets missing in {} ({}): run {}tests/vm/setup.sh first".format(
+            d, ", ".join(missing), f"MEMCGCTL_VM_KERNEL={guest_kernel()} bash "))
     return qemu, kernel, initrd, mkfs
 
 

@@ -5,19 +5,27 @@
 #
 # * apt-installs qemu-system-x86, busybox-static and e2fsprogs when missing;
 # * downloads (never installs) Debian's linux-image-amd64 kernel package,
-#   extracts it and keeps, in $MEMCGCTL_VM_CACHE (default
-#   /var/cache/memcgctl-vm): vmlinux (uncompressed, PVH-bootable), vmlinuz,
+#   extracts it and keeps, in $MEMCGCTL_VM_CACHE/$MEMCGCTL_VM_KERNEL (default
+#   /var/cache/memcgctl-vm/6.1): vmlinux (uncompressed, PVH-bootable), vmlinuz,
 #   config, kernel-version and initramfs.cpio (busybox + 9p/virtio/ext4).
 #
 # Environment:
-#   MEMCGCTL_VM_CACHE       asset folder (default /var/cache/memcgctl-vm)
+#   MEMCGCTL_VM_KERNEL      6.1 (default): Debian 12's kernel, from the host's
+#                           apt sources; 6.12: Debian 13's, from Debian 13's
+#                           package lists, fetched with a private sources file
+#                           and state folder under the cache (the host's apt
+#                           configuration is never changed)
+#   MEMCGCTL_VM_CACHE       base asset folder (default /var/cache/memcgctl-vm)
 #   MEMCGCTL_VM_KERNEL_PKG  kernel package to use instead of the one that
 #                           linux-image-amd64 depends on
+#   MEMCGCTL_VM_MIRROR      Debian mirror for 6.12 (default http://deb.debian.org/debian)
 #   PYTHON                  python3 to run build_assets.py with
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-CACHE="${MEMCGCTL_VM_CACHE:-/var/cache/memcgctl-vm}"
+KERNEL="${MEMCGCTL_VM_KERNEL:-6.1}"
+BASE="${MEMCGCTL_VM_CACHE:-/var/cache/memcgctl-vm}"
+CACHE="$BASE/$KERNEL"
 PYTHON="${PYTHON:-python3}"
 FORCE=0
 [ "${1:-}" = "--force" ] && FORCE=1
@@ -29,12 +37,53 @@ die() { echo "vm-setup: ERROR: $*" >&2; exit 1; }
 command -v apt-get >/dev/null || die "apt-get not found: this script supports Debian/Ubuntu hosts only"
 command -v "$PYTHON" >/dev/null || die "$PYTHON not found (set PYTHON=/path/to/python3)"
 
+# The kernel's own apt: the host's for 6.1 (Debian 12), a private one for
+# 6.12 (Debian 13): its own sources file, no sources.list.d, its own package
+# lists and cache, all under $BASE/apt-trixie.  Host packages (qemu...) always
+# come from the host's apt.
+KAPT=(apt-get)
+KCACHE=(apt-cache)
+case "$KERNEL" in
+    6.1) ;;
+    6.12)
+        APTDIR="$BASE/apt-trixie"
+        mirror="${MEMCGCTL_VM_MIRROR:-http://deb.debian.org/debian}"
+        keyring=/usr/share/keyrings/debian-archive-keyring.gpg
+        [ -s "$keyring" ] || die "$keyring missing (package debian-archive-keyring)"
+        mkdir -p "$APTDIR/sources.list.d" "$APTDIR/lists/partial" "$APTDIR/cache/archives/partial"
+        {
+            echo "deb [signed-by=$keyring] $mirror trixie main"
+            echo "deb [signed-by=$keyring] $mirror trixie-updates main"
+            echo "deb [signed-by=$keyring] ${mirror%/debian}/debian-security trixie-security main"
+        } >"$APTDIR/sources.list"
+        private=(-o "Dir::Etc::SourceList=$APTDIR/sources.list"
+                 -o "Dir::Etc::SourceParts=$APTDIR/sources.list.d"
+                 -o "Dir::State::Lists=$APTDIR/lists"
+                 -o "Dir::Cache=$APTDIR/cache"
+                 -o "APT::Architecture=amd64" -o "APT::Architectures=amd64")
+        KAPT=(apt-get "${private[@]}")
+        KCACHE=(apt-cache "${private[@]}")
+        ;;
+    *) die "MEMCGCTL_VM_KERNEL=$KERNEL: expected 6.1 (Debian 12's kernel) or 6.12 (Debian 13's)" ;;
+esac
+
 APT_UPDATED=0
 apt_update_once() {
     if [ "$APT_UPDATED" = 0 ]; then
         say "apt-get update"
         apt-get update -q >/dev/null || die "apt-get update failed (is the Debian mirror reachable?)"
         APT_UPDATED=1
+    fi
+}
+KAPT_UPDATED=0
+kernel_apt_update_once() {
+    if [ "$KERNEL" = 6.1 ]; then
+        apt_update_once
+    elif [ "$KAPT_UPDATED" = 0 ]; then
+        say "apt-get update (Debian 13's package lists, in $APTDIR)"
+        "${KAPT[@]}" update -q >/dev/null \
+            || die "apt-get update of Debian 13's package lists failed (is the Debian mirror reachable?)"
+        KAPT_UPDATED=1
     fi
 }
 
@@ -67,7 +116,9 @@ kernel_pkg() {
         return
     fi
     # linux-image-amd64 (the meta package) Depends: linux-image-6.1.0-NN-amd64
-    apt-cache depends linux-image-amd64 2>/dev/null \
+    # (Debian 13: linux-image-6.12.NN+debMM-amd64)
+    # (no package lists yet: nothing, not a failure under pipefail)
+    { "${KCACHE[@]}" depends linux-image-amd64 2>/dev/null || true; } \
         | sed -n 's/^ *Depends: \(linux-image-[0-9][^ ]*-amd64\)$/\1/p' | head -1
 }
 
@@ -86,11 +137,11 @@ if [ -z "$pkg" ] && have_assets && [ "$FORCE" = 0 ]; then
     fi
 fi
 if [ -z "$pkg" ]; then
-    apt_update_once
+    kernel_apt_update_once
     pkg="$(kernel_pkg)"
 fi
 [ -n "$pkg" ] || die "cannot find the kernel package: 'apt-cache depends linux-image-amd64' \
-names no linux-image-*-amd64 (set MEMCGCTL_VM_KERNEL_PKG=linux-image-6.1.0-NN-amd64)"
+names no linux-image-*-amd64 (set MEMCGCTL_VM_KERNEL_PKG=linux-image-...-amd64)"
 
 want="$pkg $builder_hash"
 if [ "$FORCE" = 0 ] && have_assets && [ "$(cat "$CACHE/stamp")" = "$want" ]; then
@@ -106,16 +157,16 @@ chmod 755 "$work"
 # apt-get download writes as the _apt user when it can: let it.
 if id _apt >/dev/null 2>&1; then chown _apt "$work"; fi
 
-if ! apt-cache show "$pkg" >/dev/null 2>&1; then
-    apt_update_once
-    apt-cache show "$pkg" >/dev/null 2>&1 || die "kernel package $pkg is not available from apt"
+if ! "${KCACHE[@]}" show "$pkg" >/dev/null 2>&1; then
+    kernel_apt_update_once
+    "${KCACHE[@]}" show "$pkg" >/dev/null 2>&1 || die "kernel package $pkg is not available from apt"
 fi
 say "downloading $pkg"
-(cd "$work" && apt-get download -q "$pkg" >/dev/null 2>"$work/download.err") || {
+(cd "$work" && "${KAPT[@]}" download -q "$pkg" >/dev/null 2>"$work/download.err") || {
     # The package lists may be stale (old kernel ABI removed from the mirror).
-    apt_update_once
+    kernel_apt_update_once
     pkg2="$(kernel_pkg)"; [ -n "$pkg2" ] && pkg="$pkg2"
-    (cd "$work" && apt-get download -q "$pkg" >/dev/null 2>"$work/download.err") || {
+    (cd "$work" && "${KAPT[@]}" download -q "$pkg" >/dev/null 2>"$work/download.err") || {
         cat "$work/download.err" >&2; die "apt-get download $pkg failed"; }
 }
 deb="$(ls "$work"/*.deb 2>/dev/null | head -1)"
@@ -135,4 +186,4 @@ for f in vmlinux vmlinuz config kernel-version initramfs.cpio; do
     fi
 done
 echo "$pkg $builder_hash" >"$CACHE/stamp"
-say "ready: $CACHE ($(cat "$CACHE/kernel-version")); try: python3 tests/vm/run.py -- cat /sys/fs/cgroup/cgroup.controllers"
+say "ready: $CACHE ($(cat "$CACHE/kernel-version")); try: MEMCGCTL_VM_KERNEL=$KERNEL python3 tests/vm/run.py -- cat /sys/fs/cgroup/cgroup.controllers"

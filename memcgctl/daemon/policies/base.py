@@ -27,6 +27,10 @@ class Reading(NamedTuple):
 class Step(NamedTuple):
     target: int  # bytes to shrink the group to
     why: str  # words for the log line ("usage 950M > high 900M")
+    # v2 6.11+: memory.reclaim's swappiness= for this step (0 file pages
+    # only ... 200 anonymous only), None for the kernel's own; left out on
+    # kernels without it.
+    swappiness: int | None = None
 
 
 class Policy:
@@ -70,6 +74,12 @@ class Policy:
         """The step to take now, or None.  STATE is a dict of this rule's own
         for this group; the engine drops it when the group vanishes."""
         raise NotImplementedError
+
+    def working_set(self, state: dict) -> tuple[int, float] | None:
+        """The policy's estimate of what the group's workload needs: (bytes,
+        monotonic time it was last updated), or None (the engine counts and
+        exports it)."""
+        return None
 
     def stepped(self, after: Reading, state: dict) -> None:
         """The engine carried out this rule's step: AFTER is the reading with

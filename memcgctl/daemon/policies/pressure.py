@@ -4,19 +4,31 @@ The idea of Meta's senpai and of the TMO paper: take memory from a group in
 small steps as long as its tasks do not stall on memory, and back off as soon
 as they start to.  What it does differently:
 
-- The signal is the stalled time over the last pass, the difference of the
-  PSI `some` totals (microseconds), not avg10: avg10 lags a 10-second decay
-  behind, so a policy that reads it keeps reclaiming into a stall and then
-  waits long after it ended.  Senpai at its defaults stays safe by moving
-  slowly (1% per 6 s); reading the exact figure of each pass (and being woken
-  by a PSI trigger) lets us move faster AND stop sooner.
+- The signal is stalled time from the PSI `some` totals (microseconds), not
+  avg10: avg10 lags a 10-second decay behind, so a policy that reads it keeps
+  reclaiming into a stall and then waits long after it ended.  On v2 it is
+  the stall over the last PRESSURE_WINDOW seconds against `target`, or over
+  the last pass against PASS_SPIKE times `target`: one swap-in of a few
+  milliseconds within a calm window is no reason to stop (a policy that
+  backed off on every such blip stalled at twice the working set), a real
+  stall stops it within a pass (and a PSI trigger wakes it).
 - The step grows while pressure stays about zero (doubling each pass up to
   `max_step`) and shrinks in proportion to the room left below `target`
   (the TMO paper's reclaim = size x ratio x (1 - pressure / target)).
 - Past `target` it stops, quarters its step and holds off for `hold` seconds
-  (twice as long each time it hits pressure again soon after a hold); near
-  the usage where it felt pressure, its step grows by a quarter a pass
-  instead of doubling.
+  (twice as long each time it hits pressure again soon after a hold).
+- Refaults mark the edge of the working set: while the group refaults more
+  than `refault_target` percent of its size a second, or near the usage
+  where it last did, its step is at most CAREFUL_SHARE of usage and grows by
+  a quarter a pass instead of doubling; when the workload needs more memory
+  the kernel gives it back (memory.reclaim leaves no limit), the refaults say
+  so and the policy follows.  That usage is the group's working-set
+  estimate (working_set()), which the engine counts and exports.
+- v2 on 6.11+: each step tells memory.reclaim its `swappiness=`, steered
+  toward the kind of memory that does not refault: file pages refaulting
+  means take anonymous ones (up to 200), anonymous ones refaulting means take
+  page cache (down to 0).  Older kernels reject the option; the backend then
+  leaves it out (kernel.v2) and the kernel's own vm.swappiness decides.
 - It never goes below a floor: the group's protection (memory.min/low) or
   `min`, whichever is larger.
 - It only plans: the engine shrinks (memory.reclaim on v2, the journaled
@@ -56,6 +68,22 @@ FIRST_STEP_FRACTION = 1 / 8
 # step grows by CAREFUL_GROWTH a pass instead of doubling.
 EDGE_MARGIN = 1.25
 CAREFUL_GROWTH = 1.25
+# v2: pressure is judged over this many seconds of PSI totals, and a single
+# pass backs off alone only past PASS_SPIKE times the target.
+PRESSURE_WINDOW = 10.0
+PASS_SPIKE = 5.0
+# At the edge of the working set (refaulting, or near where it last did) a
+# step takes at most this share of usage.
+CAREFUL_SHARE = 0.01
+# memory.reclaim's swappiness= (6.11+): where it starts (anonymous and file
+# pages alike), how far a pass moves it, its range; one kind of refaults
+# "dominates" above SKEW times the other's.
+SWAPPINESS_START = 100
+SWAPPINESS_MOVE = 40
+SWAPPINESS_RANGE = (0, 200)
+SKEW = 2.0
+# The working-set estimate follows the usage of edge passes this fast (EWMA).
+ESTIMATE_WEIGHT = 0.5
 # Each back-off soon after the previous one holds twice as long, up to this many times `hold`.
 MAX_HOLD_FACTOR = 8
 
@@ -96,10 +124,13 @@ def hold_seconds(value) -> float:
 
 class Signal(NamedTuple):
     """What the last pass measured.  LOAD is pressure as a share of its
-    target (1.0: at target); WHAT says it in words for the log."""
+    target (1.0: at target); WHAT says it in words for the log; EDGE: the
+    group refaults or stalls, it is at the edge of its working set."""
 
     load: float
     what: str
+    edge: bool = False
+    edge_kinds: tuple = ()  # v2: which kinds ("anon", "file") are at their edge
 
 
 class PressurePolicy(Policy):
@@ -147,6 +178,7 @@ class PressurePolicy(Policy):
         signal = self._measure(reading, state)
         if signal is None:
             return self._idle(state, "measuring: no refault rate before a second pass")
+        self._estimate(reading, state, signal)
         floor = max(reading.protected, self.minimum)
         if reading.usage <= floor:
             state["step"] = 0
@@ -156,11 +188,55 @@ class PressurePolicy(Policy):
             return None
         if reading.time < state.get("hold_until", 0.0):
             return self._idle(state, f"{signal.what}; holding off after pressure")
-        near_edge = reading.usage < state.get("edge", 0) * EDGE_MARGIN
-        step = self._next_step(reading.usage, state.get("step", 0), signal.load, near_edge)
+        estimate = state["working_set"][0] if state.get("working_set_complete") else 0
+        near_edge = signal.edge or reading.usage < max(state.get("edge", 0), estimate) * EDGE_MARGIN
+        step = self._next_step(reading.usage, state.get("step", 0), signal.load, near_edge,
+                               careful=self._careful_share(signal, state))
         state["step"] = step
         target = max(floor, reading.usage - step)
-        return Step(target, f"{signal.what}: reclaim {format_size(reading.usage - target)}")
+        # The engine says the swappiness in its log where the kernel took it.
+        return Step(target, f"{signal.what}: reclaim {format_size(reading.usage - target)}",
+                    state.get("swappiness"))
+
+    def working_set(self, state: dict) -> tuple[int, float] | None:
+        """The group's working-set estimate: (bytes, monotonic time of its last
+        update), the usage at which it refaults or stalls; None before the
+        policy has seen that."""
+        return state.get("working_set")
+
+    def _estimate(self, reading: Reading, state: dict, signal: Signal) -> None:
+        """Update the working-set estimate.  Where memory.stat splits usage into
+        anon and file (v2), each kind has an edge of its own: the size of that
+        kind when it refaulted (or the group stalled), followed halfway at each
+        such pass, and lowered to what the kind holds when it holds less
+        without refaulting.  A kind with no edge yet counts what it holds (an
+        upper bound); kernel memory and the rest count as they are.  Without
+        the split (v1), the edge is the whole usage."""
+        previous = state.get("working_set")
+        stat = reading.stat
+        if not ("anon" in stat and "file" in stat and "psi_history" in state):
+            if signal.edge:
+                usage = reading.usage if previous is None else int(
+                    previous[0] + ESTIMATE_WEIGHT * (reading.usage - previous[0]))
+                state["working_set"] = (usage, reading.time)
+                state["working_set_complete"] = True
+            return
+        edges = state.setdefault("edges", {})
+        for kind in ("anon", "file"):
+            held = stat[kind]
+            if kind in signal.edge_kinds:
+                edges[kind] = held if kind not in edges else int(edges[kind] + ESTIMATE_WEIGHT * (held - edges[kind]))
+            elif kind in edges and held < edges[kind]:
+                edges[kind] = held
+        if not edges:
+            return
+        rest = max(0, reading.usage - stat["anon"] - stat["file"])
+        size = rest + sum(edges.get(kind, stat[kind]) for kind in ("anon", "file"))
+        state["working_set_complete"] = len(edges) == 2
+        if previous is None or signal.edge or abs(size - previous[0]) > previous[0] / 100:
+            state["working_set"] = (size, reading.time)
+        else:
+            state["working_set"] = (size, previous[1])  # about the same: its age goes on
 
     def _back_off(self, reading: Reading, state: dict, signal: Signal) -> None:
         """Stop, quarter the step, hold off.  A back-off soon after the last
@@ -182,11 +258,24 @@ class PressurePolicy(Policy):
         state["idle_why"] = why
         return None
 
-    def _next_step(self, usage: int, previous: int, load: float, near_edge: bool) -> int:
+    @staticmethod
+    def _careful_share(signal: Signal, state: dict) -> float | None:
+        """v2, refaulting: the largest share of usage a step may take.  Both
+        kinds at their edge: CAREFUL_SHARE; one only (the step is steered to
+        the other, where the kernel takes swappiness=): twice that."""
+        if not (signal.edge and "psi_history" in state):
+            return None
+        return CAREFUL_SHARE * (1 if len(signal.edge_kinds) != 1 else 2)
+
+    def _next_step(self, usage: int, previous: int, load: float, near_edge: bool,
+                   careful: float | None = None) -> int:
         """Bytes to reclaim this pass: grow the previous step while calm
         (double it, or a quarter more NEAR_EDGE of the working set), shrink
-        it by the share of the target already used otherwise."""
+        it by the share of the target already used otherwise.  CAREFUL (v2,
+        refaulting): at most that share of usage."""
         largest = self._max_step(usage)
+        if careful is not None:
+            largest = min(largest, max(MIN_STEP, int(usage * careful)))
         smallest = min(MIN_STEP, largest)
         if previous <= 0:
             previous = int(largest * FIRST_STEP_FRACTION)
@@ -212,24 +301,66 @@ class PressurePolicy(Policy):
         state["sample"] = (reading.time, reading.pressure, _refaults(reading.stat))
         pressure = reading.pressure
         group_psi = pressure if pressure is not None and pressure.scope == "group" else None
+        last_refaults = state.get("refaults_by_kind")
+        if group_psi is not None:
+            state["refaults_by_kind"] = _refaults_by_kind(reading.stat)
         if previous is None or reading.time <= previous[0] or (group_psi is not None and previous[1] is None):
+            state.pop("psi_history", None)
             return None if group_psi is None else self._first_signal(group_psi)
         seconds = reading.time - previous[0]
         last_pressure = previous[1]
         if group_psi is not None:
             if last_pressure.scope != "group":
                 return self._first_signal(group_psi)
-            return self._group_signal(last_pressure, group_psi, seconds)
+            return self._group_signal(reading, group_psi, state, last_pressure, last_refaults, seconds)
         return self._refault_signal(reading, previous, seconds)
 
     def _first_signal(self, pressure: MemoryPressure) -> Signal:
         average = pressure.some.avg10
         return Signal(average / self.target, f"pressure avg10 {average:.2f}% at a first look (target {self.target:g}%)")
 
-    def _group_signal(self, before: MemoryPressure, after: MemoryPressure, seconds: float) -> Signal:
-        stalled = stalled_percent(before, after, seconds)
-        return Signal(stalled / self.target, f"pressure {stalled:.3f}% over {seconds:.1f} s "
-                                             f"(target {self.target:g}%)")
+    def _group_signal(self, reading: Reading, after: MemoryPressure, state: dict, before: MemoryPressure,
+                      last_refaults: tuple | None, seconds: float) -> Signal:
+        """v2: the stall (AFTER, the group's PSI now, against BEFORE) of the
+        last PRESSURE_WINDOW seconds against `target`, of the last pass against
+        PASS_SPIKE times it; the refaults of the pass mark the edge of the
+        working set and steer swappiness."""
+        history = state.setdefault("psi_history", [(before.some.total_us, reading.time - seconds)])
+        history.append((after.some.total_us, reading.time))
+        while len(history) > 2 and reading.time - history[1][1] >= PRESSURE_WINDOW:
+            history.pop(0)
+        passed = stalled_percent(before, after, seconds)
+        first_total, first_time = history[0]
+        windowed = max(0, after.some.total_us - first_total) / ((reading.time - first_time) * 1e6) * 100
+        load = max(windowed / self.target, passed / (self.target * PASS_SPIKE))
+        what = (f"pressure {windowed:.3f}% over {reading.time - first_time:.0f} s, {passed:.3f}% over "
+                f"{seconds:.1f} s (target {self.target:g}%)")
+        if last_refaults is None:
+            return Signal(load, what)
+        anon, file = state["refaults_by_kind"]
+        anon_bytes = max(0, anon - last_refaults[0]) * PAGE_SIZE
+        file_bytes = max(0, file - last_refaults[1]) * PAGE_SIZE
+        per_second = max(reading.usage, PAGE_SIZE) * seconds / 100  # bytes a second per percent
+        rate = (anon_bytes + file_bytes) / per_second
+        self._steer(state, anon_bytes, file_bytes)
+        what += f", refaults {rate:.3f}%/s"
+        # A kind is at its edge when it alone refaults half the target, or
+        # (pressure) both are.
+        kinds = tuple(kind for kind, refaulted in (("anon", anon_bytes), ("file", file_bytes))
+                      if load >= 1 or refaulted / per_second >= self.refault_target / 2)
+        return Signal(load, what, edge=load >= 1 or rate >= self.refault_target, edge_kinds=kinds)
+
+    @staticmethod
+    def _steer(state: dict, anon_bytes: int, file_bytes: int) -> None:
+        """Move memory.reclaim's swappiness toward the kind that does not
+        refault (file refaults: take anonymous memory, higher; anonymous
+        refaults: take page cache, lower)."""
+        swappiness = state.get("swappiness", SWAPPINESS_START)
+        if file_bytes > SKEW * anon_bytes and file_bytes >= MIN_STEP // 4:
+            swappiness += SWAPPINESS_MOVE
+        elif anon_bytes > SKEW * file_bytes and anon_bytes >= MIN_STEP // 4:
+            swappiness -= SWAPPINESS_MOVE
+        state["swappiness"] = max(SWAPPINESS_RANGE[0], min(SWAPPINESS_RANGE[1], swappiness))
 
     def _refault_signal(self, reading: Reading, previous: tuple, seconds: float) -> Signal:
         refaulted = max(0, _refaults(reading.stat) - previous[2]) * PAGE_SIZE
@@ -241,15 +372,15 @@ class PressurePolicy(Policy):
             stalled = stalled_percent(last_host, host, seconds)
             load = max(load, stalled / self.host_target)
             what += f", host pressure {stalled:.3f}% (guard {self.host_target:g}%)"
-        return Signal(load, what)
+        return Signal(load, what, edge=load >= 1)
 
 
 def _refaults(stat: dict) -> int:
     """Pages refaulted so far: hierarchical on v1 (total_*), the group's own
     counters otherwise (v2's are hierarchical already)."""
-    total = 0
-    for key in REFAULT_KEYS:
-        total += stat.get(f"total_{key}", stat.get(key, 0))
-    return total
+    return sum(_refaults_by_kind(stat))
 
 
+def _refaults_by_kind(stat: dict) -> tuple[int, int]:
+    """(anonymous, file) pages refaulted so far (see _refaults)."""
+    return tuple(stat.get(f"total_{key}", stat.get(key, 0)) for key in REFAULT_KEYS)

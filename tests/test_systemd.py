@@ -102,7 +102,7 @@ def test_daemon_unit_keeps_its_journal_and_may_write_cgroup_files():
     assert daemon["RuntimeDirectory"] == ["memcgctl"] and daemon["RuntimeDirectoryPreserve"] == ["yes"]
     assert "MEMCGCTL_JOURNAL_DIR=/run/memcgctl" in daemon["Environment"]
     assert daemon["ProtectSystem"] == ["strict"] and daemon["ReadWritePaths"] == ["/sys/fs/cgroup"]
-    assert daemon["NoNewPrivileges"] == ["yes"] and daemon["ProtectHome"] == ["yes"]
+    assert daemon["NoNewPrivileges"] == ["yes"] and daemon["ProtectHome"] == ["read-only"]
     # Either would make /sys/fs/cgroup read-only for the daemon.
     assert "ProtectControlGroups" not in daemon and "ReadOnlyPaths" not in daemon
 

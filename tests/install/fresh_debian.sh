@@ -79,9 +79,17 @@ cleanup() {
     fi
     WORK=""
 }
+CHILD=""
+stop() {  # on SIGINT/SIGTERM: end the command in the chroot (its own session), then clean up
+    if [ -n "$CHILD" ]; then
+        kill -TERM -- "-$CHILD" 2>/dev/null || true
+        wait "$CHILD" 2>/dev/null || true
+    fi
+    exit "$1"
+}
 trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+trap 'stop 130' INT
+trap 'stop 143' TERM
 
 bind() {  # bind $1 onto $2 (recursively), remembered for cleanup
     mount --rbind "$1" "$2"
@@ -110,11 +118,18 @@ try_release() {
     command="$(readme_command)"
     say "$release: running the README's first command: $command"
     output="$WORK/output"
-    if ! chroot "$root" /usr/bin/env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-            HOME=/root LANG=C.UTF-8 TERM=dumb DEBIAN_FRONTEND=noninteractive \
-            /bin/sh -c "cd /root/memcgctl && $command" </dev/null >"$output" 2>&1; then
+    # In the background and in a session of its own, so that a signal stops
+    # it at once (bash runs traps only between commands).
+    setsid chroot "$root" /usr/bin/env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+        HOME=/root LANG=C.UTF-8 TERM=dumb DEBIAN_FRONTEND=noninteractive \
+        /bin/sh -c "cd /root/memcgctl && $command" </dev/null >"$output" 2>&1 &
+    CHILD=$!
+    local status=0
+    wait "$CHILD" || status=$?
+    CHILD=""
+    if [ "$status" != 0 ]; then
         tail -30 "$output" >&2
-        die "$release: the README's first command failed"
+        die "$release: the README's first command failed (exit $status)"
     fi
     local missing="" group
     while read -r group; do

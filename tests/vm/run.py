@@ -154,18 +154,8 @@ poweroff -f
 # command runs as memcgctl-vm-command.service once multi-user.target is up,
 # in a delegated group of its own (a leaf, "command", so that the service's
 # group may give +memory to the groups a test creates beside it); then the
-# guest powers off.
-GUEST_INIT_SYSTEMD = r"""
-export PATH=/bin
-R=/mnt/root
-P=__PROJECT__
-O9P=trans=virtio,version=9p2000.L,msize=262144
-fail() {
-    echo "vm-init: $*" >/dev/console
-    echo "$*" >>/vm/error
-    poweroff -f
-}
-mkdir -p $R /mnt/etc
+# guest powers off.  It starts as GUEST_INIT does (PATH, paths, fail).
+GUEST_INIT_SYSTEMD = GUEST_INIT[:GUEST_INIT.index("mkdir -p $R\n")] + r"""mkdir -p $R /mnt/etc
 mount -t 9p -o $O9P,cache=loose,ro hostroot $R || fail "cannot mount the host root"
 mount -t tmpfs -o mode=755 tmpfs /mnt/etc || fail "cannot mount a tmpfs for /etc"
 cp -a $R/etc/. /mnt/etc/ || fail "cannot copy /etc"
@@ -230,7 +220,7 @@ echo ready >/run/vm/ready
 echo $? >/run/vm/rc.tmp
 mv /run/vm/rc.tmp /run/vm/rc
 sync
-systemctl --force --force poweroff
+systemctl --force --force poweroff >/dev/null 2>&1
 """
 
 INITS = ("busybox", "systemd")

@@ -184,6 +184,10 @@ mkdir -p $R/run/vm
 mount -o move /vm $R/run/vm || fail "cannot move the control share"
 umount /proc /sys 2>/dev/null
 mount -o move /dev $R/dev 2>/dev/null || umount /dev
+# The host root may hold /.dockerenv (a container host): an empty $container
+# tells systemd as PID 1 it runs on a machine, so it reads the kernel's
+# command line and starts udev as on one.
+export container=
 exec switch_root $R /lib/systemd/systemd
 """
 

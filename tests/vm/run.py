@@ -217,8 +217,10 @@ ExecStart=/bin/sh /run/vm/systemd-command.sh
 
 SYSTEMD_COMMAND = r"""
 own=/sys/fs/cgroup$(sed -n 's/^0:://p' /proc/self/cgroup)
-mkdir "$own/command" && echo $$ >"$own/command/cgroup.procs" && echo +memory >"$own/cgroup.subtree_control" \
-    || echo "run.py: cannot make the command's leaf group under $own" >&2
+if [ -e /sys/fs/cgroup/cgroup.controllers ]; then  # v2 (not --init systemd-v1)
+    mkdir "$own/command" && echo $$ >"$own/command/cgroup.procs" && echo +memory >"$own/cgroup.subtree_control" \
+        || echo "run.py: cannot make the command's leaf group under $own" >&2
+fi
 echo ready >/run/vm/ready
 /bin/sh /run/vm/cmd.sh
 echo $? >/run/vm/rc.tmp
@@ -227,7 +229,17 @@ sync
 systemctl --force --force poweroff >/dev/null 2>&1
 """
 
-INITS = ("busybox", "systemd")
+INITS = ("busybox", "systemd", "systemd-v1")
+
+
+def with_init_arguments(cmd, init):
+    """The qemu command CMD with the kernel arguments INIT needs:
+    "systemd-v1" boots systemd on the legacy hierarchy (the cgroup v1 memory
+    controller, as on hosts that still run v1) instead of turning v1 off."""
+    if init != "systemd-v1":
+        return cmd
+    at = cmd.index("-append") + 1
+    return cmd[:at] + [cmd[at].replace("cgroup_no_v1=all", "systemd.unified_cgroup_hierarchy=0")] + cmd[at + 1:]
 
 
 def write_guest_init(ctl, init):
@@ -237,7 +249,7 @@ def write_guest_init(ctl, init):
         raise ValueError(f"unknown init {init!r} (one of {', '.join(INITS)})")
     template = GUEST_INIT if init == "busybox" else GUEST_INIT_SYSTEMD
     files = {"guest-init.sh": template.replace("__PROJECT__", shlex.quote(PROJECT_DIR))}
-    if init == "systemd":
+    if init.startswith("systemd"):
         files.update({"memcgctl-vm.target": SYSTEMD_TARGET,
                       "memcgctl-vm-command.service": SYSTEMD_COMMAND_UNIT,
                       "systemd-command.sh": SYSTEMD_COMMAND})
@@ -381,8 +393,9 @@ def run_in_vm(argv, timeout=DEFAULT_TIMEOUT, env=None, cwd=None, memory=DEFAULT_
     `stream`: optional file object (binary or text) that gets the output live.
     `timings`: optional dict that gets 'ready' (boot to command, s), 'total'
     and, on timeout, 'timed_out': True.
-    `init`: "busybox" (chroot into the host root and run) or "systemd"
-    (systemd as PID 1 runs the command once multi-user.target is up).
+    `init`: "busybox" (chroot into the host root and run), "systemd"
+    (systemd as PID 1 runs the command once multi-user.target is up) or
+    "systemd-v1" (the same on the legacy cgroup v1 hierarchy).
     Raises VMError (MissingAssets) when the VM cannot run the command.
     """
     if init not in INITS:
@@ -418,8 +431,8 @@ def run_in_vm(argv, timeout=DEFAULT_TIMEOUT, env=None, cwd=None, memory=DEFAULT_
         if r.returncode:
             raise VMError("mkfs.ext4 failed: {}".format(r.stdout.decode(errors="replace")))
 
-        cmd = qemu_command(qemu, kernel, initrd, accel, memory, cpus, ctl, disk,
-                           console, debug)
+        cmd = with_init_arguments(qemu_command(qemu, kernel, initrd, accel, memory, cpus, ctl, disk,
+                                               console, debug), init)
         with open(qemu_log, "wb") as qlog:
             proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=qlog,
                                     stderr=qlog, start_new_session=True)
@@ -505,7 +518,8 @@ def main(args=None):
                     help="print boot/total timings to stderr at the end")
     ap.add_argument("--init", choices=INITS, default="busybox",
                     help="busybox: chroot and run (default); systemd: boot systemd as PID 1, "
-                         "run COMMAND as a unit once the system is up")
+                         "run COMMAND as a unit once the system is up; systemd-v1: the same on "
+                         "the legacy cgroup v1 hierarchy")
     ap.add_argument("command", nargs=argparse.REMAINDER)
     a = ap.parse_args(args)
     argv = a.command

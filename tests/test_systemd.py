@@ -200,7 +200,7 @@ def test_units_install_keeps_an_existing_config_and_replaces_a_changed_unit(tmp_
     (units / "memcgctl-export.service").write_text("[Service]\nExecStart=/old/memcgctl export\n")
     completed = run_units("--install", "--dir", units, "--config", config, "--listen", "[::1]:9200")
     assert completed.returncode == 0, completed.stderr
-    assert f"{config}: kept" in completed.stdout and f"{units}/memcgctl-export.service: changed" in completed.stdout
+    assert f"{config}: kept" in completed.stdout and f"{units}/memcgctl-export.service: replaced" in completed.stdout
     assert config.read_text() == "# mine\n"
     exporter = (units / "memcgctl-export.service").read_text()
     assert "export --listen [::1]:9200\n" in exporter and "IPAddressAllow=localhost\n" in exporter

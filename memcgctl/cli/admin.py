@@ -70,6 +70,7 @@ def recover_command(settings):
     recover(settings.backend(), strict=True)
 
 
+INSTALLED = {"new": "written", "changed": "replaced"}  # what --install did, by the plan's state
 
 
 @click.command("units")
@@ -87,8 +88,8 @@ def units(settings, install, directory, listen, config_file):
     """Print the systemd units of memcgctl, made for this memcgctl (ExecStart=
     names it by absolute path: a venv's or pipx's is found too): the daemon,
     recover at boot, a shrink timer per group, the exporter.  --install
-    writes them and says what to run next; an existing
-    /etc/memcgctl/daemon.toml is kept.
+    writes them, and the example configuration to FILE (--config) when there
+    is none there, and says what to run next.
 
     \b
     Example:
@@ -115,6 +116,6 @@ def units(settings, install, directory, listen, config_file):
     for step in plan:
         if step.state in ("new", "changed"):
             install_system_file(step.path, step.content, "install unit")
-        click.echo(f"{step.path}: {'written' if step.state == 'new' else step.state}")
+        click.echo(f"{step.path}: {INSTALLED.get(step.state, step.state)}")
     example_installed = plan[-1].state == "new"
     click.echo("next:\n" + "\n".join(f"  {line}" for line in next_steps(listen, config, example_installed)))

@@ -24,10 +24,6 @@ SHARED = {
     "share/bash-completion/completions/memcgctl": "completions/memcgctl.bash",
     "share/zsh/site-functions/_memcgctl": "completions/_memcgctl",
     "share/fish/vendor_completions.d/memcgctl.fish": "completions/memcgctl.fish",
-    "share/memcgctl/systemd/memcgctl-daemon.service": "systemd/memcgctl-daemon.service",
-    "share/memcgctl/systemd/memcgctl-recover.service": "systemd/memcgctl-recover.service",
-    "share/memcgctl/systemd/memcgctl-shrink@.service": "systemd/memcgctl-shrink@.service",
-    "share/memcgctl/systemd/memcgctl-shrink@.timer": "systemd/memcgctl-shrink@.timer",
 }
 BASH_COMPLETION = Path("/usr/share/bash-completion/bash_completion")
 TIMEOUT = 300
@@ -53,7 +49,7 @@ def venv(tmp_path_factory) -> Path:
     for name in ("pyproject.toml", "README.md", "LICENSE"):
         if (PROJECT / name).exists():
             shutil.copy2(PROJECT / name, source / name)
-    for name in ("memcgctl", "man", "completions", "systemd"):
+    for name in ("memcgctl", "man", "completions", "examples"):
         shutil.copytree(PROJECT / name, source / name, symlinks=True,
                         ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     wheels = base / "wheels"

@@ -39,6 +39,7 @@ COMMANDS = {
     "completion": "admin:completion",
     "export": "export:export",
     "daemon": "daemon:daemon",
+    "units": "admin:units",
 }
 
 

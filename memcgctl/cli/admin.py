@@ -70,3 +70,52 @@ def recover_command(settings):
     recover(settings.backend(), strict=True)
 
 
+INSTALLED = {"new": "written", "changed": "replaced"}  # what --install did, by the plan's state
+
+
+@click.command("units")
+@click.option("--install", is_flag=True,
+              help="Write the units (and the example configuration, when there is none).")
+@click.option("--dir", "directory", metavar="DIR", default="/etc/systemd/system", show_default=True,
+              help="Where --install writes the units.")
+@click.option("--listen", metavar="ADDR:PORT", default="127.0.0.1:9101", show_default=True,
+              help="The address memcgctl-export.service serves /metrics on.")
+@click.option("--config", "config_file", metavar="FILE", default="/etc/memcgctl/daemon.toml", show_default=True,
+              help="The daemon's configuration file, named in its unit.")
+@global_options
+@click.pass_obj
+def units(settings, install, directory, listen, config_file):
+    """Print the systemd units of memcgctl, made for this memcgctl (ExecStart=
+    names it by absolute path: a venv's or pipx's is found too): the daemon,
+    recover at boot, a shrink timer per group, the exporter.  --install
+    writes them, and the example configuration to FILE (--config) when there
+    is none there, and says what to run next.
+
+    \b
+    Example:
+      memcgctl units | less
+      memcgctl units --install && systemctl daemon-reload
+    """
+    from pathlib import Path
+
+    from ..export.serve import parse_listen_address
+    from ..kernel.fs import install_system_file, read_optional_system_text
+    from ..units import memcgctl_executable, next_steps, plan_install, rendered_units
+
+    parse_listen_address(listen)
+    memcgctl, config = memcgctl_executable(), Path(config_file).absolute()
+    if not install:
+        for path, content in rendered_units(memcgctl, Path(directory), listen, config):
+            click.echo(f"# {path}\n{content}")
+        return
+    plan = plan_install(memcgctl, Path(directory).absolute(), listen, config,
+                        lambda path: read_optional_system_text(path, "read unit"))
+    if settings.dry_run:
+        settings.show(plan)
+        return
+    for step in plan:
+        if step.state in ("new", "changed"):
+            install_system_file(step.path, step.content, "install unit")
+        click.echo(f"{step.path}: {INSTALLED.get(step.state, step.state)}")
+    example_installed = plan[-1].state == "new"
+    click.echo("next:\n" + "\n".join(f"  {line}" for line in next_steps(listen, config, example_installed)))

@@ -865,6 +865,54 @@ def read_system_text(path: Path, what: str) -> str:
         raise _error(err, what, path, PERMISSION_TO_READ) from err
 
 
+def read_optional_system_text(path: Path, what: str) -> str | None:
+    """The text of a plain file of the system (a unit in /etc/systemd/system),
+    None when there is none.  A link or anything but a plain file is refused."""
+    try:
+        fd = os.open(path, os.O_RDONLY | FILE_FLAGS)
+    except FileNotFoundError:
+        return None
+    except OSError as err:
+        raise _error(err, what, path, REFUSED_LINKS) from err
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise MemcgError(what, "refused: not a plain file", str(path))
+        return _read_to_end(fd)
+    except OSError as err:
+        raise _error(err, what, path) from err
+    finally:
+        os.close(fd)
+
+
+def install_system_file(path: Path, content: str, what: str, mode: int = 0o644) -> None:
+    """Put CONTENT at PATH atomically: a new temporary file beside it (O_EXCL,
+    never through a link), fsynced, renamed over it.  The parent directory is
+    made (0755) when missing."""
+    try:
+        os.makedirs(path.parent, mode=0o755, exist_ok=True)
+        directory = os.open(path.parent, DIRECTORY_FLAGS)
+    except OSError as err:
+        raise _error(err, what, path.parent, REFUSED_LINKS) from err
+    temporary = f".{path.name}.tmp{os.getpid()}"
+    try:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary, dir_fd=directory)  # left by a dead process of the same pid
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | FILE_FLAGS, mode, dir_fd=directory)
+        try:
+            os.write(fd, content.encode())
+            os.fchmod(fd, mode)  # whatever the umask
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(temporary, path.name, src_dir_fd=directory, dst_dir_fd=directory)
+    except OSError as err:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary, dir_fd=directory)
+        raise _error(err, what, path) from err
+    finally:
+        os.close(directory)
+
+
 def _error(err: OSError, what: str, path: Path, reasons: dict | None = None) -> MemcgError:
     why = (reasons or {}).get(err.errno) or describe_errno(err.errno)
     return error_from_oserror(err, what, str(path), why)

@@ -164,6 +164,116 @@ poweroff -f
 """
 
 
+# Stage 2 with systemd as PID 1 (--init systemd).  The root stays the host's,
+# read-only; /etc is a tmpfs copy of the host's without what the host enabled
+# (its *.wants links, fstab, machine-id), /var and /run are fresh tmpfs.  The
+# command runs as memcgctl-vm-command.service once multi-user.target is up,
+# in a delegated group of its own (a leaf, "command", so that the service's
+# group may give +memory to the groups a test creates beside it); then the
+# guest powers off.  It starts as GUEST_INIT does (PATH, paths, fail).
+GUEST_INIT_SYSTEMD = GUEST_INIT[:GUEST_INIT.index("mkdir -p $R\n")] + r"""mkdir -p $R /mnt/etc
+mount -t 9p -o $O9P,cache=loose,ro hostroot $R || fail "cannot mount the host root"
+mount -t tmpfs -o mode=755 tmpfs /mnt/etc || fail "cannot mount a tmpfs for /etc"
+cp -a $R/etc/. /mnt/etc/ || fail "cannot copy /etc"
+rm -f /mnt/etc/systemd/system/*.wants/* /mnt/etc/systemd/system/*.requires/* /mnt/etc/rc?.d/[SK]*
+rm -f /mnt/etc/systemd/system/default.target
+: >/mnt/etc/fstab
+cat /proc/sys/kernel/random/uuid | tr -d - >/mnt/etc/machine-id
+echo memcgctl-vm >/mnt/etc/hostname
+ln -sf /dev/null /mnt/etc/systemd/system/serial-getty@ttyS0.service
+cp /vm/memcgctl-vm.target /vm/memcgctl-vm-command.service /mnt/etc/systemd/system/
+ln -sf memcgctl-vm.target /mnt/etc/systemd/system/default.target
+mount -o move /mnt/etc $R/etc || fail "cannot mount /etc"
+mount -t tmpfs -o mode=755 tmpfs $R/var || fail "cannot mount /var"
+mkdir -p $R/var/lib/systemd $R/var/log $R/var/cache $R/var/spool $R/var/tmp
+chmod 1777 $R/var/tmp
+ln -s ../run $R/var/run
+ln -s ../run/lock $R/var/lock
+mount -t tmpfs -o mode=755,nosuid,nodev tmpfs $R/run || fail "cannot mount /run"
+i=0
+while [ ! -b /dev/vda ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done
+mount -t ext4 -o noinit_itable /dev/vda $R/tmp || fail "cannot mount the /tmp disk"
+chmod 1777 $R/tmp
+mkdir -p "$R$P" 2>/dev/null
+mount -t 9p -o $O9P,cache=loose project "$R$P" || fail "cannot mount the project at $P"
+mkdir -p $R/run/vm
+mount -o move /vm $R/run/vm || fail "cannot move the control share"
+umount /proc /sys 2>/dev/null
+mount -o move /dev $R/dev 2>/dev/null || umount /dev
+# The host root may hold /.dockerenv (a container host): an empty $container
+# tells systemd as PID 1 it runs on a machine, so it reads the kernel's
+# command line and starts udev as on one.
+export container=
+exec switch_root $R /lib/systemd/systemd
+"""
+
+SYSTEMD_TARGET = """\
+[Unit]
+Description=run.py: multi-user system, then the command
+Requires=multi-user.target
+After=multi-user.target
+Wants=memcgctl-vm-command.service
+AllowIsolate=yes
+"""
+
+SYSTEMD_COMMAND_UNIT = """\
+[Unit]
+Description=run.py: the command
+After=multi-user.target
+
+[Service]
+Type=oneshot
+Delegate=yes
+StandardInput=null
+StandardOutput=append:/run/vm/output
+StandardError=inherit
+TimeoutStartSec=infinity
+ExecStart=/bin/sh /run/vm/systemd-command.sh
+"""
+
+SYSTEMD_COMMAND = r"""
+own=/sys/fs/cgroup$(sed -n 's/^0:://p' /proc/self/cgroup)
+if [ -e /sys/fs/cgroup/cgroup.controllers ]; then  # v2 (not --init systemd-v1)
+    mkdir "$own/command" && echo $$ >"$own/command/cgroup.procs" && echo +memory >"$own/cgroup.subtree_control" \
+        || echo "run.py: cannot make the command's leaf group under $own" >&2
+fi
+echo ready >/run/vm/ready
+/bin/sh /run/vm/cmd.sh
+echo $? >/run/vm/rc.tmp
+mv /run/vm/rc.tmp /run/vm/rc
+sync
+systemctl --force --force poweroff >/dev/null 2>&1
+"""
+
+INITS = ("busybox", "systemd", "systemd-v1")
+
+
+def with_init_arguments(cmd, init):
+    """The qemu command CMD with the kernel arguments INIT needs:
+    "systemd-v1" boots systemd on the legacy hierarchy (the cgroup v1 memory
+    controller, as on hosts that still run v1) instead of turning v1 off."""
+    if init != "systemd-v1":
+        return cmd
+    at = cmd.index("-append") + 1
+    return cmd[:at] + [cmd[at].replace("cgroup_no_v1=all", "systemd.unified_cgroup_hierarchy=0")] + cmd[at + 1:]
+
+
+def write_guest_init(ctl, init):
+    """The stage-2 init of INIT ("busybox": chroot and run; "systemd": boot
+    systemd, which runs the command) and the files it needs, into CTL."""
+    if init not in INITS:
+        raise ValueError(f"unknown init {init!r} (one of {', '.join(INITS)})")
+    template = GUEST_INIT if init == "busybox" else GUEST_INIT_SYSTEMD
+    files = {"guest-init.sh": template.replace("__PROJECT__", shlex.quote(PROJECT_DIR))}
+    if init.startswith("systemd"):
+        files.update({"memcgctl-vm.target": SYSTEMD_TARGET,
+                      "memcgctl-vm-command.service": SYSTEMD_COMMAND_UNIT,
+                      "systemd-command.sh": SYSTEMD_COMMAND})
+    for name, text in files.items():
+        with open(os.path.join(ctl, name), "w") as f:
+            f.write(text)
+
+
 def guest_env(env=None):
     out = {}
     for name, value in os.environ.items():
@@ -290,7 +400,7 @@ def _tail(path, n=30):
 
 
 def run_in_vm(argv, timeout=DEFAULT_TIMEOUT, env=None, cwd=None, memory=DEFAULT_MEMORY,
-              cpus=DEFAULT_CPUS, stream=None, debug=False, timings=None):
+              cpus=DEFAULT_CPUS, stream=None, debug=False, timings=None, init="busybox"):
     """Run argv in a fresh VM; return (exit_code, output_text).
 
     output_text is the command's stdout+stderr (interleaved as written).
@@ -299,8 +409,13 @@ def run_in_vm(argv, timeout=DEFAULT_TIMEOUT, env=None, cwd=None, memory=DEFAULT_
     `stream`: optional file object (binary or text) that gets the output live.
     `timings`: optional dict that gets 'ready' (boot to command, s), 'total'
     and, on timeout, 'timed_out': True.
+    `init`: "busybox" (chroot into the host root and run), "systemd"
+    (systemd as PID 1 runs the command once multi-user.target is up) or
+    "systemd-v1" (the same on the legacy cgroup v1 hierarchy).
     Raises VMError (MissingAssets) when the VM cannot run the command.
     """
+    if init not in INITS:
+        raise ValueError(f"unknown init {init!r} (one of {', '.join(INITS)})")
     if not argv:
         raise ValueError("empty command")
     qemu, kernel, initrd, mkfs = find_assets()
@@ -319,8 +434,7 @@ def run_in_vm(argv, timeout=DEFAULT_TIMEOUT, env=None, cwd=None, memory=DEFAULT_
         disk = os.path.join(tmp, "tmp.ext4")
         console = os.path.join(tmp, "console.log")
         qemu_log = os.path.join(tmp, "qemu.log")
-        with open(os.path.join(ctl, "guest-init.sh"), "w") as f:
-            f.write(GUEST_INIT.replace("__PROJECT__", shlex.quote(PROJECT_DIR)))
+        write_guest_init(ctl, init)
         with open(os.path.join(ctl, "cmd.sh"), "wb") as f:
             f.write(script.encode("utf-8", "surrogateescape"))
         out_path = os.path.join(ctl, "output")
@@ -333,8 +447,8 @@ def run_in_vm(argv, timeout=DEFAULT_TIMEOUT, env=None, cwd=None, memory=DEFAULT_
         if r.returncode:
             raise VMError("mkfs.ext4 failed: {}".format(r.stdout.decode(errors="replace")))
 
-        cmd = qemu_command(qemu, kernel, initrd, accel, memory, cpus, ctl, disk,
-                           console, debug)
+        cmd = with_init_arguments(qemu_command(qemu, kernel, initrd, accel, memory, cpus, ctl, disk,
+                                               console, debug), init)
         with open(qemu_log, "wb") as qlog:
             proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=qlog,
                                     stderr=qlog, start_new_session=True)
@@ -418,6 +532,10 @@ def main(args=None):
                     help="verbose guest kernel; print the guest console at the end")
     ap.add_argument("--time", action="store_true",
                     help="print boot/total timings to stderr at the end")
+    ap.add_argument("--init", choices=INITS, default="busybox",
+                    help="busybox: chroot and run (default); systemd: boot systemd as PID 1, "
+                         "run COMMAND as a unit once the system is up; systemd-v1: the same on "
+                         "the legacy cgroup v1 hierarchy")
     ap.add_argument("command", nargs=argparse.REMAINDER)
     a = ap.parse_args(args)
     argv = a.command
@@ -444,7 +562,7 @@ def main(args=None):
     try:
         code, _ = run_in_vm(argv, timeout=a.timeout, env=env, cwd=a.cwd, memory=a.memory,
                             cpus=a.cpus, stream=sys.stdout.buffer, debug=a.debug,
-                            timings=timings)
+                            timings=timings, init=a.init)
     except KeyboardInterrupt as e:
         sys.stderr.write("run.py: interrupted; the VM was stopped\n")
         return 128 + (e.args[0] if isinstance(e, Terminated) else signal.SIGINT)

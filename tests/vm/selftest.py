@@ -41,7 +41,14 @@ CHECKS = [
      lambda rc, out: rc == 0 and "pytest" in out),
     ("env + cwd", ["sh", "-c", 'echo "$MEMCGCTL_IN_VM $FOO $(pwd)"'],
      lambda rc, out: rc == 0 and out.split() == ["1", "bar", "/"]),
+    # --init systemd: PID 1 is systemd, /etc writable, the command's own
+    # delegated leaf group, its exit status back (one boot, ~40 s).
+    ("init systemd", ["sh", "-c", 'touch /etc/written && echo "$(cat /proc/1/comm) $(systemctl is-active '
+                                  'multi-user.target) $(cat /proc/self/cgroup)"; exit 3'],
+     lambda rc, out: rc == 3 and out.split() == ["systemd", "active",
+                                                 "0::/system.slice/memcgctl-vm-command.service/command"]),
 ]
+INITS = {"init systemd": "systemd"}
 
 
 def main():
@@ -51,7 +58,8 @@ def main():
         env = {"FOO": "bar"} if name == "env + cwd" else None
         cwd = "/" if name == "env + cwd" else None
         t0 = time.monotonic()
-        rc, out = run_in_vm(argv, timeout=300, env=env, cwd=cwd, timings=timings)
+        rc, out = run_in_vm(argv, timeout=300, env=env, cwd=cwd, timings=timings,
+                            init=INITS.get(name, "busybox"))
         good = ok(rc, out)
         failed += not good
         last_line = out.strip().splitlines()[-1] if out.strip() else ""

@@ -885,32 +885,14 @@ def read_optional_system_text(path: Path, what: str) -> str | None:
 
 
 def install_system_file(path: Path, content: str, what: str, mode: int = 0o644) -> None:
-    """Put CONTENT at PATH atomically: a new temporary file beside it (O_EXCL,
-    never through a link), fsynced, renamed over it.  The parent directory is
+    """Put CONTENT at PATH as replace_file_atomically() does, durably (fsynced):
+    a unit or a configuration root's services read.  The parent directory is
     made (0755) when missing."""
     try:
         os.makedirs(path.parent, mode=0o755, exist_ok=True)
-        directory = os.open(path.parent, DIRECTORY_FLAGS)
     except OSError as err:
         raise _error(err, what, path.parent, REFUSED_LINKS) from err
-    temporary = f".{path.name}.tmp{os.getpid()}"
-    try:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temporary, dir_fd=directory)  # left by a dead process of the same pid
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | FILE_FLAGS, mode, dir_fd=directory)
-        try:
-            os.write(fd, content.encode())
-            os.fchmod(fd, mode)  # whatever the umask
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(temporary, path.name, src_dir_fd=directory, dst_dir_fd=directory)
-    except OSError as err:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary, dir_fd=directory)
-        raise _error(err, what, path) from err
-    finally:
-        os.close(directory)
+    replace_file_atomically(path, content.encode(), what, mode, durable=True)
 
 
 def _error(err: OSError, what: str, path: Path, reasons: dict | None = None) -> MemcgError:
@@ -1012,12 +994,13 @@ def _trusted_file_refusal(status: os.stat_result, max_bytes: int) -> str | None:
 # --- files root writes where others may have a hand: export's textfile ----------
 
 
-def replace_file_atomically(path: Path, data: bytes, what: str, mode: int = 0o644) -> None:
+def replace_file_atomically(path: Path, data: bytes, what: str, mode: int = 0o644, durable: bool = False) -> None:
     """Replace PATH with DATA, whole or not at all: a new temporary file beside
     it (O_EXCL | O_NOFOLLOW: nothing planted is written through) renamed over
     it.  The directory is reached without following any symbolic link (one
     swapped in by whoever owns a directory on the way is refused), and both
-    the file and the rename go through its fd."""
+    the file and the rename go through its fd.  MODE whatever the umask;
+    DURABLE: fsynced before the rename."""
     path = Path(path)
     try:
         directory = open_directory_chain(path.parent, what, resolve_links=False)
@@ -1035,6 +1018,9 @@ def replace_file_atomically(path: Path, data: bytes, what: str, mode: int = 0o64
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view):]
+            os.fchmod(fd, mode)
+            if durable:
+                os.fsync(fd)
         finally:
             os.close(fd)
         os.replace(temporary, path.name, src_dir_fd=directory, dst_dir_fd=directory)

@@ -425,7 +425,7 @@ EVERY_COMMAND = {
     "daemon": ["daemon", "--config", "CONFIG", "--check"], "delete": ["delete", "web"], "empty": ["empty", "web"],
     "export": ["export"], "init-fake": ["init-fake", "NEW"], "limit": ["limit", "web", "2G"], "recover": ["recover"],
     "run": ["run", "web", "--", "true"], "shrink": ["shrink", "web", "1M"], "stat": ["stat"],
-    "top": ["top", "-b", "-n", "1"], "tree": ["tree"],
+    "top": ["top", "-b", "-n", "1"], "tree": ["tree"], "units": ["units", "--install", "--dir", "NEW"],
 }
 
 

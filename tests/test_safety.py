@@ -546,3 +546,22 @@ def test_changing_a_systemd_unit_warns_unless_it_is_delegated(fake_v2):
     except OSError:
         pytest.skip("this filesystem has no user extended attributes")
     assert run_cli(fake_v2, "limit", "app.slice/web.service", "1G").stderr == ""
+
+
+@pytest.mark.parametrize("journal", ["nobody's", "a file"])
+def test_recover_with_a_journal_it_cannot_use_says_so_instead_of_nothing(fake_v1, attacker_dir, journal):
+    """recover (the boot unit) must not exit 0 without having looked: a
+    journal directory nobody owns, or a file in its place, is 77 or 74 with
+    the reason; the record planted there is not replayed."""
+    assert run_cli(fake_v1, "create", "web", "--limit", "1G").exit_code == 0
+    directory = attacker_dir if journal == "nobody's" else fake_v1.parent / "journal-file"
+    if journal == "a file":
+        directory.write_text("not a directory\n")
+    else:
+        (directory / "planted.restore").write_text(json.dumps({"path": str(fake_v1 / "web" / "memory.limit_in_bytes"),
+                                                               "value": "4096", "pid": 1}))
+    result = run_process(fake_v1, "--journal-dir", str(directory), "recover")
+    assert result.returncode == (77 if journal == "nobody's" else 74), result
+    assert result.stdout == "" and result.stderr.startswith("memcgctl: use journal directory: ")
+    assert str(directory) in result.stderr and "Traceback" not in result.stderr
+    assert (fake_v1 / "web" / "memory.limit_in_bytes").read_text() == str(1 << 30)

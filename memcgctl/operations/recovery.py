@@ -96,7 +96,7 @@ def recover(backend: Backend, strict: bool = True) -> None:
     if journal is None:
         return
     failures = []
-    for group_path, _ in journal.all_pending():
+    for group_path, _ in journal.all_pending(strict):
         if not _is_under(group_path, backend.fs.root):
             continue
         try:

@@ -328,14 +328,25 @@ class Journal:
         """The restore a dead memcgctl left for GROUP_PATH, if any."""
         return self._read(self._record_name(group_path))
 
-    def all_pending(self) -> list[tuple[Path, PendingRestore]]:
+    def all_pending(self, strict: bool = False) -> list[tuple[Path, PendingRestore]]:
         """Every restore left behind: (group path, restore).  Records that
-        cannot be read are listed in self.unreadable."""
+        cannot be read are listed in self.unreadable.  No directory: none.
+        A directory that cannot be used (not ours, not a directory) is none
+        too, but for STRICT (`recover`, which must not say all is well
+        without having looked): then its error."""
         try:
             directory = self._directory_fd(create=False)
             names = sorted(name for name in os.listdir(directory) if name.endswith(".restore"))
-        except (MemcgError, OSError):
-            return []  # none yet, or not ours to read
+        except NotFound:
+            return []  # nothing ever ran here
+        except MemcgError:
+            if strict:
+                raise
+            return []  # not ours to read
+        except OSError as err:
+            if strict:
+                raise error_from_oserror(err, "list journal records", str(self.directory)) from err
+            return []
         found = []
         self.unreadable = []
         for name in names:

@@ -76,6 +76,12 @@ WATERMARK = '[[group]]\nmatch = "web"\npolicy = "watermark"\nhigh = "900M"\nlow 
     ("interval = 1e-9\n" + WATERMARK, "configuration line 1, key 'interval': expected at least 0.01 s, not 1e-09: "
                                       "each pass reads every polled group"),
     ("rescan_interval = 0.001\n" + WATERMARK, "configuration line 1, key 'rescan_interval': expected at least 0.01 s"),
+    # A kernel file's name is no group: 78 with the line (it was exit 2 at the
+    # first pass, restarted by systemd, and a reload to it dropped the rules).
+    (WATERMARK.replace('"web"', '"web/memory.max"'), "configuration line 2, key 'match': 'memory.max' is the name "
+                                                     "of a kernel file of a cgroup, not of a group"),
+    ('[[pool]]\ngroups = ["a/cgroup.procs"]\nbudget = "1G"\n',
+     "configuration line 2, key 'groups': 'cgroup.procs' is the name of a kernel file of a cgroup, not of a group"),
 ])
 def test_check_names_the_line_and_key_at_fault_and_exits_78(fake_v1, tmp_path, text, message):
     config = write(tmp_path, text)

@@ -126,6 +126,13 @@ def group_pattern(value) -> str:
         raise ValueError("the root is not a group the daemon may change")
     if any(part in (".", "..") for part in parts) or "\0" in value or "\n" in value:
         raise ValueError(f"not a group name: {value!r}")
+    # As on the command line: a kernel file's name (memory.max, cgroup.procs)
+    # is never a group; refused here, with the line, not at the first pass.
+    from ..kernel.names import is_kernel_file_name
+
+    for part in parts:
+        if is_kernel_file_name(part):
+            raise ValueError(f"{part!r} is the name of a kernel file of a cgroup, not of a group")
     return "/".join(parts)
 
 

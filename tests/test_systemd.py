@@ -213,7 +213,7 @@ def test_units_install_refuses_a_link_in_place_of_a_unit(tmp_path):
     (units / "memcgctl-daemon.service").symlink_to(target)
     completed = run_units("--install", "--dir", units, "--config", tmp_path / "daemon.toml")
     assert completed.returncode != 0 and completed.stdout == ""
-    assert completed.stderr.startswith("memcgctl: read unit: refused: a symbolic link")
+    assert completed.stderr.splitlines()[-1].startswith("memcgctl: read unit: refused: a symbolic link")
     assert "Traceback" not in completed.stderr
     assert target.read_text() == "keep\n" and not (tmp_path / "daemon.toml").exists()
 
@@ -221,3 +221,19 @@ def test_units_install_refuses_a_link_in_place_of_a_unit(tmp_path):
 def test_units_refuses_a_bad_listen_address():
     completed = run_units("--listen", "9101")
     assert completed.returncode == 2 and "expected ADDR:PORT" in completed.stderr and completed.stdout == ""
+
+
+def test_units_refuses_a_relative_config_and_warns_of_one_the_sandbox_hides(tmp_path):
+    """A relative --config was resolved against the current directory; one
+    under /tmp is hidden from the service by PrivateTmp=yes."""
+    units = tmp_path / "units"
+    relative = subprocess.run([MEMCGCTL, "units", "--install", "--dir", units, "--config", "daemon.toml"],
+                              capture_output=True, text=True, timeout=60, cwd=tmp_path, stdin=subprocess.DEVNULL)
+    assert (relative.returncode, relative.stdout) == (2, "")
+    assert relative.stderr == ("memcgctl: units --config: 'daemon.toml' is not an absolute path: the unit needs "
+                               "one\n")
+    assert not units.exists() and not (tmp_path / "daemon.toml").exists()
+    hidden = run_units("--install", "--dir", units, "--config", tmp_path / "daemon.toml")
+    assert hidden.returncode == 0
+    assert hidden.stderr.startswith(f"memcgctl: warning: {tmp_path / 'daemon.toml'} is under a directory the "
+                                    "service does not see (PrivateTmp=yes")

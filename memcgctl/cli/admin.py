@@ -100,10 +100,20 @@ def units(settings, install, directory, listen, config_file):
 
     from ..export.serve import parse_listen_address
     from ..kernel.fs import install_system_file, read_optional_system_text
-    from ..units import memcgctl_executable, next_steps, plan_install, rendered_units
+    from ..units import (
+        config_path_warning,
+        memcgctl_executable,
+        next_steps,
+        plan_install,
+        rendered_units,
+        service_config_path,
+    )
 
     parse_listen_address(listen)
-    memcgctl, config = memcgctl_executable(), Path(config_file).absolute()
+    memcgctl, config = memcgctl_executable(), service_config_path(config_file)
+    warning = config_path_warning(config)
+    if warning:
+        click.echo(f"memcgctl: warning: {warning}", err=True)
     if not install:
         for path, content in rendered_units(memcgctl, Path(directory), listen, config):
             click.echo(f"# {path}\n{content}")

@@ -25,6 +25,27 @@ UNIT_DIRECTORY = Path("/etc/systemd/system")
 CONFIG_PATH = Path("/etc/memcgctl/daemon.toml")  # the default
 EXAMPLE_CONFIG = "daemon.toml"  # examples/daemon.toml
 DEFAULT_LISTEN = "127.0.0.1:9101"
+# The units have PrivateTmp=yes: the service sees its own empty /tmp and /var/tmp.
+PRIVATE_DIRECTORIES = (Path("/tmp"), Path("/var/tmp"))
+
+
+def service_config_path(text: str) -> Path:
+    """The daemon's configuration file as its unit names it: an absolute path
+    (a relative one would be resolved against wherever `units` ran)."""
+    path = Path(text)
+    if not path.is_absolute():
+        raise UsageError("units --config", f"'{text}' is not an absolute path: the unit needs one")
+    return path
+
+
+def config_path_warning(path: Path) -> str | None:
+    """Why the sandboxed daemon would not find PATH, if it would not: under
+    /tmp or /var/tmp (legal where units are staged, surely not meant on the
+    host that runs them)."""
+    if any(path.is_relative_to(private) for private in PRIVATE_DIRECTORIES):
+        return (f"{path} is under a directory the service does not see (PrivateTmp=yes gives it an empty /tmp "
+                "and /var/tmp): the daemon will not find it there; /etc/memcgctl is the place")
+    return None
 
 
 class UnitFile(NamedTuple):

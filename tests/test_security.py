@@ -17,6 +17,7 @@ import shlex
 import signal
 import stat
 import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -618,3 +619,17 @@ def test_dry_run_plan_as_json_carries_hostile_names_as_data(fake_v1):
     assert (without_n.exit_code, without_n.stdout) == (2, "")
     assert without_n.stderr == "memcgctl: --plan-json: prints what a dry run would do: use it with -n\n"
     assert not (fake_v1 / "web").exists()
+
+
+def test_dry_run_plan_as_json_is_valid_utf8_for_a_name_that_is_not(fake_v1):
+    """A byte that is not UTF-8 was written as a lone surrogate (\\udcff),
+    which jq turns into U+FFFD and Python cannot encode: it is \\xff, as in
+    stat --json."""
+    name = os.fsdecode(b"raw\xffbyte")  # as the kernel's bytes reach Python
+    result = subprocess.run([sys.executable, "-m", "memcgctl", "--root", str(fake_v1), "-n", "--plan-json", "create",
+                             name], capture_output=True, timeout=60)
+    assert (result.returncode, result.stderr) == (0, b"")
+    result.stdout.decode("utf-8")  # valid UTF-8: no lone surrogate
+    assert b"\\udc" not in result.stdout
+    assert json.loads(result.stdout)["plan"] == [{"action": "mkdir", "path": str(fake_v1) + "/raw\\xffbyte"}]
+    assert not any(path.name.startswith("raw") for path in fake_v1.iterdir())

@@ -36,7 +36,9 @@ def step_data(step) -> dict:
 
 
 def plan_text(steps: list) -> str:
-    """STEPS (dicts of step_data) as the one JSON document."""
-    import json
+    """STEPS (dicts of step_data) as the one JSON document, valid UTF-8 as
+    every JSON memcgctl writes (a byte of a name that is not UTF-8 is the
+    four characters \\xNN, not a lone surrogate)."""
+    from .json_text import dumps_utf8
 
-    return json.dumps({"plan": steps}, indent=2)
+    return dumps_utf8({"plan": steps}, indent=2)

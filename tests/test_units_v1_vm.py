@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 from test_units_vm import MEMCGCTL, journal, run, show, systemctl, wait_for
 
+from conftest import let_the_units_see_this_checkout
+
 MEMORY = Path("/sys/fs/cgroup/memory")
 JOURNAL = Path("/run/memcgctl")
 MIB, GIB = 1024**2, 1024**3
@@ -42,6 +44,7 @@ def web():
 
 def test_recover_unit_restores_a_record_left_by_a_killed_shrink(web, tmp_path):
     run(MEMCGCTL, "units", "--install")
+    let_the_units_see_this_checkout(MEMCGCTL)
     systemctl("daemon-reload")
     name, limit = str(web.relative_to(MEMORY)), web / "memory.limit_in_bytes"
     limit.write_text(str(GIB))

@@ -23,6 +23,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import let_the_units_see_this_checkout
+
 # This environment's memcgctl (.ci/run's venv), else the one on PATH.
 MEMCGCTL = Path(sys.executable).parent / "memcgctl"
 if not MEMCGCTL.exists():
@@ -108,6 +110,7 @@ class Groups:
 def groups():
     installed = run(MEMCGCTL, "units", "--install")
     assert f"{CONFIG}: written" in installed.stdout and "systemctl daemon-reload" in installed.stdout
+    let_the_units_see_this_checkout(MEMCGCTL)
     systemctl("daemon-reload")
     made = Groups()
     yield made

@@ -102,6 +102,7 @@ def units(settings, install, directory, listen, config_file):
     from ..kernel.fs import install_system_file, read_optional_system_text
     from ..units import (
         config_path_warning,
+        executable_warning,
         memcgctl_executable,
         next_steps,
         plan_install,
@@ -111,9 +112,9 @@ def units(settings, install, directory, listen, config_file):
 
     parse_listen_address(listen)
     memcgctl, config = memcgctl_executable(), service_config_path(config_file)
-    warning = config_path_warning(config)
-    if warning:
-        click.echo(f"memcgctl: warning: {warning}", err=True)
+    for warning in (executable_warning(memcgctl), config_path_warning(config)):
+        if warning:
+            click.echo(f"memcgctl: warning: {warning}", err=True)
     if not install:
         for path, content in rendered_units(memcgctl, Path(directory), listen, config):
             click.echo(f"# {path}\n{content}")

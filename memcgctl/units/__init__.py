@@ -38,13 +38,27 @@ def service_config_path(text: str) -> Path:
     return path
 
 
+def hidden_from_the_service(path: Path) -> bool:
+    """PATH is under /tmp or /var/tmp, which PrivateTmp=yes hides from the units."""
+    return any(path.is_relative_to(private) for private in PRIVATE_DIRECTORIES)
+
+
 def config_path_warning(path: Path) -> str | None:
     """Why the sandboxed daemon would not find PATH, if it would not: under
     /tmp or /var/tmp (legal where units are staged, surely not meant on the
     host that runs them)."""
-    if any(path.is_relative_to(private) for private in PRIVATE_DIRECTORIES):
+    if hidden_from_the_service(path):
         return (f"{path} is under a directory the service does not see (PrivateTmp=yes gives it an empty /tmp "
                 "and /var/tmp): the daemon will not find it there; /etc/memcgctl is the place")
+    return None
+
+
+def executable_warning(memcgctl: Path) -> str | None:
+    """Why the units could not run MEMCGCTL, if they could not: a memcgctl
+    (a venv, a checkout) under /tmp or /var/tmp is hidden from them."""
+    if hidden_from_the_service(memcgctl):
+        return (f"this memcgctl ({memcgctl}) is under a directory the services do not see (PrivateTmp=yes): "
+                "they would fail to start (203/EXEC); install it elsewhere, as README's first command does")
     return None
 
 

@@ -522,7 +522,6 @@ class Engine:
                     self.step_in_flight = False
         finally:
             self._say_restores()
-        self.stopping = False  # SIGTERM or SIGINT came: end the pass early
 
     def _count_and_log(self, watched: Watched, rule: RuleRun, step: Step, result, now: float) -> None:
         name, policy = result.group, rule.policy.name

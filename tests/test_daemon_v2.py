@@ -37,7 +37,10 @@ def test_v2_watermark_by_the_interval_reclaims_and_leaves_high_and_max_alone(ker
     daemon.wait_for_log("web: watermark: usage", seconds=30)
     assert wait_for(lambda: current(kernel_root, "web") <= 100 * MIB, seconds=30)
     action = next(line for line in daemon.log().splitlines() if "web: watermark: usage" in line)
-    assert float(action.split(" -> ")[1].split()[0]) <= 41, action  # MiB: memory.reclaim got to low
+    # memory.reclaim got to low, or as near as the kernel would go: 6.12 may
+    # stop a MiB or two short (the step then says "stopped short").
+    reached = float(action.split(" -> ")[1].split()[0])  # MiB
+    assert reached <= 41 or (reached <= 44 and "stopped short" in action), action
     assert (kernel_root.read("web", "memory.high"), kernel_root.read("web", "memory.max")) == ("max", "max")
     assert daemon.stop() == 0
     counters_file = next(journal_directory.glob("daemon-counters-*.json"))

@@ -5,10 +5,12 @@ terminal's title, forge a line of a log or make one shell line read as another.
 
 printable() is the one spelling of such text for a person: tables, trees,
 top, CSV, --detail, --check, errors, warnings and the daemon's log all pass
-names (or whole lines) through it.  It escapes character by character, so
-that a line made of escaped parts reads the same as the line escaped whole,
-and escaping twice changes nothing: a log line holding an error holding a
-name is spelled once.  valid_utf8() is the weaker form for machine formats
+names (or whole lines) through it, once, where the text leaves memcgctl
+(errors and log lines carry names raw until then).  The spelling is
+one-to-one: a backslash is shown as \\, so the four characters \x1b and the
+ESC byte, or two groups named so, never read the same (nor become one
+exported series).  It escapes character by character, so a line escaped
+whole reads as its parts escaped one by one.  valid_utf8() is the weaker form for machine formats
 that escape control characters themselves (JSON); shell_quote() the form for
 shell lines (dry runs), which the shell must read back as the very bytes.
 
@@ -20,17 +22,17 @@ from __future__ import annotations
 # The controls people know by their C names; the other C0 controls and DEL
 # are \xNN, C1 controls (U+0080..U+009F, U+009B is a one-character CSI) and
 # other unprintable code points (bidi overrides, line separators) \uNNNN.
-_C_NAMES = {"\t": "\\t", "\n": "\\n", "\r": "\\r"}
+_C_NAMES = {"\t": "\\t", "\n": "\\n", "\r": "\\r", "\\": "\\\\"}
 # os.fsdecode() turns each byte that is not UTF-8 into a lone surrogate
 # U+DC80..U+DCFF (PEP 383: surrogateescape).
 _FIRST_ESCAPED_BYTE, _LAST_ESCAPED_BYTE = 0xDC80, 0xDCFF
 
 
 def _shown_character(character: str) -> str:
-    if character.isprintable():
-        return character
     if character in _C_NAMES:
         return _C_NAMES[character]
+    if character.isprintable():
+        return character
     code = ord(character)
     if _FIRST_ESCAPED_BYTE <= code <= _LAST_ESCAPED_BYTE:
         return f"\\x{code - 0xDC00:02x}"  # the byte itself, as a file name holds it
@@ -43,11 +45,12 @@ def printable(text: str) -> str:
     """TEXT for a person (terminal or log): itself when every character is
     printable; else each control character (C0, DEL, C1) and other
     unprintable character escaped (\\n, \\r, \\t, \\x1b, \\x7f, \\u009b), and
-    each byte that is not UTF-8 as \\xNN.  A backslash is left as it is:
-    systemd's own escapes in unit names (\\x2d) read as systemd wrote them."""
+    each byte that is not UTF-8 as \\xNN, and a backslash as \\\\ (so that
+    no two texts are spelled the same: systemd's unit name a\\x2db.slice
+    reads a\\\\x2db.slice)."""
     # isprintable() is False for controls and for lone surrogates: the common
-    # case costs one scan in C.
-    if text.isprintable():
+    # case costs two scans in C.
+    if text.isprintable() and "\\" not in text:
         return text
     return "".join(map(_shown_character, text))
 

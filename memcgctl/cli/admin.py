@@ -109,12 +109,13 @@ def units(settings, install, directory, listen, config_file):
         rendered_units,
         service_config_path,
     )
+    from .output import say_error
 
     parse_listen_address(listen)
     memcgctl, config = memcgctl_executable(), service_config_path(config_file)
     for warning in (executable_warning(memcgctl), config_path_warning(config)):
         if warning:
-            click.echo(f"memcgctl: warning: {warning}", err=True)
+            say_error(f"memcgctl: warning: {warning}")
     if not install:
         for path, content in rendered_units(memcgctl, Path(directory), listen, config):
             click.echo(f"# {path}\n{content}")

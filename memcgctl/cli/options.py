@@ -139,8 +139,10 @@ class Settings:
         """Print each of FAILURES (MemcgErrors, one line each) and exit with the
         highest of their codes: a command given several groups or processes
         tries every one."""
+        from .output import say_error
+
         for error in failures:
-            click.echo(f"memcgctl: {error}", err=True)
+            say_error(f"memcgctl: {error}")
         if failures:
             click.get_current_context().exit(max(error.exit_code for error in failures))
 

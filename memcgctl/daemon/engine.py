@@ -219,7 +219,8 @@ class Engine:
             self.reload_failed = True
             from ..escape import printable  # a newline in the error would end the STATUS= line
 
-            notify.notify("READY=1", "STATUS=" + printable(f"reload failed, kept the previous configuration: {error}")[:1000])
+            status = printable(f"reload failed, kept the previous configuration: {error}")
+            notify.notify("READY=1", f"STATUS={status}"[:1000])
             self._status_sent = None
             return
         self.reload_failed = False

@@ -135,6 +135,18 @@ class Settings:
 
             click.echo(printable(text))
 
+    def exit_with_unreadable(self, command: str, unreadable: list) -> None:
+        """Name each group of UNREADABLE ((label, MemcgError) pairs) that
+        COMMAND left out, once, on stderr, and exit with the highest of their
+        codes (77 a file it may not read, 74 bad text): the groups it could
+        read are shown, and a script still sees that some were not."""
+        from .output import say_error
+
+        for label, error in unreadable:
+            say_error(f"memcgctl: {command}: left out {label}, which cannot be read: {error}")
+        if unreadable:
+            click.get_current_context().exit(max(error.exit_code for _, error in unreadable))
+
     def exit_with_failures(self, failures: list) -> None:
         """Print each of FAILURES (MemcgErrors, one line each) and exit with the
         highest of their codes: a command given several groups or processes

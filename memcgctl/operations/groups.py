@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from ..errors import AlreadyExists, Busy, MemcgError, NotFound, UsageError
+from ..errors import AlreadyExists, Busy, MemcgError, NotFound, OutputError, UsageError
 from ..kernel.actions import Action, MakeDir, RemoveDir, Write
 from ..kernel.backend import Backend
 from ..kernel.fs import Group, resolves_to_root
@@ -134,9 +134,16 @@ def plan_delete(backend: Backend, name: str, recursive: bool = False,
     return [RemoveDir(each.path) for each in reversed([group, *descendants])]
 
 
+# PID_MAX_LIMIT of include/linux/threads.h (64-bit): no pid_max, and so no
+# process id, is higher.
+PID_MAX_LIMIT = 4 * 1024 * 1024
+
+
 def parse_pid(text: str) -> int:
-    if not text.isdigit() or int(text) == 0:
-        raise UsageError(f"bad process id {text!r}", "expected a positive whole number")
+    if not (text.isascii() and text.isdigit()) or int(text) == 0:
+        raise UsageError(f"bad process id '{text}'", "expected a positive whole number")
+    if int(text) > PID_MAX_LIMIT:
+        raise UsageError(f"bad process id '{text}'", f"above {PID_MAX_LIMIT}, the highest a process id can be")
     return int(text)
 
 
@@ -156,6 +163,8 @@ def attach(backend: Backend, group: Group, pids: list[int], threads: bool = Fals
     for pid in pids:
         try:
             apply(plan_attach(backend, group, pid, threads))
+        except OutputError:
+            raise  # printing a dry run failed: not this process's failure
         except MemcgError as error:
             error.what = f"attach {pid} to {group.label}"
             failures.append(error)

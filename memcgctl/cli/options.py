@@ -206,7 +206,7 @@ def _global_option_decorators(read_environment: bool) -> tuple:
                      help="As root, use a --root that another user owns or can write (a delegated subtree)."),
         click.option("--cgroup-version", type=click.Choice(["1", "2"]), expose_value=False,
                      callback=lambda ctx, param, value: _store_setting(ctx, param, value and int(value)),
-                     help="Treat the root as cgroup v1 or v2 instead of telling from its files."),
+                     help="The cgroup version the root must be (the other is refused); init-fake: the tree's."),
         click.option("-n", "--dry-run", is_flag=True, default=None, expose_value=False, callback=_store_setting,
                      help="Read and check, change nothing; print each write as a shell line."),
         click.option("--plan-json", is_flag=True, default=None, expose_value=False, callback=_store_setting,

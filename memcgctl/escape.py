@@ -19,6 +19,8 @@ No import beyond the standard library: the kernel layer and errors.py use it.
 
 from __future__ import annotations
 
+import re
+
 # The controls people know by their C names; the other C0 controls and DEL
 # are \xNN, C1 controls (U+0080..U+009F, U+009B is a one-character CSI) and
 # other unprintable code points (bidi overrides, line separators) \uNNNN.
@@ -53,6 +55,28 @@ def printable(text: str) -> str:
     if text.isprintable() and "\\" not in text:
         return text
     return "".join(map(_shown_character, text))
+
+
+_UNESCAPE = re.compile(r"\\(?:([\\ntr])|x([0-9a-f]{2})|u([0-9a-f]{4})|U([0-9a-f]{8}))")
+_NAMED_BACK = {"\\": "\\", "n": "\n", "t": "\t", "r": "\r"}
+
+
+def _unescaped(match: re.Match) -> str:
+    named, byte, short, long = match.groups()
+    if named:
+        return _NAMED_BACK[named]
+    if byte:
+        code = int(byte, 16)
+        return chr(code) if code < 0x80 else chr(0xDC00 + code)  # a byte that is not UTF-8, as fsdecode gives it
+    return chr(int(short or long, 16))
+
+
+def unescape(shown: str) -> str | None:
+    """The text that printable() spells SHOWN, or None if SHOWN is not such
+    a spelling (a lone backslash, or a character printable() would escape):
+    so that a group listed as batch/a\\nb can be named as it is listed."""
+    text = _UNESCAPE.sub(_unescaped, shown)
+    return text if printable(text) == shown else None
 
 
 def valid_utf8(text: str) -> str:

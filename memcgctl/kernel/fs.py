@@ -150,12 +150,13 @@ class CgroupFS:
 
     # --- names ----------------------------------------------------------------
 
-    def group(self, name: str) -> Group:
+    def group(self, name: str, existing: bool = False) -> Group:
         """The group NAME ('web', 'batch/job1', '/web'), refused if it leaves the root.
 
-        Raises UsageError (exit 2) before anything is touched.
+        Raises UsageError (exit 2) before anything is touched.  EXISTING: a
+        name found under the root (see clean_group_name).
         """
-        parts = clean_group_name(name)
+        parts = clean_group_name(name, existing)
         path = self.root.joinpath(*parts)
         if len(os.fsencode(path)) > MAX_PATH_BYTES:
             raise UsageError(f"group '{name[:40]}...'", f"the path would be longer than {MAX_PATH_BYTES} bytes")

@@ -9,7 +9,7 @@ from ..errors import AlreadyExists, Busy, MemcgError, NotFound, OutputError, Usa
 from ..kernel.actions import Action, MakeDir, RemoveDir, Write
 from ..kernel.backend import Backend
 from ..kernel.fs import Group, resolves_to_root
-from ..kernel.names import clean_group_name
+from ..kernel.names import clean_group_name, refuse_blank_name
 from .limits import check_hard_limit, holds
 
 
@@ -50,6 +50,8 @@ def target_group(backend: Backend, name: str, verb: str, must_exist: bool = True
     not through a symbolic link to it.  UsageError (2), NotFound (66)."""
     refuse_root_name(name, verb)
     group = backend.group(name, must_exist=False)
+    if must_exist and "\\" in name and not backend.is_group(group):
+        group = backend.group(name)  # a group named as tables spell it (batch/a\\nb), or NotFound
     if resolves_to_root(backend.fs, group):
         raise UsageError(f"{verb} '{name}'", ROOT_IS_NOT_A_TARGET, str(group.path))
     if must_exist:
@@ -70,6 +72,7 @@ def plan_create(backend: Backend, name: str, parents: bool = False, exist_ok: bo
     run of `create -p a/b a/c` plans what the real run does (a, and on v2 its
     +memory, once).
     """
+    refuse_blank_name(clean_group_name(name), name)
     group = target_group(backend, name, "create", must_exist=False)
     if limit is not False:
         check_hard_limit(limit, force)

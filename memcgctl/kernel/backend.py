@@ -32,9 +32,12 @@ def number(texts: dict, directory: Path, name: str) -> int | None:
     if text is None:
         return None
     try:
-        return int(text)
+        value = int(text)
     except ValueError:
-        return to_int(text, directory / name)  # raises the MemcgError that names the file
+        value = -1
+    if value < 0:  # bad text (a fake tree's "-5" too): the MemcgError that names the file
+        return to_int(text, directory / name)
+    return value
 
 
 def counters(texts: dict, directory: Path, name: str, keys: frozenset | None = None) -> dict | None:

@@ -902,11 +902,16 @@ def _error(err: OSError, what: str, path: Path, reasons: dict | None = None) -> 
 
 
 def to_int(text: str, path: Path) -> int:
-    """The number a kernel file holds, or a MemcgError saying what it held."""
+    """The number a kernel file holds, or a MemcgError saying what it held.
+    Never negative: the kernel's byte and event counts are unsigned."""
     try:
-        return int(text.strip())
-    except ValueError:
-        raise MemcgError(f"read {path.name}", f"expected a number, found {text.strip()[:40]!r}", str(path)) from None
+        value = int(text.strip())
+    except ValueError:  # not a number, or past Python's 4,300-digit limit
+        value = -1
+    if value < 0:
+        raise MemcgError(f"read {path.name}", f"expected a number of 0 or more, found '{text.strip()[:40]}'",
+                         str(path))
+    return value
 
 
 def resolves_to_root(fs: CgroupFS, group: Group) -> bool:

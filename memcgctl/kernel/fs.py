@@ -450,6 +450,22 @@ class CgroupFS:
         else:
             raise TypeError(f"not an action the cgroup filesystem carries out: {action!r}")
 
+    def write_new_file(self, path: Path, content: str, what: str) -> None:
+        """Create the plain file PATH holding CONTENT: only ever a new file
+        (O_CREAT|O_EXCL, O_NOFOLLOW), opened relative to its directory's fd,
+        so nothing planted is written through (PermissionDenied, 77)."""
+        parts = self._parts(path)
+        try:
+            directory = self._open_directory(parts[:-1], what)
+        except UsageError as error:
+            raise PermissionDenied(what, f"refused: {error.why}", error.path) from None
+        try:
+            _write_new_file(directory, parts[-1], content)
+        except OSError as err:
+            raise _error(err, what, path, {**PERMISSION_TO_WRITE, **REFUSED_LINKS}) from err
+        finally:
+            os.close(directory)
+
     def check_permitted(self, plan: list) -> None:
         """For a dry run: raise the PermissionDenied (77) the real run would, worded
         the same, for the first Write whose file, or MakeDir/RemoveDir whose parent

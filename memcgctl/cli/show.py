@@ -33,17 +33,16 @@ def stat(settings, groups, recursive, as_json, detail=False, fields=None, as_csv
     from ..operations.stats import iter_stats, select_groups
 
     backend = settings.backend()
+    unreadable: list = []  # a group that cannot be read is left out, and said after the others
     if detail or fields is not None or as_csv:
         from .stat_fields import show_detail_or_fields
 
-        unreadable = []
         show_detail_or_fields(backend, groups, recursive, as_json, detail, fields, as_csv, unreadable)
         settings.exit_with_unreadable("stat", unreadable)
         return
     # Each group is turned into text as soon as it is read, so that only the
     # text is kept, not every group's figures.  Nothing is printed before all
-    # are read: an error leaves stdout empty.
-    unreadable: list = []  # a group that cannot be read is left out, and said after the others
+    # are read: an error leaves stdout empty (a group it cannot read is left out, said after).
     stats = iter_stats(backend, select_groups(backend, groups, recursive), skip_vanished=not groups or recursive,
                        unreadable=unreadable)
     if as_json:

@@ -28,12 +28,11 @@ class MemcgError(Exception):
         self.path = path
 
     def __str__(self) -> str:
-        # Group names may hold control characters (the kernel allows CR and
-        # ESC): shown raw, they would rewrite the terminal line.
-        from .escape import printable
-
-        text = f"{printable(self.what)}: {printable(self.why)}"
-        return f"{text} ({printable(self.path)})" if self.path else text
+        # Raw: a group name in it may hold control characters, and whoever
+        # shows the message (the command line, the daemon's log) escapes it
+        # once (escape.printable), as one line.
+        text = f"{self.what}: {self.why}"
+        return f"{text} ({self.path})" if self.path else text
 
 
 class Interrupted(BaseException):

@@ -5,10 +5,12 @@ terminal's title, forge a line of a log or make one shell line read as another.
 
 printable() is the one spelling of such text for a person: tables, trees,
 top, CSV, --detail, --check, errors, warnings and the daemon's log all pass
-names (or whole lines) through it.  It escapes character by character, so
-that a line made of escaped parts reads the same as the line escaped whole,
-and escaping twice changes nothing: a log line holding an error holding a
-name is spelled once.  valid_utf8() is the weaker form for machine formats
+names (or whole lines) through it, once, where the text leaves memcgctl
+(errors and log lines carry names raw until then).  The spelling is
+one-to-one: a backslash is shown as \\, so the four characters \x1b and the
+ESC byte, or two groups named so, never read the same (nor become one
+exported series).  It escapes character by character, so a line escaped
+whole reads as its parts escaped one by one.  valid_utf8() is the weaker form for machine formats
 that escape control characters themselves (JSON); shell_quote() the form for
 shell lines (dry runs), which the shell must read back as the very bytes.
 
@@ -17,20 +19,22 @@ No import beyond the standard library: the kernel layer and errors.py use it.
 
 from __future__ import annotations
 
+import re
+
 # The controls people know by their C names; the other C0 controls and DEL
 # are \xNN, C1 controls (U+0080..U+009F, U+009B is a one-character CSI) and
 # other unprintable code points (bidi overrides, line separators) \uNNNN.
-_C_NAMES = {"\t": "\\t", "\n": "\\n", "\r": "\\r"}
+_C_NAMES = {"\t": "\\t", "\n": "\\n", "\r": "\\r", "\\": "\\\\"}
 # os.fsdecode() turns each byte that is not UTF-8 into a lone surrogate
 # U+DC80..U+DCFF (PEP 383: surrogateescape).
 _FIRST_ESCAPED_BYTE, _LAST_ESCAPED_BYTE = 0xDC80, 0xDCFF
 
 
 def _shown_character(character: str) -> str:
-    if character.isprintable():
-        return character
     if character in _C_NAMES:
         return _C_NAMES[character]
+    if character.isprintable():
+        return character
     code = ord(character)
     if _FIRST_ESCAPED_BYTE <= code <= _LAST_ESCAPED_BYTE:
         return f"\\x{code - 0xDC00:02x}"  # the byte itself, as a file name holds it
@@ -43,13 +47,36 @@ def printable(text: str) -> str:
     """TEXT for a person (terminal or log): itself when every character is
     printable; else each control character (C0, DEL, C1) and other
     unprintable character escaped (\\n, \\r, \\t, \\x1b, \\x7f, \\u009b), and
-    each byte that is not UTF-8 as \\xNN.  A backslash is left as it is:
-    systemd's own escapes in unit names (\\x2d) read as systemd wrote them."""
+    each byte that is not UTF-8 as \\xNN, and a backslash as \\\\ (so that
+    no two texts are spelled the same: systemd's unit name a\\x2db.slice
+    reads a\\\\x2db.slice)."""
     # isprintable() is False for controls and for lone surrogates: the common
-    # case costs one scan in C.
-    if text.isprintable():
+    # case costs two scans in C.
+    if text.isprintable() and "\\" not in text:
         return text
     return "".join(map(_shown_character, text))
+
+
+_UNESCAPE = re.compile(r"\\(?:([\\ntr])|x([0-9a-f]{2})|u([0-9a-f]{4})|U([0-9a-f]{8}))")
+_NAMED_BACK = {"\\": "\\", "n": "\n", "t": "\t", "r": "\r"}
+
+
+def _unescaped(match: re.Match) -> str:
+    named, byte, short, long = match.groups()
+    if named:
+        return _NAMED_BACK[named]
+    if byte:
+        code = int(byte, 16)
+        return chr(code) if code < 0x80 else chr(0xDC00 + code)  # a byte that is not UTF-8, as fsdecode gives it
+    return chr(int(short or long, 16))
+
+
+def unescape(shown: str) -> str | None:
+    """The text that printable() spells SHOWN, or None if SHOWN is not such
+    a spelling (a lone backslash, or a character printable() would escape):
+    so that a group listed as batch/a\\nb can be named as it is listed."""
+    text = _UNESCAPE.sub(_unescaped, shown)
+    return text if printable(text) == shown else None
 
 
 def valid_utf8(text: str) -> str:

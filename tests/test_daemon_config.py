@@ -141,6 +141,18 @@ def test_a_missing_file_is_78_too(fake_v1, tmp_path):
         78, f"memcgctl: read configuration: no such file or directory (ENOENT) ({tmp_path / 'nothing.toml'})\n")
 
 
+@pytest.mark.parametrize("args", [["--check"], ["--once"]])
+def test_a_file_that_is_not_utf8_is_78_in_memcgctl_words(fake_v1, tmp_path, args):
+    assert run_cli(fake_v1, "create", "web", "--limit", "1G").exit_code == 0
+    config = tmp_path / "daemon.toml"
+    config.write_bytes(b'[[group]]\nmatch = "w\xffeb"\npolicy = "watermark"\nhigh = "20M"\nlow = "10M"\n')
+    result = run_cli(fake_v1, "daemon", "--config", str(config), *args)
+    assert (result.exit_code, result.stdout) == (78, "")
+    assert result.stderr == ("memcgctl: read configuration: not UTF-8 text (as TOML must be): byte 0xff at offset 20 "
+                             f"(line 2) ({config})\n")
+    assert (fake_v1 / "web" / "memory.limit_in_bytes").read_text().strip() == str(1024**3)
+
+
 def test_the_example_configuration_checks(fake_root):
     for name in ("batch/one", "batch/two", "a", "b"):
         assert run_cli(fake_root, "create", "-p", name).exit_code == 0

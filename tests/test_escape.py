@@ -65,14 +65,16 @@ def hostile_tree(fake_v1):
 
 def test_printable_spells_each_unsafe_character_and_only_those():
     assert printable(HOSTILE) == SHOWN
-    assert printable("system-systemd\\x2dfsck.slice") == "system-systemd\\x2dfsck.slice"  # backslash as is
+    assert printable("system-systemd\\x2dfsck.slice") == "system-systemd\\\\x2dfsck.slice"  # backslash doubled
     assert printable("caf\u00e9 \u65e5\u672c") == "caf\u00e9 \u65e5\u672c"
     assert printable("a\u202eb\u2028c") == "a\\u202eb\\u2028c"  # bidi override, line separator
     assert printable("\x00\t\x1f") == "\\x00\\t\\x1f"
 
 
-def test_printable_is_idempotent_and_escapes_part_by_part():
-    assert printable(printable(HOSTILE)) == printable(HOSTILE)
+def test_printable_is_one_to_one_and_escapes_part_by_part():
+    # The four characters \x1b and the ESC byte; a backslash then "n" and a newline.
+    assert printable("a\\x1b") == "a\\\\x1b" != printable("a\x1b") == "a\\x1b"
+    assert printable("a\\n") != printable("a\n")
     line = f"{HOSTILE}: watched by group 1; {HOSTILE}"
     assert printable(line) == f"{SHOWN}: watched by group 1; {SHOWN}"
 

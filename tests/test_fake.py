@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from memcgctl.errors import EXIT_CODES, NotAvailable
-from memcgctl.kernel.discovery import open_hierarchy
+from memcgctl.kernel.discovery import build_fake_root, open_hierarchy
 
 from conftest import all_commands, run_cli
 
@@ -157,11 +157,28 @@ def test_root_on_the_command_line_beats_the_environment(fake_v1, fake_v2):
         assert [row["group"] for row in json.loads(result.stdout)] == ["web"], args
 
 
-def test_cgroup_version_override(fake_v1):
+@pytest.mark.parametrize(("version", "asked"), [(1, "2"), (2, "1")])
+@pytest.mark.parametrize("args", [["stat", "--json", "web"], ["create", "new"], ["limit", "web", "100M"],
+                                  ["-n", "limit", "web", "100M"], ["delete", "web"]], ids=" ".join)
+def test_a_cgroup_version_the_root_is_not_is_refused(tmp_path, version, asked, args):
+    root = tmp_path / "cg"
+    build_fake_root(root, version)
+    run_cli(root, "create", "web")
+    before = sorted(str(path.relative_to(root)) + ":" + path.read_text() for path in root.rglob("*") if path.is_file())
+    result = run_cli(root, "--cgroup-version", asked, *args)
+    assert result.exit_code == 2, result
+    assert result.stdout == ""
+    assert result.stderr == (f"memcgctl: use root: this is a cgroup v{version} hierarchy (it has "
+                             f"{'cgroup.controllers' if version == 2 else 'memory.limit_in_bytes'}), not v{asked}; "
+                             f"nothing was changed ({root})\n")
+    after = sorted(str(path.relative_to(root)) + ":" + path.read_text() for path in root.rglob("*") if path.is_file())
+    assert after == before and sorted(p.name for p in root.iterdir() if p.is_dir()) == ["web"]
+
+
+def test_the_cgroup_version_the_root_is_is_accepted(fake_v1):
     run_cli(fake_v1, "create", "web")
-    result = run_cli(fake_v1, "--cgroup-version", "2", "stat", "--json", "web")
-    assert result.exit_code == 66  # read as v2, a v1 group has no memory.current
-    assert "no such group" in result.stderr
+    result = run_cli(fake_v1, "--cgroup-version", "1", "stat", "--json", "web")
+    assert result.exit_code == 0 and json.loads(result.stdout)[0]["cgroup_version"] == 1
 
 
 def test_root_that_does_not_exist_is_66_and_a_plain_directory_69(tmp_path):

@@ -471,7 +471,9 @@ def test_a_soft_limit_above_the_hard_limit_is_set_with_a_warning(fake_v1):
     assert run_cli(fake_v1, "limit", "web", "--soft", "50M").stderr == ""
     lowered = run_cli(fake_v1, "limit", "web", "40M")  # now the hard limit goes under the soft one
     assert lowered.exit_code == 0
-    assert "--soft 50 MiB is above the hard limit 40 MiB" in lowered.stderr
+    # --soft was not given this time: the warning speaks of the group's own soft limit.
+    assert lowered.stderr == ("memcgctl: warning: the group's soft limit 50 MiB is above the new hard limit 40 MiB: "
+                              "it has no effect while the hard limit is lower\n")
     assert (fake_v1 / "web" / "memory.limit_in_bytes").read_text() == str(40 * MIB)
 
 
@@ -539,3 +541,23 @@ def test_several_groups_dry_run_plans_what_the_real_run_does(fake_root, command,
         CgroupFS.apply = original
     assert real.exit_code == expected_code, real.stderr
     assert [line for line in dry.stdout.splitlines() if not line.startswith("#")] == real_actions
+
+
+def test_a_v2_dry_run_of_a_hard_limit_below_usage_says_the_real_run_refuses(fake_v2):
+    run_cli(fake_v2, "create", "web")
+    run_cli(fake_v2, "limit", "web", "--high", "500M")
+    (fake_v2 / "web" / "memory.current").write_text(f"{300 * MIB}\n")
+    dry = run_cli(fake_v2, "-n", "limit", "web", "100M")
+    assert dry.exit_code == 0
+    assert dry.stdout.splitlines()[-1] == (
+        f"# if the shrink leaves usage above {100 * MIB} bytes (a fake tree frees nothing), the real run writes "
+        "none of the lines after the shrink's and exits 75, the limit left as it was, unless --force (then the "
+        "limit is written all the same and the kernel OOM-kills to get under it)")
+    assert "--high" not in dry.stderr
+    assert dry.stderr == ("memcgctl: warning: the group's high limit (throttle point) 500 MiB is above the new hard "
+                          "limit 100 MiB: it has no effect while the hard limit is lower\n")
+    real = run_cli(fake_v2, "limit", "web", "100M")
+    assert real.exit_code == 75 and "--force" in real.stderr
+    assert (fake_v2 / "web" / "memory.max").read_text().strip() == "max"
+    forced = run_cli(fake_v2, "-n", "limit", "web", "100M", "--force")
+    assert forced.exit_code == 0 and "exits 75" not in forced.stdout

@@ -4,6 +4,7 @@ holds is not read again by the step it plans."""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -52,8 +53,11 @@ def test_a_huge_number_in_memory_stat_is_an_error_not_a_traceback(fake_root, com
     (fake_root / "web" / "memory.stat").write_text(f"anon {HUGE}\nfile 0\ncache {HUGE}\n")
     result = run_cli(fake_root, *command)  # a traceback is raised by run_cli
     assert result.exit_code == 74  # EX_IOERR: what a kernel file held is not what the kernel writes
-    assert result.stdout == ""
-    assert result.stderr.startswith("memcgctl: read memory.stat: expected 'key number' lines, found ")
+    # A listing leaves the group out and names it (the other groups shown); --detail has no other.
+    left_out = "" if "--detail" in command else f"{command[0]}: left out web, which cannot be read: "
+    assert "web " not in result.stdout and '"web"' not in result.stdout
+    assert result.stderr.count("\n") == 1
+    assert result.stderr.startswith(f"memcgctl: {left_out}read memory.stat: expected 'key number' lines, found ")
     assert result.stderr.rstrip().endswith(f"({fake_root / 'web' / 'memory.stat'})")
 
 
@@ -169,3 +173,31 @@ def test_shrink_locked_given_the_usage_does_not_read_it_to_plan(fake_v2, monkeyp
     result = shrink_locked(backend, web, ShrinkTarget(bytes=100 * MIB), usage=300 * MIB)
     assert (result.before, result.after, result.reached) == (300 * MIB, 100 * MIB, True)
     assert len(opened) == 1  # after the write: what it reached
+
+
+def usage_file_of(root) -> str:
+    return "memory.current" if (root / "cgroup.controllers").exists() else "memory.usage_in_bytes"
+
+
+@pytest.mark.parametrize(("file", "text", "shown"), [
+    ("usage", "-5\n", "expected a number of 0 or more, found '-5'"),
+    ("memory.stat", "anon -5\nfile 0\n", "expected 'key number' lines, found 'anon -5' (a number is 0 or more)"),
+])
+def test_a_negative_figure_is_bad_text_that_export_skips_and_stat_names(fake_root, file, text, shown):
+    """The kernel's byte and event counts are unsigned: "-5" in a fake tree is
+    not what the kernel writes, never a figure of -5 bytes."""
+    run_cli(fake_root, "create", "web")
+    run_cli(fake_root, "create", "db")
+    name = usage_file_of(fake_root) if file == "usage" else file
+    (fake_root / "web" / name).write_text(text)
+    exported = run_cli(fake_root, "export")
+    assert exported.exit_code == 0
+    assert "memcgctl_scrape_errors 1.0" in exported.stdout and "memcgctl_scrape_groups 1.0" in exported.stdout
+    assert 'group="web"' not in exported.stdout and "-5" not in exported.stdout
+    assert 'memcgctl_memory_usage_bytes{group="db"}' in exported.stdout
+    stat = run_cli(fake_root, "stat", "--json")
+    assert stat.exit_code == 74
+    assert [row["group"] for row in json.loads(stat.stdout)] == ["db"]
+    assert stat.stderr == (f"memcgctl: stat: left out web, which cannot be read: read {name}: {shown} "
+                           f"({fake_root / 'web' / name})\n")
+    assert (fake_root / "web" / name).read_text() == text

@@ -372,6 +372,45 @@ def test_a_reader_that_went_away_is_quiet_exit_141(root_with_web, args):
     assert (completed.returncode, completed.stderr) == (141, "")
 
 
+# A dry run prints its plan: a closed or full output is the output's failure,
+# said once (or not at all for a reader that went away), never the group's or
+# the process's, and nothing is changed either way.
+DRY_RUNS = [["-n", "create", "new"], ["-n", "create", "new", "other"], ["-n", "attach", "web", "PID"],
+            ["-n", "delete", "web"]]
+
+
+def dry_run_argv(root: Path, args: list[str]) -> list[str]:
+    return memcgctl_argv(root, *[str(os.getpid()) if arg == "PID" else arg for arg in args])
+
+
+def nothing_changed(root: Path) -> None:
+    assert (root / "web").is_dir() and not (root / "new").exists() and not (root / "other").exists()
+    assert str(os.getpid()) not in (root / "web" / "cgroup.procs").read_text().split()
+
+
+@pytest.mark.parametrize("args", DRY_RUNS, ids=" ".join)
+def test_a_dry_run_to_a_reader_that_went_away_is_quiet_exit_141(root_with_web, args):
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        completed = subprocess.run(dry_run_argv(root_with_web, args), stdout=write_end, stderr=subprocess.PIPE,
+                                   text=True, timeout=60)
+    finally:
+        os.close(write_end)
+    assert (completed.returncode, completed.stderr) == (141, "")
+    nothing_changed(root_with_web)
+
+
+@pytest.mark.parametrize("args", DRY_RUNS, ids=" ".join)
+def test_a_dry_run_to_a_full_disk_blames_the_output(root_with_web, args):
+    with open("/dev/full", "w") as full:
+        completed = subprocess.run(dry_run_argv(root_with_web, args), stdout=full, stderr=subprocess.PIPE,
+                                   text=True, timeout=60)
+    assert (completed.returncode, completed.stderr) == (
+        74, "memcgctl: write standard output: no space left on device (ENOSPC)\n")
+    nothing_changed(root_with_web)
+
+
 @pytest.mark.parametrize(("args", "exit_code"), [(["stat", "nope"], 66), (["--bogus"], 2),
                                                (["limit", "web", "--timeout", "nan", "2G"], 2), (["stat"], 0)],
                          ids=lambda value: " ".join(value) if isinstance(value, list) else str(value))
@@ -425,3 +464,11 @@ def test_a_shrink_stopped_by_kernel_memory_as_a_library_result(kernel_root):
     assert result.left["kernel"] >= 20 * MIB
     assert result.left["kernel"] > result.left["anon"] + result.left["file"]
     assert abs(result.after - int(kernel_root.read("web", usage_file(kernel_root.version)))) < MIB
+
+
+@pytest.mark.parametrize("pid", ["12345678901234567890", "4194305", "\u00b2"])
+def test_a_process_id_no_process_can_have_is_a_usage_error(root_with_web, pid):
+    result = run_cli(root_with_web, "attach", "web", pid)
+    assert result.exit_code == 2, result
+    assert result.stderr.startswith(f"memcgctl: bad process id '{pid}': ") and result.stderr.count("\n") == 1
+    assert (root_with_web / "web" / "cgroup.procs").read_text() == ""

@@ -230,6 +230,18 @@ def test_units_refuses_a_bad_listen_address():
     assert completed.returncode == 2 and "expected ADDR:PORT" in completed.stderr and completed.stdout == ""
 
 
+@pytest.mark.parametrize("args", [[], ["-n", "--install"]], ids=["print", "-n --install"])
+def test_units_refuses_an_empty_dir(tmp_path, args):
+    """--dir "$UNITDIR" with UNITDIR unset: never the current directory.  The
+    --install case is a dry run (were it taken, it writes nothing)."""
+    completed = subprocess.run([MEMCGCTL, "units", *args, "--dir", "", "--config", str(tmp_path / "daemon.toml")],
+                               capture_output=True, text=True, timeout=60, cwd=tmp_path, stdin=subprocess.DEVNULL)
+    assert (completed.returncode, completed.stdout) == (2, "")
+    assert completed.stderr == ("memcgctl: units --dir: the directory is empty: name one (the default is "
+                                "/etc/systemd/system)\n")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_units_refuses_a_relative_config_and_warns_of_one_the_sandbox_hides(tmp_path):
     """A relative --config was resolved against the current directory; one
     under /tmp is hidden from the service by PrivateTmp=yes."""

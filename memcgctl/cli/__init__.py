@@ -76,7 +76,7 @@ class MemcgctlGroup(click.Group):
             error.show()
             sys.exit(error.exit_code)
         except click.UsageError as error:  # an argument it quotes may hold anything
-            click.echo(f"memcgctl: {printable(one_line_usage_error(error))}", err=True)
+            click.echo(f"memcgctl: {printable(one_line_usage_error(error, args))}", err=True)
             sys.exit(error.exit_code)
         except click.ClickException as error:
             click.echo(f"memcgctl: {printable(error.format_message())}", err=True)
@@ -133,8 +133,18 @@ def cli():
     """
 
 
-def one_line_usage_error(error: click.UsageError) -> str:
+# What a negative number given where an argument is expected is taken for
+# (click reads `limit web -5M` as an option -5): said as the argument's error.
+NEGATIVE_ARGUMENT = {"limit": "bad size '{}': a size cannot be negative",
+                     "shrink": "bad size '{}': a size cannot be negative",
+                     "attach": "bad process id '{}': expected a positive whole number"}
+
+
+def one_line_usage_error(error: click.UsageError, args: Sequence[str] | None = None) -> str:
     """'shrink: missing argument 'TARGET' (see 'memcgctl shrink -h')'"""
+    negative = _negative_argument(error, sys.argv[1:] if args is None else args)
+    if negative is not None:
+        return negative
     message = " ".join(error.format_message().split()).rstrip(".")
     message = message[:1].lower() + message[1:]
     path = error.ctx.command_path if error.ctx is not None else "memcgctl"
@@ -143,6 +153,19 @@ def one_line_usage_error(error: click.UsageError) -> str:
         # top (whose -n is a count) and completion take global options before their name only.
         message += f": give it before the command name ('memcgctl {error.option_name} ... {command}')"
     return f"{command + ': ' if command else ''}{message} (see '{path} -h')"
+
+
+def _negative_argument(error: click.UsageError, args: Sequence[str]) -> str | None:
+    """The message for `limit web -5M` (a negative number, which click takes
+    for an unknown option), or None for another error."""
+    if not (isinstance(error, click.NoSuchOption) and error.ctx is not None
+            and error.option_name[1:2].isdigit()):
+        return None
+    command = error.ctx.command_path.partition(" ")[2]
+    if command not in NEGATIVE_ARGUMENT:
+        return None
+    given = next((arg for arg in args if arg.startswith(error.option_name)), error.option_name)
+    return f"{NEGATIVE_ARGUMENT[command].format(given)} (see '{error.ctx.command_path} -h')"
 
 
 def _global_option_names() -> set[str]:

@@ -98,6 +98,7 @@ def units(settings, install, directory, listen, config_file):
     """
     from pathlib import Path
 
+    from ..errors import UsageError
     from ..export.serve import parse_listen_address
     from ..kernel.fs import install_system_file, read_optional_system_text
     from ..units import (
@@ -109,12 +110,15 @@ def units(settings, install, directory, listen, config_file):
         rendered_units,
         service_config_path,
     )
+    from .output import say_error
 
+    if not directory:  # a script's unset variable: never the current directory
+        raise UsageError("units --dir", "the directory is empty: name one (the default is /etc/systemd/system)")
     parse_listen_address(listen)
     memcgctl, config = memcgctl_executable(), service_config_path(config_file)
     for warning in (executable_warning(memcgctl), config_path_warning(config)):
         if warning:
-            click.echo(f"memcgctl: warning: {warning}", err=True)
+            say_error(f"memcgctl: warning: {warning}")
     if not install:
         for path, content in rendered_units(memcgctl, Path(directory), listen, config):
             click.echo(f"# {path}\n{content}")

@@ -34,7 +34,7 @@ def create(ctx, groups, parents, exist_ok, limit, force):
     Example:
       memcgctl create -p batch/job1 --limit 2G
     """
-    from ..errors import MemcgError
+    from ..errors import MemcgError, OutputError
     from ..operations.groups import plan_create, refuse_root_name
 
     settings = ctx.obj
@@ -48,6 +48,8 @@ def create(ctx, groups, parents, exist_ok, limit, force):
                                   frozenset(planned))
             settings.carry_out(actions)
             planned.update(actions)
+        except OutputError:
+            raise  # printing a dry run failed: said once, not as this group's failure
         except MemcgError as error:
             failures.append(worded(error))
             continue
@@ -70,7 +72,7 @@ def delete(settings, groups, recursive):
     Example:
       memcgctl delete -r batch
     """
-    from ..errors import MemcgError
+    from ..errors import MemcgError, OutputError
     from ..operations.groups import plan_delete, refuse_root_name
 
     failures: list[MemcgError] = []
@@ -81,6 +83,8 @@ def delete(settings, groups, recursive):
             actions = plan_delete(settings.backend(), name, recursive, frozenset(removed))
             settings.carry_out(actions)
             removed.update(action.path for action in actions)
+        except OutputError:
+            raise  # printing a dry run failed: said once, not as this group's failure
         except MemcgError as error:
             failures.append(worded(error))
     settings.exit_with_failures(failures)

@@ -14,6 +14,8 @@ LIMIT_PARAMETERS = {"limit": "size", "soft_limit": "soft", "high": "high", "low"
 # How each limit is named on the command line.
 OPTION_BY_LIMIT = {"limit": "SIZE", "soft_limit": "--soft", "high": "--high", "low": "--low", "min": "--min",
                    "swap_limit": "--swap"}
+# A limit the command line was not given, as a person names it.
+LIMIT_WORDS = {"soft_limit": "soft limit", "high": "high limit (throttle point)"}
 HINT_BY_VERSION = {1: "cgroup v1 has SIZE, --soft and --swap", 2: "cgroup v2 has SIZE, --high, --low, --min and --swap"}
 
 
@@ -52,8 +54,12 @@ def warn_about_meaningless_values(backend, group, changes: dict) -> None:
     from ..sizes import format_size
 
     for name, value, hard in limits_above_the_hard_limit(backend, group, changes):
-        warn(f"{OPTION_BY_LIMIT[name]} {format_size(value)} is above the hard limit {format_size(hard)}: "
-             "set, but it has no effect while the hard limit is lower")
+        if name in changes:
+            warn(f"{OPTION_BY_LIMIT[name]} {format_size(value)} is above the hard limit {format_size(hard)}: "
+                 "set, but it has no effect while the hard limit is lower")
+        else:  # the group's own, which this command leaves as it is
+            warn(f"the group's {LIMIT_WORDS[name]} {format_size(value)} is above the new hard limit "
+                 f"{format_size(hard)}: it has no effect while the hard limit is lower")
 
 
 def warn_about_useless_force(backend, changes: dict, force: bool) -> None:
@@ -111,7 +117,17 @@ def limit(ctx, group, size, soft, high, low, min_, swap, force, timeout):
         raise worded(error) from None
 
 
+def _refusal_comment(backend, target: int) -> str:
+    """What a dry run of a v2 hard limit below usage says the real run does
+    when the shrink before it falls short (LimitWouldKill)."""
+    fake = " (a fake tree frees nothing)" if not backend.fs.is_kernel else ""
+    return (f"# if the shrink leaves usage above {target} bytes{fake}, the real run writes none of the lines "
+            "after the shrink's and exits 75, the limit left as it was, unless --force (then the limit is "
+            "written all the same and the kernel OOM-kills to get under it)")
+
+
 def _set(settings, group: str, changes: dict, force: bool, deadline: Deadline) -> None:
+    from ..kernel.backend import Reclaim
     from ..operations.groups import refuse_root_name, target_group
     from ..operations.limits import check_hard_limit, check_supported, plan_set_limits, set_limits
     from ..safety.signals import stop_signals_raise
@@ -127,7 +143,10 @@ def _set(settings, group: str, changes: dict, force: bool, deadline: Deadline) -
     warn_about_useless_force(backend, changes, force)
     if settings.dry_run:
         warn_about_meaningless_values(backend, target, changes)
-        settings.show(plan_set_limits(backend, target, changes, force))
+        plan = plan_set_limits(backend, target, changes, force)
+        settings.show(plan)
+        if not (force or settings.plan_json) and plan and isinstance(plan[0], Reclaim):
+            click.echo(_refusal_comment(backend, plan[0].target))
         return
     with stop_signals_raise():
         outcome = set_limits(backend, target, changes, force, deadline)

@@ -135,12 +135,26 @@ class Settings:
 
             click.echo(printable(text))
 
+    def exit_with_unreadable(self, command: str, unreadable: list) -> None:
+        """Name each group of UNREADABLE ((label, MemcgError) pairs) that
+        COMMAND left out, once, on stderr, and exit with the highest of their
+        codes (77 a file it may not read, 74 bad text): the groups it could
+        read are shown, and a script still sees that some were not."""
+        from .output import say_error
+
+        for label, error in unreadable:
+            say_error(f"memcgctl: {command}: left out {label}, which cannot be read: {error}")
+        if unreadable:
+            click.get_current_context().exit(max(error.exit_code for _, error in unreadable))
+
     def exit_with_failures(self, failures: list) -> None:
         """Print each of FAILURES (MemcgErrors, one line each) and exit with the
         highest of their codes: a command given several groups or processes
         tries every one."""
+        from .output import say_error
+
         for error in failures:
-            click.echo(f"memcgctl: {error}", err=True)
+            say_error(f"memcgctl: {error}")
         if failures:
             click.get_current_context().exit(max(error.exit_code for error in failures))
 
@@ -192,7 +206,7 @@ def _global_option_decorators(read_environment: bool) -> tuple:
                      help="As root, use a --root that another user owns or can write (a delegated subtree)."),
         click.option("--cgroup-version", type=click.Choice(["1", "2"]), expose_value=False,
                      callback=lambda ctx, param, value: _store_setting(ctx, param, value and int(value)),
-                     help="Treat the root as cgroup v1 or v2 instead of telling from its files."),
+                     help="The cgroup version the root must be (the other is refused); init-fake: the tree's."),
         click.option("-n", "--dry-run", is_flag=True, default=None, expose_value=False, callback=_store_setting,
                      help="Read and check, change nothing; print each write as a shell line."),
         click.option("--plan-json", is_flag=True, default=None, expose_value=False, callback=_store_setting,

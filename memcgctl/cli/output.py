@@ -111,11 +111,14 @@ class _ClosedBinaryOutput:
 
 
 def say_error(line: str) -> None:
-    """LINE on stderr, if stderr can take it (see CheckedOutput's QUIET)."""
+    """LINE on stderr, escaped (escape.printable: a name in it may hold
+    anything), if stderr can take it (see CheckedOutput's QUIET)."""
     import click
 
+    from ..escape import printable
+
     try:
-        click.echo(line, err=True)
+        click.echo(printable(line), err=True)
     except OSError:
         pass
 

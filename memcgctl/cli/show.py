@@ -33,15 +33,18 @@ def stat(settings, groups, recursive, as_json, detail=False, fields=None, as_csv
     from ..operations.stats import iter_stats, select_groups
 
     backend = settings.backend()
+    unreadable: list = []  # a group that cannot be read is left out, and said after the others
     if detail or fields is not None or as_csv:
         from .stat_fields import show_detail_or_fields
 
-        show_detail_or_fields(backend, groups, recursive, as_json, detail, fields, as_csv)
+        show_detail_or_fields(backend, groups, recursive, as_json, detail, fields, as_csv, unreadable)
+        settings.exit_with_unreadable("stat", unreadable)
         return
     # Each group is turned into text as soon as it is read, so that only the
     # text is kept, not every group's figures.  Nothing is printed before all
-    # are read: an error leaves stdout empty.
-    stats = iter_stats(backend, select_groups(backend, groups, recursive), skip_vanished=not groups)
+    # are read: an error leaves stdout empty (a group it cannot read is left out, said after).
+    stats = iter_stats(backend, select_groups(backend, groups, recursive), skip_vanished=not groups or recursive,
+                       unreadable=unreadable)
     if as_json:
         from ..render.json_text import to_json_text
 
@@ -49,14 +52,15 @@ def stat(settings, groups, recursive, as_json, detail=False, fields=None, as_csv
         elements = [to_json_text(each.to_json(), level=1) for each in stats]
         if not elements:
             click.echo("[]")
-            return
         for index, element in enumerate(elements):
             click.echo(("[\n  " if index == 0 else ",\n  ") + element, nl=False)
-        click.echo("\n]")
-        return
-    from ..render.text import print_table, stat_rows
+        if elements:
+            click.echo("\n]")
+    else:
+        from ..render.text import print_table, stat_rows
 
-    print_table(*stat_rows(stats, backend.version))
+        print_table(*stat_rows(stats, backend.version))
+    settings.exit_with_unreadable("stat", unreadable)
 
 
 @click.command()
@@ -79,7 +83,9 @@ def tree(settings, group):
     if group and not clean_group_name(group) and not backend.is_group(backend.group("", must_exist=False)):
         names = []  # `tree /` on cgroup v2, whose root has no memory.current: the groups below it
     groups = select_groups(backend, names, recursive=True)
-    for line in tree_lines(read_stats(backend, groups, skip_vanished=True)):
+    unreadable: list = []  # a group that cannot be read is left out, and said after the others
+    for line in tree_lines(read_stats(backend, groups, skip_vanished=True, unreadable=unreadable)):
         click.echo(line)
+    settings.exit_with_unreadable("tree", unreadable)
 
 

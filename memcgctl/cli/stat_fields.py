@@ -9,9 +9,10 @@ from ..errors import UsageError
 
 
 def show_detail_or_fields(backend, groups, recursive: bool, as_json: bool, detail: bool,
-                          fields: str | None, as_csv: bool) -> None:
+                          fields: str | None, as_csv: bool, unreadable: list) -> None:
     """Check the combination of options, then print; nothing is printed
-    before every group is read and every field name checked."""
+    before every group is read and every field name checked.  A group of a
+    table that cannot be read is left out and added to UNREADABLE."""
     if detail:
         if as_json or as_csv or fields is not None or recursive or len(groups) != 1:
             raise UsageError("stat --detail", "give exactly one GROUP, without -r, --json, --csv or --fields")
@@ -19,7 +20,7 @@ def show_detail_or_fields(backend, groups, recursive: bool, as_json: bool, detai
         return
     if as_json:
         raise UsageError("stat --json", "--fields and --csv are for tables; --json has every field")
-    _print_fields(backend, groups, recursive, fields, as_csv)
+    _print_fields(backend, groups, recursive, fields, as_csv, unreadable)
 
 
 def _print_detail(backend, name: str) -> None:
@@ -54,12 +55,13 @@ def _working_sets(backend, label: str) -> tuple:
                  for row in counters.rows if row["group"] == label and "working_set_bytes" in row) if counters else ()
 
 
-def _print_fields(backend, groups, recursive: bool, fields: str | None, as_csv: bool) -> None:
+def _print_fields(backend, groups, recursive: bool, fields: str | None, as_csv: bool, unreadable: list) -> None:
     from ..escape import printable
     from ..operations.fields import default_fields, field_value, parse_fields
     from ..operations.stats import read_stats, select_groups
 
-    stats = read_stats(backend, select_groups(backend, groups, recursive), skip_vanished=not groups)
+    stats = read_stats(backend, select_groups(backend, groups, recursive), skip_vanished=not groups or recursive,
+                       unreadable=unreadable)
     names = parse_fields(fields, stats) if fields is not None else default_fields(backend.version,
                                                                                   backend.limit_names)
     rows = [[field_value(stat, name) for name in names] for stat in stats]

@@ -27,7 +27,7 @@ class IntervalType(click.ParamType):
         try:
             seconds = float(value)
         except ValueError:
-            self.fail(f"{value!r} is not a number of seconds", param, ctx)
+            self.fail(f"'{value}' is not a number of seconds", param, ctx)
         if not math.isfinite(seconds) or not SHORTEST_INTERVAL <= seconds <= LONGEST_INTERVAL:
             self.fail(f"{value!r}: give seconds from {SHORTEST_INTERVAL:g} to {LONGEST_INTERVAL:g}", param, ctx)
         return seconds
@@ -67,8 +67,10 @@ def top(settings: Settings, groups, interval, count, batch, as_json):
         from ..render.live import LiveTop
 
         _guard_output(LiveTop(sampler, interval, count, (SHORTEST_INTERVAL, LONGEST_INTERVAL)).run)
-        return
-    _guard_output(lambda: _print_frames(sampler, interval, count, as_json))
+    else:
+        _guard_output(lambda: _print_frames(sampler, interval, count, as_json))
+    # After the frames (and the live screen) are done: said once per group.
+    settings.exit_with_unreadable("top", list(sampler.unreadable.items()))
 
 
 def _print_frames(sampler, interval: float, count: int | None, as_json: bool) -> None:

@@ -98,13 +98,17 @@ def load_config(path: Path | str) -> Config:
 
     path = Path(path)
     try:
-        text = read_trusted_file(path, "read configuration").decode("utf-8")
+        data = read_trusted_file(path, "read configuration")
     except PermissionDenied:
         raise
     except MemcgError as error:  # missing, unreadable: a configuration error, as --check reports
         raise ConfigError(error.what, error.why, error.path) from None
-    except UnicodeDecodeError as err:
-        raise ConfigError("read configuration", str(err), str(path)) from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:  # TOML is UTF-8 text
+        line = data.count(b"\n", 0, err.start) + 1
+        raise ConfigError("read configuration", f"not UTF-8 text (as TOML must be): byte 0x{data[err.start]:02x} "
+                          f"at offset {err.start} (line {line})", str(path)) from None
     return parse_config(text, path)
 
 

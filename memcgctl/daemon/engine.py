@@ -217,7 +217,10 @@ class Engine:
         except ConfigError as error:
             self.log.error(f"reload failed, keeping the previous configuration: {error}")
             self.reload_failed = True
-            notify.notify("READY=1", f"STATUS=reload failed, kept the previous configuration: {error}"[:1000])
+            from ..escape import printable  # a newline in the error would end the STATUS= line
+
+            status = printable(f"reload failed, kept the previous configuration: {error}")
+            notify.notify("READY=1", f"STATUS={status}"[:1000])
             self._status_sent = None
             return
         self.reload_failed = False

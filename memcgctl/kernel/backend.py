@@ -10,7 +10,7 @@ import enum
 from pathlib import Path
 from typing import NamedTuple, Protocol
 
-from ..errors import NoProgress, NotAvailable
+from ..errors import MemcgError, NoProgress, NotAvailable, NotFound, UsageError
 from ..safety.deadline import NEVER, Deadline
 from .actions import Action, MakeDir, Write
 from .figures import LIMITS, PARTS, GroupFigures, parse_flat_keyed
@@ -32,9 +32,12 @@ def number(texts: dict, directory: Path, name: str) -> int | None:
     if text is None:
         return None
     try:
-        return int(text)
+        value = int(text)
     except ValueError:
-        return to_int(text, directory / name)  # raises the MemcgError that names the file
+        value = -1
+    if value < 0:  # bad text (a fake tree's "-5" too): the MemcgError that names the file
+        return to_int(text, directory / name)
+    return value
 
 
 def counters(texts: dict, directory: Path, name: str, keys: frozenset | None = None) -> dict | None:
@@ -140,10 +143,33 @@ class Backend:
     # --- groups ---------------------------------------------------------------
 
     def group(self, name: str, must_exist: bool = True) -> Group:
-        """The validated group NAME; NotFound (66) if MUST_EXIST and it does not."""
-        group = self.fs.group(name)
-        if must_exist:
+        """The validated group NAME; NotFound (66) if MUST_EXIST and it does not.
+        An existing group may also be named as tables spell it (escape.printable):
+        batch/a\\nb for a name holding a newline, which no command line can hold."""
+        try:
+            group = self.fs.group(name)
+            if must_exist:
+                self.fs.require_group(group, self.marker)
+            return group
+        except (NotFound, UsageError):
+            listed = self._group_listed_as(name) if must_exist and "\\" in name else None
+            if listed is None:
+                raise
+            return listed
+
+    def _group_listed_as(self, shown: str) -> Group | None:
+        """The existing group whose name escape.printable() spells SHOWN, if
+        that is another name than SHOWN itself."""
+        from ..escape import unescape
+
+        name = unescape(shown)
+        if name is None or name == shown:
+            return None
+        try:
+            group = self.fs.group(name, existing=True)
             self.fs.require_group(group, self.marker)
+        except MemcgError:
+            return None
         return group
 
     def is_group(self, group: Group) -> bool:

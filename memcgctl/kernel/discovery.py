@@ -130,15 +130,34 @@ def open_hierarchy(root: str | os.PathLike | None = None, version: int | None = 
     mounts = read_cgroup_mounts(mountinfo)
     if root is None:
         root_path, found_version = find_memory_root(mounts)
-        return BACKENDS[version or found_version](CgroupFS(root_path, is_kernel=True), journal)
+        if version is not None and version != found_version:
+            raise _other_version(version, found_version, root_path)
+        return BACKENDS[found_version](CgroupFS(root_path, is_kernel=True), journal)
     fs = CgroupFS(Path(root), is_kernel=False, check_directory=_root_check(trust_root))
     device, _ = fs.root_identity()  # opens the root, checking it and its ancestors
     fs.is_kernel = f"{os.major(device)}:{os.minor(device)}" in {mount.device for mount in mounts}
-    if version is None:
-        version = detect_version(fs)
-    if version not in BACKENDS:
+    if version not in (None, *BACKENDS):
         raise UsageError("use root", f"cgroup version must be 1 or 2, not {version}")
-    return BACKENDS[version](fs, journal)
+    found = files_version(fs)
+    if version is not None and found is not None and found != version:
+        raise _other_version(version, found, fs.root)
+    return BACKENDS[version or detect_version(fs)](fs, journal)
+
+
+def files_version(fs: CgroupFS) -> int | None:
+    """The version the files of a --root directory show, None if neither's."""
+    if fs.is_file(fs.root / CONTROLLERS):
+        return 2
+    return 1 if fs.is_file(fs.root / V1_MARKER) else None
+
+
+def _other_version(asked: int, found: int, root: Path) -> UsageError:
+    """A version asked for that the hierarchy is not: read or written as the
+    other version, its files would be misread, or written where the kernel
+    has none."""
+    marker = CONTROLLERS if found == 2 else V1_MARKER
+    return UsageError("use root", f"this is a cgroup v{found} hierarchy (it has {marker}), not v{asked}; "
+                      "nothing was changed", str(root))
 
 
 def plan_fake_root(directory: Path, version: int, trust_root: bool = False) -> list[Action | MakeFakeFile]:

@@ -67,7 +67,9 @@ def parse_flat_keyed(text: str, directory: Path, name: str, keys: frozenset | No
     thousand memory.stat files), line by line otherwise."""
     words = text.split()
     names, values = words[::2], words[1::2]
-    if len(names) == len(values) == text.count("\n") + (not text.endswith("\n")):
+    # The kernel's counters are unsigned: a "-" sends the text to the
+    # line-by-line check, which names it.
+    if len(names) == len(values) == text.count("\n") + (not text.endswith("\n")) and "-" not in text:
         try:
             if keys is None:
                 return dict(zip(names, map(int, values), strict=True))
@@ -82,10 +84,10 @@ def parse_flat_keyed(text: str, directory: Path, name: str, keys: frozenset | No
         if keys is not None and pair[0] not in keys:
             continue
         try:
-            if len(pair) != 2:
+            if len(pair) != 2 or int(pair[1]) < 0:
                 raise ValueError
             counters[pair[0]] = int(pair[1])
-        except ValueError:  # not a number, or past Python's 4,300-digit limit
-            raise MemcgError(f"read {name}", f"expected 'key number' lines, found {line.strip()[:40]!r}",
-                             str(directory / name)) from None
+        except ValueError:  # not a number, negative, or past Python's 4,300-digit limit
+            raise MemcgError(f"read {name}", f"expected 'key number' lines, found '{line.strip()[:40]}' "
+                             "(a number is 0 or more)", str(directory / name)) from None
     return counters

@@ -150,12 +150,13 @@ class CgroupFS:
 
     # --- names ----------------------------------------------------------------
 
-    def group(self, name: str) -> Group:
+    def group(self, name: str, existing: bool = False) -> Group:
         """The group NAME ('web', 'batch/job1', '/web'), refused if it leaves the root.
 
-        Raises UsageError (exit 2) before anything is touched.
+        Raises UsageError (exit 2) before anything is touched.  EXISTING: a
+        name found under the root (see clean_group_name).
         """
-        parts = clean_group_name(name)
+        parts = clean_group_name(name, existing)
         path = self.root.joinpath(*parts)
         if len(os.fsencode(path)) > MAX_PATH_BYTES:
             raise UsageError(f"group '{name[:40]}...'", f"the path would be longer than {MAX_PATH_BYTES} bytes")
@@ -448,6 +449,22 @@ class CgroupFS:
             make_fake_file(self, action)
         else:
             raise TypeError(f"not an action the cgroup filesystem carries out: {action!r}")
+
+    def write_new_file(self, path: Path, content: str, what: str) -> None:
+        """Create the plain file PATH holding CONTENT: only ever a new file
+        (O_CREAT|O_EXCL, O_NOFOLLOW), opened relative to its directory's fd,
+        so nothing planted is written through (PermissionDenied, 77)."""
+        parts = self._parts(path)
+        try:
+            directory = self._open_directory(parts[:-1], what)
+        except UsageError as error:
+            raise PermissionDenied(what, f"refused: {error.why}", error.path) from None
+        try:
+            _write_new_file(directory, parts[-1], content)
+        except OSError as err:
+            raise _error(err, what, path, {**PERMISSION_TO_WRITE, **REFUSED_LINKS}) from err
+        finally:
+            os.close(directory)
 
     def check_permitted(self, plan: list) -> None:
         """For a dry run: raise the PermissionDenied (77) the real run would, worded
@@ -901,11 +918,16 @@ def _error(err: OSError, what: str, path: Path, reasons: dict | None = None) -> 
 
 
 def to_int(text: str, path: Path) -> int:
-    """The number a kernel file holds, or a MemcgError saying what it held."""
+    """The number a kernel file holds, or a MemcgError saying what it held.
+    Never negative: the kernel's byte and event counts are unsigned."""
     try:
-        return int(text.strip())
-    except ValueError:
-        raise MemcgError(f"read {path.name}", f"expected a number, found {text.strip()[:40]!r}", str(path)) from None
+        value = int(text.strip())
+    except ValueError:  # not a number, or past Python's 4,300-digit limit
+        value = -1
+    if value < 0:
+        raise MemcgError(f"read {path.name}", f"expected a number of 0 or more, found '{text.strip()[:40]}'",
+                         str(path))
+    return value
 
 
 def resolves_to_root(fs: CgroupFS, group: Group) -> bool:

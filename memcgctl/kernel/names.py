@@ -10,13 +10,15 @@ MAX_NAME_BYTES = 255
 MAX_PATH_BYTES = 4095
 
 
-def clean_group_name(name: str) -> list[str]:
+def clean_group_name(name: str, existing: bool = False) -> list[str]:
     """The components of a group name, or UsageError if it is not one.
 
     A leading '/' means the root; '..' and '.' are refused (never resolved), as
-    are NUL and newline (the kernel would refuse or mangle them).
+    are NUL and newline (the kernel refuses a newline in mkdir), unless
+    EXISTING: the name of a group found under the root (a fake tree's may hold
+    a newline, made by renaming).
     """
-    if "\0" in name or "\n" in name:
+    if "\0" in name or ("\n" in name and not existing):
         raise UsageError(f"group '{name}'", "a group name cannot contain NUL or newline")
     parts = [part for part in name.split("/") if part]
     for part in parts:
@@ -28,6 +30,14 @@ def clean_group_name(name: str) -> list[str]:
         if len(part.encode("utf-8", "surrogateescape")) > MAX_NAME_BYTES:
             raise UsageError(f"group '{name}'", f"a name component is longer than {MAX_NAME_BYTES} bytes")
     return parts
+
+
+def refuse_blank_name(parts: list[str], name: str) -> None:
+    """UsageError for a new group whose name (or one of its components) is
+    only blanks: legal for the kernel, but shown as nothing in a table, and
+    a script's unset variable more often than a name anyone means."""
+    if any(not part.strip(" \t") for part in parts):
+        raise UsageError(f"group '{name}'", "a group name cannot be only blanks")
 
 
 

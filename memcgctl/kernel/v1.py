@@ -53,7 +53,7 @@ MEMSW_REASONS = {
 
 def _from_kernel(value: int) -> int | None:
     # A fake tree keeps the "-1" written to it where the kernel would not.
-    return None if value >= UNLIMITED_FROM or value < 0 else value
+    return None if value >= UNLIMITED_FROM or value == int(UNLIMITED_TEXT) else value
 
 
 def _to_kernel(value: int | None) -> str:
@@ -284,6 +284,9 @@ class V1Backend(Backend):
 
     @staticmethod
     def _limit(texts: dict, directory: Path, name: str) -> int | None:
+        text = texts[name]
+        if text is not None and text.strip() == UNLIMITED_TEXT:
+            return None  # a fake tree keeps the "-1" written to it where the kernel would not
         value = number(texts, directory, name)
         return None if value is None else _from_kernel(value)
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from ..errors import AlreadyExists, Busy, MemcgError, NotFound, UsageError
+from ..errors import AlreadyExists, Busy, MemcgError, NotFound, OutputError, UsageError
 from ..kernel.actions import Action, MakeDir, RemoveDir, Write
 from ..kernel.backend import Backend
 from ..kernel.fs import Group, resolves_to_root
-from ..kernel.names import clean_group_name
+from ..kernel.names import clean_group_name, refuse_blank_name
 from .limits import check_hard_limit, holds
 
 
@@ -50,6 +50,8 @@ def target_group(backend: Backend, name: str, verb: str, must_exist: bool = True
     not through a symbolic link to it.  UsageError (2), NotFound (66)."""
     refuse_root_name(name, verb)
     group = backend.group(name, must_exist=False)
+    if must_exist and "\\" in name and not backend.is_group(group):
+        group = backend.group(name)  # a group named as tables spell it (batch/a\\nb), or NotFound
     if resolves_to_root(backend.fs, group):
         raise UsageError(f"{verb} '{name}'", ROOT_IS_NOT_A_TARGET, str(group.path))
     if must_exist:
@@ -70,6 +72,7 @@ def plan_create(backend: Backend, name: str, parents: bool = False, exist_ok: bo
     run of `create -p a/b a/c` plans what the real run does (a, and on v2 its
     +memory, once).
     """
+    refuse_blank_name(clean_group_name(name), name)
     group = target_group(backend, name, "create", must_exist=False)
     if limit is not False:
         check_hard_limit(limit, force)
@@ -134,9 +137,16 @@ def plan_delete(backend: Backend, name: str, recursive: bool = False,
     return [RemoveDir(each.path) for each in reversed([group, *descendants])]
 
 
+# PID_MAX_LIMIT of include/linux/threads.h (64-bit): no pid_max, and so no
+# process id, is higher.
+PID_MAX_LIMIT = 4 * 1024 * 1024
+
+
 def parse_pid(text: str) -> int:
-    if not text.isdigit() or int(text) == 0:
-        raise UsageError(f"bad process id {text!r}", "expected a positive whole number")
+    if not (text.isascii() and text.isdigit()) or int(text) == 0:
+        raise UsageError(f"bad process id '{text}'", "expected a positive whole number")
+    if int(text) > PID_MAX_LIMIT:
+        raise UsageError(f"bad process id '{text}'", f"above {PID_MAX_LIMIT}, the highest a process id can be")
     return int(text)
 
 
@@ -156,6 +166,8 @@ def attach(backend: Backend, group: Group, pids: list[int], threads: bool = Fals
     for pid in pids:
         try:
             apply(plan_attach(backend, group, pid, threads))
+        except OutputError:
+            raise  # printing a dry run failed: not this process's failure
         except MemcgError as error:
             error.what = f"attach {pid} to {group.label}"
             failures.append(error)

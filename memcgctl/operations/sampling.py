@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from typing import NamedTuple
 
-from ..errors import NotFound
+from ..errors import MemcgError, NotFound
 from ..kernel.backend import Backend
 from ..kernel.figures import GroupFigures
 from ..kernel.fs import Group
@@ -116,6 +116,9 @@ class Sampler:
         self._baselines: dict[str, dict] = {}
         self._frames = 0
         self._frame_time = 0.0  # monotonic time of the previous frame
+        # Each group a frame could not read, by label: the first error (the
+        # command line names each once); the frame shows the others.
+        self.unreadable: dict[str, MemcgError] = {}
         # A GROUP named on the command line must exist at the start (exit 66).
         for name in self.names:
             backend.group(name)
@@ -140,7 +143,11 @@ class Sampler:
         started = self.clock()
         rows, current = [], {}
         for group in self.watched_groups():
-            sample = read_sample(self.backend, group)
+            try:
+                sample = read_sample(self.backend, group)
+            except MemcgError as error:
+                self.unreadable.setdefault(group.label, error)
+                continue
             if sample is None or sample.group in current:
                 continue  # removed while we read it, or named twice
             current[sample.group] = (started, sample)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from ..errors import NotFound
+from ..errors import MemcgError, NotFound
 from ..kernel.backend import Backend
 from ..kernel.figures import GroupFigures
 from ..kernel.fs import Group
@@ -56,17 +56,27 @@ def usage_breakdown(stat: GroupFigures) -> dict:
     return parts
 
 
-def read_stats(backend: Backend, groups: list[Group], skip_vanished: bool = False) -> list[GroupFigures]:
+def read_stats(backend: Backend, groups: list[Group], skip_vanished: bool = False,
+               unreadable: list[tuple[str, MemcgError]] | None = None) -> list[GroupFigures]:
     """The figures `stat` shows (STAT_PARTS) of each of GROUPS.  With SKIP_VANISHED, a group removed while
-    we read (containers come and go) is left out instead of failing."""
-    return list(iter_stats(backend, groups, skip_vanished))
+    we read (containers come and go) is left out instead of failing.  Given UNREADABLE, a group that
+    cannot be read (a file it may not read, bad text) is left out too, and (its label, the error)
+    appended there: one such group does not hide the others."""
+    return list(iter_stats(backend, groups, skip_vanished, unreadable))
 
 
-def iter_stats(backend: Backend, groups: list[Group], skip_vanished: bool = False) -> Iterator[GroupFigures]:
+def iter_stats(backend: Backend, groups: list[Group], skip_vanished: bool = False,
+               unreadable: list[tuple[str, MemcgError]] | None = None) -> Iterator[GroupFigures]:
     """read_stats(), one group at a time (for many groups: memory stays flat)."""
     for group in groups:
         try:
             yield backend.read_figures(group, STAT_PARTS)
-        except NotFound:
+        except NotFound as error:
             if not skip_vanished:
+                if unreadable is None:
+                    raise
+                unreadable.append((group.label, error))
+        except MemcgError as error:
+            if unreadable is None:
                 raise
+            unreadable.append((group.label, error))

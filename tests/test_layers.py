@@ -1,0 +1,39 @@
+"""The filesystem layer is one module: kernel/fs.py alone turns OSError into
+a memcgctl error, and no other module reaches into its private helpers (a
+second error boundary would grow there)."""
+
+from __future__ import annotations
+
+import ast
+
+from conftest import PROJECT
+
+KERNEL = PROJECT / "memcgctl" / "kernel"
+
+
+def private_names_taken_from_fs(source: str) -> list[str]:
+    taken = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[-1] == "fs":
+            taken += [alias.name for alias in node.names if alias.name.startswith("_")]
+    return taken
+
+
+def catches_oserror(source: str) -> bool:
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.ExceptHandler) and node.type is not None:
+            names = node.type.elts if isinstance(node.type, ast.Tuple) else [node.type]
+            if any(isinstance(name, ast.Name) and name.id == "OSError" for name in names):
+                return True
+    return False
+
+
+def test_no_module_takes_a_private_helper_of_the_filesystem_layer():
+    offenders = {str(path.relative_to(PROJECT)): names for path in (PROJECT / "memcgctl").rglob("*.py")
+                 if (names := private_names_taken_from_fs(path.read_text()))}
+    assert offenders == {}
+
+
+def test_building_a_fake_root_leaves_oserror_to_the_filesystem_layer():
+    assert not catches_oserror((KERNEL / "fake.py").read_text())
+    assert catches_oserror((KERNEL / "fs.py").read_text())  # the check can see one

@@ -161,6 +161,8 @@ class GroupCollector:
         self.recursive = recursive or selection.walks
         self.journal = journal
         self.selection = selection
+        # Every scrape walks the groups and reads them all again.
+        backend.fs.keep_files_open()
 
     def describe(self) -> list:
         return []  # the metrics depend on the groups present at each scrape

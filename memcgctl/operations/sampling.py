@@ -119,6 +119,8 @@ class Sampler:
         # A GROUP named on the command line must exist at the start (exit 66).
         for name in self.names:
             backend.group(name)
+        # Every frame walks the groups and reads them all again.
+        backend.fs.keep_files_open()
 
     def watched_groups(self) -> list[Group]:
         """The groups to read now (each named group and all below it); a named

@@ -38,6 +38,9 @@ GROUP_GAUGES = {
     "swap_limit": ("memory_swap_limit_bytes", "Swap allowed, alone (v1 memsw minus limit, v2 memory.swap.max); "
                    "absent if unlimited."),
     "peak": ("memory_peak_bytes", "High-water mark of usage (v1 memory.max_usage_in_bytes, v2 memory.peak)."),
+    "zswap": ("memory_zswap_bytes", "Compressed memory in zswap charged to the group (v2 memory.zswap.current)."),
+    "zswap_writeback": ("memory_zswap_writeback", "1 if zswap writes the group's pages on to swap when full, "
+                        "0 if not (v2 memory.zswap.writeback, 6.8+)."),
 }
 
 # v2 memory.events keys (cgroup-v2.rst); v1 has memory.failcnt and the

@@ -48,6 +48,8 @@ class GroupFigures(NamedTuple):
     stat: dict | None = None  # memory.stat {key: int}, as the kernel names them
     events: dict | None = None  # v2 memory.events; v1 {"oom_kill": n} from memory.oom_control (4.13+)
     pressure: MemoryPressure | None = None  # v2 memory.pressure
+    zswap: int | None = None  # v2 memory.zswap.current: compressed memory in zswap
+    zswap_writeback: bool | None = None  # v2 memory.zswap.writeback (6.8+): written on to swap when full
 
     def to_json(self) -> dict:
         """The keys of `memcgctl stat --json` (counters copied, not shared)."""

@@ -150,6 +150,9 @@ FIGURE_ROWS: dict[str, tuple[str, str, Callable[[int], str], str]] = {
     "usage": (MEMORY, "usage", format_size, "memory charged to this group and below"),
     "peak": (MEMORY, "peak", format_size, "highest usage seen"),
     "pids": (MEMORY, "processes", str, "processes in this group itself"),
+    "zswap": (MEMORY, "zswap_current", format_size, "compressed memory in zswap, charged to this group (v2)"),
+    "zswap_writeback": (MEMORY, "zswap_writeback", lambda on: "on" if on else "off",
+                        "whether zswap writes pages on to swap when full (v2, 6.8+)"),
 }
 # What `stat --detail` reads of the group: the parts behind its rows.
 DETAIL_PARTS = frozenset((*LIMIT_MEANINGS, *FIGURE_ROWS, "stat", "events", "failcnt"))

@@ -61,8 +61,8 @@ def _percent_cell(row: GroupRow) -> str:
 
 class Column(NamedTuple):
     header: str
-    sort: str  # a key of sampling.SORT_KEYS
-    key: str  # the key that sorts by it in the live view
+    sort: str | None  # a key of sampling.SORT_KEYS; None: nothing sorts by it
+    key: str  # the key that sorts by it in the live view ("" with no sort)
     cell: Callable[[GroupRow], str]
     importance: int  # a narrow window hides the least important columns first
     parts: tuple = ()  # the parts of the group's record the cell shows (sampling.ROW_PARTS aside)
@@ -83,6 +83,10 @@ def columns(version: int) -> list[Column]:
         Column("ANON", "anon", "a", lambda row: compact_size(row.sample.anon, "-"), 3, ("stat",)),
         Column("FILE", "file", "f", lambda row: compact_size(row.sample.file, "-"), 2, ("stat",)),
         Column("SWAP", "swap", "s", lambda row: compact_size(row.sample.swap, "-"), 0, ("swap",)),
+    ]
+    if version == 2:  # v1 has no zswap files; a narrow window hides it first
+        found.append(Column("ZSWAP", None, "", lambda row: compact_size(row.figures.zswap, "-"), -1, ("zswap",)))
+    found += [
         # v2: PSI some avg10 (% of time stalled); v1 has no per-group PSI: refaults/s.
         Column("PSI10" if version == 2 else "REFLT/s", "pressure", "p", _pressure_cell, 1,
                ("pressure",) if version == 2 else ("stat",)),
@@ -100,7 +104,7 @@ def frame_parts(version: int) -> frozenset:
 
 def sort_by_key(version: int) -> dict[str, str]:
     """{key pressed: sort name} of the live view."""
-    return {column.key: column.sort for column in columns(version)}
+    return {column.key: column.sort for column in columns(version) if column.sort is not None}
 
 
 

@@ -910,15 +910,22 @@ class HeldFiles:
                         continue
                     files[name] = fd
                     self.fds += 1
-                texts[name] = _pread_to_end(fd)
+                texts[name] = self._read_held(fd)
         except OSError as err:
             self.drop(path)
             if err.errno in (errno.ENODEV, errno.ENOENT):
                 return None  # removed meanwhile: opened by its path, which says so
-            if err.errno == errno.EOPNOTSUPP:  # memory.pressure with PSI off: opened by its path
-                return None
             raise _error(err, "read group files", Path(path), PERMISSION_TO_READ) from err
         return texts
+
+    @staticmethod
+    def _read_held(fd: int) -> str | None:
+        try:
+            return _pread_to_end(fd)
+        except OSError as err:
+            if err.errno == errno.EOPNOTSUPP:  # memory.pressure of a kernel booted with PSI off, as _read_at
+                return None
+            raise
 
     def _open(self, path: str, inode: int) -> tuple[int, int, dict[str, int]] | None:
         fs = self.fs

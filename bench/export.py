@@ -12,7 +12,11 @@ same exporter limited with --include to a tenth of the groups, against the
 full scrape (what the selection saves on a host with thousands of groups).
 Groups are made under a child of our own memory cgroup and removed afterwards.
 
-    python3 bench/export.py [--kernel-sizes 1000] [--tree-runs 21]
+    python3 bench/export.py [--kernel-sizes 1000] [--tree-runs 21] [--compare DIR [--before DIR]]
+
+With --compare, the copy of the package in DIR (PYTHONPATH=DIR) and the
+installed one (or the copy in --before DIR) serve at once and are scraped
+in the same rounds, against the same baseline.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ import _common as c  # noqa: E402
 
 GOAL_MS = 200
 CPU_GOAL_RATIO = 1.5
+CPU_STRETCH_RATIO = 1.2
 V1_FILES = ("memory.usage_in_bytes", "memory.limit_in_bytes", "memory.soft_limit_in_bytes",
             "memory.max_usage_in_bytes", "memory.memsw.limit_in_bytes", "memory.failcnt", "memory.stat",
             "memory.oom_control", "cgroup.procs")
@@ -86,20 +91,26 @@ def scrape_duration(body: bytes) -> float:
     return float(line.split()[1])
 
 
-def bench_size(root: Path, n: int, runs: int) -> None:
-    full = measure_scrapes(root, n, runs)
-    c.report(f"scrape /metrics, {n} real v1 groups", c.ms(statistics.median(full.scrapes)),
-             c.ms(statistics.median(full.baselines)), goal=GOAL_MS, goal_kind="max",
-             note=f"baseline: os.read of the same files in-process; {full.samples} samples, {full.kib} KiB; "
-                  f"reading inside the exporter {c.ms(statistics.median(full.inside)):.1f} ms; "
-                  f"exporter CPU per scrape {c.ms(statistics.mean(full.cpu)):.1f} ms; "
-                  f"min {c.ms(min(full.scrapes)):.1f}, max {c.ms(max(full.scrapes)):.1f} ms; "
-                  f"load {os.getloadavg()[0]:.1f}")
-    c.report(f"  exporter CPU per scrape, {n} real v1 groups", c.ms(statistics.median(full.cpu)),
-             c.ms(statistics.median(full.parsed_cpu)), goal=CPU_GOAL_RATIO,
-             note=f"baseline: CPU of a bare Python read and parse of the same files (goal {CPU_GOAL_RATIO}x)")
+def bench_size(root: Path, n: int, runs: int, variants: list) -> None:
+    by_label = measure_scrapes(root, n, runs, variants)
+    for label, full in by_label.items():
+        tag = f"{label}: " if label else ""
+        c.report(f"{tag}scrape /metrics, {n} real v1 groups", c.ms(statistics.median(full.scrapes)),
+                 c.ms(statistics.median(full.baselines)), goal=GOAL_MS, goal_kind="max",
+                 note=f"baseline: os.read of the same files in-process; {full.samples} samples, {full.kib} KiB; "
+                      f"reading inside the exporter {c.ms(statistics.median(full.inside)):.1f} ms; "
+                      f"exporter CPU per scrape {c.ms(statistics.mean(full.cpu)):.1f} ms; "
+                      f"min {c.ms(min(full.scrapes)):.1f}, max {c.ms(max(full.scrapes)):.1f} ms; "
+                      f"load {os.getloadavg()[0]:.1f}")
+        c.report(f"  {tag}exporter CPU per scrape, {n} real v1 groups", c.ms(statistics.median(full.cpu)),
+                 c.ms(statistics.median(full.parsed_cpu)), goal=CPU_GOAL_RATIO,
+                 note=f"baseline: CPU of a bare Python read and parse of the same files (goal {CPU_GOAL_RATIO}x, "
+                      f"stretch {CPU_STRETCH_RATIO}x)")
+    if len(variants) > 1:
+        return
+    full = by_label[""]
     # g00000..g00099 of 1,000: a tenth (the names have five digits).
-    tenth = measure_scrapes(root, n, runs, "--include", "g" + "0" * (5 - len(str(n // 10 - 1))) + "*")
+    tenth = measure_scrapes(root, n, runs, variants, "--include", "g" + "0" * (5 - len(str(n // 10 - 1))) + "*")[""]
     c.report(f"  the same with --include: {tenth.groups} of {n} groups", c.ms(statistics.median(tenth.scrapes)),
              c.ms(statistics.median(full.scrapes)), note="baseline: the full scrape above")
 
@@ -113,41 +124,66 @@ class Scrapes:
         self.samples = self.kib = self.groups = 0
 
 
-def measure_scrapes(root: Path, n: int, runs: int, *options: str) -> Scrapes:
-    groups = [root / name for name in c.group_names(0, n)]
+def start_exporter(root: Path, pythonpath: str | None, options: tuple) -> tuple[subprocess.Popen, str]:
+    """`memcgctl export --listen` on a free port (PYTHONPATH: a copy of the
+    package), answering; the process and its /metrics URL."""
     port = free_port()
     # This interpreter (a virtual environment's, unresolved): the one memcgctl is installed in.
     argv = [sys.executable, "-m", "memcgctl", "--root", str(root), "export", *options,
             "--listen", f"127.0.0.1:{port}"]
-    exporter = subprocess.Popen(argv, env=c.child_env(), cwd=c.NEUTRAL_CWD)
+    exporter = subprocess.Popen(argv, env=c.child_env(pythonpath=pythonpath), cwd=c.NEUTRAL_CWD)
     url = f"http://127.0.0.1:{port}/metrics"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            scrape(url)  # also the warm-up
+            return exporter, url
+        except OSError:
+            if time.monotonic() > deadline or exporter.poll() is not None:
+                exporter.kill()
+                exporter.wait()
+                raise RuntimeError("the exporter did not start") from None
+            time.sleep(0.1)
+
+
+def measure_scrapes(root: Path, n: int, runs: int, variants: list, *options: str) -> dict:
+    """{label: Scrapes} of one exporter per variant (label, PYTHONPATH),
+    all running at once: each round reads the files bare, reads and parses
+    them, then scrapes every exporter (the order rotates)."""
+    groups = [root / name for name in c.group_names(0, n)]
+    exporters: dict = {}
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                _, body = scrape(url)  # also the warm-up
-                break
-            except OSError:
-                if time.monotonic() > deadline or exporter.poll() is not None:
-                    raise RuntimeError("the exporter did not start") from None
-                time.sleep(0.1)
-        seen = Scrapes()
-        for _ in range(runs):
-            seen.baselines.append(read_files(groups)[0])
-            seen.parsed_cpu.append(read_files(groups, parse=True)[1])
-            cpu_before = cpu_seconds(exporter.pid)
-            seconds, body = scrape(url)
-            seen.cpu.append(cpu_seconds(exporter.pid) - cpu_before)
-            seen.scrapes.append(seconds)
-            seen.inside.append(scrape_duration(body))
+        for label, pythonpath in variants:
+            exporters[label] = start_exporter(root, pythonpath, options)
+        seen = {label: Scrapes() for label in exporters}
+        bodies = {}
+        labels = list(exporters)
+        for round_number in range(runs):
+            baseline = read_files(groups)[0]
+            parsed_cpu = read_files(groups, parse=True)[1]
+            shift = round_number % len(labels)
+            for label in labels[shift:] + labels[:shift]:
+                exporter, url = exporters[label]
+                cpu_before = cpu_seconds(exporter.pid)
+                seconds, bodies[label] = scrape(url)
+                figures = seen[label]
+                figures.cpu.append(cpu_seconds(exporter.pid) - cpu_before)
+                figures.scrapes.append(seconds)
+                figures.inside.append(scrape_duration(bodies[label]))
+                figures.baselines.append(baseline)
+                figures.parsed_cpu.append(parsed_cpu)
     finally:
-        if exporter.poll() is None:
-            os.kill(exporter.pid, signal.SIGTERM)
-        exporter.wait(timeout=30)
-    lines = body.decode().splitlines()
-    seen.samples = sum(1 for line in lines if line and not line.startswith("#"))
-    seen.kib = len(body) // 1024
-    seen.groups = int(float(next(line for line in lines if line.startswith("memcgctl_scrape_groups ")).split()[1]))
+        for exporter, _ in exporters.values():
+            if exporter.poll() is None:
+                os.kill(exporter.pid, signal.SIGTERM)
+            exporter.wait(timeout=30)
+    for label, body in bodies.items():
+        lines = body.decode().splitlines()
+        figures = seen[label]
+        figures.samples = sum(1 for line in lines if line and not line.startswith("#"))
+        figures.kib = len(body) // 1024
+        figures.groups = int(float(next(line for line in lines if line.startswith("memcgctl_scrape_groups ")
+                                        ).split()[1]))
     return seen
 
 
@@ -168,7 +204,7 @@ def main(argv=None) -> None:
         for n in c.sizes(opts.kernel_sizes):
             c.grow_kernel_tree(root, have, n)
             have = n
-            bench_size(root, n, opts.tree_runs)
+            bench_size(root, n, opts.tree_runs, c.variants(opts))
     c.write_results(opts.json)
 
 

@@ -17,12 +17,18 @@ Real groups are made only under a uniquely named child of this process's own
 memory cgroup and removed afterwards.  Run as root on a cgroup v1 host:
 
     python3 bench/top.py [--groups 1000] [--watch-groups 100] [--seconds 30] [--runs 10]
+                         [--compare DIR [--before DIR]]
+
+With --compare, the frame figure is taken for each copy of the package in
+child processes taking turns, and live top of each copy watches the same
+groups at the same time (the first frame and -b are then left out).
 """
 
 from __future__ import annotations
 
 import argparse
 import fcntl
+import json
 import os
 import statistics
 import struct
@@ -84,26 +90,60 @@ def bare_reads_and_parse(root: Path) -> None:
             len(texts["cgroup.procs"].split())
 
 
-def frame_figures(root: Path, groups: int, rounds: int) -> None:
+def frame_samples(root: Path, groups: int, rounds: int) -> tuple[list, list, list]:
+    """CPU ms of ROUNDS frames, bare reads and parses, and bare reads of
+    the same files, alternated so that a noisy neighbour slows them alike."""
     from memcgctl.kernel.discovery import open_hierarchy
-    from memcgctl.operations.sampling import Sampler, order_rows
-    from memcgctl.render.frames import batch_text
-    from memcgctl.render.live import View, render
+    from memcgctl.operations.sampling import Sampler
 
     sampler = Sampler(open_hierarchy(root))
     frame = sampler.next_frame()
     assert len(frame.rows) == groups, len(frame.rows)
-    # Alternated, so that a noisy neighbour slows the baseline and the frame alike.
     frames, parsed, bare = [], [], []
     for _ in range(rounds):
         parsed.append(cpu_ms(lambda: bare_reads_and_parse(root), 1))
         frames.append(cpu_ms(sampler.next_frame, 1))
         bare.append(cpu_ms(lambda: bare_reads(root), 1))
-    frame_ms, parsed_ms, bare_ms = (statistics.median(each) for each in (frames, parsed, bare))
-    c.report(f"one frame, {groups} real v1 groups (CPU)", frame_ms, parsed_ms,
-             goal=FRAME_GOAL_RATIO,
-             note=f"baseline: bare Python read and parse of the same files (goal {FRAME_GOAL_RATIO}x); "
-                  f"bare read alone {bare_ms:.1f} ms ({frame_ms / bare_ms:.2f}x)")
+    return frames, parsed, bare
+
+
+def frame_samples_of_copies(root: Path, groups: int, rounds: int, variants: list) -> dict:
+    """{label: (frames, parses, bare reads)} of each variant (label,
+    PYTHONPATH), each in a child process of its own (one package per
+    process), the children taking turns: three turns of ROUNDS/3 frames."""
+    found: dict = {label: ([], [], []) for label, _ in variants}
+    turns = 3
+    for _ in range(turns):
+        for label, pythonpath in variants:
+            output = subprocess.run([sys.executable, __file__, "--frame-child", str(root), "--groups", str(groups),
+                                     "--rounds", str(max(1, rounds // turns))],
+                                    env=c.child_env(pythonpath=pythonpath), cwd=c.NEUTRAL_CWD, check=True,
+                                    capture_output=True, text=True).stdout
+            for kept, measured in zip(found[label], json.loads(output), strict=True):
+                kept.extend(measured)
+    return found
+
+
+def frame_figures(root: Path, groups: int, rounds: int, variants: list) -> None:
+    if len(variants) > 1:
+        by_label = frame_samples_of_copies(root, groups, rounds, variants)
+    else:
+        by_label = {"": frame_samples(root, groups, rounds)}
+    for label, (frames, parsed, bare) in by_label.items():
+        frame_ms, parsed_ms, bare_ms = (statistics.median(each) for each in (frames, parsed, bare))
+        tag = f"{label}: " if label else ""
+        c.report(f"{tag}one frame, {groups} real v1 groups (CPU)", frame_ms, parsed_ms,
+                 goal=FRAME_GOAL_RATIO,
+                 note=f"baseline: bare Python read and parse of the same files (goal {FRAME_GOAL_RATIO}x); "
+                      f"bare read alone {bare_ms:.1f} ms ({frame_ms / bare_ms:.2f}x)")
+    if len(variants) > 1:
+        return
+    from memcgctl.kernel.discovery import open_hierarchy
+    from memcgctl.operations.sampling import Sampler, order_rows
+    from memcgctl.render.frames import batch_text
+    from memcgctl.render.live import View, render
+
+    frame = Sampler(open_hierarchy(root)).next_frame()
     c.report(f"  + the -b text of that frame, {groups} groups (CPU)",
              cpu_ms(lambda: batch_text(frame, order_rows(frame.rows), 1.0), rounds), None)
     view = View(1)
@@ -142,21 +182,23 @@ def drain(fd: int, seen: list, until: bytes | None = None, event: threading.Even
             event.set()
 
 
-def top_env(root: Path) -> dict:
-    return c.child_env({"MEMCGCTL_ROOT": str(root), "TERM": "xterm-256color"})
+def top_env(root: Path, pythonpath: str | None = None) -> dict:
+    return c.child_env({"MEMCGCTL_ROOT": str(root), "TERM": "xterm-256color"}, pythonpath)
 
 
-def watch_share(root: Path, seconds: float, live: bool) -> float:
-    """Percent of one core `memcgctl top` uses at the default interval."""
+def watch_share(root: Path, seconds: float, live: bool, pythonpath: str | None = None) -> float:
+    """Percent of one core `memcgctl top` uses at the default interval
+    (PYTHONPATH: a copy of the package)."""
     argv = [*memcgctl_argv(), "top"] + ([] if live else ["-b"])
+    env = top_env(root, pythonpath)
     if live:
         master, slave = open_pty()
-        process = subprocess.Popen(argv, env=top_env(root), stdin=slave, stdout=slave, stderr=slave,
+        process = subprocess.Popen(argv, env=env, stdin=slave, stdout=slave, stderr=slave,
                                    cwd=c.NEUTRAL_CWD, start_new_session=True)
         os.close(slave)
         reader = master
     else:
-        process = subprocess.Popen(argv, env=top_env(root), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+        process = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                    stderr=subprocess.DEVNULL, cwd=c.NEUTRAL_CWD)  # SIGTERM ends it, and says so
         reader = process.stdout.fileno()
     seen: list = []
@@ -220,11 +262,15 @@ def run(opts) -> None:
     if (reason := c.kernel_skip_reason()) is not None:
         raise SystemExit(f"bench/top.py needs the real kernel: {reason}")
     c.heading("memcgctl top")
+    variants = c.variants(opts)
     with c.kernel_root("top-frame") as root:
         c.grow_kernel_tree(root, 0, opts.groups)
-        frame_figures(root, opts.groups, opts.rounds)
+        frame_figures(root, opts.groups, opts.rounds, variants)
     with c.kernel_root("top-watch") as root:
         c.grow_kernel_tree(root, 0, opts.watch_groups)
+        if len(variants) > 1:
+            watch_figures_of_copies(root, opts, variants)
+            return
         first, click, per_round = first_frame_against_click(root, opts.runs)
         c.report(f"first frame on a pty, {opts.watch_groups} groups (wall)", first, click,
                  goal=FIRST_FRAME_GOAL_MS, goal_kind="max",
@@ -232,17 +278,65 @@ def run(opts) -> None:
         for live in (True, False):
             share = watch_share(root, opts.seconds, live)
             c.report(f"{'live on a pty' if live else '-b to a pipe'}, {opts.watch_groups} groups, every 1 s "
-                     f"(% of a core)", share, None, unit="%", goal=WATCH_GOAL_PERCENT if live else None,
-                     goal_kind="max", note=f"over {opts.seconds:g} s")
+                     f"(% of a core)", share, bare_share(root, opts.rounds), unit="%",
+                     goal=WATCH_GOAL_PERCENT if live else None, goal_kind="max",
+                     note=f"over {opts.seconds:g} s; {BARE_SHARE_NOTE}")
+
+
+def watch_figures_of_copies(root: Path, opts, variants: list) -> None:
+    """Live top's share of a core for each variant, watched at the same time
+    (the same machine state for all), twice each, in turns."""
+    shares: dict = {label: [] for label, _ in variants}
+
+    def watch(label: str, pythonpath: str | None) -> None:
+        shares[label].append(watch_share(root, opts.seconds, True, pythonpath))
+
+    for _ in range(2):
+        threads = [threading.Thread(target=watch, args=variant) for variant in variants]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    for label, found in shares.items():
+        c.report(f"{label}: live on a pty, {opts.watch_groups} groups, every 1 s (% of a core)",
+                 statistics.mean(found), bare_share(root, opts.rounds), unit="%", goal=WATCH_GOAL_PERCENT,
+                 goal_kind="max", note=f"mean of {len(found)} watches of {opts.seconds:g} s, the variants side "
+                 "by side: " + ", ".join(f"{share:.2f}" for share in found) + f"; {BARE_SHARE_NOTE}")
+
+
+BARE_SHARE_NOTE = "baseline: a bare Python read and parse of the same files once a second"
+
+
+def bare_share(root: Path, rounds: int) -> float:
+    """Percent of a core that a bare Python read and parse of ROOT's groups'
+    files once a second costs now: the floor under live top's share."""
+    return cpu_ms(lambda: bare_reads_and_parse(root), rounds) / 10
+
+
+def frame_child(argv: list) -> None:
+    """--frame-child ROOT --groups N --rounds R: frame_samples() as JSON."""
+    options = argparse.ArgumentParser()
+    options.add_argument("root", type=Path)
+    options.add_argument("--groups", type=int)
+    options.add_argument("--rounds", type=int)
+    opts = options.parse_args(argv)
+    print(json.dumps(frame_samples(opts.root, opts.groups, opts.rounds)))
 
 
 def main(argv=None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--frame-child"]:
+        frame_child(argv[1:])
+        return
     options = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     options.add_argument("--groups", type=int, default=1000, help="groups of the frame figure")
     options.add_argument("--watch-groups", type=int, default=100, help="groups of the watch and first-frame figures")
     options.add_argument("--seconds", type=float, default=30, help="how long to watch (CPU share)")
     options.add_argument("--rounds", type=int, default=10, help="frames timed (median)")
     options.add_argument("--runs", type=int, default=10, help="first-frame runs (median)")
+    options.add_argument("--compare", metavar="DIR",
+                         help="also measure the package copy in DIR (PYTHONPATH=DIR), in the same run: before/after")
+    options.add_argument("--before", metavar="DIR", help="with --compare: 'before' is the copy in DIR")
     opts = options.parse_args(argv)
     opts.bytecode = "cached"
     c.configure(opts)

@@ -162,6 +162,13 @@ def test_daemon_keeps_only_what_it_uses():
     assert daemon["PrivateDevices"] == ["yes"] and daemon["ProtectKernelTunables"] == ["yes"]
 
 
+def test_the_exporter_may_keep_the_files_of_thousands_of_groups_open():
+    """A scrape keeps each group's files open for the next (kernel/fs.py
+    HeldFiles, at most half the soft limit): systemd's 1,024 would hold
+    fewer than fifty groups."""
+    assert settings("memcgctl-export.service")["LimitNOFILE"] == ["65536"]
+
+
 def run_units(*args, **kwargs) -> subprocess.CompletedProcess:
     return subprocess.run([MEMCGCTL, "units", *map(str, args)], capture_output=True, text=True, timeout=60,
                           stdin=subprocess.DEVNULL, **kwargs)

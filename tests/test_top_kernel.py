@@ -132,3 +132,78 @@ def test_the_quick_walk_finds_what_the_plain_walk_finds(kernel_root):
     (kernel_root.path / "e" / "f").rmdir()
     assert [group.name for group in fs.descendants_quickly(backend.group("e"))] == []
     assert [group.name for group in fs.descendants_quickly(backend.group("a"))] == ["a/b", "a/b/c", "a/d"]
+
+
+def _fds_into(directory) -> list[str]:
+    """What this process holds open under DIRECTORY (the links of /proc/self/fd)."""
+    prefix = str(directory) + "/"
+    held = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith(prefix) or target == str(directory):
+            held.append(target)
+    return held
+
+
+def test_frames_read_held_files_afresh_and_let_go_of_removed_groups(kernel_root):
+    """Between frames top keeps each group's files open and reads them again:
+    a changed limit shows at the next frame, a group removed vanishes (and
+    its files are closed, not kept open on a dead group), a group made again
+    under the same name, or renamed into its place, is read as the new one."""
+    from memcgctl.kernel.discovery import open_hierarchy
+    from memcgctl.operations.sampling import Sampler
+
+    limit_file = "memory.limit_in_bytes" if kernel_root.version == 1 else "memory.max"
+    for group in ("a", "b", "c"):
+        assert run_process(kernel_root.path, "create", group).returncode == 0
+    sampler = Sampler(open_hierarchy(kernel_root.path))
+
+    def limits() -> dict:
+        return {row.group: row.sample.limit for row in sampler.next_frame().rows}
+
+    assert limits() == {"a": None, "b": None, "c": None}
+    assert _fds_into(kernel_root.path / "b"), "the files of b are kept open between frames"
+    kernel_root.write("a", limit_file, str(64 * MIB))
+    assert limits() == {"a": 64 * MIB, "b": None, "c": None}
+
+    (kernel_root.path / "b").rmdir()
+    frame = sampler.next_frame()
+    assert [row.group for row in frame.rows] == ["a", "c"] and frame.vanished == ["b"]
+    assert _fds_into(kernel_root.path / "b") == []
+
+    (kernel_root.path / "b").mkdir()
+    kernel_root.write("b", limit_file, str(32 * MIB))
+    (kernel_root.path / "a").rename(kernel_root.path / "d")
+    (kernel_root.path / "c").rename(kernel_root.path / "a")
+    kernel_root.write("d", limit_file, str(16 * MIB))
+    assert limits() == {"a": None, "b": 32 * MIB, "d": 16 * MIB}
+    # Removed between two frames' walk and read: left out, not an error.
+    (kernel_root.path / "b").rmdir()
+    assert {row.group for row in sampler.next_frame().rows} == {"a", "d"}
+    sampler.backend.fs.close()
+    assert _fds_into(kernel_root.path) == []
+
+
+def test_scrapes_read_held_files_afresh_and_leave_out_removed_groups(kernel_root):
+    """export --listen keeps the files open between scrapes as top does: the
+    next scrape shows a new limit, and a removed group is left out without
+    an error."""
+    from memcgctl.export.collector import GroupCollector
+    from memcgctl.export.serve import exposition
+    from memcgctl.kernel.discovery import open_hierarchy
+
+    limit_file = "memory.limit_in_bytes" if kernel_root.version == 1 else "memory.max"
+    for group in ("a", "b"):
+        assert run_process(kernel_root.path, "create", group).returncode == 0
+    collector = GroupCollector(open_hierarchy(kernel_root.path))
+    assert 'memcgctl_memory_limit_bytes{group="a"}' not in exposition(collector).decode()
+    kernel_root.write("a", limit_file, str(64 * MIB))
+    (kernel_root.path / "b").rmdir()
+    text = exposition(collector).decode()
+    assert 'memcgctl_memory_limit_bytes{group="a"} 6.7108864e+07' in text
+    assert 'group="b"' not in text
+    assert "memcgctl_scrape_groups 1.0" in text and "memcgctl_scrape_errors 0.0" in text
+    assert _fds_into(kernel_root.path / "b") == []

@@ -24,10 +24,9 @@ def show_detail_or_fields(backend, groups, recursive: bool, as_json: bool, detai
 
 
 def _print_detail(backend, name: str) -> None:
-    from ..operations.stats import STAT_PARTS
-    from ..render.detail import detail_lines
+    from ..render.detail import DETAIL_PARTS, detail_lines
 
-    stat = backend.read_figures(backend.group(name), STAT_PARTS)
+    stat = backend.read_figures(backend.group(name), DETAIL_PARTS)
     # v1: memory.failcnt beside memory.oom_control's oom_kill
     events = {**({} if stat.failcnt is None else {"failcnt": stat.failcnt}), **(stat.events or {})}
     for line in detail_lines(stat, backend.limit_names, events, _working_sets(backend, stat.group)):

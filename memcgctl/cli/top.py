@@ -61,8 +61,10 @@ def top(settings: Settings, groups, interval, count, batch, as_json):
       memcgctl top -b -n 3 > memory.log
     """
     from ..operations.sampling import Sampler
+    from ..render.frames import frame_parts
 
-    sampler = Sampler(settings.backend(), groups)
+    backend = settings.backend()
+    sampler = Sampler(backend, groups, parts=frame_parts(backend.version))
     if not (as_json or batch) and sys.stdout.isatty():
         from ..render.live import LiveTop
 

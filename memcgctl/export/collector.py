@@ -23,7 +23,7 @@ from ..kernel.backend import Backend
 from ..kernel.figures import GroupFigures
 from ..operations.stats import select_groups
 from .daemon_counters import COUNTER_KEYS, UnreadableCounters, read_daemon_counters
-from .figures import STAT_BYTES, STAT_COUNTS, exported_stat, pressure_seconds, read_figures
+from .figures import READ_STAT_KEYS, STAT_BYTES, STAT_COUNTS, exported_stat, pressure_seconds
 
 PREFIX = "memcgctl_"
 
@@ -38,6 +38,9 @@ GROUP_GAUGES = {
     "swap_limit": ("memory_swap_limit_bytes", "Swap allowed, alone (v1 memsw minus limit, v2 memory.swap.max); "
                    "absent if unlimited."),
     "peak": ("memory_peak_bytes", "High-water mark of usage (v1 memory.max_usage_in_bytes, v2 memory.peak)."),
+    "zswap": ("memory_zswap_bytes", "Compressed memory in zswap charged to the group (v2 memory.zswap.current)."),
+    "zswap_writeback": ("memory_zswap_writeback", "1 if zswap writes the group's pages on to swap when full, "
+                        "0 if not (v2 memory.zswap.writeback, 6.8+)."),
 }
 
 # v2 memory.events keys (cgroup-v2.rst); v1 has memory.failcnt and the
@@ -64,6 +67,15 @@ DAEMON_HELP = {
 }
 WORKING_SET_HELP = ("The memcgctl daemon's estimate of the memory the group's workload needs: the usage at which "
                     "it refaults or stalls (pressure policy).")
+
+
+# memory.stat's exported keys as metrics: (key, metric name, help, kind).
+STAT_METRICS = (
+    [(key, f"memory_stat_{key}_bytes", f"memory.stat {key}, in bytes.", GaugeMetricFamily) for key in STAT_BYTES]
+    + [(key, f"memory_stat_{key}", f"memory.stat {key}, a count of events.", CounterMetricFamily)
+       for key in STAT_COUNTS])
+# What a scrape reads of each group: the parts behind the metrics above.
+EXPORT_PARTS = frozenset((*GROUP_GAUGES, "pids", "failcnt", "events", "pressure", "stat"))
 
 
 class GroupFamilies:
@@ -105,12 +117,10 @@ class GroupFamilies:
             if kind in PRESSURE_HELP:
                 self.counter(f"memory_pressure_{kind}_seconds", PRESSURE_HELP[kind], labels, seconds)
         stat = exported_stat(figures)
-        for key in STAT_BYTES:
-            if key in stat:
-                self.gauge(f"memory_stat_{key}_bytes", f"memory.stat {key}, in bytes.", labels, stat[key])
-        for key in STAT_COUNTS:
-            if key in stat:
-                self.counter(f"memory_stat_{key}", f"memory.stat {key}, a count of events.", labels, stat[key])
+        for key, name, documentation, family_kind in STAT_METRICS:
+            value = stat.get(key)
+            if value is not None:
+                self._family(family_kind, name, documentation).add_metric(labels, value)
 
 
 @dataclass(frozen=True)
@@ -161,6 +171,8 @@ class GroupCollector:
         self.recursive = recursive or selection.walks
         self.journal = journal
         self.selection = selection
+        # Every scrape walks the groups and reads them all again.
+        backend.fs.keep_files_open()
 
     def describe(self) -> list:
         return []  # the metrics depend on the groups present at each scrape
@@ -190,7 +202,8 @@ class GroupCollector:
         read = errors = 0
         for group in groups:
             try:
-                families.add_group(printable(group.label), read_figures(self.backend, group))
+                families.add_group(printable(group.label),
+                                    self.backend.read_figures(group, EXPORT_PARTS, READ_STAT_KEYS))
                 read += 1
             except NotFound:
                 continue  # removed meanwhile (containers come and go)

@@ -1,18 +1,13 @@
 """What a scrape exports of each group, from the kernel layer's record.
 
-`stat` reads more than a scrape needs (cgroup.procs, every memory.stat key);
-a scrape of a thousand groups must stay well under Prometheus's timeout, so it
-asks the backend only for these parts (each file read once, relative to the
-group's directory) and exports only a dozen memory.stat keys.
+A scrape of a thousand groups must stay well under Prometheus's timeout, so
+it asks the backend only for the parts behind its metrics (collector.py,
+EXPORT_PARTS) and exports only a dozen memory.stat keys.
 """
 
 from __future__ import annotations
 
-from ..kernel.backend import Backend
-from ..kernel.figures import LIMITS, GroupFigures
-from ..kernel.fs import Group
-
-EXPORT_PARTS = frozenset(("usage", *LIMITS, "peak", "failcnt", "events", "stat", "pressure", "pids"))
+from ..kernel.figures import GroupFigures
 
 # The main memory.stat keys, by the kernel's names: v1 (cache, rss, ...) and
 # v2 (anon, file, ...) each export those their kernel writes.
@@ -24,11 +19,6 @@ STAT_COUNTS = ("pgmajfault", "workingset_refault_anon", "workingset_refault_file
 EXPORTED_STAT_KEYS = STAT_BYTES + STAT_COUNTS
 # What is parsed of memory.stat: those keys and (v1) their total_ twins.
 READ_STAT_KEYS = frozenset(EXPORTED_STAT_KEYS + tuple(f"total_{key}" for key in EXPORTED_STAT_KEYS))
-
-
-def read_figures(backend: Backend, group: Group) -> GroupFigures:
-    """The record of GROUP with what a scrape exports (EXPORT_PARTS)."""
-    return backend.read_figures(group, EXPORT_PARTS, READ_STAT_KEYS)
 
 
 def exported_stat(figures: GroupFigures) -> dict:

@@ -21,9 +21,7 @@ from ..errors import MemcgError
 if TYPE_CHECKING:
     from .psi import MemoryPressure
 
-# The parts of a record a caller may ask for; each names a field below.
 LIMITS = ("limit", "soft_limit", "high", "low", "min", "swap_limit")
-PARTS = frozenset(("usage", *LIMITS, "peak", "failcnt", "swap", "pids", "stat", "events", "pressure"))
 
 
 class GroupFigures(NamedTuple):
@@ -50,6 +48,8 @@ class GroupFigures(NamedTuple):
     stat: dict | None = None  # memory.stat {key: int}, as the kernel names them
     events: dict | None = None  # v2 memory.events; v1 {"oom_kill": n} from memory.oom_control (4.13+)
     pressure: MemoryPressure | None = None  # v2 memory.pressure
+    zswap: int | None = None  # v2 memory.zswap.current: compressed memory in zswap
+    zswap_writeback: bool | None = None  # v2 memory.zswap.writeback (6.8+): written on to swap when full
 
     def to_json(self) -> dict:
         """The keys of `memcgctl stat --json` (counters copied, not shared)."""
@@ -57,6 +57,11 @@ class GroupFigures(NamedTuple):
                 "usage": self.usage, **{name: getattr(self, name) for name in LIMITS}, "peak": self.peak,
                 "failcnt": self.failcnt, "events": None if self.events is None else dict(self.events),
                 "stat": {} if self.stat is None else dict(self.stat), "pids": self.pids}
+
+
+# The parts of a record a caller may ask for: every figure of it (a new
+# figure is a new part; a backend says which of its files hold it).
+PARTS = frozenset(GroupFigures._fields[GroupFigures._fields.index("parts") + 1:])
 
 
 def parse_flat_keyed(text: str, directory: Path, name: str, keys: frozenset | None = None) -> dict:

@@ -147,6 +147,8 @@ class CgroupFS:
         self._root_status: os.stat_result | None = None
         # group parts -> fd, for groups held with pinned()
         self._pinned: dict[tuple, int] = {}
+        # The groups' files kept open between rounds (keep_files_open); None: none.
+        self._held: HeldFiles | None = None
 
     # --- names ----------------------------------------------------------------
 
@@ -200,15 +202,22 @@ class CgroupFS:
 
     def _child_directories(self, fd: int, group: Group, with_links: bool) -> list[tuple[Group, int | None]]:
         """(group, link count or None) of the directories in GROUP (its open
-        FD), sorted by name."""
+        FD), sorted by name.  Files kept open (keep_files_open) learn the
+        inode each child has now."""
         prefix = f"{group.name}/" if group.name else ""
-        return [(Group(prefix + name, group.path / name), links)
-                for name, links in sorted(self._subdirectories(fd, group, with_links))]
+        found = []
+        for name, links, inode in sorted(self._subdirectories(fd, group, with_links)):
+            child = Group(prefix + name, group.path / name)
+            if self._held is not None:
+                self._held.listed[str(child.path)] = inode
+            found.append((child, links))
+        return found
 
-    def _subdirectories(self, fd: int, group: Group, with_links: bool) -> list[tuple[str, int | None]]:
-        """(name, link count or None) of the directories in GROUP (its open
-        FD), unsorted.  WITH_LINKS costs an fstatat per child, relative to FD
-        (never a path); a child removed since the listing is left out."""
+    def _subdirectories(self, fd: int, group: Group, with_links: bool) -> list[tuple[str, int | None, int]]:
+        """(name, link count or None, inode) of the directories in GROUP (its
+        open FD), unsorted.  WITH_LINKS costs an fstatat per child, relative
+        to FD (never a path); a child removed since the listing is left out.
+        The inode is the listing's own (getdents), free."""
         children = []
         try:
             with os.scandir(fd) as entries:
@@ -219,7 +228,7 @@ class CgroupFS:
                         links = entry.stat(follow_symlinks=False).st_nlink if with_links else None
                     except FileNotFoundError:
                         continue
-                    children.append((entry.name, links))
+                    children.append((entry.name, links, entry.inode()))
         except OSError as err:
             raise _error(err, f"list groups under {group.label}", group.path, PERMISSION_TO_ENTER) from err
         return children
@@ -231,7 +240,7 @@ class CgroupFS:
         by its path."""
         fd = self._open_directory(self._parts(group.path), f"list groups under {group.label}")
         try:
-            return [name for name, _ in self._subdirectories(fd, group, with_links=False)]
+            return [name for name, _, _ in self._subdirectories(fd, group, with_links=False)]
         finally:
             os.close(fd)
 
@@ -283,6 +292,8 @@ class CgroupFS:
         finally:
             for fd, _ in stack:
                 os.close(fd)
+        if self._held is not None:
+            self._held.forget_below(str(group.path), {str(each.path) for each in found})
         return found
 
     # --- probes (pathlib's is_file/exists/is_dir, inside the error boundary) ---
@@ -379,6 +390,10 @@ class CgroupFS:
         group is gone; a file of a group removed while it is read (ENODEV,
         cgroupfs) reads as absent.
         """
+        if self._held is not None and not self._pinned:
+            texts = self._held.read(str(directory), names)
+            if texts is not None:
+                return texts
         what = f"read group {directory.name}"
         try:
             directory_fd = self._open_directory(self._parts(directory), what)
@@ -726,8 +741,21 @@ class CgroupFS:
         assert self._root_status is not None  # set with the fd
         return self._root_status
 
+    def keep_files_open(self) -> None:
+        """From now on keep the files read_group_files() opens, for readers
+        that walk the tree and read every group at each round (`top`'s
+        frames, export's scrapes): the next round reads them again with
+        pread, without open, fstat and close.  Only on a kernel root: a
+        fake tree's plain files may be replaced by a new file under the same
+        name, which an open fd would not see."""
+        if self.is_kernel and self._held is None:
+            self._held = HeldFiles(self)
+
     def close(self) -> None:
-        """Close the fd of the root (opened again when next needed)."""
+        """Close the fd of the root (opened again when next needed) and the
+        files kept open."""
+        if self._held is not None:
+            self._held.close()
         if self._root_fd is not None:
             os.close(self._root_fd)
             self._root_fd = None
@@ -846,6 +874,128 @@ class CgroupFS:
         if not self.is_dir(path.parent):
             return NotFound(what, "no such group", str(path.parent))
         return NotAvailable(what, "not available on this kernel or root", str(path))
+
+
+class HeldFiles:
+    """The files of groups kept open between rounds (CgroupFS.keep_files_open).
+
+    A group's directory fd and its files, opened and checked as every file
+    is, are read again from offset 0 (a cgroupfs file is made afresh at each
+    read from the start).  Each use is checked cheaply: a group is read
+    through its held files only while the last listing of its parent saw
+    the same directory inode (a group removed and made again, or another
+    renamed into its place, is opened afresh), and a file of a removed group
+    answers ENODEV (the group is then opened by its path, which says
+    NotFound).  A walk closes the files of the groups below its start that
+    it no longer finds: an fd held on a removed group would keep the kernel's
+    copy of that memory cgroup alive.  At most half of RLIMIT_NOFILE is held."""
+
+    def __init__(self, fs: CgroupFS):
+        self.fs = fs
+        # group path -> (directory inode, directory fd, {file name: fd})
+        self.groups: dict[str, tuple[int, int, dict[str, int]]] = {}
+        # group path -> its directory's inode at the last listing of its parent
+        self.listed: dict[str, int] = {}
+        import resource  # here: only top and export hold files
+
+        self.fds = 0
+        self.max_fds = resource.getrlimit(resource.RLIMIT_NOFILE)[0] // 2 - 64
+
+    def read(self, path: str, names: tuple) -> dict | None:
+        """{name: text or None} of the files NAMES of the group at PATH, read
+        through held files; None when the group must be opened by its path
+        (not listed, changed, removed, or no fds to spare)."""
+        held = self.groups.get(path)
+        inode = self.listed.get(path)
+        if held is None or held[0] != inode:
+            if held is not None:
+                self.drop(path)
+            if inode is None or self.fds + len(names) + 1 > self.max_fds:
+                return None
+            held = self._open(path, inode)
+            if held is None:
+                return None
+        _, directory_fd, files = held
+        texts: dict[str, str | None] = {}
+        try:
+            for name in names:
+                fd = files.get(name)
+                if fd is None:
+                    fd = self._open_file(path, directory_fd, name)
+                    if fd is None:
+                        texts[name] = None
+                        continue
+                    files[name] = fd
+                    self.fds += 1
+                texts[name] = self._read_held(fd)
+        except OSError as err:
+            self.drop(path)
+            if err.errno in (errno.ENODEV, errno.ENOENT):
+                return None  # removed meanwhile: opened by its path, which says so
+            raise _error(err, "read group files", Path(path), PERMISSION_TO_READ) from err
+        return texts
+
+    @staticmethod
+    def _read_held(fd: int) -> str | None:
+        try:
+            return _pread_to_end(fd)
+        except OSError as err:
+            if err.errno == errno.EOPNOTSUPP:  # memory.pressure of a kernel booted with PSI off, as _read_at
+                return None
+            raise
+
+    def _open(self, path: str, inode: int) -> tuple[int, int, dict[str, int]] | None:
+        fs = self.fs
+        try:
+            directory_fd = fs._open_directory(fs._parts(Path(path)), f"read group {Path(path).name}")
+        except MemcgError:
+            return None  # said by the read through its path
+        if os.fstat(directory_fd).st_ino != inode:
+            os.close(directory_fd)
+            return None
+        held: tuple[int, int, dict[str, int]] = (inode, directory_fd, {})
+        self.groups[path] = held
+        self.fds += 1
+        return held
+
+    def _open_file(self, path: str, directory_fd: int, name: str) -> int | None:
+        return self.fs._open_file_at(directory_fd, Path(path), name, os.O_RDONLY, f"read {name}", PERMISSION_TO_READ)
+
+    def drop(self, path: str) -> None:
+        held = self.groups.pop(path, None)
+        if held is None:
+            return
+        _, directory_fd, files = held
+        for fd in (directory_fd, *files.values()):
+            os.close(fd)
+        self.fds -= 1 + len(files)
+
+    def forget_below(self, top: str, found: set[str]) -> None:
+        """Close the files of the groups below TOP that a walk did not FIND."""
+        prefix = top.rstrip("/") + "/"
+        for path in [path for path in self.groups if path.startswith(prefix) and path not in found]:
+            self.drop(path)
+        for path in [path for path in self.listed if path.startswith(prefix) and path not in found]:
+            del self.listed[path]
+
+    def close(self) -> None:
+        for path in list(self.groups):
+            self.drop(path)
+        self.listed.clear()
+
+
+def _pread_to_end(fd: int) -> str:
+    """The text of the held file FD from its start (_read_to_end's rule for
+    a short read)."""
+    chunk = os.pread(fd, SMALL_READ_BYTES, 0)
+    if len(chunk) < SHORT_READ_BYTES:
+        return chunk.decode("utf-8", "replace")
+    chunks = [chunk]
+    offset = len(chunk)
+    while chunk := os.pread(fd, SMALL_READ_BYTES, offset):
+        chunks.append(chunk)
+        offset += len(chunk)
+    return b"".join(chunks).decode("utf-8", "replace")
 
 
 def _read_to_end(fd: int) -> str:

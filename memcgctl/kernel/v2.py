@@ -20,6 +20,8 @@ MIN = "memory.min"
 SWAP_MAX = "memory.swap.max"
 PEAK = "memory.peak"  # since 5.19
 SWAP_CURRENT = "memory.swap.current"
+ZSWAP_CURRENT = "memory.zswap.current"  # with CONFIG_ZSWAP
+ZSWAP_WRITEBACK = "memory.zswap.writeback"  # since 6.8
 EVENTS = "memory.events"
 RECLAIM = "memory.reclaim"  # since 5.19
 RECLAIM_SWAPPINESS = "swappiness"  # memory.reclaim's "<bytes> swappiness=<0-200>", since 6.11
@@ -66,6 +68,7 @@ class V2Backend(Backend):
         "usage": (CURRENT,), **{name: (file,) for name, file in FILE_BY_LIMIT.items()}, "peak": (PEAK,),
         "swap": (SWAP_CURRENT,), "pids": (PROCS,), "stat": (STAT,), "events": (EVENTS,),
         "pressure": (GROUP_PRESSURE,),  # PSI, per group since 5.2
+        "zswap": (ZSWAP_CURRENT,), "zswap_writeback": (ZSWAP_WRITEBACK,),
     }
     # Whether memory.reclaim takes swappiness= (6.11+): None until the first
     # reclaim that asks for it tells (before 6.11 the kernel answers EINVAL).
@@ -171,8 +174,11 @@ class V2Backend(Backend):
 
     def decode(self, texts: dict, directory: Path, parts: frozenset, stat_keys: frozenset | None = None) -> dict:
         figures: dict = {}
-        for part in parts & {"usage", "peak", "swap"}:
+        for part in parts & {"usage", "peak", "swap", "zswap"}:
             figures[part] = number(texts, directory, self.part_files[part][0])
+        if "zswap_writeback" in parts:
+            writeback = number(texts, directory, ZSWAP_WRITEBACK)
+            figures["zswap_writeback"] = None if writeback is None else writeback != 0
         for name in parts & FILE_BY_LIMIT.keys():
             figures[name] = self._limit(texts, directory, FILE_BY_LIMIT[name])
         if "stat" in parts:
@@ -209,6 +215,8 @@ class V2Backend(Backend):
             MIN: "0\n",
             SWAP_MAX: "max\n",
             PEAK: "0\n",
+            ZSWAP_CURRENT: "0\n",
+            ZSWAP_WRITEBACK: "1\n",
             EVENTS: "low 0\nhigh 0\nmax 0\noom 0\noom_kill 0\noom_group_kill 0\n",
             STAT: "anon 0\nfile 0\nkernel 0\nshmem 0\nfile_mapped 0\nsock 0\n",
             RECLAIM: "",

@@ -20,8 +20,12 @@ from ..kernel.figures import GroupFigures
 from ..kernel.fs import Group
 from .stats import USAGE_PARTS
 
-# What a frame reads of each group: only what top's columns show.
-TOP_PARTS = frozenset({"usage", "limit", "high", "swap", "pids", "stat", "events", "failcnt", "pressure"})
+# What a row needs whatever it shows: usage and limits (its percent of the
+# limit), events (what is new since start, whether it stands out).
+ROW_PARTS = frozenset({"usage", "limit", "high", "events", "failcnt"})
+# What a frame reads of each group by default: what top's columns show
+# (render.frames.frame_parts says it for the columns of a cgroup version).
+TOP_PARTS = ROW_PARTS | {"swap", "pids", "stat", "pressure"}
 # v1 memory.stat: the hierarchical twins (total_*), like usage_in_bytes;
 # workingset_refault_anon/_file since 5.9 (workingset_refault before).
 V1_REFAULTS = ("total_workingset_refault_anon", "total_workingset_refault_file", "total_workingset_refault")
@@ -59,6 +63,7 @@ class GroupRow(NamedTuple):
     change_per_second: float | None  # bytes/s; None in a group's first frame
     refaults_per_second: float | None  # v1 only
     events_since_start: dict
+    figures: GroupFigures  # the group's record, as read for this frame (a column may show any part of it)
 
     @property
     def group(self) -> str:
@@ -105,13 +110,15 @@ def effective_limit(sample: GroupSample) -> int | None:
 
 class Sampler:
     """Takes frames of the groups NAMES (and all below them) under BACKEND's
-    root; no names: every group under the root."""
+    root; no names: every group under the root.  PARTS: the parts of the
+    record the frame's columns show (ROW_PARTS are read in any case)."""
 
     def __init__(self, backend: Backend, names: tuple | list = (),
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.monotonic, parts: frozenset = TOP_PARTS):
         self.backend = backend
         self.names = list(names)
         self.clock = clock
+        self.parts = ROW_PARTS | parts
         self._previous: dict[str, tuple[float, GroupSample]] = {}
         self._baselines: dict[str, dict] = {}
         self._frames = 0
@@ -122,6 +129,8 @@ class Sampler:
         # A GROUP named on the command line must exist at the start (exit 66).
         for name in self.names:
             backend.group(name)
+        # Every frame walks the groups and reads them all again.
+        backend.fs.keep_files_open()
 
     def watched_groups(self) -> list[Group]:
         """The groups to read now (each named group and all below it); a named
@@ -144,14 +153,15 @@ class Sampler:
         rows, current = [], {}
         for group in self.watched_groups():
             try:
-                sample = read_sample(self.backend, group)
+                figures = read_group(self.backend, group, self.parts)
             except MemcgError as error:
                 self.unreadable.setdefault(group.label, error)
                 continue
-            if sample is None or sample.group in current:
+            if figures is None or figures.group in current:
                 continue  # removed while we read it, or named twice
+            sample = sample_of(figures)
             current[sample.group] = (started, sample)
-            rows.append(self._row(started, sample))
+            rows.append(self._row(started, sample, figures))
         previous_time = self._frame_time if self._frames else None
         appeared = [name for name in current if name not in self._previous] if self._frames else []
         vanished = [name for name in self._previous if name not in current]
@@ -162,7 +172,7 @@ class Sampler:
         since = None if previous_time is None else round(started - previous_time, 6)
         return Frame(self._frames, time.time(), since, self.backend.version, rows, appeared, vanished)
 
-    def _row(self, now: float, sample: GroupSample) -> GroupRow:
+    def _row(self, now: float, sample: GroupSample, figures: GroupFigures) -> GroupRow:
         baseline = self._baselines.setdefault(sample.group, dict(sample.events))
         for name, value in sample.events.items():
             if value < baseline.get(name, 0):
@@ -178,23 +188,29 @@ class Sampler:
                 change = (sample.usage - before.usage) / seconds
                 if sample.refaults is not None and before.refaults is not None:
                     refaults = (sample.refaults - before.refaults) / seconds
-        return GroupRow(sample, percent, change, refaults, since_start)
+        return GroupRow(sample, percent, change, refaults, since_start, figures)
 
 
 # --- reading one group (the kernel layer's record, each file once) -------------------
 
 
-def read_sample(backend: Backend, group: Group) -> GroupSample | None:
-    """What a frame shows of GROUP; None if it is gone (removed while read)."""
+def read_group(backend: Backend, group: Group, parts: frozenset = TOP_PARTS) -> GroupFigures | None:
+    """The PARTS of GROUP a frame shows; None if it is gone (removed while read)."""
     try:
-        return sample_of(backend.read_figures(group, TOP_PARTS, TOP_STAT_KEYS))
+        return backend.read_figures(group, parts, TOP_STAT_KEYS)
     except NotFound:
         return None
 
 
+def read_sample(backend: Backend, group: Group) -> GroupSample | None:
+    """What a frame shows of GROUP; None if it is gone (removed while read)."""
+    figures = read_group(backend, group)
+    return None if figures is None else sample_of(figures)
+
+
 def sample_of(figures: GroupFigures) -> GroupSample:
     """The figures of a frame's row, from the group's record."""
-    if figures.usage is None:  # not met: TOP_PARTS reads usage, and a group without it is gone
+    if figures.usage is None:  # not met: ROW_PARTS reads usage, and a group without it is gone
         raise ValueError("a frame's row needs the figures' usage part")
     stat = figures.stat or {}
     events = figures.events or {}

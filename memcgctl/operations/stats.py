@@ -18,13 +18,13 @@ def select_groups(backend: Backend, names: tuple | list, recursive: bool = False
     """The groups NAMES (with RECURSIVE, and all below them); no names: every
     group under the root."""
     if not names:
-        return backend.fs.descendants(backend.group("", must_exist=False))
+        return backend.fs.descendants_quickly(backend.group("", must_exist=False))
     selected: dict[str, Group] = {}  # by name, in order: a group named twice, or also below another, is listed once
     for name in names:
         group = backend.group(name)
         selected.setdefault(group.name, group)
         if recursive:
-            for each in backend.fs.descendants(group):
+            for each in backend.fs.descendants_quickly(group):
                 selected.setdefault(each.name, each)
     return list(selected.values())
 

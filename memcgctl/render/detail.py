@@ -5,6 +5,8 @@ and cgroup-v2.rst; a counter this table does not know is still shown, under
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from ..escape import printable
 from ..kernel.figures import GroupFigures
 from ..sizes import format_size
@@ -141,6 +143,21 @@ LIMIT_MEANINGS = {
 }
 
 
+# Figures of the record with a row of their own: figure -> (section, name,
+# how the value is shown, meaning).  A figure that is None (not on this
+# cgroup version or kernel) has no row.
+FIGURE_ROWS: dict[str, tuple[str, str, Callable[[int], str], str]] = {
+    "usage": (MEMORY, "usage", format_size, "memory charged to this group and below"),
+    "peak": (MEMORY, "peak", format_size, "highest usage seen"),
+    "pids": (MEMORY, "processes", str, "processes in this group itself"),
+    "zswap": (MEMORY, "zswap_current", format_size, "compressed memory in zswap, charged to this group (v2)"),
+    "zswap_writeback": (MEMORY, "zswap_writeback", lambda on: "on" if on else "off",
+                        "whether zswap writes pages on to swap when full (v2, 6.8+)"),
+}
+# What `stat --detail` reads of the group: the parts behind its rows.
+DETAIL_PARTS = frozenset((*LIMIT_MEANINGS, *FIGURE_ROWS, "stat", "events", "failcnt"))
+
+
 def detail_lines(stat: GroupFigures, limit_names: tuple, events: dict, working_sets: tuple = ()) -> list[str]:
     """The report of one group: a title, then each section's counters as
     'name  value  meaning'.  LIMIT_NAMES: the limits of this cgroup version;
@@ -154,10 +171,10 @@ def detail_lines(stat: GroupFigures, limit_names: tuple, events: dict, working_s
     for name in limit_names:
         value = getattr(stat, name)
         rows[LIMITS].append((name, "max" if value is None else format_size(value), LIMIT_MEANINGS[name]))
-    rows[MEMORY].append(("usage", format_size(stat.usage), "memory charged to this group and below"))
-    if stat.peak is not None:
-        rows[MEMORY].append(("peak", format_size(stat.peak), "highest usage seen"))
-    rows[MEMORY].append(("processes", str(stat.pids), "processes in this group itself"))
+    for figure, (section, name, shown, meaning) in FIGURE_ROWS.items():
+        value = getattr(stat, figure)
+        if value is not None:
+            rows[section].append((name, shown(value), meaning))
     for source in (stat.stat or {}, events):
         for key, value in source.items():
             section, unit, meaning = describe(key)

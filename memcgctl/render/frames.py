@@ -61,10 +61,11 @@ def _percent_cell(row: GroupRow) -> str:
 
 class Column(NamedTuple):
     header: str
-    sort: str  # a key of sampling.SORT_KEYS
-    key: str  # the key that sorts by it in the live view
+    sort: str | None  # a key of sampling.SORT_KEYS; None: nothing sorts by it
+    key: str  # the key that sorts by it in the live view ("" with no sort)
     cell: Callable[[GroupRow], str]
     importance: int  # a narrow window hides the least important columns first
+    parts: tuple = ()  # the parts of the group's record the cell shows (sampling.ROW_PARTS aside)
 
 
 def columns(version: int) -> list[Column]:
@@ -79,21 +80,31 @@ def columns(version: int) -> list[Column]:
     found += [
         Column("%LIM", "percent", "%", _percent_cell, 9),
         Column("CHANGE/s", "change", "c", _change_cell, 6),
-        Column("ANON", "anon", "a", lambda row: compact_size(row.sample.anon, "-"), 3),
-        Column("FILE", "file", "f", lambda row: compact_size(row.sample.file, "-"), 2),
-        Column("SWAP", "swap", "s", lambda row: compact_size(row.sample.swap, "-"), 0),
+        Column("ANON", "anon", "a", lambda row: compact_size(row.sample.anon, "-"), 3, ("stat",)),
+        Column("FILE", "file", "f", lambda row: compact_size(row.sample.file, "-"), 2, ("stat",)),
+        Column("SWAP", "swap", "s", lambda row: compact_size(row.sample.swap, "-"), 0, ("swap",)),
+    ]
+    if version == 2:  # v1 has no zswap files; a narrow window hides it first
+        found.append(Column("ZSWAP", None, "", lambda row: compact_size(row.figures.zswap, "-"), -1, ("zswap",)))
+    found += [
         # v2: PSI some avg10 (% of time stalled); v1 has no per-group PSI: refaults/s.
-        Column("PSI10" if version == 2 else "REFLT/s", "pressure", "p", _pressure_cell, 1),
+        Column("PSI10" if version == 2 else "REFLT/s", "pressure", "p", _pressure_cell, 1,
+               ("pressure",) if version == 2 else ("stat",)),
         # Totals, and what is new since start (a kill before top started still counts).
         Column("HIGH/MAX/OOM" if version == 2 else "FAIL/OOM", "events", "e", _events_cell, 7),
-        Column("PIDS", "pids", "P", lambda row: str(row.sample.pids), 4),
+        Column("PIDS", "pids", "P", lambda row: str(row.sample.pids), 4, ("pids",)),
     ]
     return found
 
 
+def frame_parts(version: int) -> frozenset:
+    """The parts of a group's record the columns of VERSION show (for the Sampler)."""
+    return frozenset(part for column in columns(version) for part in column.parts)
+
+
 def sort_by_key(version: int) -> dict[str, str]:
     """{key pressed: sort name} of the live view."""
-    return {column.key: column.sort for column in columns(version)}
+    return {column.key: column.sort for column in columns(version) if column.sort is not None}
 
 
 

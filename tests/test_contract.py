@@ -209,7 +209,7 @@ def test_dry_run_prints_shell_lines_and_changes_nothing(root):
 
 def test_attach_missing_process_is_66(root):
     run_cli(root, "create", "web")
-    result = run_cli(root, "attach", "web", "999999999")
+    result = run_cli(root, "attach", "web", "4194304")  # pid_max is at most 4194304: no process has it
     assert result.exit_code == 66
     assert "no such process" in result.stderr
 

@@ -298,7 +298,8 @@ def test_attach_moves_the_good_pids_and_reports_the_bad(kernel_root):
     run_cli(kernel_root.path, "create", "web")
     sleeper = subprocess.Popen(["sleep", "60"], start_new_session=True)
     kernel_root.processes.append(sleeper)
-    result = run_cli(kernel_root.path, "attach", "web", str(sleeper.pid), "4194304")  # the highest a pid_max allows; no process has it
+    # pid_max is at most 4194304: no process has it (a larger number is a usage error)
+    result = run_cli(kernel_root.path, "attach", "web", str(sleeper.pid), "4194304")
     assert result.exit_code == 66
     assert "attach 4194304 to web: no such process" in result.stderr
     assert kernel_root.read("web", "cgroup.procs").split() == [str(sleeper.pid)]

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
-from .errors import MemcgError, PermissionDenied, describe_errno, error_from_oserror
+from .errors import MemcgError, NotFound, PermissionDenied, describe_errno, error_from_oserror
 
 # What the user lacks when the kernel says EACCES or EPERM.
 PERMISSION_TO_READ = dict.fromkeys(
@@ -272,12 +272,9 @@ def open_regular_at(directory_fd: int, name: str, flags: int, what: str, path: P
                     mode: int = 0o600) -> int:
     """An fd of the regular file NAME in DIRECTORY_FD (PATH, for errors),
     opened with FLAGS (O_CREAT makes it, MODE): never through a link, never
-    waiting on a FIFO; anything but a regular file is refused.  A missing
-    file is FileNotFoundError, for the caller to decide what that means."""
+    waiting on a FIFO; anything but a regular file is refused."""
     try:
         fd = os.open(name, flags | FILE_FLAGS, mode, dir_fd=directory_fd)
-    except FileNotFoundError:
-        raise
     except OSError as err:
         raise file_error(err, what, path) from err
     try:
@@ -296,7 +293,7 @@ def read_regular_at(directory_fd: int, name: str, what: str, path: Path | str, m
     None if it is missing; refused if larger than MAX_BYTES."""
     try:
         fd = open_regular_at(directory_fd, name, os.O_RDONLY, what, path)
-    except FileNotFoundError:
+    except NotFound:
         return None
     try:
         data = _read_all(fd, max_bytes + 1)

@@ -1,7 +1,8 @@
 """One exception tree for memcgctl; each class carries its stable exit code.
 
-The filesystem layer (fs.py) is the only place where an OSError becomes one of
-these.  The command line catches MemcgError in one place and prints
+The filesystem layer (files.py, and kernel/fs.py built on it for cgroup
+files) is the only place where an OSError becomes one of these.  The command
+line catches MemcgError in one place and prints
 ``memcgctl: <what failed>: <why> (<path>)``.
 """
 

@@ -100,7 +100,7 @@ def units(settings, install, directory, listen, config_file):
 
     from ..errors import UsageError
     from ..export.serve import parse_listen_address
-    from ..kernel.fs import install_system_file, read_optional_system_text
+    from ..files import install_system_file, read_optional_system_text
     from ..units import (
         config_path_warning,
         executable_warning,

@@ -92,9 +92,9 @@ def load_config(path: Path | str) -> Config:
     """The configuration in PATH, or ConfigError saying where it is wrong.
     The daemon runs as root on what the file says: one that someone else
     could write (it, or a directory above it), a link, a FIFO or a device is
-    PermissionDenied (77), not read (fs.read_trusted_file)."""
+    PermissionDenied (77), not read (files.read_trusted_file)."""
     from ..errors import MemcgError, PermissionDenied
-    from ..kernel.fs import read_trusted_file
+    from ..files import read_trusted_file
 
     path = Path(path)
     try:

@@ -32,9 +32,9 @@ def exposition(collector: GroupCollector) -> bytes:
 def write_textfile(collector: GroupCollector, path: Path) -> None:
     """One scrape written to PATH for node_exporter's textfile collector:
     to a temporary file beside it, then renamed over it, so that
-    node_exporter never reads half a file (fs.replace_file_atomically: no
+    node_exporter never reads half a file (files.replace_file_atomically: no
     link followed on the way, nothing planted written through)."""
-    from ..kernel.fs import replace_file_atomically
+    from ..files import replace_file_atomically
 
     replace_file_atomically(Path(path), exposition(collector), "write metrics")
 

@@ -8,9 +8,10 @@ from pathlib import Path
 from typing import NamedTuple
 
 from ..errors import MemcgError, NotAvailable, UntrustedRoot, UsageError
+from ..files import DirectoryStatus, read_system_text
 from .actions import Action, MakeDir, MakeFakeFile
 from .backend import Backend, RestoreJournal
-from .fs import CgroupFS, DirectoryStatus, read_system_text
+from .fs import CgroupFS
 from .v1 import LIMIT as V1_MARKER
 from .v1 import V1Backend
 from .v2 import CONTROLLERS, V2Backend

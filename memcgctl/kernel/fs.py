@@ -1,9 +1,10 @@
-"""The filesystem of one cgroup root: the only place that opens files.
+"""The filesystem of one cgroup root: the only place that opens cgroup files.
 
 Every path memcgctl touches is built here from a validated group name, and
 every OSError becomes a memcgctl error here.  A root is either the kernel's
 cgroupfs (a mount, or a delegated subtree of one) or a fake tree of plain
-files; the difference is confined to this module.
+files; the difference is confined to this module.  The primitives it builds
+on (directory chains, flags, the OSError translation) are ../files.py's.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import contextlib
 import errno
 import os
 import stat
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple
 
@@ -22,9 +23,19 @@ from ..errors import (
     NotFound,
     PermissionDenied,
     UsageError,
-    describe_errno,
-    error_from_oserror,
 )
+from ..files import (
+    DIRECTORY_FLAGS,
+    FILE_FLAGS,
+    PERMISSION_TO_ENTER,
+    PERMISSION_TO_READ,
+    PERMISSION_TO_WRITE,
+    REFUSED_LINKS,
+    DirectoryCheck,
+    DirectoryStatus,
+    open_directory_chain,
+)
+from ..files import file_error as _error
 from .actions import Action, MakeDir, MakeFakeFile, RemoveDir, Write
 from .names import MAX_PATH_BYTES, clean_group_name
 
@@ -52,79 +63,9 @@ class Group(NamedTuple):
 
 
 # What the user lacks when the kernel says EACCES or EPERM.
-PERMISSION_TO_READ = dict.fromkeys(
-    (errno.EACCES, errno.EPERM), "permission denied: reading this file needs read permission on it")
-PERMISSION_TO_WRITE = dict.fromkeys(
-    (errno.EACCES, errno.EPERM),
-    "permission denied: writing this file needs write permission on it (root, or a group delegated to you)")
 PERMISSION_TO_CHANGE_PARENT = dict.fromkeys(
     (errno.EACCES, errno.EPERM),
     "permission denied: creating or removing a group needs write permission on its parent directory")
-PERMISSION_TO_ENTER = dict.fromkeys(
-    (errno.EACCES, errno.EPERM), "permission denied: this directory cannot be searched or listed")
-# O_NOFOLLOW on the last component answers ELOOP for a symlink; O_DIRECTORY
-# answers ENOTDIR for anything else where a group directory should be.
-REFUSED_LINKS = {
-    errno.ELOOP: "refused: a symbolic link where memcgctl expects a group or a file (it never follows one)",
-    errno.ENOTDIR: "refused: not a directory where memcgctl expects a group",
-}
-
-# Every directory is opened relative to the one above it (openat), never by a
-# path that someone could change between a check and its use.
-DIRECTORY_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-# O_NONBLOCK: opening a FIFO planted in place of a file must not wait for a
-# writer (it would hang a restore); the file is checked before any read or write.
-FILE_FLAGS = os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY
-
-
-class DirectoryStatus(NamedTuple):
-    """One directory on the way to a root or journal: its path and os.stat_result."""
-
-    path: Path
-    status: os.stat_result
-
-
-# Called for each directory on the way (and True for the last): raises to refuse it.
-DirectoryCheck = Callable[["DirectoryStatus", bool], None]
-
-
-def open_directory_chain(path: Path, what: str, check: DirectoryCheck | None = None, create_mode: int | None = None,
-                         resolve_links: bool = True) -> int:
-    """An O_DIRECTORY fd of PATH, opened one component at a time from '/',
-    each with O_NOFOLLOW.  CHECK(DirectoryStatus, is_last) may raise to refuse
-    a directory (ownership); CREATE_MODE makes missing components.  The caller
-    closes the fd.  Symlinks in PATH itself are resolved first (unless not
-    RESOLVE_LINKS: then any is refused): the walk then refuses any that
-    someone swaps in meanwhile."""
-    path = Path(os.path.realpath(path) if resolve_links else os.path.abspath(path))
-    fd = os.open("/", DIRECTORY_FLAGS)
-    current = Path("/")
-    try:
-        if check is not None:
-            check(DirectoryStatus(current, os.fstat(fd)), not path.parts[1:])
-        for index, part in enumerate(path.parts[1:], start=2):
-            current = current / part
-            try:
-                child = os.open(part, DIRECTORY_FLAGS, dir_fd=fd)
-            except FileNotFoundError:
-                if create_mode is None:
-                    raise
-                try:
-                    os.mkdir(part, create_mode, dir_fd=fd)
-                except FileExistsError:
-                    pass  # made meanwhile: it is checked like any other
-                child = os.open(part, DIRECTORY_FLAGS, dir_fd=fd)
-            os.close(fd)
-            fd = child
-            if check is not None:
-                check(DirectoryStatus(current, os.fstat(fd)), index == len(path.parts))
-        return fd
-    except OSError as err:
-        os.close(fd)
-        raise _error(err, what, current, {**PERMISSION_TO_ENTER, **REFUSED_LINKS}) from err
-    except BaseException:
-        os.close(fd)
-        raise
 
 
 class CgroupFS:
@@ -1023,50 +964,6 @@ def _write_new_file(directory_fd: int, name: str, content: str) -> None:
         os.close(fd)
 
 
-def read_system_text(path: Path, what: str) -> str:
-    """The text of a file of the system (/proc), not of a cgroup root."""
-    try:
-        with open(path, "rb") as file:
-            return file.read().decode("utf-8", "replace")
-    except OSError as err:
-        raise _error(err, what, path, PERMISSION_TO_READ) from err
-
-
-def read_optional_system_text(path: Path, what: str) -> str | None:
-    """The text of a plain file of the system (a unit in /etc/systemd/system),
-    None when there is none.  A link or anything but a plain file is refused."""
-    try:
-        fd = os.open(path, os.O_RDONLY | FILE_FLAGS)
-    except FileNotFoundError:
-        return None
-    except OSError as err:
-        raise _error(err, what, path, REFUSED_LINKS) from err
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise MemcgError(what, "refused: not a plain file", str(path))
-        return _read_to_end(fd)
-    except OSError as err:
-        raise _error(err, what, path) from err
-    finally:
-        os.close(fd)
-
-
-def install_system_file(path: Path, content: str, what: str, mode: int = 0o644) -> None:
-    """Put CONTENT at PATH as replace_file_atomically() does, durably (fsynced):
-    a unit or a configuration root's services read.  The parent directory is
-    made (0755) when missing."""
-    try:
-        os.makedirs(path.parent, mode=0o755, exist_ok=True)
-    except OSError as err:
-        raise _error(err, what, path.parent, REFUSED_LINKS) from err
-    replace_file_atomically(path, content.encode(), what, mode, durable=True)
-
-
-def _error(err: OSError, what: str, path: Path, reasons: dict | None = None) -> MemcgError:
-    why = (reasons or {}).get(err.errno) or describe_errno(err.errno)
-    return error_from_oserror(err, what, str(path), why)
-
-
 def to_int(text: str, path: Path) -> int:
     """The number a kernel file holds, or a MemcgError saying what it held.
     Never negative: the kernel's byte and event counts are unsigned."""
@@ -1085,120 +982,3 @@ def resolves_to_root(fs: CgroupFS, group: Group) -> bool:
     however it was named.  No path is resolved: fs.group() has already refused
     a symbolic link on the way."""
     return not group.name or fs.directory_identity(group) == fs.root_identity()
-
-
-# --- files root trusts: the daemon's configuration -------------------------------
-
-# A daemon's configuration is a few kilobytes; a bigger file is a mistake (or /dev/zero's kind).
-MAX_TRUSTED_FILE_BYTES = 1024 * 1024
-
-
-def read_trusted_file(path: Path, what: str, max_bytes: int = MAX_TRUSTED_FILE_BYTES) -> bytes:
-    """The bytes of the regular file PATH, which steers what we do as root:
-    PermissionDenied (77) unless the file and every directory above it are
-    owned by root (or by us) and writable by no one else, as systemd asks of
-    a unit's files.  The file is opened with O_NOFOLLOW and O_NONBLOCK (a
-    symbolic link, a FIFO or a device is refused, never followed or waited
-    on), relative to its checked directory, and read up to MAX_BYTES."""
-    path = Path(path)
-    def refuse_writable_by_others(entry: DirectoryStatus, is_last: bool) -> None:
-        refusal = _trusted_directory_refusal(entry)
-        if refusal is not None:
-            raise PermissionDenied(what, refusal, str(path))
-
-    directory = open_directory_chain(Path(os.path.abspath(path)).parent, what, refuse_writable_by_others)
-    try:
-        fd = os.open(path.name, os.O_RDONLY | FILE_FLAGS, dir_fd=directory)
-    except OSError as err:
-        if err.errno == errno.ELOOP:  # O_NOFOLLOW met a symbolic link
-            raise PermissionDenied(what, REFUSED_LINKS[errno.ELOOP], str(path)) from err
-        raise _error(err, what, path, PERMISSION_TO_READ) from err
-    finally:
-        os.close(directory)
-    try:
-        status = os.fstat(fd)
-        refusal = _trusted_file_refusal(status, max_bytes)
-        if refusal is not None:
-            raise PermissionDenied(what, refusal, str(path))
-        data = os.read(fd, max_bytes + 1)  # a regular file gives all it has up to the count
-        if len(data) > max_bytes:
-            raise PermissionDenied(what, f"refused: larger than {max_bytes} bytes", str(path))
-        return data
-    except OSError as err:
-        raise _error(err, what, path, PERMISSION_TO_READ) from err
-    finally:
-        os.close(fd)
-
-
-def _trusted_owner(status: os.stat_result) -> bool:
-    return status.st_uid in (0, os.geteuid())
-
-
-def _writable_by_others(status: os.stat_result) -> bool:
-    """Whether someone other than its owner (or root's group) may write it."""
-    return bool(status.st_mode & stat.S_IWOTH or (status.st_mode & stat.S_IWGRP and status.st_gid != 0))
-
-
-def _trusted_directory_refusal(entry: DirectoryStatus) -> str | None:
-    """Why a directory above a trusted file is refused: others could swap the
-    file (a sticky directory such as /tmp is fine: others cannot rename what
-    root owns in it)."""
-    status = entry.status
-    if not _trusted_owner(status):
-        return f"refused: {entry.path} is owned by uid {status.st_uid}, who could replace the file"
-    if _writable_by_others(status) and not status.st_mode & stat.S_ISVTX:
-        return f"refused: {entry.path} can be written by others, who could replace the file"
-    return None
-
-
-def _trusted_file_refusal(status: os.stat_result, max_bytes: int) -> str | None:
-    if not stat.S_ISREG(status.st_mode):
-        return "refused: not a regular file (a FIFO, a device or a directory)"
-    if not _trusted_owner(status):
-        return f"refused: owned by uid {status.st_uid}, who could rewrite it (chown root, chmod go-w)"
-    if _writable_by_others(status):
-        return "refused: others can write it (chmod go-w)"
-    if status.st_size > max_bytes:
-        return f"refused: larger than {max_bytes} bytes"
-    return None
-
-
-# --- files root writes where others may have a hand: export's textfile ----------
-
-
-def replace_file_atomically(path: Path, data: bytes, what: str, mode: int = 0o644, durable: bool = False) -> None:
-    """Replace PATH with DATA, whole or not at all: a new temporary file beside
-    it (O_EXCL | O_NOFOLLOW: nothing planted is written through) renamed over
-    it.  The directory is reached without following any symbolic link (one
-    swapped in by whoever owns a directory on the way is refused), and both
-    the file and the rename go through its fd.  MODE whatever the umask;
-    DURABLE: fsynced before the rename."""
-    path = Path(path)
-    try:
-        directory = open_directory_chain(path.parent, what, resolve_links=False)
-    except MemcgError as error:
-        if error.why != REFUSED_LINKS[errno.ENOTDIR]:
-            raise
-        raise MemcgError(what, "refused: a symbolic link or not a directory on the way (memcgctl never follows "
-                         "one here)", error.path) from None
-    temporary = f".{path.name}.{os.getpid()}.tmp"
-    try:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temporary, dir_fd=directory)  # left by a dead process of the same pid
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | FILE_FLAGS, mode, dir_fd=directory)
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-            os.fchmod(fd, mode)
-            if durable:
-                os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(temporary, path.name, src_dir_fd=directory, dst_dir_fd=directory)
-    except OSError as err:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary, dir_fd=directory)
-        raise _error(err, what, path, {**PERMISSION_TO_WRITE, **REFUSED_LINKS}) from err
-    finally:
-        os.close(directory)

@@ -26,7 +26,6 @@ file, only as a decimal number.
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
 import stat
 import time
@@ -34,6 +33,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from ..errors import LockHeld, MemcgError, NotFound, PermissionDenied, UntrustedJournal, error_from_oserror
+from ..files import open_directory_chain, open_regular_at, read_regular_at, read_system_text, remove_at, replace_at
 from .deadline import NEVER, Deadline
 
 DEFAULT_DIRECTORY = Path("/run/memcgctl")
@@ -80,8 +80,6 @@ def _sha256(data: bytes):
 
 
 def current_boot() -> str:
-    from ..kernel.fs import read_system_text
-
     return read_system_text(BOOT_ID, "read boot id").strip()
 
 
@@ -122,8 +120,6 @@ class Journal:
 
     def _directory_fd(self, create: bool = True) -> int:
         if self._fd is None:
-            from ..kernel.fs import open_directory_chain
-
             self._fd = open_directory_chain(self.directory, "use journal directory", self._refuse_untrusted,
                                             create_mode=0o700 if create else None)
         return self._fd
@@ -161,67 +157,25 @@ class Journal:
         """A read-write fd of the regular file NAME in the journal directory,
         made if missing (0600), never through a link: for locks, the group
         locks here and the daemon's."""
-        try:
-            fd = os.open(name, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o600,
-                         dir_fd=self._directory_fd())
-        except OSError as err:
-            raise error_from_oserror(err, what, str(self.directory / name)) from err
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            os.close(fd)
-            raise PermissionDenied(what, "not a regular file", str(self.directory / name))
-        return fd
+        return open_regular_at(self._directory_fd(), name, os.O_RDWR | os.O_CREAT, what, self.directory / name)
 
     def read_file(self, name: str, what: str, max_bytes: int) -> bytes | None:
         """The bytes of the regular file NAME in the journal directory (checked
         as for records), or None if it or the directory is missing; never
         through a link, never waiting on a FIFO, at most MAX_BYTES.  For
         `memcgctl export`, reading the daemon's counters."""
-        path = str(self.directory / name)
         try:
-            fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
-                         dir_fd=self._directory_fd(create=False))
-        except (FileNotFoundError, NotFound):
+            directory = self._directory_fd(create=False)
+        except NotFound:
             return None
-        except OSError as err:
-            raise error_from_oserror(err, what, path) from err
-        try:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
-                raise PermissionDenied(what, "refused: not a regular file", path)
-            chunks, size = [], 0
-            while size <= max_bytes and (chunk := os.read(fd, 65536)):
-                chunks.append(chunk)
-                size += len(chunk)
-        except OSError as err:
-            raise error_from_oserror(err, what, path) from err
-        finally:
-            os.close(fd)
-        if size > max_bytes:
-            raise MemcgError(what, f"refused: larger than {max_bytes} bytes", path)
-        return b"".join(chunks)
+        return read_regular_at(directory, name, what, self.directory / name, max_bytes)
 
     def replace_file(self, name: str, data: bytes, what: str, mode: int = 0o600, durable: bool = True) -> None:
         """Replace NAME in the journal directory with DATA, atomically: a new
         temporary file (O_EXCL, never a link) renamed over it.  DURABLE
         fsyncs the file and the directory (undo records must survive a crash;
         the daemon's counters, rewritten every few seconds, need not)."""
-        directory = self._directory_fd()
-        temporary = f"{name}.tmp{os.getpid()}"
-        try:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(temporary, dir_fd=directory)  # left by a dead process of the same pid
-            fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode,
-                         dir_fd=directory)
-            try:
-                os.write(fd, data)
-                if durable:
-                    os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.replace(temporary, name, src_dir_fd=directory, dst_dir_fd=directory)
-            if durable:
-                self._sync_directory()
-        except OSError as err:
-            raise error_from_oserror(err, what, str(self.directory / name)) from err
+        replace_at(self._directory_fd(), name, data, what, self.directory / name, mode, durable)
 
     # --- the lock -------------------------------------------------------------
 
@@ -316,13 +270,7 @@ class Journal:
         self._remove(self._record_name(group_path))
 
     def _remove(self, name: str) -> None:
-        try:
-            os.unlink(name, dir_fd=self._directory_fd())
-            self._sync_directory()
-        except FileNotFoundError:
-            pass
-        except OSError as err:
-            raise error_from_oserror(err, "clear journal", str(self.directory / name)) from err
+        remove_at(self._directory_fd(), name, "clear journal", self.directory / name)
 
     def pending(self, group_path: Path) -> PendingRestore | None:
         """The restore a dead memcgctl left for GROUP_PATH, if any."""
@@ -361,20 +309,14 @@ class Journal:
         return found
 
     def _read(self, name: str) -> PendingRestore | None:
+        directory = self._directory_fd()
         try:
-            fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=self._directory_fd())
-        except FileNotFoundError:
+            data = read_regular_at(directory, name, "read journal", self.directory / name, 65536)
+        except MemcgError as error:
+            raise self.unreadable_record(name, error.why) from None
+        if data is None:
             return None
-        except OSError as err:
-            raise self.unreadable_record(name, describe(err)) from None
-        try:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
-                raise self.unreadable_record(name, "not a regular file")
-            text = os.read(fd, 65536).decode("utf-8", "replace")
-        except OSError as err:
-            raise self.unreadable_record(name, describe(err)) from None
-        finally:
-            os.close(fd)
+        text = data.decode("utf-8", "replace")
         try:
             import json  # only when there is a record
 
@@ -396,16 +338,3 @@ class Journal:
         path = self.directory / name
         return MemcgError("read journal", f"unreadable record ({why}); what it would restore is unknown: check "
                           f"the limits of the groups memcgctl shrank, then remove it (rm {path})", str(path))
-
-    def _sync_directory(self) -> None:
-        try:
-            os.fsync(self._directory_fd())
-        except OSError as err:
-            if err.errno != errno.EINVAL:  # some filesystems cannot fsync a directory
-                raise
-
-
-def describe(err: OSError) -> str:
-    from ..errors import describe_errno
-
-    return describe_errno(err.errno)

@@ -79,8 +79,9 @@ WATERMARK = '[[group]]\nmatch = "web"\npolicy = "watermark"\nhigh = "900M"\nlow 
     # A kernel file's name is no group: 78 with the line (it was exit 2 at the
     # first pass, restarted by systemd, and a reload to it dropped the rules).
     # Values that passed --check without a word:
-    (WATERMARK.replace('"900M"', "99999999999999999999"), "configuration line 4, key 'high': 99999999999999999999 "
-                                                          "is larger than 2^63 - 1 bytes, the most a kernel file holds"),
+    (WATERMARK.replace('"900M"', "99999999999999999999"),
+     "configuration line 4, key 'high': 99999999999999999999 is larger than 2^63 - 1 bytes, the most a kernel file "
+     "holds"),
     (WATERMARK + "min = 9223372036854775808\n", "configuration line 6, key 'min': 9223372036854775808 is larger "
                                                 "than 2^63 - 1 bytes"),
     ("interval = 1e300\n" + WATERMARK, "configuration line 1, key 'interval': expected at most 86400 s (a day), "

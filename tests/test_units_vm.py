@@ -3,10 +3,13 @@ in the VM of tests/vm (`run.py --init systemd`; skipped anywhere else, the
 host's hierarchy is v1 and its PID 1 is not ours to drive).
 
 One boot runs them all, in order: the daemon reclaims by its config in
-/etc/memcgctl, a reload with a broken config fails and the old rules stay,
-SIGKILL is restarted by systemd, `systemctl stop` leaves every knob as it
-was, a config error is not restarted in a loop, the recover unit runs
-sandboxed, the shrink timer fires, the exporter serves /metrics on loopback.
+/etc/memcgctl, tells systemd when it is ready and how it does (READY=1,
+STATUS=, around a reload too), a reload with a broken config fails and the
+old rules stay, SIGKILL is restarted by systemd, `systemctl stop` (STOPPING=1)
+leaves every knob as it was, a config error is not restarted in a loop, the
+recover unit runs sandboxed, the shrink timer fires, the exporter serves
+/metrics on loopback, with the groups a drop-in's MEMCGCTL_EXPORT_OPTIONS
+selects.
 The groups live beside the test's own leaf, in the delegated group run.py
 gives the command (system.slice/memcgctl-vm-command.service).
 """

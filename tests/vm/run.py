@@ -202,9 +202,12 @@ mount -o move /vm $R/run/vm || fail "cannot move the control share"
 umount /proc /sys 2>/dev/null
 mount -o move /dev $R/dev 2>/dev/null || umount /dev
 # --before-boot: its command runs here, chrooted into the guest's root with
-# /proc, /sys and the cgroup hierarchy systemd will mount (__HIERARCHY__),
-# before systemd starts; what it leaves (units in /etc, records in /run,
-# groups in the hierarchy, which outlive the unmount) is what the boot finds.
+# /proc, /sys and the cgroup hierarchy systemd uses (__HIERARCHY__, mounted as
+# systemd would), before systemd starts; what it leaves (units in /etc,
+# records in /run, groups in the hierarchy) is what the boot finds.  The
+# mounts stay: systemd takes them over, as after an initrd (unmounted, a v1
+# hierarchy would come back on another device, and a record naming a group
+# by device and inode would rightly not be believed).
 if [ -e $R/run/vm/before-boot.sh ]; then
     before_boot_failed() {
         echo "$*" >>$R/run/vm/error
@@ -215,13 +218,11 @@ if [ -e $R/run/vm/before-boot.sh ]; then
         mount -t tmpfs -o mode=755 tmpfs $R/sys/fs/cgroup && mkdir $R/sys/fs/cgroup/memory \
             && mount -t cgroup -o memory cgroup $R/sys/fs/cgroup/memory
     else
-        mount -t cgroup2 cgroup2 $R/sys/fs/cgroup && echo +memory >$R/sys/fs/cgroup/cgroup.subtree_control
+        mount -t cgroup2 -o nsdelegate,memory_recursiveprot cgroup2 $R/sys/fs/cgroup \
+            && echo +memory >$R/sys/fs/cgroup/cgroup.subtree_control
     fi || before_boot_failed "cannot mount the cgroup hierarchy for --before-boot"
     env -i chroot $R /bin/sh /run/vm/before-boot.sh <$R/dev/null >>$R/run/vm/output 2>&1 \
         || before_boot_failed "the --before-boot command failed (exit $?)"
-    umount $R/sys/fs/cgroup/memory 2>/dev/null
-    umount $R/sys/fs/cgroup && umount $R/sys && umount $R/proc \
-        || before_boot_failed "cannot unmount after --before-boot"
 fi
 # The host root may hold /.dockerenv (a container host): an empty $container
 # tells systemd as PID 1 it runs on a machine, so it reads the kernel's

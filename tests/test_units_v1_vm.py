@@ -1,7 +1,8 @@
 """The units under a real systemd on cgroup v1 (`tests/vm/run.py --init
 systemd-v1`; skipped anywhere else): a v1 shrink killed while the limit is
 lowered leaves an undo record in /run/memcgctl, and memcgctl-recover.service
-writes the limit back; the daemon's unit, SIGKILLed in the middle of a step,
+writes the limit back, at boot (the record of a shrink killed before systemd
+started: run.py --before-boot, BEFORE_BOOT) and when started; the daemon's unit, SIGKILLed in the middle of a step,
 is restarted by systemd and the new daemon writes the limit back.  Only v1
 lowers a limit to shrink, so only v1 leaves such a record.
 

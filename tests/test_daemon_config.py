@@ -78,6 +78,27 @@ WATERMARK = '[[group]]\nmatch = "web"\npolicy = "watermark"\nhigh = "900M"\nlow 
     ("rescan_interval = 0.001\n" + WATERMARK, "configuration line 1, key 'rescan_interval': expected at least 0.01 s"),
     # A kernel file's name is no group: 78 with the line (it was exit 2 at the
     # first pass, restarted by systemd, and a reload to it dropped the rules).
+    # Values that passed --check without a word:
+    (WATERMARK.replace('"900M"', "99999999999999999999"),
+     "configuration line 4, key 'high': 99999999999999999999 is larger than 2^63 - 1 bytes, the most a kernel file "
+     "holds"),
+    (WATERMARK + "min = 9223372036854775808\n", "configuration line 6, key 'min': 9223372036854775808 is larger "
+                                                "than 2^63 - 1 bytes"),
+    ("interval = 1e300\n" + WATERMARK, "configuration line 1, key 'interval': expected at most 86400 s (a day), "
+                                       "not 1e+300"),
+    (WATERMARK + "step_seconds = 1e300\n", "configuration line 6, key 'step_seconds': expected at most 86400 s"),
+    (WATERMARK + "backoff_max = 86401\n", "configuration line 6, key 'backoff_max': expected at most 86400 s"),
+    ('[[pool]]\ngroups = ["a", "b"]\nbudget = "0"\n', "configuration line 3, key 'budget': 0 would take every group "
+                                                     "of the pool down to its min, as far as the kernel can: to turn "
+                                                     "a pool off, remove or comment out its table"),
+    (WATERMARK.replace('"900M"', '"80%"').replace('"800M"', '"90%"'),
+     "configuration line 5, key 'low': low (90%) must be below high (80%)"),
+    ('[[pool]]\ngroups = ["a", "b"]\nbudget = "1G"\n\n[[pool]]\ngroups = ["c", "b"]\nbudget = "2G"\n',
+     "configuration line 6, key 'groups': 'b' is in [[pool]] 1 (line 1) already: a group in two pools would be "
+     "shrunk for both budgets; one pool per group"),
+    ('[[pool]]\ngroups = ["batch/*"]\nbudget = "1G"\n\n[[pool]]\ngroups = ["batch/a"]\nbudget = "2G"\n',
+     "configuration line 6, key 'groups': 'batch/a' is in [[pool]] 1 (line 1) already (as 'batch/*'): a group in "
+     "two pools"),
     (WATERMARK.replace('"web"', '"web/memory.max"'), "configuration line 2, key 'match': 'memory.max' is the name "
                                                      "of a kernel file of a cgroup, not of a group"),
     ('[[pool]]\ngroups = ["a/cgroup.procs"]\nbudget = "1G"\n',
@@ -129,6 +150,8 @@ def test_pool_groups_that_cannot_nest_are_taken(fake_v1, tmp_path):
     WATERMARK + 'min = "800M"\nmax_bytes_per_second = "200B"\n',  # a unit says bytes are meant
     '[[pool]]\ngroups = ["batch/*", "web"]\nbudget = "1G"\nshare = { "batch/a" = 2, "b*" = 3 }\n',
     "interval = 0.01\n" + WATERMARK,
+    "interval = 86400\n" + WATERMARK.replace('"900M"', "9223372036854775807") + "step_seconds = 86400\n",
+    '[[pool]]\ngroups = ["a", "b"]\nbudget = "1M"\n\n[[pool]]\ngroups = ["c", "ab"]\nbudget = "2G"\n',
 ])
 def test_values_near_the_new_checks_still_pass(fake_v1, tmp_path, text):
     result = run_cli(fake_v1, "daemon", "--config", str(write(tmp_path, text)), "--check")
@@ -191,6 +214,30 @@ def test_check_warns_of_two_rules_on_one_group_through_globs_and_exits_0(fake_v1
                                           "[[group]] 2 (line 7): watermark: batch/a"]
     assert result.stderr == ("memcgctl: warning: batch/a: matched by [[group]] 1 (line 1) and [[group]] 2 (line 7): "
                              "each rule acts on it on its own (one rule per group is what the daemon is made for) "
+                             f"({config})\n")
+
+
+def test_check_warns_of_a_group_two_pools_take_through_globs_and_exits_0(fake_v1, tmp_path):
+    for name in ("batch", "bulk", "web"):
+        assert run_cli(fake_v1, "create", name).exit_code == 0
+    config = write(tmp_path, '[[pool]]\ngroups = ["b*h"]\nbudget = "1G"\n\n[[pool]]\ngroups = ["ba*", "web"]\n'
+                             'budget = "2G"\n')
+    result = run_cli(fake_v1, "daemon", "--config", str(config), "--check")
+    assert result.exit_code == 0
+    assert result.stdout.splitlines() == ["[[pool]] 1 (line 1): pool: batch", "[[pool]] 2 (line 5): pool: batch web"]
+    assert result.stderr == ("memcgctl: warning: batch: in [[pool]] 1 (line 1) and [[pool]] 2 (line 5): each pool "
+                             "counts it in its budget and shrinks it for that budget (one pool per group is what the "
+                             f"daemon is made for) ({config})\n")
+
+
+def test_check_warns_of_a_low_size_above_a_high_percentage_for_a_group_and_exits_0(fake_v1, tmp_path):
+    for name, limit in (("web", "1G"), ("big", "4G")):
+        assert run_cli(fake_v1, "create", name, "--limit", limit).exit_code == 0
+    config = write(tmp_path, WATERMARK.replace('"web"', '"*"').replace('"900M"', '"50%"'))
+    result = run_cli(fake_v1, "daemon", "--config", str(config), "--check")
+    assert result.exit_code == 0
+    assert result.stderr == ('memcgctl: warning: web: [[group]] 1 (line 1): high = "50%" is 512 MiB and low = "800M" '
+                             "is 800 MiB of its hard limit (1 GiB): low is not below high for this group "
                              f"({config})\n")
 
 

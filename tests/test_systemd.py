@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -23,7 +24,7 @@ import pytest
 
 from memcgctl.units import UNIT_NAMES, executable_warning, rendered_units
 
-from conftest import PROJECT
+from conftest import PROJECT, run_cli
 
 TEMPLATES = PROJECT / "memcgctl" / "units"
 MEMCGCTL = Path(sys.executable).parent / "memcgctl"
@@ -123,9 +124,42 @@ def test_shrink_timer_runs_the_shrink_of_its_instance():
 
 def test_exporter_serves_loopback_only():
     exporter = settings("memcgctl-export.service")
-    assert exporter["ExecStart"] == [f"{MEMCGCTL.resolve()} export --listen 127.0.0.1:9101"]
+    assert exporter["ExecStart"] == [f"{MEMCGCTL.resolve()} export --listen 127.0.0.1:9101 $MEMCGCTL_EXPORT_OPTIONS"]
     assert exporter["IPAddressAllow"] == ["localhost"] and exporter["IPAddressDeny"] == ["any"]
     assert exporter["CapabilityBoundingSet"] == [""] and exporter["ProtectControlGroups"] == ["yes"]
+
+
+def systemd_argv(exec_start: str, environment: dict[str, str]) -> list[str]:
+    """The words systemd runs for EXEC_START (systemd.service(5), "Command
+    lines"): a word that is an unbraced $NAME becomes NAME's value split at
+    white space, zero words when it is empty; ${NAME} would stay one word."""
+    argv = []
+    for word in shlex.split(exec_start):
+        if re.fullmatch(r"\$[A-Za-z_][A-Za-z0-9_]*", word):
+            argv += environment.get(word[1:], "").split()
+        else:
+            argv.append(re.sub(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}", lambda m: environment.get(m[1], ""), word))
+    return argv
+
+
+def test_the_exporters_selection_is_an_option_a_drop_in_sets(fake_v1):
+    """MEMCGCTL_EXPORT_OPTIONS is empty by default (no word added: the unit
+    exports every group), and the drop-in the unit's comment shows gives
+    export --depth and --exclude, which it accepts."""
+    exporter = settings("memcgctl-export.service")
+    defaults = dict(value.partition("=")[::2] for value in exporter["Environment"])
+    [exec_start] = exporter["ExecStart"]
+    assert systemd_argv(exec_start, defaults)[1:] == ["export", "--listen", "127.0.0.1:9101"]
+    [unit] = [text for path, text in rendered_units(MEMCGCTL) if path.name == "memcgctl-export.service"]
+    [example] = re.findall(r'^#   Environment="MEMCGCTL_EXPORT_OPTIONS=(.*)"$', unit, re.MULTILINE)
+    argv = systemd_argv(exec_start, {**defaults, "MEMCGCTL_EXPORT_OPTIONS": example})
+    assert argv[1:] == ["export", "--listen", "127.0.0.1:9101", "--depth", "2", "--exclude", "user.slice*"]
+    for group in ("system.slice/cron.service/deep", "user.slice/user-1000.slice", "web"):
+        assert run_cli(fake_v1, "create", "-p", group).exit_code == 0
+    scrape = run_cli(fake_v1, "export", *argv[4:])  # the options, on one scrape instead of --listen
+    assert scrape.exit_code == 0, scrape.stderr
+    groups = set(re.findall(r'^memcgctl_memory_usage_bytes\{group="([^"]*)"', scrape.stdout, re.MULTILINE))
+    assert groups == {"system.slice", "system.slice/cron.service", "web"}
 
 
 def exposure(units: Path, name: str) -> float:
@@ -217,7 +251,8 @@ def test_units_install_keeps_an_existing_config_and_replaces_a_changed_unit(tmp_
     assert f"{config}: kept" in completed.stdout and f"{units}/memcgctl-export.service: replaced" in completed.stdout
     assert config.read_text() == "# mine\n"
     exporter = (units / "memcgctl-export.service").read_text()
-    assert "export --listen [::1]:9200\n" in exporter and "IPAddressAllow=localhost\n" in exporter
+    assert "export --listen [::1]:9200 $MEMCGCTL_EXPORT_OPTIONS\n" in exporter
+    assert "IPAddressAllow=localhost\n" in exporter
 
 
 def test_units_install_refuses_a_link_in_place_of_a_unit(tmp_path):

@@ -3,10 +3,13 @@ in the VM of tests/vm (`run.py --init systemd`; skipped anywhere else, the
 host's hierarchy is v1 and its PID 1 is not ours to drive).
 
 One boot runs them all, in order: the daemon reclaims by its config in
-/etc/memcgctl, a reload with a broken config fails and the old rules stay,
-SIGKILL is restarted by systemd, `systemctl stop` leaves every knob as it
-was, a config error is not restarted in a loop, the recover unit runs
-sandboxed, the shrink timer fires, the exporter serves /metrics on loopback.
+/etc/memcgctl, tells systemd when it is ready and how it does (READY=1,
+STATUS=, around a reload too), a reload with a broken config fails and the
+old rules stay, SIGKILL is restarted by systemd, `systemctl stop` (STOPPING=1)
+leaves every knob as it was, a config error is not restarted in a loop, the
+recover unit runs sandboxed, the shrink timer fires, the exporter serves
+/metrics on loopback, with the groups a drop-in's MEMCGCTL_EXPORT_OPTIONS
+selects.
 The groups live beside the test's own leaf, in the delegated group run.py
 gives the command (system.slice/memcgctl-vm-command.service).
 """
@@ -14,6 +17,7 @@ gives the command (system.slice/memcgctl-vm-command.service).
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -34,6 +38,9 @@ CONFIG = Path("/etc/memcgctl/daemon.toml")
 KNOBS = ("memory.high", "memory.max", "memory.low", "memory.min", "memory.swap.max")
 MIB = 1024**2
 DAEMON = "memcgctl-daemon.service"
+EXPORTER = "memcgctl-export.service"
+# The daemon's STATUS= (render/daemon_status.py status_line), as systemctl shows it.
+STATUS_TEXT = re.compile(r"\d+ group\(s\) watched by (\d+) rule\(s\); [\d.]+ \w+ reclaimed in \d+ step\(s\)")
 
 pytestmark = [
     pytest.mark.kernel,
@@ -141,6 +148,24 @@ def test_daemon_reclaims_by_its_config(groups):
     assert show(DAEMON, "ActiveState") == "active"
 
 
+def test_the_daemon_tells_systemd_when_it_is_ready_and_how_it_does(groups):
+    """Type=notify: `systemctl restart` returns once READY=1 came (after the
+    first pass), with a one-line STATUS=; a reload is RELOADING=1, READY=1
+    and a fresh STATUS= for the new rules."""
+    systemctl("restart", DAEMON)
+    status = show(DAEMON, "StatusText")
+    assert show(DAEMON, "ActiveState") == "active"
+    assert STATUS_TEXT.fullmatch(status) and STATUS_TEXT.fullmatch(status)[1] == "1", status
+    CONFIG.write_text(CONFIG.read_text() + f'\n[[group]]\nmatch = "{groups.name("batch")}"\npolicy = "watermark"\n'
+                                           'high = "100M"\nlow = "40M"\n')
+    systemctl("reload", DAEMON)
+    assert show(DAEMON, "ActiveState") == "active"
+    wait_for(lambda: (STATUS_TEXT.fullmatch(show(DAEMON, "StatusText")) or [0, 0])[1] == "2", 30,
+             "a fresh STATUS= naming the reloaded rules")
+    assert "\n" not in show(DAEMON, "StatusText")
+    assert f"reloaded {CONFIG}" in journal(DAEMON)
+
+
 def test_reload_with_a_broken_config_fails_and_the_old_rules_stay(groups):
     pid = show(DAEMON, "MainPID")
     CONFIG.write_text('[[group]]\nmatch = "web"\npolicy = "watermark"\nhigh = "lots"\n')
@@ -164,8 +189,16 @@ def test_sigkill_of_the_daemon_is_restarted(groups):
 
 
 def test_stop_leaves_every_knob_as_it_was(groups):
-    systemctl("stop", DAEMON)
+    # PID 1 logs each notification it gets at debug level: STOPPING=1 shows there.
+    run("systemd-analyze", "set-log-level", "debug")
+    try:
+        systemctl("stop", DAEMON)
+    finally:
+        run("systemd-analyze", "set-log-level", "info")
     assert show(DAEMON, "ActiveState") == "inactive"
+    said = journal(DAEMON)
+    assert "SIGTERM: stopping" in said
+    assert re.search(r"Got notification message from PID \d+ \(STOPPING=1\)", said), said[-3000:]
     assert groups.knobs("web") == groups.before
 
 
@@ -203,17 +236,39 @@ def test_shrink_timer_fires_and_shrinks_its_group(groups):
     systemctl("stop", timer)
 
 
+def scrape() -> str | None:
+    """The exporter unit's /metrics, or None while it does not answer."""
+    try:
+        with urllib.request.urlopen("http://127.0.0.1:9101/metrics", timeout=10) as response:
+            return response.read().decode()
+    except OSError:
+        return None
+
+
 def test_exporter_serves_metrics_on_loopback(groups):
     systemctl("start", "memcgctl-export.service")
-
-    def scrape() -> str | None:
-        try:
-            with urllib.request.urlopen("http://127.0.0.1:9101/metrics", timeout=10) as response:
-                return response.read().decode()
-        except OSError:
-            return None
     wait_for(lambda: scrape() is not None, 60, "the exporter to listen", "memcgctl-export.service")
     assert f'memcgctl_memory_usage_bytes{{group="{groups.name("web")}"}}' in scrape()
+
+
+def test_the_exporters_selection_is_set_in_a_drop_in(groups):
+    """MEMCGCTL_EXPORT_OPTIONS in a drop-in (systemctl edit) gives the unit's
+    export --include and --exclude: /metrics has the groups they select."""
+    base = str(groups.base.relative_to(CGROUP))
+    drop_in = Path("/etc/systemd/system") / f"{EXPORTER}.d" / "selection.conf"
+    drop_in.parent.mkdir(exist_ok=True)
+    drop_in.write_text(f'[Service]\nEnvironment="MEMCGCTL_EXPORT_OPTIONS=--include {base}/* --exclude */batch"\n')
+    try:
+        systemctl("daemon-reload")
+        systemctl("restart", EXPORTER)
+        wait_for(lambda: scrape() is not None, 60, "the exporter to listen", EXPORTER)
+        exported = set(re.findall(r'^memcgctl_memory_usage_bytes\{group="([^"]*)"\}', scrape(), re.MULTILINE))
+        assert exported == {groups.name("web")}, exported
+    finally:
+        drop_in.unlink()
+        systemctl("daemon-reload")
+        systemctl("restart", EXPORTER)
+    wait_for(lambda: scrape() is not None and groups.name("batch") in scrape(), 60, "every group again", EXPORTER)
 
 
 @pytest.mark.skipif(shutil.which("prometheus") is None, reason="prometheus is not installed")

@@ -136,6 +136,7 @@ def parse_config(text: str, path: Path) -> Config:
         raise ConfigError("configuration", f"{'empty' if not text.strip() else 'no [[group]] or [[pool]] table'}: "
                                            "nothing for the daemon to do", str(path))
     _refuse_a_second_rule_on_one_match(path, locator, rules)
+    _refuse_a_group_in_two_pools(path, locator, pools)
     return Config(path, top.get("interval", DEFAULT_INTERVAL), top.get("rescan_interval", DEFAULT_RESCAN_INTERVAL),
                   rules, pools, top.get("max_cpu_percent", DEFAULT_MAX_CPU_PERCENT))
 
@@ -150,6 +151,25 @@ def _refuse_a_second_rule_on_one_match(path: Path, locator: KeyLocator, rules: t
             raise _error(path, locator.line("group", rule.index, "match"), "match",
                          f"{rule.match!r} is matched by {first[rule.match].label} already: one rule per group")
         first[rule.match] = rule
+
+
+def _refuse_a_group_in_two_pools(path: Path, locator: KeyLocator, pools: tuple) -> None:
+    """A group in two [[pool]] tables would be shrunk for both budgets, each
+    pool counting it as its own.  Names, and globs that surely cover a name
+    of the other pool, are refused; other globs that overlap are only known
+    against the groups (daemon.checks warns)."""
+    from fnmatch import fnmatchcase
+
+    for later_index, later in enumerate(pools):
+        for earlier in pools[:later_index]:
+            for name in later.groups:
+                shared = next((other for other in earlier.groups
+                               if fnmatchcase(name, other) or fnmatchcase(other, name)), None)
+                if shared is not None:
+                    through = "" if shared == name else f" (as {shared!r})"
+                    raise _error(path, locator.line("pool", later.index, "groups"), "groups",
+                                 f"{name!r} is in {earlier.label} already{through}: a group in two pools "
+                                 "would be shrunk for both budgets; one pool per group")
 
 
 def _tables(path: Path, locator: KeyLocator, document: dict, name: str) -> list:

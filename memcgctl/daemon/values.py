@@ -11,7 +11,7 @@ import math
 from typing import NamedTuple
 
 from ..errors import UsageError
-from ..sizes import parse_size
+from ..sizes import MAX_BYTES, parse_size
 
 # A size written without a unit is bytes.  Below this it is surely a unit
 # forgotten ("high = 200" is 200 bytes, and a watermark that low would take
@@ -20,6 +20,10 @@ SMALLEST_SIZE_WITHOUT_UNIT = 1024**2
 # The shortest time between passes: each pass reads every polled group, and a
 # shorter interval (interval = 1e-9) only spends the CPU budget on reading.
 SHORTEST_INTERVAL_SECONDS = 0.01
+# The longest time any key of the file takes (interval, step_seconds,
+# backoff_max...): a day.  Longer is surely a slip (interval = 1e300, ms for
+# s), and past what the kernel's timers and poll() accept.
+LONGEST_SECONDS = 86400.0
 
 
 class Amount(NamedTuple):
@@ -50,6 +54,8 @@ def size(value) -> int:
     if isinstance(value, int):
         if value < 0:
             raise ValueError(f"a size cannot be negative ({value})")
+        if value > MAX_BYTES:  # TOML's integers are 64-bit, tomllib's are not
+            raise ValueError(f"{value} is larger than 2^63 - 1 bytes, the most a kernel file holds")
         number = value
     elif isinstance(value, str):
         try:
@@ -79,10 +85,12 @@ def size_or_percent(value) -> Amount:
 
 
 def seconds(value) -> float:
-    """A positive, finite number of seconds."""
+    """A number of seconds above 0 and at most LONGEST_SECONDS."""
     number = number_value(value)
     if number <= 0:
         raise ValueError(f"expected a number of seconds above 0, not {value!r}")
+    if number > LONGEST_SECONDS:
+        raise ValueError(f"expected at most {LONGEST_SECONDS:g} s (a day), not {value!r}")
     return number
 
 

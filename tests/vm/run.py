@@ -3,7 +3,8 @@
 
     python3 tests/vm/run.py [--timeout S] [--memory MiB] [--cpus N]
                             [--env NAME=VALUE]... [--cwd DIR] [--debug]
-                            -- COMMAND [ARG...]
+                            [--init busybox|systemd|systemd-v1]
+                            [--before-boot SHELL_COMMAND] -- COMMAND [ARG...]
 
 The guest boots the Debian kernel prepared by tests/vm/setup.sh, mounts the
 host's / read-only (9p), this project folder read-write at the same path,
@@ -200,6 +201,29 @@ mkdir -p $R/run/vm
 mount -o move /vm $R/run/vm || fail "cannot move the control share"
 umount /proc /sys 2>/dev/null
 mount -o move /dev $R/dev 2>/dev/null || umount /dev
+# --before-boot: its command runs here, chrooted into the guest's root with
+# /proc, /sys and the cgroup hierarchy systemd uses (__HIERARCHY__, mounted as
+# systemd would), before systemd starts; what it leaves (units in /etc,
+# records in /run, groups in the hierarchy) is what the boot finds.  The
+# mounts stay: systemd takes them over, as after an initrd (unmounted, a v1
+# hierarchy would come back on another device, and a record naming a group
+# by device and inode would rightly not be believed).
+if [ -e $R/run/vm/before-boot.sh ]; then
+    before_boot_failed() {
+        echo "$*" >>$R/run/vm/error
+        poweroff -f
+    }
+    mount -t proc proc $R/proc && mount -t sysfs sysfs $R/sys || before_boot_failed "cannot mount /proc and /sys"
+    if [ __HIERARCHY__ = v1 ]; then
+        mount -t tmpfs -o mode=755 tmpfs $R/sys/fs/cgroup && mkdir $R/sys/fs/cgroup/memory \
+            && mount -t cgroup -o memory cgroup $R/sys/fs/cgroup/memory
+    else
+        mount -t cgroup2 -o nsdelegate,memory_recursiveprot cgroup2 $R/sys/fs/cgroup \
+            && echo +memory >$R/sys/fs/cgroup/cgroup.subtree_control
+    fi || before_boot_failed "cannot mount the cgroup hierarchy for --before-boot"
+    env -i chroot $R /bin/sh /run/vm/before-boot.sh <$R/dev/null >>$R/run/vm/output 2>&1 \
+        || before_boot_failed "the --before-boot command failed (exit $?)"
+fi
 # The host root may hold /.dockerenv (a container host): an empty $container
 # tells systemd as PID 1 it runs on a machine, so it reads the kernel's
 # command line and starts udev as on one.
@@ -264,6 +288,7 @@ def write_guest_init(ctl, init):
     if init not in INITS:
         raise ValueError(f"unknown init {init!r} (one of {', '.join(INITS)})")
     template = GUEST_INIT if init == "busybox" else GUEST_INIT_SYSTEMD
+    template = template.replace("__HIERARCHY__", "v1" if init == "systemd-v1" else "v2")
     files = {"guest-init.sh": template.replace("__PROJECT__", shlex.quote(PROJECT_DIR))}
     if init.startswith("systemd"):
         files.update({"memcgctl-vm.target": SYSTEMD_TARGET,
@@ -403,7 +428,8 @@ def _tail(path, n=30):
 
 
 def run_in_vm(argv, timeout=DEFAULT_TIMEOUT, env=None, cwd=None, memory=DEFAULT_MEMORY,
-              cpus=DEFAULT_CPUS, stream=None, debug=False, timings=None, init="busybox"):
+              cpus=DEFAULT_CPUS, stream=None, debug=False, timings=None, init="busybox",
+              before_boot=None):
     """Run argv in a fresh VM; return (exit_code, output_text).
 
     output_text is the command's stdout+stderr (interleaved as written).
@@ -415,12 +441,18 @@ def run_in_vm(argv, timeout=DEFAULT_TIMEOUT, env=None, cwd=None, memory=DEFAULT_
     `init`: "busybox" (chroot into the host root and run), "systemd"
     (systemd as PID 1 runs the command once multi-user.target is up) or
     "systemd-v1" (the same on the legacy cgroup v1 hierarchy).
+    `before_boot`: with a systemd init, a shell command line run as root
+    (same environment and directory as argv) in the guest's root before
+    systemd starts; its output goes with the command's, and its failure
+    stops the run (VMError).
     Raises VMError (MissingAssets) when the VM cannot run the command.
     """
     if init not in INITS:
         raise ValueError(f"unknown init {init!r} (one of {', '.join(INITS)})")
     if not argv:
         raise ValueError("empty command")
+    if before_boot is not None and not init.startswith("systemd"):
+        raise ValueError("before_boot needs a systemd init")
     qemu, kernel, initrd, mkfs = find_assets()
     cwd = os.path.abspath(cwd or os.getcwd())
     script = command_script(list(argv), guest_env(env), cwd)
@@ -440,6 +472,10 @@ def run_in_vm(argv, timeout=DEFAULT_TIMEOUT, env=None, cwd=None, memory=DEFAULT_
         write_guest_init(ctl, init)
         with open(os.path.join(ctl, "cmd.sh"), "wb") as f:
             f.write(script.encode("utf-8", "surrogateescape"))
+        if before_boot is not None:
+            with open(os.path.join(ctl, "before-boot.sh"), "wb") as f:
+                f.write(command_script(["/bin/sh", "-c", before_boot], guest_env(env), cwd)
+                        .encode("utf-8", "surrogateescape"))
         out_path = os.path.join(ctl, "output")
         open(out_path, "wb").close()
         with open(disk, "wb") as f:
@@ -539,6 +575,10 @@ def main(args=None):
                     help="busybox: chroot and run (default); systemd: boot systemd as PID 1, "
                          "run COMMAND as a unit once the system is up; systemd-v1: the same on "
                          "the legacy cgroup v1 hierarchy")
+    ap.add_argument("--before-boot", metavar="SHELL_COMMAND",
+                    help="with --init systemd or systemd-v1: run SHELL_COMMAND as root in the guest's "
+                         "root (writable /etc, /run, the cgroup hierarchy) before systemd starts, e.g. to "
+                         "install and enable units or leave a record for the boot to find")
     ap.add_argument("command", nargs=argparse.REMAINDER)
     a = ap.parse_args(args)
     argv = a.command
@@ -546,6 +586,8 @@ def main(args=None):
         argv = argv[1:]
     if not argv:
         ap.error("no COMMAND given (put it after --)")
+    if a.before_boot is not None and a.init == "busybox":
+        ap.error("--before-boot needs --init systemd or systemd-v1")
     env = {}
     for item in a.env:
         if "=" not in item:
@@ -565,7 +607,7 @@ def main(args=None):
     try:
         code, _ = run_in_vm(argv, timeout=a.timeout, env=env, cwd=a.cwd, memory=a.memory,
                             cpus=a.cpus, stream=sys.stdout.buffer, debug=a.debug,
-                            timings=timings, init=a.init)
+                            timings=timings, init=a.init, before_boot=a.before_boot)
     except KeyboardInterrupt as e:
         sys.stderr.write("run.py: interrupted; the VM was stopped\n")
         return 128 + (e.args[0] if isinstance(e, Terminated) else signal.SIGINT)

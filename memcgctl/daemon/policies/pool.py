@@ -24,12 +24,15 @@ class PoolPolicy(Policy):
 
     @classmethod
     def check(cls, rule: dict) -> tuple[str, str] | None:
-        """Refused: groups that nest (their memory would be counted twice), and
+        """Refused: a budget of 0, groups that nest (their memory would be counted twice), and
         a share for a group the pool does not hold (a typo whose weight would
         go unused: each entry must name, or glob, groups of `groups`)."""
         from fnmatch import fnmatchcase
 
         groups = rule["groups"]
+        if rule["budget"] == 0:
+            return "budget", ("0 would take every group of the pool down to its min, as far as the kernel can: "
+                              "to turn a pool off, remove or comment out its table")
         nested = nesting(groups)
         if nested is not None:
             outer, inner = nested

@@ -130,6 +130,23 @@ def read_refaults(group: Path) -> int:
     return int(stat.get("workingset_refault_anon", 0)) + int(stat.get("workingset_refault_file", 0))
 
 
+def read_zswap_current(group: Path) -> int | None:
+    """memory.zswap.current (6.x with zswap built): the group's compressed
+    pool in bytes; None where the kernel has no such file."""
+    try:
+        return int((group / "memory.zswap.current").read_text())
+    except FileNotFoundError:
+        return None
+
+
+def zswap_enabled() -> bool:
+    """Whether zswap is on in this kernel (zswap.enabled=1 on its command line)."""
+    try:
+        return Path("/sys/module/zswap/parameters/enabled").read_text().strip() in ("Y", "1")
+    except OSError:
+        return False
+
+
 def swap_on(path: Path, mebibytes: int, swappiness: int | None = None) -> None:
     """A swap file on PATH (ext4 /tmp in the VM); the host's /sbin tools.
     SWAPPINESS, if given, becomes vm.swappiness (the guest's, system-wide)."""
@@ -462,6 +479,9 @@ def run_scenario(parent: Path, kind: str, seconds: float = 90.0, settle: float =
                            **{f"refault_{kind}": stat.get(f"workingset_refault_{kind}", 0)
                               - stat0.get(f"workingset_refault_{kind}", 0) for kind in ("anon", "file")},
                            "anon": stat.get("anon", 0), "file": stat.get("file", 0),
+                           "swapcached": stat.get("swapcached", 0), "zswap_current": read_zswap_current(group),
+                           "estimate": daemon_figures(parent, group).get("working_set_bytes") if kind == "memcgctl"
+                           else None,
                            "swept": int(each.swept_between(started, now))})
         ended = time.monotonic()
         busy = guest_busy_seconds() - busy0
@@ -499,6 +519,8 @@ def run_scenario(parent: Path, kind: str, seconds: float = 90.0, settle: float =
         if "cpu_seconds" in figures and shrunk > 0:
             figures["cpu_ms_per_mib"] = figures["cpu_seconds"] * 1000 / (shrunk / MIB)
         figures["swap_current"] = int((group / "memory.swap.current").read_text())
+        figures["zswap_current"] = read_zswap_current(group)
+        figures["zswap_enabled"] = zswap_enabled()
         return figures
     finally:
         if driver is not None and driver.poll() is None:

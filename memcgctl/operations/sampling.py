@@ -59,6 +59,9 @@ class GroupRow(NamedTuple):
     change_per_second: float | None  # bytes/s; None in a group's first frame
     refaults_per_second: float | None  # v1 only
     events_since_start: dict
+    # A running daemon's working-set estimate of the group: (bytes, seconds
+    # since it last changed), from the daemon's counters; None without one.
+    working_set: tuple[int, float] | None = None
 
     @property
     def group(self) -> str:
@@ -75,7 +78,9 @@ class GroupRow(NamedTuple):
         figures["events"] = dict(self.sample.events)
         figures.update(percent_of_limit=self.percent_of_limit, change_per_second=self.change_per_second,
                        refaults_per_second=self.refaults_per_second,
-                       events_since_start=dict(self.events_since_start), stands_out=self.stands_out)
+                       events_since_start=dict(self.events_since_start), stands_out=self.stands_out,
+                       working_set=None if self.working_set is None else
+                       {"bytes": self.working_set[0], "age_seconds": round(self.working_set[1], 1)})
         return figures
 
 
@@ -105,13 +110,17 @@ def effective_limit(sample: GroupSample) -> int | None:
 
 class Sampler:
     """Takes frames of the groups NAMES (and all below them) under BACKEND's
-    root; no names: every group under the root."""
+    root; no names: every group under the root.  WORKING_SETS, if given, is
+    called once a frame for a running daemon's working-set estimates:
+    {group: (bytes, unix time of the estimate's last change)}."""
 
     def __init__(self, backend: Backend, names: tuple | list = (),
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.monotonic,
+                 working_sets: Callable[[], dict] | None = None):
         self.backend = backend
         self.names = list(names)
         self.clock = clock
+        self.working_sets = working_sets
         self._previous: dict[str, tuple[float, GroupSample]] = {}
         self._baselines: dict[str, dict] = {}
         self._frames = 0
@@ -138,13 +147,19 @@ class Sampler:
     def next_frame(self) -> Frame:
         """Read every watched group once and compare with the previous frame."""
         started = self.clock()
+        estimates = self.working_sets() if self.working_sets is not None else {}
+        wall = time.time()
         rows, current = [], {}
         for group in self.watched_groups():
             sample = read_sample(self.backend, group)
             if sample is None or sample.group in current:
                 continue  # removed while we read it, or named twice
             current[sample.group] = (started, sample)
-            rows.append(self._row(started, sample))
+            row = self._row(started, sample)
+            if sample.group in estimates:
+                size, updated = estimates[sample.group]
+                row = row._replace(working_set=(size, max(0.0, wall - updated)))
+            rows.append(row)
         previous_time = self._frame_time if self._frames else None
         appeared = [name for name in current if name not in self._previous] if self._frames else []
         vanished = [name for name in self._previous if name not in current]
@@ -229,6 +244,7 @@ SORT_KEYS = {
     "pressure": (lambda row: _pressure_figure(row), True),
     "events": (lambda row: (sum(row.events_since_start.values()), sum(row.sample.events.values())), True),
     "pids": (lambda row: row.sample.pids, True),
+    "working_set": (lambda row: None if row.working_set is None else row.working_set[0], True),
 }
 
 

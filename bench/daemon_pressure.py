@@ -160,12 +160,14 @@ TABLE_HEAD = ("| kernel | controller | saved, mean 30-90 s | MiB at the end | PS
 
 def series_lines(figures: dict) -> str:
     """Every 5 s: memory.current (MiB), PSI some stalled so far (ms), the
-    working-set estimate (MiB, memcgctl) and zswap's pool (MiB, where on)."""
-    lines = ["      t  current MiB  PSI some ms  estimate MiB  zswap MiB  swap cache MiB"]
+    working-set estimate (MiB, memcgctl), the multi-gen LRU's (where on),
+    zswap's pool (MiB, where on) and the swap cache."""
+    lines = ["      t  current MiB  PSI some ms  estimate MiB  lru_gen MiB  zswap MiB  swap cache MiB"]
     for row in figures.get("series", [])[4::5]:
-        estimate, zswap = row.get("estimate"), row.get("zswap_current")
+        estimate, zswap, generations = row.get("estimate"), row.get("zswap_current"), row.get("lru_gen")
         lines.append(f"  {row['t']:5.0f}  {row['current'] / MIB:11.0f}  {row['stall_us'] / 1000:11.1f}  "
                      f"{'-' if estimate is None else f'{estimate / MIB:.0f}':>12}  "
+                     f"{'-' if generations is None else f'{generations / MIB:.0f}':>11}  "
                      f"{'-' if not zswap else f'{zswap / MIB:.0f}':>9}  "
                      f"{row.get('swapcached', 0) / MIB:14.0f}")
     return "\n".join(lines)

@@ -139,6 +139,16 @@ def read_zswap_current(group: Path) -> int | None:
         return None
 
 
+def read_lru_gen(group: Path) -> int | None:
+    """The multi-gen LRU's estimate of GROUP (memcgctl.kernel.lru_gen: the
+    pages of its generations born in the last 30 s); None where the kernel
+    cannot say (6.1: built but off; no debugfs)."""
+    from memcgctl.kernel.lru_gen import estimate_of
+
+    found = estimate_of(group)
+    return None if found is None else found.size
+
+
 def zswap_enabled() -> bool:
     """Whether zswap is on in this kernel (zswap.enabled=1 on its command line)."""
     try:
@@ -480,6 +490,7 @@ def run_scenario(parent: Path, kind: str, seconds: float = 90.0, settle: float =
                               - stat0.get(f"workingset_refault_{kind}", 0) for kind in ("anon", "file")},
                            "anon": stat.get("anon", 0), "file": stat.get("file", 0),
                            "swapcached": stat.get("swapcached", 0), "zswap_current": read_zswap_current(group),
+                           "lru_gen": read_lru_gen(group),
                            "estimate": daemon_figures(parent, group).get("working_set_bytes") if kind == "memcgctl"
                            else None,
                            "swept": int(each.swept_between(started, now))})

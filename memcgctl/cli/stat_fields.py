@@ -29,7 +29,14 @@ def _print_detail(backend, name: str) -> None:
     stat = backend.read_figures(backend.group(name), STAT_PARTS)
     # v1: memory.failcnt beside memory.oom_control's oom_kill
     events = {**({} if stat.failcnt is None else {"failcnt": stat.failcnt}), **(stat.events or {})}
-    for line in detail_lines(stat, backend.limit_names, events, _working_sets(backend, stat.group)):
+    generations = None
+    if backend.version == 2 and backend.fs.is_kernel:
+        from pathlib import Path
+
+        from ..kernel.lru_gen import estimate_of
+
+        generations = estimate_of(Path(stat.path))
+    for line in detail_lines(stat, backend.limit_names, events, _working_sets(backend, stat.group), generations):
         click.echo(line)
 
 

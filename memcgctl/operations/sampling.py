@@ -147,19 +147,17 @@ class Sampler:
     def next_frame(self) -> Frame:
         """Read every watched group once and compare with the previous frame."""
         started = self.clock()
-        estimates = self.working_sets() if self.working_sets is not None else {}
-        wall = time.time()
         rows, current = [], {}
         for group in self.watched_groups():
             sample = read_sample(self.backend, group)
             if sample is None or sample.group in current:
                 continue  # removed while we read it, or named twice
             current[sample.group] = (started, sample)
-            row = self._row(started, sample)
-            if sample.group in estimates:
-                size, updated = estimates[sample.group]
-                row = row._replace(working_set=(size, max(0.0, wall - updated)))
-            rows.append(row)
+            rows.append(self._row(started, sample))
+        if self.working_sets is not None:  # after the groups: their reads stay close to STARTED
+            estimates, wall = self.working_sets(), time.time()
+            rows = [row._replace(working_set=(estimates[row.group][0], max(0.0, wall - estimates[row.group][1])))
+                    if row.group in estimates else row for row in rows]
         previous_time = self._frame_time if self._frames else None
         appeared = [name for name in current if name not in self._previous] if self._frames else []
         vanished = [name for name in self._previous if name not in current]

@@ -162,7 +162,9 @@ def series_lines(figures: dict) -> str:
     """Every 5 s: memory.current (MiB), PSI some stalled so far (ms), the
     working-set estimate (MiB, memcgctl), the multi-gen LRU's (where on),
     zswap's pool (MiB, where on) and the swap cache."""
-    lines = ["      t  current MiB  PSI some ms  estimate MiB  lru_gen MiB  zswap MiB  swap cache MiB"]
+    moved = figures.get("moved_after")
+    lines = [] if moved is None else [f"  the hot set moved {moved:.0f} s after the start"]
+    lines += ["      t  current MiB  PSI some ms  estimate MiB  lru_gen MiB  zswap MiB  swap cache MiB"]
     for row in figures.get("series", [])[4::5]:
         estimate, zswap, generations = row.get("estimate"), row.get("zswap_current"), row.get("lru_gen")
         lines.append(f"  {row['t']:5.0f}  {row['current'] / MIB:11.0f}  {row['stall_us'] / 1000:11.1f}  "

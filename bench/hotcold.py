@@ -84,11 +84,13 @@ def workload(cgroup: Path, anon_mib: int, file_mib: int, hot: float, path: Path,
     hot_file = (hot_file_mib * MIB if hot_file_mib is not None else int(file_mib * MIB * hot)) // MIB * MIB
     view = memoryview(anon)
     scratch = bytearray(MIB)
+    signalled = []  # SIGUSR1: move now (run_scenario sends it --move-at seconds after the controller's start)
+    signal.signal(signal.SIGUSR1, lambda *_: signalled.append(True))
     print("ready", flush=True)
     swept, started, next_report = 0, time.monotonic(), 0.0
     anon_start = file_start = 0
     while time.monotonic() - started < seconds:
-        if move_at is not None and anon_start == 0 and time.monotonic() - started >= move_at:
+        if anon_start == 0 and (signalled or move_at is not None and time.monotonic() - started >= move_at):
             anon_start = min(hot_anon, anon_mib * MIB - hot_anon)
             file_start = min(hot_file, file_mib * MIB - hot_file)
             print("moved", flush=True)
@@ -185,6 +187,7 @@ class Workload:
             argv += ["--cpu", str(cpu)]
         self.process = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True, start_new_session=True)
         self.progress: list[tuple[float, int]] = []
+        self.moved: float | None = None  # monotonic time the hot set moved
         self.ready = threading.Event()
         threading.Thread(target=self._read, daemon=True).start()
 
@@ -192,6 +195,8 @@ class Workload:
         for line in self.process.stdout:
             if line.startswith("ready"):
                 self.ready.set()
+            elif line.startswith("moved"):
+                self.moved = time.monotonic()
             elif line.startswith("progress"):
                 _, when, swept = line.split()
                 self.progress.append((float(when), int(swept)))
@@ -458,8 +463,6 @@ def run_scenario(parent: Path, kind: str, seconds: float = 90.0, settle: float =
     group = parent / "work"
     each = driver = None
     try:
-        if move_at is not None:  # the workload counts from its `ready`, the controller starts SETTLE later
-            extra += ("--move-at", str(settle + move_at))
         each = Workload(group, sizes["anon"], sizes["file"], 0.25, settle + seconds + 120, work_cpu, extra)
         if not each.ready.wait(600):
             raise RuntimeError("the workload did not get ready")
@@ -479,10 +482,13 @@ def run_scenario(parent: Path, kind: str, seconds: float = 90.0, settle: float =
                              daemon=True).start()
         started = time.monotonic()
         stall0, stat0, busy0 = read_some_total_us(group), read_stat(group), guest_busy_seconds()
-        series = []
+        series, move_sent = [], False
         while time.monotonic() - started < seconds:
             time.sleep(1.0)
             now = time.monotonic()
+            if move_at is not None and now - started >= move_at and not move_sent:
+                each.process.send_signal(signal.SIGUSR1)  # counted from the controller's start, not the workload's
+                move_sent = True
             stat = read_stat(group)
             series.append({"t": round(now - started, 1), "current": read_current(group),
                            "stall_us": read_some_total_us(group) - stall0,
@@ -500,6 +506,7 @@ def run_scenario(parent: Path, kind: str, seconds: float = 90.0, settle: float =
                    "start_seconds": round(started - launched, 1), "kernel": os.uname().release,
                    "seconds": round(ended - started, 1),
                    "ready_after": round(ready_at - started, 1), "series": series,
+                   "moved_after": None if each.moved is None else round(each.moved - started, 1),
                    "hot_set": (sizes["hot_anon"] + sizes["hot_file"]) * MIB,
                    "usage_before": sum(before_usage) / len(before_usage),
                    "throughput_before": rate_before}

@@ -43,11 +43,16 @@ DAEMON_CPU_PERCENT = 50
 # --- the workload ----------------------------------------------------------------------------------------------
 
 
-def fill_anonymous(size: int) -> bytearray:
+def fill_anonymous(size: int, compressible: bool = False) -> bytearray:
     """SIZE bytes of anonymous memory, every page written with content that no
-    other page repeats nearby (a same-filled page would cost no swap I/O)."""
+    other page repeats nearby (a same-filled page would cost no swap I/O).
+    COMPRESSIBLE: a quarter of each page random, the rest zeros (about 4:1, as
+    zswap sees real heaps; random pages are incompressible, and zswap rejects them)."""
     memory = bytearray(size)
-    block = os.urandom(MIB)
+    block = bytearray(os.urandom(MIB))
+    if compressible:
+        for page in range(0, MIB, PAGE):
+            block[page + PAGE // 4:page + PAGE] = bytes(PAGE - PAGE // 4)
     for offset in range(0, size, MIB):
         memory[offset:offset + MIB] = block[: min(MIB, size - offset)]
     return memory
@@ -71,14 +76,14 @@ def fill_file(path: Path, size: int) -> int:
 
 def workload(cgroup: Path, anon_mib: int, file_mib: int, hot: float, path: Path, seconds: float,
              cpu: int | None, hot_anon_mib: int | None = None, hot_file_mib: int | None = None,
-             move_at: float | None = None) -> None:
+             move_at: float | None = None, compressible: bool = False) -> None:
     """HOT_ANON_MIB / HOT_FILE_MIB, when given, size the hot set instead of
     the HOT fraction.  MOVE_AT: seconds after `ready` at which the hot set
     moves to the pages right after it (cold until then): a second phase."""
     (cgroup / "cgroup.procs").write_text(str(os.getpid()))
     if cpu is not None:
         os.sched_setaffinity(0, {cpu})
-    anon = fill_anonymous(anon_mib * MIB)
+    anon = fill_anonymous(anon_mib * MIB, compressible)
     fd = fill_file(path, file_mib * MIB)
     hot_anon = (hot_anon_mib * MIB if hot_anon_mib is not None else int(anon_mib * MIB * hot)) // PAGE * PAGE
     hot_file = (hot_file_mib * MIB if hot_file_mib is not None else int(file_mib * MIB * hot)) // MIB * MIB
@@ -460,6 +465,8 @@ def run_scenario(parent: Path, kind: str, seconds: float = 90.0, settle: float =
     work_cpu, controller_cpu = (cpus[0], cpus[1]) if len(cpus) >= 2 else (None, None)
     sizes = SCENARIO_WORKLOAD
     extra = ("--hot-anon", str(sizes["hot_anon"]), "--hot-file", str(sizes["hot_file"]))
+    if zswap_enabled():  # data zswap can compress, as in TMO's runs
+        extra += ("--compressible",)
     group = parent / "work"
     each = driver = None
     try:
@@ -587,6 +594,7 @@ def main() -> None:
     work.add_argument("--hot-anon", type=int, help="MiB of hot anonymous memory (instead of --hot)")
     work.add_argument("--hot-file", type=int, help="MiB of hot page cache (instead of --hot)")
     work.add_argument("--move-at", type=float, help="seconds after ready when the hot set moves")
+    work.add_argument("--compressible", action="store_true", help="anonymous pages zswap can compress (about 4:1)")
     scenario = sub.add_parser("scenario")
     scenario.add_argument("--controller", choices=CONTROLLERS, required=True)
     scenario.add_argument("--seconds", type=float, default=90)
@@ -602,7 +610,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.command == "workload":
         workload(args.cgroup, args.anon, args.file, args.hot, args.path, args.seconds, args.cpu,
-                 args.hot_anon, args.hot_file, args.move_at)
+                 args.hot_anon, args.hot_file, args.move_at, args.compressible)
     elif args.command in ("loop", "senpai"):
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # senpai_like puts memory.high back on the way out
         (trivial_loop if args.command == "loop" else senpai_like)(args.cgroup, args.target)

@@ -17,7 +17,10 @@ generation when the kernel found it used since that generation was born, so
 the pages of the generations born within the last WINDOW_SECONDS estimate
 what the group used in that time.  The kernel makes new generations only as
 it reclaims: with no reclaim the youngest one may be old, and the estimate
-says how old (its age).
+says how old (its age).  Generations follow pages found used through page
+tables (anonymous memory, mapped files); page cache used through read() and
+write() is aged by tiers within the old generations, so the estimate misses
+it: a rough second opinion, never the daemon's estimate.
 
 Probed once per process: no MGLRU, switched off, no debugfs, not root: None,
 and nothing is said (what stat shows without it is the kernel's other figures).

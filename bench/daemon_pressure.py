@@ -33,7 +33,13 @@ start, the controller's CPU (its reclaim in the kernel included) per MiB the
 group shrank, and memcgctl's working-set estimate against the hot set.
 
     python3 bench/daemon_pressure.py --table [--kernels 6.12,6.1] [--controllers memcgctl,loop,senpai,none]
-        [--repeat 1] [--move-at S] [--swappiness N] [--json FILE]
+        [--repeat 1] [--move-at S] [--zswap] [--swappiness N] [--json FILE]
+
+--move-at S: the hot set moves S seconds after the controller's start (a
+second phase); the series, printed every 5 s per run, shows whether the
+group grows back and converges again.  --zswap: the guest kernel boots with
+zswap.enabled=1 (tests/vm/run.py's MEMCGCTL_VM_APPEND), so pages go to its
+compressed pool, counted in memory.zswap.current, before the swap file.
 
 Needs root, the VM assets (bash tests/vm/setup.sh, and MEMCGCTL_VM_KERNEL=6.12
 for 6.12) and several minutes a run (TCG).
@@ -115,9 +121,13 @@ def report(figures: dict, took: float) -> str:
 
 
 def run_scenario_in_vm(kernel: str, controller: str, seconds: float, settle: float, swappiness: int | None,
-                       move_at: float | None) -> dict:
-    """One fresh guest (2 GiB) on KERNEL, the issue's workload, CONTROLLER on it."""
+                       move_at: float | None, zswap: bool = False) -> dict:
+    """One fresh guest (2 GiB) on KERNEL, the issue's workload, CONTROLLER on it.
+    ZSWAP: the guest kernel boots with zswap on (pages go to its compressed
+    pool before the swap file, as TMO runs)."""
     os.environ["MEMCGCTL_VM_KERNEL"] = kernel  # run.py reads it at each run
+    appended = [word for word in os.environ.get("MEMCGCTL_VM_APPEND", "").split() if not word.startswith("zswap.")]
+    os.environ["MEMCGCTL_VM_APPEND"] = " ".join(appended + (["zswap.enabled=1"] if zswap else []))
     vmrun = load_vm_runner()
     argv = [sys.executable, str(PROJECT / "bench" / "hotcold.py"), "scenario", "--controller", controller,
             "--seconds", str(seconds), "--settle", str(settle)]
@@ -138,19 +148,31 @@ def table_row(kernel: str, figures: dict) -> str:
              f"{figures['cpu_seconds']:.1f}" if "cpu_seconds" in figures else "",
              f"{figures['cpu_ms_per_mib']:.1f}" if "cpu_ms_per_mib" in figures else "",
              f"{figures['guest_busy_seconds']:.0f}",
-             "" if estimate is None else f"{estimate / MIB:.0f} MiB ({estimate / figures['hot_set'] - 1:+.0%})"]
+             "" if estimate is None else f"{estimate / MIB:.0f} MiB ({estimate / figures['hot_set'] - 1:+.0%})",
+             "off" if not figures.get("zswap_enabled") else f"{(figures.get('zswap_current') or 0) / MIB:.0f}"]
     return "| " + " | ".join(cells) + " |"
 
 
 TABLE_HEAD = ("| kernel | controller | saved, mean 30-90 s | MiB at the end | PSI some ms/min | throughput ratio | "
-              "CPU s | CPU ms/MiB | guest busy CPU s | working-set estimate (hot set 250 MiB) |\n"
-              "|---|---|---|---|---|---|---|---|---|---|")
+              "CPU s | CPU ms/MiB | guest busy CPU s | working-set estimate (hot set 250 MiB) | zswap MiB, end |\n"
+              "|---|---|---|---|---|---|---|---|---|---|---|")
 
 
 def series_lines(figures: dict) -> str:
-    """memory.current (MiB) every 5 s, for the time series of the note."""
-    rows = figures.get("series", [])[4::5]
-    return " ".join(f"{row['t']:.0f}s:{row['current'] / MIB:.0f}" for row in rows)
+    """Every 5 s: memory.current (MiB), PSI some stalled so far (ms), the
+    working-set estimate (MiB, memcgctl), the multi-gen LRU's (where on),
+    zswap's pool (MiB, where on) and the swap cache."""
+    moved = figures.get("moved_after")
+    lines = [] if moved is None else [f"  the hot set moved {moved:.0f} s after the start"]
+    lines += ["      t  current MiB  PSI some ms  estimate MiB  lru_gen MiB  zswap MiB  swap cache MiB"]
+    for row in figures.get("series", [])[4::5]:
+        estimate, zswap, generations = row.get("estimate"), row.get("zswap_current"), row.get("lru_gen")
+        lines.append(f"  {row['t']:5.0f}  {row['current'] / MIB:11.0f}  {row['stall_us'] / 1000:11.1f}  "
+                     f"{'-' if estimate is None else f'{estimate / MIB:.0f}':>12}  "
+                     f"{'-' if generations is None else f'{generations / MIB:.0f}':>11}  "
+                     f"{'-' if not zswap else f'{zswap / MIB:.0f}':>9}  "
+                     f"{row.get('swapcached', 0) / MIB:14.0f}")
+    return "\n".join(lines)
 
 
 def run_table(args) -> None:
@@ -160,11 +182,11 @@ def run_table(args) -> None:
             for controller in args.controllers.split(","):
                 started = time.monotonic()
                 figures = run_scenario_in_vm(kernel, controller, args.seconds, args.settle, args.swappiness,
-                                             args.move_at)
+                                             args.move_at, args.zswap)
                 figures["took"] = time.monotonic() - started
                 results.append((kernel, figures))
                 print(table_row(kernel, figures), flush=True)
-                print(f"    series: {series_lines(figures)}", flush=True)
+                print(series_lines(figures), flush=True)
                 if args.json:
                     args.json.write_text(json.dumps(results, indent=1))
     print(TABLE_HEAD)
@@ -184,6 +206,8 @@ def main() -> None:
     parser.add_argument("--controllers", default="memcgctl,loop,senpai,none")
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--move-at", type=float, help="--table: the hot set moves this many seconds after the start")
+    parser.add_argument("--zswap", action="store_true",
+                        help="--table: the guest boots with zswap on (zswap.enabled=1) in front of its swap file")
     args = parser.parse_args()
     if args.table:
         run_table(args)

@@ -43,11 +43,16 @@ DAEMON_CPU_PERCENT = 50
 # --- the workload ----------------------------------------------------------------------------------------------
 
 
-def fill_anonymous(size: int) -> bytearray:
+def fill_anonymous(size: int, compressible: bool = False) -> bytearray:
     """SIZE bytes of anonymous memory, every page written with content that no
-    other page repeats nearby (a same-filled page would cost no swap I/O)."""
+    other page repeats nearby (a same-filled page would cost no swap I/O).
+    COMPRESSIBLE: a quarter of each page random, the rest zeros (about 4:1, as
+    zswap sees real heaps; random pages are incompressible, and zswap rejects them)."""
     memory = bytearray(size)
-    block = os.urandom(MIB)
+    block = bytearray(os.urandom(MIB))
+    if compressible:
+        for page in range(0, MIB, PAGE):
+            block[page + PAGE // 4:page + PAGE] = bytes(PAGE - PAGE // 4)
     for offset in range(0, size, MIB):
         memory[offset:offset + MIB] = block[: min(MIB, size - offset)]
     return memory
@@ -71,24 +76,26 @@ def fill_file(path: Path, size: int) -> int:
 
 def workload(cgroup: Path, anon_mib: int, file_mib: int, hot: float, path: Path, seconds: float,
              cpu: int | None, hot_anon_mib: int | None = None, hot_file_mib: int | None = None,
-             move_at: float | None = None) -> None:
+             move_at: float | None = None, compressible: bool = False) -> None:
     """HOT_ANON_MIB / HOT_FILE_MIB, when given, size the hot set instead of
     the HOT fraction.  MOVE_AT: seconds after `ready` at which the hot set
     moves to the pages right after it (cold until then): a second phase."""
     (cgroup / "cgroup.procs").write_text(str(os.getpid()))
     if cpu is not None:
         os.sched_setaffinity(0, {cpu})
-    anon = fill_anonymous(anon_mib * MIB)
+    anon = fill_anonymous(anon_mib * MIB, compressible)
     fd = fill_file(path, file_mib * MIB)
     hot_anon = (hot_anon_mib * MIB if hot_anon_mib is not None else int(anon_mib * MIB * hot)) // PAGE * PAGE
     hot_file = (hot_file_mib * MIB if hot_file_mib is not None else int(file_mib * MIB * hot)) // MIB * MIB
     view = memoryview(anon)
     scratch = bytearray(MIB)
+    signalled = []  # SIGUSR1: move now (run_scenario sends it --move-at seconds after the controller's start)
+    signal.signal(signal.SIGUSR1, lambda *_: signalled.append(True))
     print("ready", flush=True)
     swept, started, next_report = 0, time.monotonic(), 0.0
     anon_start = file_start = 0
     while time.monotonic() - started < seconds:
-        if move_at is not None and anon_start == 0 and time.monotonic() - started >= move_at:
+        if anon_start == 0 and (signalled or move_at is not None and time.monotonic() - started >= move_at):
             anon_start = min(hot_anon, anon_mib * MIB - hot_anon)
             file_start = min(hot_file, file_mib * MIB - hot_file)
             print("moved", flush=True)
@@ -130,6 +137,33 @@ def read_refaults(group: Path) -> int:
     return int(stat.get("workingset_refault_anon", 0)) + int(stat.get("workingset_refault_file", 0))
 
 
+def read_zswap_current(group: Path) -> int | None:
+    """memory.zswap.current (6.x with zswap built): the group's compressed
+    pool in bytes; None where the kernel has no such file."""
+    try:
+        return int((group / "memory.zswap.current").read_text())
+    except FileNotFoundError:
+        return None
+
+
+def read_lru_gen(group: Path) -> int | None:
+    """The multi-gen LRU's estimate of GROUP (memcgctl.kernel.lru_gen: the
+    pages of its generations born in the last 30 s); None where the kernel
+    cannot say (6.1: built but off; no debugfs)."""
+    from memcgctl.kernel.lru_gen import estimate_of
+
+    found = estimate_of(group)
+    return None if found is None else found.size
+
+
+def zswap_enabled() -> bool:
+    """Whether zswap is on in this kernel (zswap.enabled=1 on its command line)."""
+    try:
+        return Path("/sys/module/zswap/parameters/enabled").read_text().strip() in ("Y", "1")
+    except OSError:
+        return False
+
+
 def swap_on(path: Path, mebibytes: int, swappiness: int | None = None) -> None:
     """A swap file on PATH (ext4 /tmp in the VM); the host's /sbin tools.
     SWAPPINESS, if given, becomes vm.swappiness (the guest's, system-wide)."""
@@ -158,6 +192,7 @@ class Workload:
             argv += ["--cpu", str(cpu)]
         self.process = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True, start_new_session=True)
         self.progress: list[tuple[float, int]] = []
+        self.moved: float | None = None  # monotonic time the hot set moved
         self.ready = threading.Event()
         threading.Thread(target=self._read, daemon=True).start()
 
@@ -165,6 +200,8 @@ class Workload:
         for line in self.process.stdout:
             if line.startswith("ready"):
                 self.ready.set()
+            elif line.startswith("moved"):
+                self.moved = time.monotonic()
             elif line.startswith("progress"):
                 _, when, swept = line.split()
                 self.progress.append((float(when), int(swept)))
@@ -428,11 +465,11 @@ def run_scenario(parent: Path, kind: str, seconds: float = 90.0, settle: float =
     work_cpu, controller_cpu = (cpus[0], cpus[1]) if len(cpus) >= 2 else (None, None)
     sizes = SCENARIO_WORKLOAD
     extra = ("--hot-anon", str(sizes["hot_anon"]), "--hot-file", str(sizes["hot_file"]))
+    if zswap_enabled():  # data zswap can compress, as in TMO's runs
+        extra += ("--compressible",)
     group = parent / "work"
     each = driver = None
     try:
-        if move_at is not None:  # the workload counts from its `ready`, the controller starts SETTLE later
-            extra += ("--move-at", str(settle + move_at))
         each = Workload(group, sizes["anon"], sizes["file"], 0.25, settle + seconds + 120, work_cpu, extra)
         if not each.ready.wait(600):
             raise RuntimeError("the workload did not get ready")
@@ -452,16 +489,23 @@ def run_scenario(parent: Path, kind: str, seconds: float = 90.0, settle: float =
                              daemon=True).start()
         started = time.monotonic()
         stall0, stat0, busy0 = read_some_total_us(group), read_stat(group), guest_busy_seconds()
-        series = []
+        series, move_sent = [], False
         while time.monotonic() - started < seconds:
             time.sleep(1.0)
             now = time.monotonic()
+            if move_at is not None and now - started >= move_at and not move_sent:
+                each.process.send_signal(signal.SIGUSR1)  # counted from the controller's start, not the workload's
+                move_sent = True
             stat = read_stat(group)
             series.append({"t": round(now - started, 1), "current": read_current(group),
                            "stall_us": read_some_total_us(group) - stall0,
                            **{f"refault_{kind}": stat.get(f"workingset_refault_{kind}", 0)
                               - stat0.get(f"workingset_refault_{kind}", 0) for kind in ("anon", "file")},
                            "anon": stat.get("anon", 0), "file": stat.get("file", 0),
+                           "swapcached": stat.get("swapcached", 0), "zswap_current": read_zswap_current(group),
+                           "lru_gen": read_lru_gen(group),
+                           "estimate": daemon_figures(parent, group).get("working_set_bytes") if kind == "memcgctl"
+                           else None,
                            "swept": int(each.swept_between(started, now))})
         ended = time.monotonic()
         busy = guest_busy_seconds() - busy0
@@ -469,6 +513,7 @@ def run_scenario(parent: Path, kind: str, seconds: float = 90.0, settle: float =
                    "start_seconds": round(started - launched, 1), "kernel": os.uname().release,
                    "seconds": round(ended - started, 1),
                    "ready_after": round(ready_at - started, 1), "series": series,
+                   "moved_after": None if each.moved is None else round(each.moved - started, 1),
                    "hot_set": (sizes["hot_anon"] + sizes["hot_file"]) * MIB,
                    "usage_before": sum(before_usage) / len(before_usage),
                    "throughput_before": rate_before}
@@ -499,6 +544,8 @@ def run_scenario(parent: Path, kind: str, seconds: float = 90.0, settle: float =
         if "cpu_seconds" in figures and shrunk > 0:
             figures["cpu_ms_per_mib"] = figures["cpu_seconds"] * 1000 / (shrunk / MIB)
         figures["swap_current"] = int((group / "memory.swap.current").read_text())
+        figures["zswap_current"] = read_zswap_current(group)
+        figures["zswap_enabled"] = zswap_enabled()
         return figures
     finally:
         if driver is not None and driver.poll() is None:
@@ -547,6 +594,7 @@ def main() -> None:
     work.add_argument("--hot-anon", type=int, help="MiB of hot anonymous memory (instead of --hot)")
     work.add_argument("--hot-file", type=int, help="MiB of hot page cache (instead of --hot)")
     work.add_argument("--move-at", type=float, help="seconds after ready when the hot set moves")
+    work.add_argument("--compressible", action="store_true", help="anonymous pages zswap can compress (about 4:1)")
     scenario = sub.add_parser("scenario")
     scenario.add_argument("--controller", choices=CONTROLLERS, required=True)
     scenario.add_argument("--seconds", type=float, default=90)
@@ -562,7 +610,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.command == "workload":
         workload(args.cgroup, args.anon, args.file, args.hot, args.path, args.seconds, args.cpu,
-                 args.hot_anon, args.hot_file, args.move_at)
+                 args.hot_anon, args.hot_file, args.move_at, args.compressible)
     elif args.command in ("loop", "senpai"):
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # senpai_like puts memory.high back on the way out
         (trivial_loop if args.command == "loop" else senpai_like)(args.cgroup, args.target)

@@ -342,3 +342,23 @@ def test_each_kind_of_memory_has_its_own_edge_in_the_estimate():
     # Calm passes that change nothing keep the time of the last evidence: its age grows.
     policy.plan(reading_split(5.0, 150 * MIB, 100 * MIB, anon_refaults, file_refaults), state)
     assert policy.working_set(state) == (260 * MIB, 4.0)
+
+
+def test_swap_cache_and_zswap_are_not_counted_in_the_estimate():
+    # 6.1's classic LRU keeps copies of pages already written to swap (the
+    # unmapped swap cache: in neither anon nor file) and zswap's pool is
+    # charged to the group: neither is memory the workload needs.  Without
+    # taking them off, the bench's estimate was 40% over its hot set.
+    policy = pressure_policy({"refault_target": 0.1})
+    state = {}
+    refaults = 4 * MIB // PAGE_SIZE
+
+    def reading(time, anon_pages, file_pages):
+        stat = {"anon": 150 * MIB, "file": 100 * MIB, "swapcached": 90 * MIB, "zswap": 30 * MIB,
+                "workingset_refault_anon": anon_pages, "workingset_refault_file": file_pages}
+        return Reading("web", time, 380 * MIB, None, 0, stat, None, group_pressure(0))
+
+    policy.plan(reading(0.0, 0, 0), state)
+    policy.plan(reading(1.0, 0, 0), state)
+    policy.plan(reading(2.0, refaults, refaults), state)
+    assert policy.working_set(state) == (260 * MIB, 2.0)  # 150 + 100 + the 10 MiB of kernel memory

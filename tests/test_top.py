@@ -423,3 +423,69 @@ def test_without_a_terminal_top_prints_batch_frames(fake_v1):
     assert completed.returncode == 0, completed.stderr
     assert completed.stdout.startswith("memcgctl top - ") and "\nweb " in completed.stdout
     assert "\x1b[" not in completed.stdout
+
+
+def write_daemon_counters(journal_directory, root, pid: int, rows: list) -> None:
+    """The counters file a daemon on ROOT (process PID) writes."""
+    import os
+    import time
+
+    from memcgctl.daemon.counters import counters_file_name
+
+    row_defaults = {"reclaimed_bytes": 0, "actions": 0, "backoffs": 0, "errors": 0}
+    document = {"pid": pid, "started": time.time(), "root": str(root), "root_device": root.stat().st_dev,
+                "root_inode": root.stat().st_ino, "rows": [{**row_defaults, **row} for row in rows]}
+    (journal_directory / counters_file_name(root)).write_text(json.dumps(document))
+    assert os.path.exists(journal_directory / counters_file_name(root))
+
+
+def test_a_running_daemons_working_set_estimate_shows_with_its_age(fake_v2, journal_directory):
+    import os
+    import time
+
+    make_groups(fake_v2, "web", "db")
+    set_usage(fake_v2, 2, "web", 300 * MIB, anon=200 * MIB, file=100 * MIB)
+    write_daemon_counters(journal_directory, fake_v2, os.getpid(), [  # this process stands for the daemon
+        {"group": "web", "policy": "pressure", "working_set_bytes": 250 * MIB,
+         "working_set_updated": time.time() - 12},
+        {"group": "db", "policy": "watermark"}])
+    result = run_cli(fake_v2, "top", "-b", "-n", "1")
+    assert result.exit_code == 0, result.stderr
+    title, header, *lines = result.stdout.splitlines()[:4]
+    assert header.split()[-1] == "WSET/AGE"
+    cells = {line.split()[0]: line.split() for line in lines}
+    assert cells["web"][-1] in ("250M/12s", "250M/13s") and cells["db"][-1] == "-"
+    result = run_cli(fake_v2, "top", "--json", "-n", "1")
+    groups = {group["group"]: group for group in json.loads(result.stdout)["groups"]}
+    assert groups["web"]["working_set"]["bytes"] == 250 * MIB
+    assert 12 <= groups["web"]["working_set"]["age_seconds"] < 14 and groups["db"]["working_set"] is None
+
+
+def test_no_working_set_column_without_a_running_daemon(fake_v2, journal_directory):
+    import time
+
+    make_groups(fake_v2, "web")
+    finished = subprocess.Popen([sys.executable, "-c", "pass"])
+    finished.wait()
+    write_daemon_counters(journal_directory, fake_v2, finished.pid, [
+        {"group": "web", "policy": "pressure", "working_set_bytes": 250 * MIB, "working_set_updated": time.time()}])
+    result = run_cli(fake_v2, "top", "-b", "-n", "1")
+    assert result.exit_code == 0 and "WSET" not in result.stdout, result.stderr
+    (journal_directory / next(journal_directory.glob("daemon-counters-*")).name).write_text("{broken")
+    result = run_cli(fake_v2, "top", "-b", "-n", "1")
+    assert result.exit_code == 0 and "WSET" not in result.stdout and result.stderr == "", result.stderr
+
+
+def test_the_working_set_column_goes_first_in_a_narrow_window(fake_v2):
+    from memcgctl.render.live import View, render
+
+    make_groups(fake_v2, "web")
+    frame = Sampler(open_hierarchy(fake_v2), working_sets=lambda: {"web": (250 * MIB, 0.0)}).next_frame()
+    view = View(version=2)
+
+    def header(width):
+        return render(frame, view, width, 10).plain.splitlines()[1].split()
+
+    assert header(200)[-1] == "WSET/AGE"
+    narrower = header(len(render(frame, view, 200, 10).plain.splitlines()[1].rstrip()) - 1)
+    assert "WSET/AGE" not in narrower and "SWAP" in narrower

@@ -9,6 +9,7 @@ Each test uses a tmux server of its own (-L) and kills only that server.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import shlex
@@ -411,3 +412,30 @@ def test_an_oom_kill_before_top_started_stands_out_with_its_total(kernel_root, t
     terminal.press("q")
     assert terminal.exit_status() == 0
     assert terminal.terminal_restored()
+
+
+def test_the_live_screen_shows_a_running_daemons_working_set(fake_v2, journal_directory, terminal):
+    """While a daemon runs a pressure rule on a group, its estimate and age
+    show in the WSET/AGE column of the live screen, read again each frame."""
+    from memcgctl.daemon.counters import counters_file_name
+
+    assert run_process(fake_v2, "create", "web").returncode == 0
+    (fake_v2 / "web" / "memory.current").write_text(f"{300 * MIB}\n")
+
+    def counters(size: int, age: float) -> None:
+        row = {"group": "web", "policy": "pressure", "reclaimed_bytes": 0, "actions": 0, "backoffs": 0, "errors": 0,
+               "working_set_bytes": size, "working_set_updated": time.time() - age}
+        document = {"pid": os.getpid(), "started": time.time(), "root": str(fake_v2),  # this process: the daemon
+                    "root_device": fake_v2.stat().st_dev, "root_inode": fake_v2.stat().st_ino, "rows": [row]}
+        temporary = journal_directory / "counters.tmp"
+        temporary.write_text(json.dumps(document))
+        temporary.rename(journal_directory / counters_file_name(fake_v2))
+
+    counters(250 * MIB, 30)
+    terminal.start_top(fake_v2, "-d", "0.2")
+    screen = terminal.wait_for(lambda screen: "WSET/AGE" in screen and row(screen, "web") is not None)
+    assert row(screen, "web")[-1] in ("250M/30s", "250M/31s"), screen
+    counters(180 * MIB, 0)  # the daemon changed its estimate
+    terminal.wait_for(lambda screen: (row(screen, "web") or [""])[-1].startswith("180M/"))
+    terminal.press("q")
+    assert terminal.exit_status() == 0 and terminal.terminal_restored()

@@ -29,29 +29,27 @@ def _print_detail(backend, name: str) -> None:
     stat = backend.read_figures(backend.group(name), DETAIL_PARTS)
     # v1: memory.failcnt beside memory.oom_control's oom_kill
     events = {**({} if stat.failcnt is None else {"failcnt": stat.failcnt}), **(stat.events or {})}
-    for line in detail_lines(stat, backend.limit_names, events, _working_sets(backend, stat.group)):
+    generations = None
+    if backend.version == 2 and backend.fs.is_kernel:
+        from pathlib import Path
+
+        from ..kernel.lru_gen import estimate_of
+
+        generations = estimate_of(Path(stat.path))
+    for line in detail_lines(stat, backend.limit_names, events, _working_sets(backend, stat.group), generations):
         click.echo(line)
 
 
 def _working_sets(backend, label: str) -> tuple:
-    """A running daemon's working-set estimates of the group LABEL, from its
-    counters file: ((policy, bytes, age in seconds), ...); none without a
-    daemon, or when its file cannot be read (stat reports the kernel's figures
-    whatever the daemon's file holds)."""
+    """A running daemon's working-set estimates of the group LABEL:
+    ((policy, bytes, age in seconds), ...); none without a daemon."""
     import time
 
-    from ..errors import MemcgError
-    from ..export.daemon_counters import UnreadableCounters, read_daemon_counters
+    from ..export.daemon_counters import working_sets
 
-    if backend.journal is None:
-        return ()
-    try:
-        counters = read_daemon_counters(backend.journal, backend.fs.root, backend.fs.root_identity())
-    except (UnreadableCounters, MemcgError):
-        return ()
     now = time.time()
-    return tuple((row["policy"], row["working_set_bytes"], max(0.0, now - row["working_set_updated"]))
-                 for row in counters.rows if row["group"] == label and "working_set_bytes" in row) if counters else ()
+    return tuple((each.policy, each.size, max(0.0, now - each.updated))
+                 for each in working_sets(backend) if each.group == label)
 
 
 def _print_fields(backend, groups, recursive: bool, fields: str | None, as_csv: bool, unreadable: list) -> None:

@@ -53,7 +53,9 @@ def top(settings: Settings, groups, interval, count, batch, as_json):
     the footer sort (again: reverse).  Events are totals, with what is new
     since start in brackets: 12(+3).  Rows at 90% of their limit or more, or
     with any OOM kill, stand out.  A narrow window hides the least important
-    columns first.  Without a terminal, or with -b, plain frames are printed.
+    columns first.  While a daemon runs a pressure rule on a group, WSET/AGE
+    shows its working-set estimate and how long ago it last changed.  Without
+    a terminal, or with -b, plain frames are printed.
 
     \b
     Example:
@@ -64,7 +66,8 @@ def top(settings: Settings, groups, interval, count, batch, as_json):
     from ..render.frames import frame_parts
 
     backend = settings.backend()
-    sampler = Sampler(backend, groups, parts=frame_parts(backend.version))
+    sampler = Sampler(backend, groups, parts=frame_parts(backend.version),
+                      working_sets=lambda: _daemon_working_sets(backend))
     if not (as_json or batch) and sys.stdout.isatty():
         from ..render.live import LiveTop
 
@@ -73,6 +76,18 @@ def top(settings: Settings, groups, interval, count, batch, as_json):
         _guard_output(lambda: _print_frames(sampler, interval, count, as_json))
     # After the frames (and the live screen) are done: said once per group.
     settings.exit_with_unreadable("top", list(sampler.unreadable.items()))
+
+
+def _daemon_working_sets(backend) -> dict:
+    """{group: (bytes, unix time of its last change)}: a running daemon's
+    working-set estimates, read again each frame (the daemon rewrites its
+    counters file after each change); the first policy's where two have one."""
+    from ..export.daemon_counters import working_sets
+
+    found: dict = {}
+    for each in working_sets(backend):
+        found.setdefault(each.group, (each.size, each.updated))
+    return found
 
 
 def _print_frames(sampler, interval: float, count: int | None, as_json: bool) -> None:

@@ -85,6 +85,30 @@ def _parse_row(row: dict) -> dict:
     return parsed
 
 
+class WorkingSet(NamedTuple):
+    group: str
+    policy: str
+    size: int  # bytes
+    updated: float  # unix seconds of the estimate's last change
+
+
+def working_sets(backend) -> list[WorkingSet]:
+    """The working-set estimates of the daemon running on BACKEND's root,
+    from its counters file; none without a daemon, without a journal, or when
+    the file cannot be read (stat and top show the kernel's figures whatever
+    the daemon's file holds)."""
+    if backend.journal is None:
+        return []
+    try:
+        counters = read_daemon_counters(backend.journal, backend.fs.root, backend.fs.root_identity())
+    except (UnreadableCounters, MemcgError):
+        return []
+    if counters is None:
+        return []
+    return [WorkingSet(row["group"], row["policy"], row["working_set_bytes"], row["working_set_updated"])
+            for row in counters.rows if "working_set_bytes" in row]
+
+
 # How much later than its "started" the daemon's process may have begun (its
 # clock is read after Python starts); a process that began later holds a
 # reused pid.

@@ -64,6 +64,9 @@ class GroupRow(NamedTuple):
     refaults_per_second: float | None  # v1 only
     events_since_start: dict
     figures: GroupFigures  # the group's record, as read for this frame (a column may show any part of it)
+    # A running daemon's working-set estimate of the group: (bytes, seconds
+    # since it last changed), from the daemon's counters; None without one.
+    working_set: tuple[int, float] | None = None
 
     @property
     def group(self) -> str:
@@ -80,7 +83,9 @@ class GroupRow(NamedTuple):
         figures["events"] = dict(self.sample.events)
         figures.update(percent_of_limit=self.percent_of_limit, change_per_second=self.change_per_second,
                        refaults_per_second=self.refaults_per_second,
-                       events_since_start=dict(self.events_since_start), stands_out=self.stands_out)
+                       events_since_start=dict(self.events_since_start), stands_out=self.stands_out,
+                       working_set=None if self.working_set is None else
+                       {"bytes": self.working_set[0], "age_seconds": round(self.working_set[1], 1)})
         return figures
 
 
@@ -111,14 +116,19 @@ def effective_limit(sample: GroupSample) -> int | None:
 class Sampler:
     """Takes frames of the groups NAMES (and all below them) under BACKEND's
     root; no names: every group under the root.  PARTS: the parts of the
-    record the frame's columns show (ROW_PARTS are read in any case)."""
+    record the frame's columns show (ROW_PARTS are read in any case).
+    WORKING_SETS, if given, is called once a frame for a running daemon's
+    working-set estimates: {group: (bytes, unix time of the estimate's last
+    change)}."""
 
     def __init__(self, backend: Backend, names: tuple | list = (),
-                 clock: Callable[[], float] = time.monotonic, parts: frozenset = TOP_PARTS):
+                 clock: Callable[[], float] = time.monotonic, parts: frozenset = TOP_PARTS,
+                 working_sets: Callable[[], dict] | None = None):
         self.backend = backend
         self.names = list(names)
         self.clock = clock
         self.parts = ROW_PARTS | parts
+        self.working_sets = working_sets
         self._previous: dict[str, tuple[float, GroupSample]] = {}
         self._baselines: dict[str, dict] = {}
         self._frames = 0
@@ -162,6 +172,10 @@ class Sampler:
             sample = sample_of(figures)
             current[sample.group] = (started, sample)
             rows.append(self._row(started, sample, figures))
+        if self.working_sets is not None:  # after the groups: their reads stay close to STARTED
+            estimates, wall = self.working_sets(), time.time()
+            rows = [row._replace(working_set=(estimates[row.group][0], max(0.0, wall - estimates[row.group][1])))
+                    if row.group in estimates else row for row in rows]
         previous_time = self._frame_time if self._frames else None
         appeared = [name for name in current if name not in self._previous] if self._frames else []
         vanished = [name for name in self._previous if name not in current]
@@ -252,6 +266,7 @@ SORT_KEYS = {
     "pressure": (lambda row: _pressure_figure(row), True),
     "events": (lambda row: (sum(row.events_since_start.values()), sum(row.sample.events.values())), True),
     "pids": (lambda row: row.sample.pids, True),
+    "working_set": (lambda row: None if row.working_set is None else row.working_set[0], True),
 }
 
 

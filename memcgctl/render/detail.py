@@ -158,11 +158,13 @@ FIGURE_ROWS: dict[str, tuple[str, str, Callable[[int], str], str]] = {
 DETAIL_PARTS = frozenset((*LIMIT_MEANINGS, *FIGURE_ROWS, "stat", "events", "failcnt"))
 
 
-def detail_lines(stat: GroupFigures, limit_names: tuple, events: dict, working_sets: tuple = ()) -> list[str]:
+def detail_lines(stat: GroupFigures, limit_names: tuple, events: dict, working_sets: tuple = (),
+                 generations=None) -> list[str]:
     """The report of one group: a title, then each section's counters as
     'name  value  meaning'.  LIMIT_NAMES: the limits of this cgroup version;
     EVENTS: v2 memory.events, or v1's failcnt and oom_kill; WORKING_SETS: a
-    running daemon's estimates of the group, (policy, bytes, age in seconds)."""
+    running daemon's estimates of the group, (policy, bytes, age in seconds);
+    GENERATIONS: the multi-gen LRU's estimate (kernel.lru_gen), or None."""
     rows: dict[str, list[tuple[str, str, str]]] = {section: [] for section in SECTIONS}
     for policy, size, age in working_sets:
         rows[DAEMON].append(("working_set", format_size(size),
@@ -175,6 +177,12 @@ def detail_lines(stat: GroupFigures, limit_names: tuple, events: dict, working_s
         value = getattr(stat, figure)
         if value is not None:
             rows[section].append((name, shown(value), meaning))
+    if generations is not None:
+        rows[MEMORY].append(("lru_gen_working_set", format_size(generations.size),
+                             f"pages the kernel's multi-gen LRU found used, in generations born in the last "
+                             f"{generations.window:.0f} s ({format_size(generations.anon_bytes)} anon, "
+                             f"{format_size(generations.file_bytes)} file; the youngest "
+                             f"{generations.youngest_age:.0f} s old)"))
     for source in (stat.stat or {}, events):
         for key, value in source.items():
             section, unit, meaning = describe(key)

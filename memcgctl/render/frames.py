@@ -55,6 +55,25 @@ def _events_cell(row: GroupRow) -> str:
                     for name, total in row.sample.events.items())
 
 
+def compact_age(seconds: float) -> str:
+    """'12s', '5m', '3h', '2d': how old a figure is, in one short unit."""
+    if seconds < 100:
+        return f"{seconds:.0f}s"
+    if seconds < 100 * 60:
+        return f"{seconds / 60:.0f}m"
+    if seconds < 48 * 3600:
+        return f"{seconds / 3600:.0f}h"
+    return f"{seconds / 86400:.0f}d"
+
+
+def _working_set_cell(row: GroupRow) -> str:
+    """A running daemon's estimate and its age: '250M/12s'; '-' without one."""
+    if row.working_set is None:
+        return "-"
+    size, age = row.working_set
+    return f"{compact_size(size)}/{compact_age(age)}"
+
+
 def _percent_cell(row: GroupRow) -> str:
     return "-" if row.percent_of_limit is None else f"{row.percent_of_limit:.1f}"
 
@@ -68,8 +87,9 @@ class Column(NamedTuple):
     parts: tuple = ()  # the parts of the group's record the cell shows (sampling.ROW_PARTS aside)
 
 
-def columns(version: int) -> list[Column]:
-    """The columns of top on cgroup VERSION, group name first."""
+def columns(version: int, working_set: bool = False) -> list[Column]:
+    """The columns of top on cgroup VERSION, group name first; WORKING_SET:
+    with the daemon's working-set estimate (shown while a daemon has one)."""
     found = [
         Column("GROUP", "group", "n", lambda row: printable(row.group), 99),
         Column("USAGE", "usage", "u", lambda row: compact_size(row.sample.usage), 10),
@@ -94,12 +114,21 @@ def columns(version: int) -> list[Column]:
         Column("HIGH/MAX/OOM" if version == 2 else "FAIL/OOM", "events", "e", _events_cell, 7),
         Column("PIDS", "pids", "P", lambda row: str(row.sample.pids), 4, ("pids",)),
     ]
+    if working_set:
+        # The estimate and how long ago it last changed; the first to go in a
+        # narrow window.  No key sorts by it: the footer has no room left.
+        found.append(Column("WSET/AGE", "working_set", "", _working_set_cell, -1))
     return found
 
 
 def frame_parts(version: int) -> frozenset:
     """The parts of a group's record the columns of VERSION show (for the Sampler)."""
     return frozenset(part for column in columns(version) for part in column.parts)
+
+
+def frame_columns(frame: Frame) -> list[Column]:
+    """The columns of FRAME: the working-set column while any row has an estimate."""
+    return columns(frame.cgroup_version, any(row.working_set is not None for row in frame.rows))
 
 
 def sort_by_key(version: int) -> dict[str, str]:
@@ -124,7 +153,7 @@ def frame_title(frame: Frame, interval: float, shown: int | None = None,
 
 def table_cells(frame: Frame, ordered: list) -> tuple[list[str], list[list[str]]]:
     """The header and the cells of (depth, row) pairs, a tree indented."""
-    shown = columns(frame.cgroup_version)
+    shown = frame_columns(frame)
     header = [column.header for column in shown]
     cells = []
     for depth, row in ordered:

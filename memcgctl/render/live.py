@@ -25,7 +25,7 @@ from rich.text import Text
 
 from ..operations.sampling import Frame, Sampler, order_rows
 from .columns import aligned_lines, column_widths
-from .frames import columns, frame_title, sort_by_key, table_cells
+from .frames import frame_columns, frame_title, sort_by_key, table_cells
 
 ESCAPE, ENTER, BACKSPACES = "\x1b", ("\r", "\n"), ("\x7f", "\x08")
 ALERT_STYLE = "bold red"
@@ -59,8 +59,10 @@ Keys of memcgctl top
 
 Rows at 90% of their limit or more, or with any OOM kill, stand out.
 Events: totals, with what is new since start in brackets: 12(+3).
-A narrow window hides the least important columns first (SWAP,
-pressure, FILE, ANON, PIDS, ...); the sorted column stays."""
+A narrow window hides the least important columns first (WSET/AGE,
+SWAP, pressure, FILE, ANON, PIDS, ...); the sorted column stays.
+WSET/AGE, while a daemon runs a pressure rule on the group: its
+working-set estimate and how long ago it last changed."""
 
 
 class View:
@@ -181,11 +183,10 @@ class View:
         return "q quit  h help (keys)"
 
 
-def fitting_columns(version: int, header: list[str], cells: list[list[str]], width: int, sort: str) -> list[int]:
-    """The indices of the columns to show in WIDTH: all of them if they fit,
-    else without the least important ones (never the group, nor the sorted
-    column); the group's name is cut at the right if even that is too wide."""
-    shown = columns(version)
+def fitting_columns(shown: list, header: list[str], cells: list[list[str]], width: int, sort: str) -> list[int]:
+    """The indices of the columns (SHOWN) to show in WIDTH: all of them if
+    they fit, else without the least important ones (never the group, nor the
+    sorted column); the group's name is cut at the right if even that is too wide."""
     widths = column_widths(header, cells)
     kept = list(range(len(shown)))
     for index in sorted(kept[1:], key=lambda index: shown[index].importance):
@@ -214,9 +215,10 @@ def render(frame: Frame, view: View, width: int, height: int) -> Text:
     if view.help:
         return _help_screen(text, view, width, height)
     header, cells = table_cells(frame, visible)
-    sorted_index = next(i for i, column in enumerate(columns(frame.cgroup_version)) if column.sort == view.sort)
+    shown = frame_columns(frame)
+    sorted_index = next(i for i, column in enumerate(shown) if column.sort == view.sort)
     header[sorted_index] += "^" if view.reverse else "v"
-    kept = fitting_columns(frame.cgroup_version, header, cells, width, view.sort)
+    kept = fitting_columns(shown, header, cells, width, view.sort)
     lines = aligned_lines([header[i] for i in kept], [[line[i] for i in kept] for line in cells])
     text.append(lines[0][:width] + "\n", style="reverse")
     for line, (_, row) in zip(lines[1:], visible, strict=True):

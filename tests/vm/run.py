@@ -137,6 +137,8 @@ mount -t 9p -o $O9P,cache=loose,ro hostroot $R || fail "cannot mount the host ro
 mount -t proc proc $R/proc || fail "cannot mount /proc"
 mount -t sysfs sysfs $R/sys || fail "cannot mount /sys"
 mount -t cgroup2 cgroup2 $R/sys/fs/cgroup || fail "cannot mount cgroup2"
+# debugfs, as systemd mounts it: the multi-gen LRU's lru_gen (read only).
+mount -t debugfs debugfs $R/sys/kernel/debug 2>/dev/null
 echo +memory >$R/sys/fs/cgroup/cgroup.subtree_control || fail "cannot enable +memory"
 mount -t devtmpfs devtmpfs $R/dev || fail "cannot mount /dev"
 mkdir -p $R/dev/pts $R/dev/shm

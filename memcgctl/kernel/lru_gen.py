@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from ..errors import MemcgError
-from .fs import read_optional_system_text
+from ..files import read_optional_system_text
 
 LRU_GEN_FILE = Path("/sys/kernel/debug/lru_gen")
 ENABLED_FILE = Path("/sys/kernel/mm/lru_gen/enabled")

@@ -117,7 +117,7 @@ def columns(version: int, working_set: bool = False) -> list[Column]:
     if working_set:
         # The estimate and how long ago it last changed; the first to go in a
         # narrow window.  No key sorts by it: the footer has no room left.
-        found.append(Column("WSET/AGE", "working_set", "", _working_set_cell, -1))
+        found.append(Column("WSET/AGE", "working_set", "", _working_set_cell, -2))
     return found
 
 

@@ -291,6 +291,18 @@ def test_the_start_line_names_the_rules_and_groups_without_v(fake_v1, tmp_path, 
     assert lines[1:] == ["memcgctl daemon: SIGTERM: stopping"]
 
 
+def test_the_start_line_escapes_a_name_once(fake_v1, tmp_path, journal_directory, daemons):
+    assert run_cli(fake_v1, "create", "a\\x2db").exit_code == 0  # a backslash, as systemd's names have
+    config = write(tmp_path, "interval = 0.2\n" + WATERMARK.replace('"web"', '"a*"'))
+    log = tmp_path / "log"
+    with log.open("w") as stream:
+        daemons.append(daemon := start_daemon(fake_v1, config, stderr=stream))
+    assert wait_for(lambda: run_process(fake_v1, "daemon", "status").returncode == 0)
+    daemon.send_signal(signal.SIGTERM)
+    assert daemon.wait(timeout=30) == 0
+    assert log.read_text().splitlines()[0].endswith(" watermark: a\\\\x2db")  # shown: a\\x2db
+
+
 def test_once_says_nothing_but_its_actions(fake_v1, tmp_path, journal_directory):
     assert run_cli(fake_v1, "create", "web").exit_code == 0
     result = run_process(fake_v1, "daemon", "--config", str(write(tmp_path, WATERMARK)), "--once")

@@ -189,6 +189,18 @@ def write_daemon_counters(directory: Path, root: Path, pid: int, rows: list | No
     return path
 
 
+def test_the_working_set_of_a_group_with_a_backslash_shares_its_label_with_the_other_series(
+        fake_v1, journal_directory):
+    name = "system-a\\x2db.slice"  # as systemd names units: a backslash, shown doubled
+    rows = [{"group": name, "policy": "pressure", "reclaimed_bytes": MIB, "actions": 1, "backoffs": 0,
+             "errors": 0, "working_set_bytes": 250 * MIB, "working_set_updated": time.time()}]
+    write_daemon_counters(journal_directory, fake_v1, os.getpid(), rows)
+    found = samples(run_cli(fake_v1, "export").stdout)
+    shown = "system-a\\\\x2db.slice"
+    assert value(found, "memcgctl_daemon_reclaimed_bytes_total", group=shown, policy="pressure") == MIB
+    assert value(found, "memcgctl_daemon_working_set_bytes", group=shown, policy="pressure") == 250 * MIB
+
+
 def test_daemon_counters_of_a_running_daemon_are_exported(fake_v1, journal_directory):
     started = time.time()
     # This process stands for the daemon.

@@ -42,6 +42,20 @@ def test_generations_of_one_group_are_summed_over_nodes():
     assert lru_gen.parse_generations(LRU_GEN, "/elsewhere") is None
 
 
+def test_a_group_whose_name_has_a_space_is_not_mixed_with_one_named_by_its_first_word():
+    text = f"""\
+memcg    50 /batch/my
+ node     0
+          1       1000       {5 * PAGES_PER_MIB}          0
+memcg    51 /batch/my job
+ node     0
+          1       1000      {70 * PAGES_PER_MIB}          0
+"""
+    mine = lru_gen.parse_generations(text, "/batch/my")
+    assert [(g.number, g.anon_bytes // MIB) for g in mine] == [(1, 5)]
+    assert [(g.number, g.anon_bytes // MIB) for g in lru_gen.parse_generations(text, "/batch/my job")] == [(1, 70)]
+
+
 def test_the_estimate_counts_the_generations_born_in_the_window():
     estimate = lru_gen.estimate(lru_gen.parse_generations(LRU_GEN, "/work"), window=30)
     assert (estimate.size // MIB, estimate.anon_bytes // MIB, estimate.file_bytes // MIB) == (250, 150, 100)

@@ -187,6 +187,35 @@ def test_frames_read_held_files_afresh_and_let_go_of_removed_groups(kernel_root)
     assert _fds_into(kernel_root.path) == []
 
 
+def test_a_named_group_removed_with_its_children_leaves_no_file_held(kernel_root):
+    """`top batch` (and export of batch): batch and the groups below it are
+    removed; their files are let go, not held on dead groups for the rest of
+    the session (no walk under batch comes again to find them gone)."""
+    from memcgctl.export.collector import GroupCollector
+    from memcgctl.export.serve import exposition
+    from memcgctl.kernel.discovery import open_hierarchy
+    from memcgctl.operations.sampling import Sampler
+
+    for reader in ("top", "export"):
+        assert run_process(kernel_root.path, "create", "-p", "batch/a", "batch/b").returncode == 0
+        backend = open_hierarchy(kernel_root.path)
+        if reader == "top":
+            sampler = Sampler(backend, ["batch"])
+            assert {row.group for row in sampler.next_frame().rows} == {"batch", "batch/a", "batch/b"}
+        else:
+            collector = GroupCollector(backend, ["batch"], recursive=True)
+            assert 'group="batch/a"' in exposition(collector).decode()
+        assert _fds_into(kernel_root.path / "batch" / "a"), f"{reader}: the files of batch/a are held"
+        for group in ("batch/a", "batch/b", "batch"):
+            (kernel_root.path / group).rmdir()
+        if reader == "top":
+            assert sampler.next_frame().rows == []
+        else:
+            assert 'group="batch' not in exposition(collector).decode()
+        assert _fds_into(kernel_root.path / "batch") == [], reader  # (the root's own fd stays till close)
+        backend.fs.close()
+
+
 def test_scrapes_read_held_files_afresh_and_leave_out_removed_groups(kernel_root):
     """export --listen keeps the files open between scrapes as top does: the
     next scrape shows a new limit, and a removed group is left out without

@@ -29,7 +29,7 @@ class IntervalType(click.ParamType):
         except ValueError:
             self.fail(f"'{value}' is not a number of seconds", param, ctx)
         if not math.isfinite(seconds) or not SHORTEST_INTERVAL <= seconds <= LONGEST_INTERVAL:
-            self.fail(f"{value!r}: give seconds from {SHORTEST_INTERVAL:g} to {LONGEST_INTERVAL:g}", param, ctx)
+            self.fail(f"'{value}': give seconds from {SHORTEST_INTERVAL:g} to {LONGEST_INTERVAL:g}", param, ctx)
         return seconds
 
 

@@ -149,7 +149,7 @@ def _refuse_a_second_rule_on_one_match(path: Path, locator: KeyLocator, rules: t
     for rule in rules:
         if rule.match in first:
             raise _error(path, locator.line("group", rule.index, "match"), "match",
-                         f"{rule.match!r} is matched by {first[rule.match].label} already: one rule per group")
+                         f"'{rule.match}' is matched by {first[rule.match].label} already: one rule per group")
         first[rule.match] = rule
 
 
@@ -166,9 +166,9 @@ def _refuse_a_group_in_two_pools(path: Path, locator: KeyLocator, pools: tuple) 
                 shared = next((other for other in earlier.groups
                                if fnmatchcase(name, other) or fnmatchcase(other, name)), None)
                 if shared is not None:
-                    through = "" if shared == name else f" (as {shared!r})"
+                    through = "" if shared == name else f" (as '{shared}')"
                     raise _error(path, locator.line("pool", later.index, "groups"), "groups",
-                                 f"{name!r} is in {earlier.label} already{through}: a group in two pools "
+                                 f"'{name}' is in {earlier.label} already{through}: a group in two pools "
                                  "would be shrunk for both budgets; one pool per group")
 
 

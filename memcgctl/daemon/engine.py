@@ -794,11 +794,9 @@ class Engine:
         """One line, even without -v: the rules and the groups each matched
         (the first NAMES_PER_RULE); then a warning for each rule that surely
         does not do what was meant (daemon.checks)."""
-        from ..escape import printable  # group names may hold control characters
-
-        parts = []
+        parts = []  # names as they are: the log escapes each whole line
         for label, policy, names in self.watched_by_rule():
-            shown = printable(" ".join(names[:NAMES_PER_RULE])) or "(no group matches now)"
+            shown = " ".join(names[:NAMES_PER_RULE]) or "(no group matches now)"
             more = f" and {len(names) - NAMES_PER_RULE} more" if len(names) > NAMES_PER_RULE else ""
             parts.append(f"{label} {policy}: {shown}{more}")
         self.log.note(f"{opening}: {len(self.rules)} rule(s), {len(self.pools)} pool(s), {len(self.watched)} "

@@ -197,6 +197,10 @@ class GroupCollector:
         file it may not read) is counted, and the scrape goes on."""
         try:
             groups = self._selected_groups()
+        except NotFound:  # a group named is gone: so are the files held of its children
+            for name in self.names:
+                self.backend.fs.let_go_of(self.backend.group(name, must_exist=False))
+            return 0, 1
         except MemcgError:
             return 0, 1
         read = errors = 0
@@ -239,7 +243,7 @@ class GroupCollector:
                 families.counter(f"daemon_{key}", DAEMON_HELP[key], [printable(row["group"]), row["policy"]], row[key],
                                  ("group", "policy"))
             if "working_set_bytes" in row:
-                labels = [row["group"], row["policy"]]
+                labels = [printable(row["group"]), row["policy"]]
                 families.gauge("daemon_working_set_bytes", WORKING_SET_HELP, labels, row["working_set_bytes"],
                                ("group", "policy"))
                 families.gauge("daemon_working_set_age_seconds", "Seconds since the daemon last changed its "

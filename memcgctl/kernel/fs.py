@@ -692,6 +692,14 @@ class CgroupFS:
         if self.is_kernel and self._held is None:
             self._held = HeldFiles(self)
 
+    def let_go_of(self, group: Group) -> None:
+        """Close the files kept open of GROUP and of every group below it: a
+        group named by a reader is gone, so no walk under it will find its
+        children gone (their fds would keep the dead groups in the kernel)."""
+        if self._held is not None:
+            self._held.forget_below(str(group.path), set())
+            self._held.drop(str(group.path))
+
     def close(self) -> None:
         """Close the fd of the root (opened again when next needed) and the
         files kept open."""

@@ -85,7 +85,9 @@ def parse_generations(text: str, cgroup_path: str) -> list[Generation] | None:
         if not fields:
             continue
         if fields[0] == "memcg":
-            current = len(fields) >= 3 and fields[2] == cgroup_path
+            # "memcg %5hu %s": the path is the rest of the line, spaces and all
+            named = line.split(None, 2)
+            current = len(named) == 3 and named[2] == cgroup_path
             listed = listed or current
         elif current and fields[0] != "node" and len(fields) >= 4:
             try:

@@ -154,7 +154,7 @@ class Sampler:
                 group = self.backend.group(name)
                 groups += [group, *fs.descendants_quickly(group)]
             except NotFound:
-                continue
+                fs.let_go_of(self.backend.group(name, must_exist=False))
         return groups
 
     def next_frame(self) -> Frame:

@@ -60,7 +60,7 @@ Keys of memcgctl top
 Rows at 90% of their limit or more, or with any OOM kill, stand out.
 Events: totals, with what is new since start in brackets: 12(+3).
 A narrow window hides the least important columns first (WSET/AGE,
-SWAP, pressure, FILE, ANON, PIDS, ...); the sorted column stays.
+ZSWAP, SWAP, pressure, FILE, ANON, PIDS, ...); the sorted column stays.
 WSET/AGE, while a daemon runs a pressure rule on the group: its
 working-set estimate and how long ago it last changed."""
 

@@ -36,12 +36,12 @@ class PoolPolicy(Policy):
         nested = nesting(groups)
         if nested is not None:
             outer, inner = nested
-            return "groups", (f"{inner!r} may name groups inside {outer!r}: a group's usage includes its "
+            return "groups", (f"'{inner}' may name groups inside '{outer}': a group's usage includes its "
                               "children's (on both cgroup versions), so the pool would count their memory twice; "
                               "list the parent or its children, not both")
         for pattern in rule.get("share", {}):
             if not any(fnmatchcase(group, pattern) or fnmatchcase(pattern, group) for group in groups):
-                return "share", f"{pattern!r} is not in the pool's groups ({', '.join(groups)})"
+                return "share", f"'{pattern}' is not in the pool's groups ({', '.join(groups)})"
         return None
 
     def stepped(self, after: Reading, state: dict) -> None:

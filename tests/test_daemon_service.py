@@ -272,19 +272,25 @@ def test_a_terminal_gets_timestamps(fake_v1, tmp_path, journal_directory):
 # --- the start line ------------------------------------------------------------------------
 
 
+def log_of_a_daemon_started_and_stopped(root, config, tmp_path, daemons) -> list[str]:
+    """The lines a daemon on ROOT by CONFIG logs from its start, once it answers
+    `daemon status`, to its exit on SIGTERM (asserted to be 0)."""
+    log = tmp_path / "log"
+    with log.open("w") as stream:
+        daemons.append(daemon := start_daemon(root, config, stderr=stream))
+    assert wait_for(lambda: run_process(root, "daemon", "status").returncode == 0)
+    daemon.send_signal(signal.SIGTERM)
+    assert daemon.wait(timeout=30) == 0
+    return log.read_text().splitlines()
+
+
 def test_the_start_line_names_the_rules_and_groups_without_v(fake_v1, tmp_path, journal_directory, daemons):
     for index in range(12):
         assert run_cli(fake_v1, "create", "-p", f"batch/job{index:02}").exit_code == 0
     config = write(tmp_path, "interval = 0.2\n" + WATERMARK.replace('"web"', '"batch/*"')
                    + '\n[[pool]]\ngroups = ["nothing*"]\nbudget = "1G"\n')
-    log = tmp_path / "log"
-    with log.open("w") as stream:
-        daemons.append(daemon := start_daemon(fake_v1, config, stderr=stream))
-    assert wait_for(lambda: run_process(fake_v1, "daemon", "status").returncode == 0)
-    daemon.send_signal(signal.SIGTERM)
-    assert daemon.wait(timeout=30) == 0
+    lines = log_of_a_daemon_started_and_stopped(fake_v1, config, tmp_path, daemons)
     names = " ".join(f"batch/job{index:02}" for index in range(10))
-    lines = log.read_text().splitlines()
     assert lines[0] == (
         f"memcgctl daemon: started on {fake_v1} (cgroup v1), {config}: 1 rule(s), 1 pool(s), 12 group(s): "
         f"[[group]] 1 (line 2) watermark: {names} and 2 more; [[pool]] 1 (line 8) pool: (no group matches now)")
@@ -294,13 +300,8 @@ def test_the_start_line_names_the_rules_and_groups_without_v(fake_v1, tmp_path, 
 def test_the_start_line_escapes_a_name_once(fake_v1, tmp_path, journal_directory, daemons):
     assert run_cli(fake_v1, "create", "a\\x2db").exit_code == 0  # a backslash, as systemd's names have
     config = write(tmp_path, "interval = 0.2\n" + WATERMARK.replace('"web"', '"a*"'))
-    log = tmp_path / "log"
-    with log.open("w") as stream:
-        daemons.append(daemon := start_daemon(fake_v1, config, stderr=stream))
-    assert wait_for(lambda: run_process(fake_v1, "daemon", "status").returncode == 0)
-    daemon.send_signal(signal.SIGTERM)
-    assert daemon.wait(timeout=30) == 0
-    assert log.read_text().splitlines()[0].endswith(" watermark: a\\\\x2db")  # shown: a\\x2db
+    lines = log_of_a_daemon_started_and_stopped(fake_v1, config, tmp_path, daemons)
+    assert lines[0].endswith(" watermark: a\\\\x2db")  # shown: a\\x2db
 
 
 def test_once_says_nothing_but_its_actions(fake_v1, tmp_path, journal_directory):

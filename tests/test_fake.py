@@ -11,6 +11,7 @@ import pytest
 
 from memcgctl.errors import EXIT_CODES, NotAvailable
 from memcgctl.kernel.discovery import build_fake_root, open_hierarchy
+from memcgctl.kernel.v2 import RECLAIM_CHUNK
 
 from conftest import all_commands, run_cli
 
@@ -37,7 +38,7 @@ def test_fake_shrink_reports_honestly_that_nothing_was_reclaimed(fake_root):
     assert result.stderr.startswith("memcgctl: shrink web: target not reached: 300 MiB -> 300 MiB (target 100 MiB)")
     assert (fake_root / "web" / limit_file).read_text() == before
     if limit_file == "memory.max":  # v2 asked the kernel to reclaim the difference, and never wrote memory.max
-        assert (fake_root / "web" / "memory.reclaim").read_text() == str(200 * MIB)
+        assert (fake_root / "web" / "memory.reclaim").read_text() == str(RECLAIM_CHUNK)  # a piece at a time
 
 
 def test_v1_shrink_dry_run_shows_lowering_and_restoring(fake_v1):
@@ -52,7 +53,10 @@ def test_v2_shrink_dry_run_shows_the_reclaim_write(fake_v2):
     run_cli(fake_v2, "create", "web")
     set_usage(fake_v2, "web", 300 * MIB)
     result = run_cli(fake_v2, "-n", "shrink", "web", "80%")
-    assert writes(result.stdout) == [f"echo {60 * MIB} > {fake_v2 / 'web' / 'memory.reclaim'}"]
+    # 60 MiB to reclaim: the first piece, and the comment says the rest follows
+    assert writes(result.stdout) == [f"echo {RECLAIM_CHUNK} > {fake_v2 / 'web' / 'memory.reclaim'}"]
+    assert f"# repeated, {RECLAIM_CHUNK} bytes at most a write, while memory.current is above {240 * MIB}" \
+        in result.stdout
 
 
 def test_v2_create_enables_memory_in_each_new_parent(fake_v2):
@@ -83,7 +87,7 @@ def test_v2_limit_dry_run_shows_the_shrink_first(fake_v2):
     set_usage(fake_v2, "web", 300 * MIB)
     result = run_cli(fake_v2, "-n", "limit", "web", "100M")
     assert writes(result.stdout) == [
-        f"echo {200 * MIB} > {fake_v2 / 'web' / 'memory.reclaim'}",
+        f"echo {RECLAIM_CHUNK} > {fake_v2 / 'web' / 'memory.reclaim'}",
         f"echo {100 * MIB} > {fake_v2 / 'web' / 'memory.max'}",
     ]
 

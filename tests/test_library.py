@@ -12,6 +12,7 @@ import pytest
 
 from memcgctl import open_hierarchy, parse_target, read_stats, select_groups, shrink
 from memcgctl.errors import NotFound
+from memcgctl.kernel.v2 import RECLAIM_CHUNK
 from memcgctl.operations.limits import set_limits
 from memcgctl.operations.shrink import StopReason
 from memcgctl.safety.deadline import Deadline
@@ -73,7 +74,7 @@ def test_shrink_of_a_fake_group_reports_what_did_not_happen(fake_backend, capfd)
     assert read(fake_backend, "web", "limit") == str(GIB)  # v1 restored it; v2 never wrote it
     if fake_backend.version == 2:
         assert result.stopped_because is StopReason.NO_PROGRESS
-        assert (fake_backend.fs.root / "web" / "memory.reclaim").read_text() == str(150 * MIB)
+        assert (fake_backend.fs.root / "web" / "memory.reclaim").read_text() == str(RECLAIM_CHUNK)
     assert capfd.readouterr() == ("", "")
 
 
@@ -222,14 +223,17 @@ def test_reclaim_asks_for_swappiness_where_the_kernel_takes_it(fake_v2, journal_
     second = shrink_locked(backend, group, ShrinkTarget(bytes=150 * MIB), swappiness=20)
     assert (first.after, second.after) == (200 * MIB, 150 * MIB) and first.reached and second.reached
     assert backend.reclaim_takes_swappiness is takes_swappiness
+    chunk = RECLAIM_CHUNK
+    pieces = [chunk] * 12 + [4 * MIB]  # 100 MiB, then 50 MiB, at most RECLAIM_CHUNK a write
     if takes_swappiness:
-        assert kernel.writes == [f"{100 * MIB} swappiness=150", f"{50 * MIB} swappiness=20"]
+        assert kernel.writes == [f"{size} swappiness=150" for size in pieces] + \
+            [f"{size} swappiness=20" for size in [chunk] * 6 + [2 * MIB]]
     else:  # the first refusal is the probe: the step goes on without the option, and so do the next ones
-        assert kernel.writes == [f"{100 * MIB} swappiness=150", str(100 * MIB), str(50 * MIB)]
-    # A step that asks for none leaves it out, and the dry run shows what the real run writes.
+        assert kernel.writes == [f"{chunk} swappiness=150"] + [str(size) for size in pieces + [chunk] * 6 + [2 * MIB]]
+    # A step that asks for none leaves it out, and the dry run shows what the real run writes first.
     steps = backend.shrink_step(group, 100 * MIB, swappiness=20).writes
-    assert [write.value for write in steps] == [f"{50 * MIB} swappiness=20" if takes_swappiness else str(50 * MIB)]
-    assert [write.value for write in backend.shrink_step(group, 100 * MIB).writes] == [str(50 * MIB)]
+    assert [write.value for write in steps] == [f"{chunk} swappiness=20" if takes_swappiness else str(chunk)]
+    assert [write.value for write in backend.shrink_step(group, 100 * MIB).writes] == [str(chunk)]
 
 
 def test_v1_leaves_swappiness_out(fake_v1, journal_directory):

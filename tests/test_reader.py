@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import time
 from pathlib import Path
 
 import pytest
@@ -13,7 +15,9 @@ import pytest
 import memcgctl.kernel.fs
 from memcgctl.errors import MemcgError
 from memcgctl.kernel.discovery import open_hierarchy
-from memcgctl.operations.shrink import plan_shrink, shrink_locked
+from memcgctl.kernel.v2 import RECLAIM_CHUNK
+from memcgctl.operations.shrink import StopReason, plan_shrink, shrink_locked
+from memcgctl.safety.deadline import Deadline
 from memcgctl.sizes import ShrinkTarget
 
 from conftest import run_cli
@@ -98,9 +102,10 @@ def count_opens(monkeypatch, name: str) -> list:
     return opened
 
 
-def reclaim_that_works(monkeypatch, current: Path) -> list:
+def reclaim_that_works(monkeypatch, current: Path, each_write=None) -> list:
     """A fake v2 memory.reclaim that frees what it is asked (memory.current
-    goes down by it); the amounts written, in order."""
+    goes down by it); the amounts written, in order.  EACH_WRITE(written) is
+    called inside each write, as a slow kernel would take its time there."""
     written = []
     real_write = os.write
 
@@ -108,6 +113,8 @@ def reclaim_that_works(monkeypatch, current: Path) -> list:
         if os.readlink(f"/proc/self/fd/{fd}").endswith("/memory.reclaim"):
             written.append(int(data))
             current.write_text(str(int(current.read_text()) - int(data)))
+            if each_write is not None:
+                each_write(written)
         return real_write(fd, data)
 
     monkeypatch.setattr(memcgctl.kernel.fs.os, "write", reclaiming)
@@ -128,23 +135,23 @@ def test_the_daemon_reads_memory_current_once_for_the_snapshot_and_once_after_th
     result = run_cli(fake_v2, "daemon", "--config", str(config), "--once")
     assert result.exit_code == 0
     assert "web: watermark: usage 950 MiB >= high 900 MiB: 950 MiB -> 800 MiB in " in result.stderr
-    assert written == [150 * MIB]
+    assert sum(written) == 150 * MIB and max(written) == RECLAIM_CHUNK  # in pieces
     assert current.read_text() == str(800 * MIB)
-    assert len(opened) == 2, opened
+    assert len(opened) == 1 + len(written), opened  # the snapshot, and what each piece reached
 
 
 def test_v2_reclaim_makes_the_planned_write_not_one_planned_again(fake_v2, monkeypatch):
     run_cli(fake_v2, "create", "web")
     current = fake_v2 / "web" / "memory.current"
-    current.write_text(str(500 * MIB))
+    current.write_text(str(104 * MIB))
     backend = open_hierarchy(fake_v2)
     web = backend.group("web")
     plan = plan_shrink(backend, web, ShrinkTarget(bytes=100 * MIB))
-    assert [write.value for write in plan.steps[0].writes] == [str(400 * MIB)]  # what a dry run shows
-    current.write_text(str(450 * MIB))  # the group freed some of its own since
+    assert [write.value for write in plan.steps[0].writes] == [str(4 * MIB)]  # what a dry run shows
+    current.write_text(str(103 * MIB))  # the group freed some of its own since
     written = reclaim_that_works(monkeypatch, current)
-    assert backend.reclaim(plan.steps[0]) == 50 * MIB
-    assert written == [400 * MIB]
+    assert backend.reclaim(plan.steps[0]) == 99 * MIB
+    assert written == [4 * MIB]
 
 
 def test_v1_restores_the_limit_its_plan_read_not_one_read_again(fake_v1):
@@ -168,11 +175,47 @@ def test_shrink_locked_given_the_usage_does_not_read_it_to_plan(fake_v2, monkeyp
     current.write_text(str(300 * MIB))
     backend = open_hierarchy(fake_v2)
     web = backend.group("web")
-    reclaim_that_works(monkeypatch, current)
+    written = reclaim_that_works(monkeypatch, current)
     opened = count_opens(monkeypatch, "memory.current")
     result = shrink_locked(backend, web, ShrinkTarget(bytes=100 * MIB), usage=300 * MIB)
     assert (result.before, result.after, result.reached) == (300 * MIB, 100 * MIB, True)
-    assert len(opened) == 1  # after the write: what it reached
+    assert len(opened) == len(written) == 200 * MIB // RECLAIM_CHUNK  # after each write: what it reached
+
+
+def test_a_reclaim_is_written_in_pieces_and_the_deadline_is_kept_between_them(fake_v2, monkeypatch):
+    """One memory.reclaim write of the whole amount could not be cut short:
+    the kernel looks for signals only between its reclaim rounds, and 6.1
+    made one round of 55 MiB that took over 80 s."""
+    run_cli(fake_v2, "create", "web")
+    current = fake_v2 / "web" / "memory.current"
+    current.write_text(str(300 * MIB))
+    backend = open_hierarchy(fake_v2)
+    written = reclaim_that_works(monkeypatch, current, lambda written: time.sleep(0.2))
+    result = shrink_locked(backend, backend.group("web"), ShrinkTarget(bytes=100 * MIB), Deadline(0.5))
+    assert result.stopped_because is StopReason.DEADLINE and not result.reached
+    assert written == [RECLAIM_CHUNK] * 3  # the third piece ends past the deadline: no fourth
+    assert result.after == 300 * MIB - 3 * RECLAIM_CHUNK == int(current.read_text())
+
+
+def test_sigterm_during_a_piece_of_a_daemon_step_stops_the_daemon_after_that_piece(fake_v2, tmp_path, monkeypatch):
+    run_cli(fake_v2, "create", "web")
+    current = fake_v2 / "web" / "memory.current"
+    current.write_text(str(950 * MIB))
+    config = tmp_path / "daemon.toml"
+    config.write_text('[[group]]\nmatch = "web"\npolicy = "watermark"\nhigh = "900M"\nlow = "100M"\n'
+                      'step_seconds = 60\n')
+
+    def terminated_in_the_second(written):
+        if len(written) == 2 or written[-1] > RECLAIM_CHUNK:  # (a whole step in one write: stop there too)
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    written = reclaim_that_works(monkeypatch, current, terminated_in_the_second)
+    result = run_cli(fake_v2, "daemon", "--config", str(config))
+    assert result.exit_code == 0, result.stderr
+    assert "SIGTERM: stopping; the step in flight was undone" in result.stderr
+    assert written == [RECLAIM_CHUNK] * 2
+    assert int(current.read_text()) == 950 * MIB - 2 * RECLAIM_CHUNK
+    assert (fake_v2 / "web" / "memory.max").read_text().strip() == "max"  # v2 changes no limit
 
 
 def usage_file_of(root) -> str:

@@ -51,6 +51,12 @@ DELEGATE_ATTRIBUTES = ("trusted.delegate", "user.delegate")
 
 # memory.reclaim rounds it makes no progress before a shrink gives up.
 NO_PROGRESS_ROUNDS = 2
+# The most one memory.reclaim write asks for.  The kernel checks for signals
+# only between its reclaim rounds, and 6.1 makes one round of the whole amount
+# (try_to_free_mem_cgroup_pages): under a slow swap device one write of 55 MiB
+# took over 80 s, while the step's deadline, SIGTERM and Ctrl-C waited.  In
+# pieces, the deadline and signals are looked at between writes.
+RECLAIM_CHUNK = 8 << 20
 
 
 def _to_kernel(value: int | None) -> str:
@@ -117,7 +123,8 @@ class V2Backend(Backend):
         rounds_without_progress = 0
         while usage > target:
             try:
-                self._reclaim(group, usage - target, step.swappiness, writes.pop(0) if writes else None)
+                self._reclaim(group, min(usage - target, RECLAIM_CHUNK), step.swappiness,
+                              writes.pop(0) if writes else None)
             except Busy:
                 pass  # EAGAIN: reclaimed less than asked; memory.current tells
             reached = self.read_usage(group)
@@ -155,14 +162,14 @@ class V2Backend(Backend):
                     swappiness: int | None = None) -> list[Write]:
         if usage is None:
             usage = self.read_usage(group)
-        return [self._reclaim_write(group, usage - target, swappiness)] if usage > target else []
+        return [self._reclaim_write(group, min(usage - target, RECLAIM_CHUNK), swappiness)] if usage > target else []
 
     def shrink_step(self, group: Group, target: int, best_effort: bool = False,
                     usage: int | None = None, swappiness: int | None = None) -> Reclaim:
         if usage is None:
             usage = self.read_usage(group)
         return Reclaim(group, target, tuple(self.plan_shrink(group, target, usage, swappiness)), {0: (
-            f"repeated with what is left while memory.current is above {target} bytes, until "
+            f"repeated, {RECLAIM_CHUNK} bytes at most a write, while memory.current is above {target} bytes, until "
             f"{NO_PROGRESS_ROUNDS} writes in a row free nothing; memory.max is not touched")}, best_effort, usage,
             swappiness)
 

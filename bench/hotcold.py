@@ -348,8 +348,14 @@ def sample(workloads: dict, seconds: float, driver) -> dict:
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time of process PID so far (the kernel's reclaim done
     in its context, memory.reclaim writes, included)."""
+    return sum(cpu_times(pid))
+
+
+def cpu_times(pid: int) -> tuple[float, float]:
+    """(user, system) CPU seconds of process PID so far: Python's own work,
+    and the kernel's (its reclaim in the writes included)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / os.sysconf("SC_CLK_TCK"), int(fields[12]) / os.sysconf("SC_CLK_TCK")
 
 
 # --- one workload, one controller (the side-by-side table: bench/daemon_pressure.py --table) -------------------
@@ -488,6 +494,8 @@ def run_scenario(parent: Path, kind: str, seconds: float = 90.0, settle: float =
             threading.Thread(target=lambda: log.extend(line.rstrip("\n") for line in driver.stderr),
                              daemon=True).start()
         started = time.monotonic()
+        # CPU spent starting (Python and its imports: seconds under TCG) apart from the work.
+        cpu_at_start = cpu_times(driver.pid) if driver is not None else None
         stall0, stat0, busy0 = read_some_total_us(group), read_stat(group), guest_busy_seconds()
         series, move_sent = [], False
         while time.monotonic() - started < seconds:
@@ -519,6 +527,10 @@ def run_scenario(parent: Path, kind: str, seconds: float = 90.0, settle: float =
                    "throughput_before": rate_before}
         if driver is not None:
             figures["cpu_seconds"] = cpu_seconds(driver.pid)
+            user, system = cpu_times(driver.pid)
+            figures["cpu_start_seconds"] = sum(cpu_at_start)
+            figures["cpu_user_seconds"] = user - cpu_at_start[0]
+            figures["cpu_system_seconds"] = system - cpu_at_start[1]
             figures.update(daemon_figures(parent, group))
             driver.send_signal(signal.SIGTERM)
             try:
@@ -543,6 +555,9 @@ def run_scenario(parent: Path, kind: str, seconds: float = 90.0, settle: float =
         figures["shrunk_mib"] = shrunk / MIB
         if "cpu_seconds" in figures and shrunk > 0:
             figures["cpu_ms_per_mib"] = figures["cpu_seconds"] * 1000 / (shrunk / MIB)
+            # After start-up: what each MiB cost the controller's Python (user) and the kernel (system).
+            working = figures["cpu_user_seconds"] + figures["cpu_system_seconds"]
+            figures["cpu_ms_per_mib_working"] = working * 1000 / (shrunk / MIB)
         figures["swap_current"] = int((group / "memory.swap.current").read_text())
         figures["zswap_current"] = read_zswap_current(group)
         figures["zswap_enabled"] = zswap_enabled()

@@ -83,3 +83,15 @@ def test_bad_text_in_one_group_is_74_and_the_others_shown(fake_v2):
     assert "web" in result.stdout and "db" not in result.stdout
     assert result.stderr.startswith("memcgctl: stat: left out db, which cannot be read: ")
     assert result.stderr.count("\n") == 1
+
+
+def test_tree_draws_a_child_of_a_left_out_group_under_its_nearest_shown_ancestor(fake_v2):
+    """a/x cannot be read: a/x/y was drawn as `y` under a/w, its sibling's place."""
+    for name in ("a", "a/w", "a/x", "a/x/y"):
+        assert run_cli(fake_v2, "create", "-p", name).exit_code == 0
+    (fake_v2 / "a" / "x" / "memory.current").write_text("lots\n")
+    result = run_cli(fake_v2, "tree")
+    assert result.exit_code == 74, result
+    names = [(len(line) - len(line.lstrip(" ")), line.split()[0]) for line in result.stdout.splitlines()]
+    assert names == [(0, "a"), (4, "w"), (4, "x/y")], result.stdout
+    assert result.stderr.startswith("memcgctl: tree: left out a/x, which cannot be read: ")

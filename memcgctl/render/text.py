@@ -88,17 +88,37 @@ def _depth(group: str) -> int:
 
 
 def tree_lines(stats: list[GroupFigures]) -> list[str]:
-    """One line per group, indented under its parent: name, usage / limit."""
+    """One line per group, indented under its parent: name, usage / limit.
+    A group whose parent is not shown (left out, unreadable) goes under its
+    nearest shown ancestor, named by its path from there (`x/y`)."""
     lines = []
     # Indented relative to the first group: `tree b/j` starts at the left.
     top = min((_depth(stat.group) for stat in stats), default=0)
+    depths: dict[str, int] = {}
     for stat in stats:
-        depth = _depth(stat.group) - top
-        name = stat.group if stat.group == ROOT_LABEL else stat.group.rsplit("/", 1)[-1]
+        ancestor = _nearest_shown_ancestor(stat.group, depths)
+        if ancestor is None:
+            depth = _depth(stat.group) - top
+            name = stat.group if stat.group == ROOT_LABEL else stat.group.rsplit("/", 1)[-1]
+        else:
+            depth = depths[ancestor] + 1
+            name = stat.group if ancestor == ROOT_LABEL else stat.group[len(ancestor) + 1:]
+        depths[stat.group] = depth
         pids = f"{stat.pids} pid" if stat.pids == 1 else f"{stat.pids} pids"
         lines.append(f"{'    ' * depth}{printable(name)}  {format_size(stat.usage)} / {_size_cell(stat.limit)}"
                      f"  ({pids})")
     return lines
+
+
+def _nearest_shown_ancestor(group: str, shown: dict) -> str | None:
+    """The closest of GROUP's ancestors in SHOWN (the root included), or None."""
+    if group == ROOT_LABEL:
+        return None
+    parts = group.split("/")
+    for end in range(len(parts) - 1, 0, -1):
+        if "/".join(parts[:end]) in shown:
+            return "/".join(parts[:end])
+    return ROOT_LABEL if ROOT_LABEL in shown else None
 
 
 def stop_reason_text(result: ShrinkResult, timeout: float | None) -> str:

@@ -4,6 +4,7 @@ output for a person and in export's labels (a backslash is shown as \\\\)."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 
@@ -42,7 +43,8 @@ def test_two_names_are_two_spellings_in_every_table(twins, args):
 
 
 def test_detail_and_errors_spell_the_backslash_doubled(twins):
-    detail = run_text(twins, "stat", f"batch/{LITERAL}", "--detail")
+    # Both exist, so the literal one is typed as listed (a\\x1b alone names two groups).
+    detail = run_text(twins, "stat", f"batch/{LITERAL_SHOWN}", "--detail")
     assert detail.returncode == 0, detail.stderr
     assert detail.stdout.splitlines()[0].startswith(f"batch/{LITERAL_SHOWN}  (cgroup v1, ")
     error = run_text(twins, "create", f"batch/{LITERAL}")
@@ -74,3 +76,19 @@ def test_daemon_check_and_log_spell_each_name_once(twins, tmp_path):
     acting = [line for line in once.stderr.splitlines() if ": watermark: " in line and "would run" in line]
     assert len(acting) == 1 and acting[0].startswith(f"memcgctl daemon: batch/{LITERAL_SHOWN}: "), once.stderr
     assert (twins / "batch" / LITERAL / "memory.limit_in_bytes").read_text().strip() != str(100 * 1024**2)
+
+
+def test_a_name_typed_as_listed_that_two_groups_answer_to_is_refused(fake_v1):
+    """batch/a\\nb (a backslash and n) and batch/a<newline>b both exist: typed
+    as tables list the second, `a\\nb` was taken for the first."""
+    assert run_cli(fake_v1, "create", "-p", "batch/a\\nb").exit_code == 0
+    shutil.copytree(fake_v1 / "batch" / "a\\nb", fake_v1 / "batch" / "a\nb")  # create refuses a newline
+    limits = {name: (fake_v1 / "batch" / name / "memory.limit_in_bytes").read_text() for name in ("a\\nb", "a\nb")}
+    refused = run_text(fake_v1, "limit", "batch/a\\nb", "100M")
+    assert refused.returncode == 2, refused
+    assert "names two groups" in refused.stderr and refused.stderr.count("\n") == 1
+    assert {name: (fake_v1 / "batch" / name / "memory.limit_in_bytes").read_text() for name in limits} == limits
+    # Each is still named by its own spelling: the backslash doubled, and the newline as listed.
+    assert run_text(fake_v1, "limit", "batch/a\\\\nb", "100M").returncode == 0
+    assert (fake_v1 / "batch" / "a\\nb" / "memory.limit_in_bytes").read_text().strip() == str(100 * 1024**2)
+    assert (fake_v1 / "batch" / "a\nb" / "memory.limit_in_bytes").read_text() == limits["a\nb"]

@@ -146,16 +146,20 @@ class Backend:
         """The validated group NAME; NotFound (66) if MUST_EXIST and it does not.
         An existing group may also be named as tables spell it (escape.printable):
         batch/a\\nb for a name holding a newline, which no command line can hold."""
+        listed = self._group_listed_as(name) if must_exist and "\\" in name else None
         try:
             group = self.fs.group(name)
             if must_exist:
                 self.fs.require_group(group, self.marker)
-            return group
         except (NotFound, UsageError):
-            listed = self._group_listed_as(name) if must_exist and "\\" in name else None
             if listed is None:
                 raise
             return listed
+        if listed is not None:  # a\nb: a name with a backslash, and the one tables list so for its newline
+            raise UsageError(f"group {name}", "names two groups: one whose name holds a backslash, and one "
+                             "that tables list this way for a control character in its name; type the first "
+                             "as tables list it, each backslash doubled")
+        return group
 
     def _group_listed_as(self, shown: str) -> Group | None:
         """The existing group whose name escape.printable() spells SHOWN, if

@@ -49,9 +49,9 @@ def target_group(backend: Backend, name: str, verb: str, must_exist: bool = True
     """The group NAME that command VERB is to change: never the root, also
     not through a symbolic link to it.  UsageError (2), NotFound (66)."""
     refuse_root_name(name, verb)
-    group = backend.group(name, must_exist=False)
-    if must_exist and "\\" in name and not backend.is_group(group):
-        group = backend.group(name)  # a group named as tables spell it (batch/a\\nb), or NotFound
+    # A name with a backslash may be a group named as tables spell it
+    # (batch/a\\nb), looked up (and refused if two groups answer to it) by backend.group.
+    group = backend.group(name, must_exist=must_exist and "\\" in name)
     if resolves_to_root(backend.fs, group):
         raise UsageError(f"{verb} '{name}'", ROOT_IS_NOT_A_TARGET, str(group.path))
     if must_exist:

@@ -270,9 +270,10 @@ def test_file_refaults_steer_reclaim_toward_anonymous_memory_and_back():
     assert policy.plan(reading_v2(4.0, usage, 0, 0, 3 * pages), state).swappiness == 200  # its range ends at 200
     # Then anonymous memory refaults (swap-ins): back toward page cache.
     assert policy.plan(reading_v2(5.0, usage, 0, pages, 3 * pages), state).swappiness == 160
-    # Both alike, or too few to matter: it stays.
-    assert policy.plan(reading_v2(6.0, usage, 0, 2 * pages, 4 * pages), state).swappiness == 160
-    assert policy.plan(reading_v2(7.0, usage, 0, 2 * pages + 1, 4 * pages), state).swappiness == 160
+    # Both alike (4 MiB each, less than the step: no churn), or too few to matter: it stays.
+    half = pages // 2
+    assert policy.plan(reading_v2(6.0, usage, 0, pages + half, 3 * pages + half), state).swappiness == 160
+    assert policy.plan(reading_v2(7.0, usage, 0, pages + half + 1, 3 * pages + half), state).swappiness == 160
 
 
 def test_refaults_make_the_steps_careful_and_set_the_working_set():
@@ -362,3 +363,27 @@ def test_swap_cache_and_zswap_are_not_counted_in_the_estimate():
     policy.plan(reading(1.0, 0, 0), state)
     policy.plan(reading(2.0, refaults, refaults), state)
     assert policy.working_set(state) == (260 * MIB, 2.0)  # 150 + 100 + the 10 MiB of kernel memory
+
+
+def test_a_step_that_comes_straight_back_holds_the_policy_off_at_the_working_set():
+    """At the hot set a step of 5 MiB a second was refaulted within the
+    second, pass after pass: swap-out and swap-in for nothing.  The policy
+    now holds off for `hold` seconds, then takes a careful step again."""
+    policy = pressure_policy({"max_step": "2%", "refault_target": 0.1, "hold": 10})
+    state, usage = {}, 260 * MIB
+    policy.plan(reading_v2(0.0, usage, 0, 0, 0), state)
+    step = policy.plan(reading_v2(1.0, usage, 0, 0, 0), state)
+    taken = usage - step.target
+    assert taken >= MIB
+    # All of it refaulted within the next pass, PSI calm: no step, a hold.
+    pages = taken // PAGE_SIZE
+    assert policy.plan(reading_v2(2.0, usage, 0, pages // 2, pages - pages // 2), state) is None
+    assert "the last step came back, the group is at its working set; holding off for 10 s" in state["idle_why"]
+    assert state["hold_until"] == 12.0
+    assert policy.plan(reading_v2(11.0, usage, 0, pages // 2, pages - pages // 2), state) is None  # still held
+    # After the hold, calm: a careful step again (near the estimate: a quarter more, at most max_step).
+    again = policy.plan(reading_v2(12.0, usage, 0, pages // 2, pages - pages // 2), state)
+    assert again is not None and MIB <= usage - again.target <= 2 * taken
+    # A few refaults (under CHURN_SHARE of the step) do not hold it off.
+    little = (usage - again.target) // PAGE_SIZE // 4
+    assert policy.plan(reading_v2(13.0, usage, 0, pages // 2 + little, pages - pages // 2), state) is not None

@@ -17,6 +17,9 @@ as they start to.  What it does differently:
   (the TMO paper's reclaim = size x ratio x (1 - pressure / target)).
 - Past `target` it stops, quarters its step and holds off for `hold` seconds
   (twice as long each time it hits pressure again soon after a hold).
+- v2: refaults of most of what the last step took, in the pass after it,
+  say the group is at its working set: it holds off for `hold` seconds
+  rather than take memory that comes straight back (churn).
 - Refaults mark the edge of the working set: while the group refaults more
   than `refault_target` percent of its size a second, or near the usage
   where it last did, its step is at most CAREFUL_SHARE of usage and grows by
@@ -84,6 +87,12 @@ SWAPPINESS_RANGE = (0, 200)
 SKEW = 2.0
 # The working-set estimate follows the usage of edge passes this fast (EWMA).
 ESTIMATE_WEIGHT = 0.5
+# v2: refaults of at least this share of the last step within the pass after
+# it: what the step took came straight back (the workload needs it), so
+# taking more is churn, swap-out by the daemon and swap-in by the workload
+# for nothing (6.12, bench/daemon_pressure.py: 5 MiB a second taken and
+# refaulted at the hot set); the policy holds off for `hold` seconds instead.
+CHURN_SHARE = 0.75
 # Each back-off soon after the previous one holds twice as long, up to this many times `hold`.
 MAX_HOLD_FACTOR = 8
 
@@ -131,6 +140,7 @@ class Signal(NamedTuple):
     what: str
     edge: bool = False
     edge_kinds: tuple = ()  # v2: which kinds ("anon", "file") are at their edge
+    refaulted: int = 0  # v2: bytes refaulted over the pass
 
 
 class PressurePolicy(Policy):
@@ -187,7 +197,11 @@ class PressurePolicy(Policy):
             self._back_off(reading, state, signal)
             return None
         if reading.time < state.get("hold_until", 0.0):
-            return self._idle(state, f"{signal.what}; holding off after pressure")
+            return self._idle(state, f"{signal.what}; holding off")
+        if signal.edge and state.get("step") and signal.refaulted >= CHURN_SHARE * state["step"]:
+            state["hold_until"] = reading.time + self.hold
+            return self._idle(state, f"{signal.what}: the last step came back, the group is at its working set; "
+                                     f"holding off for {self.hold:g} s")
         estimate = state["working_set"][0] if state.get("working_set_complete") else 0
         near_edge = signal.edge or reading.usage < max(state.get("edge", 0), estimate) * EDGE_MARGIN
         step = self._next_step(reading.usage, state.get("step", 0), signal.load, near_edge,
@@ -348,7 +362,8 @@ class PressurePolicy(Policy):
         # (pressure) both are.
         kinds = tuple(kind for kind, refaulted in (("anon", anon_bytes), ("file", file_bytes))
                       if load >= 1 or refaulted / per_second >= self.refault_target / 2)
-        return Signal(load, what, edge=load >= 1 or rate >= self.refault_target, edge_kinds=kinds)
+        return Signal(load, what, edge=load >= 1 or rate >= self.refault_target, edge_kinds=kinds,
+                      refaulted=anon_bytes + file_bytes)
 
     @staticmethod
     def _steer(state: dict, anon_bytes: int, file_bytes: int) -> None:

@@ -99,6 +99,17 @@ def test_step_shrinks_as_pressure_approaches_target():
     assert "2.500% over 1.0 s" in steps[-1].why and state["step"] == 50 * MIB
 
 
+def test_a_steady_low_pressure_gives_a_steady_share_of_the_largest_step():
+    """0.03% stalled a second against a 0.1% target, pass after pass (6.1's
+    window after a blip): the step shrank by 30% each pass down to 1 MiB,
+    and the group crawled.  It now grows to 70% of max_step and stays."""
+    policy = pressure_policy({"target": 0.1, "max_step": "100M"})
+    steps, state = run_passes(policy, [(1000 * MIB, 0)] + [(1000 * MIB, 300)] * 12)
+    taken = [1000 * MIB - step.target for step in steps[1:]]
+    assert taken[-1] == int(100 * MIB * 0.7) and min(taken[3:]) >= taken[2] >= MIB, taken
+    assert "pressure 0.030% over 10 s" in steps[-1].why
+
+
 def test_a_blip_within_a_calm_window_does_not_stop_it():
     # 2 ms stalled in one second (a swap-in or two) is 0.2% of that pass but
     # 0.04% of the last five seconds: under the 0.1% target, reclaim goes on.
@@ -124,12 +135,12 @@ def test_pressure_at_target_backs_off_and_holds():
     # The window (6 ms over 5 and 6 s: 0.12%, 0.1%) extends the hold twice.
     assert state["hold_until"] == 6.0 + 5
     assert state["edge"] == usage
-    # Held until 11 s, then at most a quarter of the step (the window still
-    # holds the stall), growing by at most a quarter a pass (near the usage
-    # that felt pressure).
+    # Held until 11 s, then a quarter of the step grown by a quarter (the
+    # window still holds the stall), growing by at most a quarter a pass
+    # (near the usage that felt pressure).
     assert steps[5:11] == [None] * 6
     taken = [usage - step.target for step in steps[11:]]
-    assert taken[0] <= 25 * MIB and all(b <= a * 1.25 + 1 for a, b in zip(taken, taken[1:], strict=False))
+    assert taken[0] <= 25 * MIB * 1.25 and all(b <= a * 1.25 + 1 for a, b in zip(taken, taken[1:], strict=False))
 
 
 def test_reads_the_total_not_avg10():

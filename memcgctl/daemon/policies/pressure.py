@@ -13,8 +13,9 @@ as they start to.  What it does differently:
   backed off on every such blip stalled at twice the working set), a real
   stall stops it within a pass (and a PSI trigger wakes it).
 - The step grows while pressure stays about zero (doubling each pass up to
-  `max_step`) and shrinks in proportion to the room left below `target`
-  (the TMO paper's reclaim = size x ratio x (1 - pressure / target)).
+  `max_step`); under some pressure it grows by a quarter a pass, up to
+  `max_step` times the room left below `target` (the TMO paper's
+  reclaim = size x ratio x (1 - pressure / target)).
 - Past `target` it stops, quarters its step and holds off for `hold` seconds
   (twice as long each time it hits pressure again soon after a hold).
 - v2: refaults of most of what the last step took, in the pass after it,
@@ -296,7 +297,12 @@ class PressurePolicy(Policy):
         if load <= CALM_LOAD:
             step = int(previous * (CAREFUL_GROWTH if near_edge else 2))
         else:
-            step = int(previous * (1 - load))
+            # TMO's reclaim = size x ratio x (1 - pressure / target): a share
+            # of the largest step, grown to by a quarter a pass.  Shrinking the last
+            # step by (1 - load) each pass decayed it to 1 MiB under a steady
+            # third of the target (6.1's window, bench/daemon_pressure.py):
+            # the group crawled 50 MiB above its working set.
+            step = min(int(previous * CAREFUL_GROWTH), int(largest * (1 - load)))
         return max(smallest, min(largest, step))
 
     def _max_step(self, usage: int) -> int:

@@ -35,6 +35,9 @@ group shrank, and memcgctl's working-set estimate against the hot set.
     python3 bench/daemon_pressure.py --table [--kernels 6.12,6.1] [--controllers memcgctl,loop,senpai,none]
         [--repeat 1] [--move-at S] [--zswap] [--swappiness N] [--json FILE]
 
+With --repeat N the last table gives each figure's mean and range (min to
+max) over the runs, and the throughput loss against the mean of `none`.
+
 --move-at S: the hot set moves S seconds after the controller's start (a
 second phase); the series, printed every 5 s per run, shows whether the
 group grows back and converges again.  --zswap: the guest kernel boots with

@@ -197,6 +197,20 @@ def test_a_reclaim_is_written_in_pieces_and_the_deadline_is_kept_between_them(fa
     assert result.after == 300 * MIB - 3 * RECLAIM_CHUNK == int(current.read_text())
 
 
+def test_a_timeout_of_0_still_gives_the_pieces_one_attempts_time(fake_v2, monkeypatch):
+    """--timeout 0 is one attempt: one whole memory.reclaim write reclaimed
+    clean page cache in full; in pieces, they go on for ATTEMPT_FLOOR_SECONDS."""
+    run_cli(fake_v2, "create", "web")
+    current = fake_v2 / "web" / "memory.current"
+    current.write_text(str(300 * MIB))
+    backend = open_hierarchy(fake_v2)
+    written = reclaim_that_works(monkeypatch, current, lambda written: time.sleep(0.2))
+    result = shrink_locked(backend, backend.group("web"), ShrinkTarget(bytes=100 * MIB), Deadline(0))
+    assert result.stopped_because is StopReason.DEADLINE and not result.reached
+    assert len(written) in (2, 3), written  # 0.2 s each, past 0.5 s: no more
+    assert result.after == 300 * MIB - len(written) * RECLAIM_CHUNK
+
+
 def test_sigterm_during_a_piece_of_a_daemon_step_stops_the_daemon_after_that_piece(fake_v2, tmp_path, monkeypatch):
     run_cli(fake_v2, "create", "web")
     current = fake_v2 / "web" / "memory.current"

@@ -6,7 +6,7 @@ import errno
 from pathlib import Path
 
 from ..errors import Busy, DeadlinePassed, InvalidValue, NoProgress
-from ..safety.deadline import NEVER, Deadline
+from ..safety.deadline import ATTEMPT_FLOOR_SECONDS, NEVER, Deadline
 from .actions import Action, MakeDir, Write
 from .backend import Backend, Reclaim, counters, number
 from .fs import Group
@@ -120,6 +120,9 @@ class V2Backend(Backend):
         group, target = step.group, step.target
         usage = self.read_usage(group) if step.usage is None else step.usage
         writes = list(step.writes)
+        # A deadline already passed (--timeout 0) still gets one attempt: the
+        # pieces of the first ATTEMPT_FLOOR_SECONDS, as a whole write had.
+        attempt = Deadline(ATTEMPT_FLOOR_SECONDS)
         rounds_without_progress = 0
         while usage > target:
             try:
@@ -133,7 +136,7 @@ class V2Backend(Backend):
             if rounds_without_progress >= NO_PROGRESS_ROUNDS:
                 raise NoProgress("reclaim", "the kernel reclaims nothing more (memory in use, no swap?)",
                                  str(group.path / RECLAIM))
-            if usage > target and deadline.expired:
+            if usage > target and deadline.expired and attempt.expired:
                 raise DeadlinePassed()
         return usage
 

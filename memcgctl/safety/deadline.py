@@ -5,6 +5,11 @@ from __future__ import annotations
 
 import time
 
+# The least time one kernel attempt gets, even past its deadline: a timeout
+# of 0 means one attempt (v1: one limit write; v2: memory.reclaim pieces for
+# this long).
+ATTEMPT_FLOOR_SECONDS = 0.5
+
 INFINITY = float("inf")  # not math.inf: the math module costs 0.1 ms at every start
 
 

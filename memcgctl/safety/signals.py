@@ -15,11 +15,9 @@ import contextlib
 import threading
 
 from ..errors import DeadlinePassed, Interrupted
-from .deadline import Deadline
+from .deadline import ATTEMPT_FLOOR_SECONDS, Deadline
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-# The least time one kernel call gets, even past its deadline.
-ATTEMPT_FLOOR_SECONDS = 0.5
 
 
 def _in_main_thread() -> bool:

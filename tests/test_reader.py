@@ -182,16 +182,22 @@ def test_shrink_locked_given_the_usage_does_not_read_it_to_plan(fake_v2, monkeyp
     assert len(opened) == len(written) == 200 * MIB // RECLAIM_CHUNK  # after each write: what it reached
 
 
-def test_a_reclaim_is_written_in_pieces_and_the_deadline_is_kept_between_them(fake_v2, monkeypatch):
-    """One memory.reclaim write of the whole amount could not be cut short:
-    the kernel looks for signals only between its reclaim rounds, and 6.1
-    made one round of 55 MiB that took over 80 s."""
+def slow_shrink_from_300_to_100_mib(fake_v2, monkeypatch, deadline: Deadline):
+    """Shrink web from 300 to 100 MiB within DEADLINE on a fake memory.reclaim
+    that takes 0.2 s a write: (result, the amounts written, memory.current)."""
     run_cli(fake_v2, "create", "web")
     current = fake_v2 / "web" / "memory.current"
     current.write_text(str(300 * MIB))
     backend = open_hierarchy(fake_v2)
     written = reclaim_that_works(monkeypatch, current, lambda written: time.sleep(0.2))
-    result = shrink_locked(backend, backend.group("web"), ShrinkTarget(bytes=100 * MIB), Deadline(0.5))
+    return shrink_locked(backend, backend.group("web"), ShrinkTarget(bytes=100 * MIB), deadline), written, current
+
+
+def test_a_reclaim_is_written_in_pieces_and_the_deadline_is_kept_between_them(fake_v2, monkeypatch):
+    """One memory.reclaim write of the whole amount could not be cut short:
+    the kernel looks for signals only between its reclaim rounds, and 6.1
+    made one round of 55 MiB that took over 80 s."""
+    result, written, current = slow_shrink_from_300_to_100_mib(fake_v2, monkeypatch, Deadline(0.5))
     assert result.stopped_because is StopReason.DEADLINE and not result.reached
     assert written == [RECLAIM_CHUNK] * 3  # the third piece ends past the deadline: no fourth
     assert result.after == 300 * MIB - 3 * RECLAIM_CHUNK == int(current.read_text())
@@ -200,12 +206,7 @@ def test_a_reclaim_is_written_in_pieces_and_the_deadline_is_kept_between_them(fa
 def test_a_timeout_of_0_still_gives_the_pieces_one_attempts_time(fake_v2, monkeypatch):
     """--timeout 0 is one attempt: one whole memory.reclaim write reclaimed
     clean page cache in full; in pieces, they go on for ATTEMPT_FLOOR_SECONDS."""
-    run_cli(fake_v2, "create", "web")
-    current = fake_v2 / "web" / "memory.current"
-    current.write_text(str(300 * MIB))
-    backend = open_hierarchy(fake_v2)
-    written = reclaim_that_works(monkeypatch, current, lambda written: time.sleep(0.2))
-    result = shrink_locked(backend, backend.group("web"), ShrinkTarget(bytes=100 * MIB), Deadline(0))
+    result, written, _ = slow_shrink_from_300_to_100_mib(fake_v2, monkeypatch, Deadline(0))
     assert result.stopped_because is StopReason.DEADLINE and not result.reached
     assert len(written) in (2, 3), written  # 0.2 s each, past 0.5 s: no more
     assert result.after == 300 * MIB - len(written) * RECLAIM_CHUNK

@@ -4,6 +4,7 @@ holds is not read again by the step it plans."""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import signal
@@ -210,6 +211,46 @@ def test_a_timeout_of_0_still_gives_the_pieces_one_attempts_time(fake_v2, monkey
     assert result.stopped_because is StopReason.DEADLINE and not result.reached
     assert len(written) in (2, 3), written  # 0.2 s each, past 0.5 s: no more
     assert result.after == 300 * MIB - len(written) * RECLAIM_CHUNK
+
+
+def growing_kernel_reclaim(monkeypatch, current: Path, growth: int, answer_eagain: bool) -> list:
+    """A kernel's memory.reclaim (as cgroup-v2.rst has it) in a group that
+    does not shrink: each write reclaims the piece while a writer charges it
+    again and GROWTH bytes more; or, ANSWER_EAGAIN, reclaims nothing and
+    answers EAGAIN."""
+    def grow_and_maybe_refuse(written):
+        current.write_text(str(int(current.read_text()) + written[-1] + growth))
+        if answer_eagain:
+            raise OSError(errno.EAGAIN, "Resource temporarily unavailable")
+
+    return reclaim_that_works(monkeypatch, current, grow_and_maybe_refuse)
+
+
+def test_pieces_the_kernel_reclaimed_in_full_are_progress_while_a_writer_grows_the_group(fake_v2, monkeypatch):
+    """CI on 6.12: a page-cache fill grew the group as fast as two 8 MiB
+    pieces took it, and the step stopped at 'the kernel reclaims nothing
+    more' 100 MiB above its target."""
+    run_cli(fake_v2, "create", "web")
+    current = fake_v2 / "web" / "memory.current"
+    current.write_text(str(300 * MIB))
+    backend = open_hierarchy(fake_v2)
+    backend.fs.is_kernel = True  # the kernel's answer to each write is what counts
+    written = growing_kernel_reclaim(monkeypatch, current, RECLAIM_CHUNK // 2, answer_eagain=False)
+    result = shrink_locked(backend, backend.group("web"), ShrinkTarget(bytes=100 * MIB), Deadline(0.5))
+    assert result.stopped_because is StopReason.DEADLINE, result
+    assert len(written) > 2 and int(current.read_text()) == 300 * MIB + len(written) * RECLAIM_CHUNK // 2
+
+
+def test_a_kernel_that_answers_eagain_twice_with_no_fall_is_no_progress(fake_v2, monkeypatch):
+    run_cli(fake_v2, "create", "web")
+    current = fake_v2 / "web" / "memory.current"
+    current.write_text(str(300 * MIB))
+    backend = open_hierarchy(fake_v2)
+    backend.fs.is_kernel = True
+    written = growing_kernel_reclaim(monkeypatch, current, 0, answer_eagain=True)
+    result = shrink_locked(backend, backend.group("web"), ShrinkTarget(bytes=100 * MIB), Deadline(30))
+    assert result.stopped_because is StopReason.NO_PROGRESS, result
+    assert written == [RECLAIM_CHUNK] * 2 and int(current.read_text()) == 300 * MIB
 
 
 def test_sigterm_during_a_piece_of_a_daemon_step_stops_the_daemon_after_that_piece(fake_v2, tmp_path, monkeypatch):

@@ -128,10 +128,18 @@ class V2Backend(Backend):
             try:
                 self._reclaim(group, min(usage - target, RECLAIM_CHUNK), step.swappiness,
                               writes.pop(0) if writes else None)
+                # The kernel answers a write without EAGAIN only when it
+                # reclaimed the whole piece (cgroup-v2.rst, 5.19+): progress
+                # even if a writer in the group grew it back meanwhile (a
+                # page-cache fill made two pieces look like no progress, and
+                # the step stopped at "reclaims nothing more").  A fake
+                # tree's plain file accepts any write: there memory.current tells.
+                reclaimed_in_full = self.fs.is_kernel
             except Busy:
-                pass  # EAGAIN: reclaimed less than asked; memory.current tells
+                reclaimed_in_full = False  # EAGAIN: reclaimed less than asked
             reached = self.read_usage(group)
-            rounds_without_progress = rounds_without_progress + 1 if reached >= usage else 0
+            progressed = reclaimed_in_full or reached < usage
+            rounds_without_progress = 0 if progressed else rounds_without_progress + 1
             usage = reached
             if rounds_without_progress >= NO_PROGRESS_ROUNDS:
                 raise NoProgress("reclaim", "the kernel reclaims nothing more (memory in use, no swap?)",

@@ -113,10 +113,10 @@ class V2Backend(Backend):
 
     def reclaim(self, step: Reclaim, deadline: Deadline = NEVER) -> int:
         # memory.reclaim is stateless and may overshoot or answer EAGAIN when it
-        # reclaimed less than asked; we only trust memory.current, read after
-        # each write.  The first write is the plan's, made from the usage the
-        # plan was made from; memory.max is never touched, so nothing can be
-        # OOM-killed.
+        # reclaimed less than asked; whether to go on is memory.current, read
+        # after each write, against the target.  The first write is the plan's,
+        # made from the usage the plan was made from; memory.max is never
+        # touched, so nothing can be OOM-killed.
         group, target = step.group, step.target
         usage = self.read_usage(group) if step.usage is None else step.usage
         writes = list(step.writes)
